@@ -1,0 +1,32 @@
+# One command each from a fresh clone: `make test`, `make demo`.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.metavoxel-installed
+
+.PHONY: install test test-all demo schema bench clean
+
+install: $(STAMP)
+
+# torch is pinned and installed first: an unpinned torch would pull several GB of CUDA wheels.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "slow or not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/metavoxel demo
+
+schema: $(STAMP)
+	$(VENV)/bin/metavoxel schema --out schemas
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

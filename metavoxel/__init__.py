@@ -1,0 +1,30 @@
+"""metavoxel: one diffusion model over the joint distribution of medical images and clinical metadata.
+
+The public API. Plugins (the built-in kinds included) import only what is re-exported here.
+"""
+
+from metavoxel.errors import CheckpointError, InputError, KernelError, MetavoxelError, PluginError, SpecError
+from metavoxel.io import read_nifti
+from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_registry, hookimpl
+from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
+from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
+from metavoxel.variables import BuildContext, GaussianVariable, ScalarHead, SpatialHead, Variable, VariableKind
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildContext", "CheckpointError", "DiffusionSpec", "GaussianProcess", "GaussianVariable", "InputError",
+    "JointModel", "KernelError", "MetavoxelError", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin",
+    "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead", "SpecError", "UniformDiscreteProcess",
+    "Variable", "VariableKind", "VariableSpec", "build_registry", "default_registry", "hookimpl", "make_schedule",
+    "read_nifti",
+]
+
+
+def __getattr__(name: str):
+    # The engine pulls in the network; import it on first use so `metavoxel --help` stays instant.
+    if name in ("JointModel", "SampleResult"):
+        from metavoxel import diffusion
+
+        return getattr(diffusion, name)
+    raise AttributeError(f"module 'metavoxel' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m metavoxel`` runs the command line."""
+
+from metavoxel.cli import main
+
+main()

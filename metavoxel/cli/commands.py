@@ -1,0 +1,94 @@
+"""The commands. Heavy imports happen inside each command so ``metavoxel --help`` stays instant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
+def plugins() -> None:
+    """List every variable kind with the plugin, distribution and version that provides it."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from metavoxel.plugins import default_registry
+
+    registry = default_registry()
+    table = Table(title="metavoxel variable kinds")
+    for column in ("kind", "plugin", "distribution", "version"):
+        table.add_column(column, no_wrap=True)
+    for column in ("entry point", "description"):
+        table.add_column(column, overflow="fold")
+    for kind in registry.kinds():
+        origin = registry.origin(kind.name)
+        table.add_row(*map(escape, (kind.name, origin.name, origin.distribution, origin.version, origin.entry_point,
+                                   kind.description)))
+    console = Console()
+    console.print(table)
+    for failure in registry.failures:
+        console.print(f"[red]failed:[/red] {escape(str(failure))}")
+
+
+def schema(
+    out: OutDir = Path("schemas"),
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if the files under --out are not current.")] = False,
+) -> None:
+    """Write the ModelSpec JSON Schema and the example specs (schemas/)."""
+    from metavoxel.schema_files import stale_schema_files, write_schema_files
+
+    if check:
+        stale = stale_schema_files(out)
+        if stale:
+            typer.echo(f"stale or missing under {out}: {', '.join(stale)}; run `metavoxel schema --out {out}`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is current")
+        return
+    for path in write_schema_files(out):
+        typer.echo(f"wrote {path}")
+
+
+def demo(
+    out: OutDir = Path("runs/demo"),
+    train_steps: Annotated[int, typer.Option(help="Training steps.", min=1)] = 600,
+    steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 25,
+    num_samples: Annotated[int, typer.Option(help="Samples per subject for predictions.", min=1)] = 3,
+    seed: Seed = 0,
+) -> None:
+    """Train one joint model on the built-in toy cohort, then generate, regress, classify and inpaint with it."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from metavoxel.demo import run_demo
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    console = Console()
+    columns = (TextColumn("{task.description:>15}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        report = run_demo(out, train_steps=train_steps, steps=steps, num_samples=num_samples, seed=seed,
+                          progress=progress)
+    for t in report.tables:
+        table = Table(title=t.title)
+        for column in t.columns:
+            table.add_column(column)
+        for row in t.rows:
+            table.add_row(*map(str, row))
+        console.print(table)
+    console.print(f"trained in {report.metrics['train_seconds']:.0f} s; previews: "
+                  + ", ".join(str(p) for p in report.files))
+    console.print("Same model, any question: JointModel(spec).sample(fix={'image': images, 'group': labels}) "
+                  "samples age; see README.md for the Python API.")

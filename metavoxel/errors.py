@@ -1,0 +1,35 @@
+"""Structured exceptions: every error metavoxel raises on purpose derives from `MetavoxelError`.
+
+Messages answer three questions — what was expected, what arrived, what to do — on one line, so the
+CLI can print them as they are (exit code 2 for bad input; ``METAVOXEL_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+
+class MetavoxelError(Exception):
+    """Base class of every deliberate metavoxel error."""
+
+    exit_code = 1
+
+
+class InputError(MetavoxelError, ValueError):
+    """Bad input from the user (a value, a file, a flag): exit code 2 on the CLI."""
+
+    exit_code = 2
+
+
+class SpecError(InputError):
+    """A model spec that does not validate; the message carries the field path."""
+
+
+class PluginError(MetavoxelError):
+    """A plugin that failed to load or conflicts with another; names the distribution and version."""
+
+
+class KernelError(MetavoxelError, RuntimeError):
+    """An explicitly requested kernel backend that cannot run the given inputs."""
+
+
+class CheckpointError(InputError):
+    """A run directory or checkpoint that is missing, corrupt, or does not match the model."""

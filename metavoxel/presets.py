@@ -1,0 +1,35 @@
+"""Example model specs, written to ``schemas/examples/`` by ``metavoxel schema``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metavoxel.toy import TOY_SPEC
+
+__all__ = ["EXAMPLES"]
+
+SEX = {"name": "sex", "kind": "categorical", "categories": ["F", "M"],
+       "aliases": {"female": "F", "male": "M", "f": "F", "m": "M", "woman": "F", "man": "M"}}
+
+#: The MetaVoxel paper's model: 3D T1w (96×112×96 voxels) through a ×4 KL-VAE to a 4×24×28×24 latent,
+#: age as a continuous and sex as a categorical variable, one LDM-style U-Net over all three.
+T1W_AGE_SEX_LATENT: dict[str, Any] = {
+    "name": "t1w-age-sex-latent",
+    "variables": [
+        {"name": "image", "kind": "image_latent", "channels": 1, "shape": [96, 112, 96],
+         "vae": {"channels": [64, 128, 256], "latent_channels": 4, "num_res_blocks": 2, "norm_num_groups": 32},
+         "scale_factor": 1.0, "weights": "vae/vae.safetensors"},
+        {"name": "age", "kind": "continuous", "range": [40.0, 95.0], "unit": "years"},
+        SEX,
+    ],
+    "diffusion": {"timesteps": 1000, "gaussian": {"name": "scaled_linear", "beta_start": 0.0015, "beta_end": 0.0195},
+                  "discrete": {"name": "cosine"}, "sampling_steps": 50, "eta": 1.0},
+    "network": {"spatial_dims": 3, "channels": [128, 256, 512], "attention_levels": [False, True, True],
+                "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32, "cross_attention_dim": 256},
+    "seed": 0,
+}
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "t1w_age_sex_latent": T1W_AGE_SEX_LATENT,
+    "toy_2d_pixel": TOY_SPEC,
+}

@@ -1,0 +1,84 @@
+"""The Gaussian diffusion process (Ho et al. 2020) with DDIM sampling (Song et al. 2021).
+
+Time follows `metavoxel.processes.schedules`: integer steps ``t`` in ``0..T`` with ``abar[0] = 1``.
+The network predicts the noise ``eps``; every function takes per-sample steps ``t`` of shape (B,).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from metavoxel.errors import SpecError
+
+__all__ = ["GaussianProcess"]
+
+
+class GaussianProcess:
+    """q(x_t | x0) = N(sqrt(abar_t) x0, (1 - abar_t) I), eps-parameterised.
+
+    Args:
+        abar: (T + 1,) cumulative signal levels from `make_schedule`, ``abar[0] == 1``.
+    """
+
+    def __init__(self, abar: torch.Tensor):
+        self.abar = abar.to(torch.float64)
+        self.T = len(abar) - 1
+        if not bool((self.abar > 0).all()):
+            raise SpecError("a Gaussian process needs every level abar_t > 0 (it divides by sqrt(abar_t)); "
+                            "use a schedule with positive levels, e.g. cosine with max_beta=0.999")
+
+    def level(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """abar_t per sample, shaped (B, 1, ..., 1) to broadcast against ``like`` (B, ...)."""
+        a = self.abar.to(t.device)[t.long()].to(like.dtype)
+        return a.reshape(-1, *([1] * (like.dim() - 1)))
+
+    def prior(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """x_T ~ N(0, I)."""
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (eq. 4 of Ho et al.); returns (x_t, eps)."""
+        if eps is None:
+            eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        a = self.level(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps, eps
+
+    def predict_x0(self, x_t: torch.Tensor, eps_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)."""
+        a = self.level(t, x_t)
+        return (x_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
+
+    def ddim_step(self, x_t: torch.Tensor, eps_hat: torch.Tensor, t: torch.Tensor, s: torch.Tensor, *,
+                  eta: float = 0.0, generator: torch.Generator | None = None,
+                  clip: tuple[float, float] | None = None) -> torch.Tensor:
+        """One DDIM step from level t to level s < t (Song et al. 2021, eq. 12).
+
+        x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma²) eps_hat + sigma z, with
+        sigma = eta sqrt((1 - abar_s)/(1 - abar_t)) sqrt(1 - abar_t/abar_s); eta = 0 is deterministic.
+        With ``clip = (lo, hi)``, x0_hat is clamped to the data's range and eps_hat recomputed from it
+        (DDPM's clipped x0 prediction), for data known to lie in that range.
+        """
+        a_t, a_s = self.level(t, x_t), self.level(s, x_t)
+        x0_hat = (x_t - (1 - a_t).sqrt() * eps_hat) / a_t.sqrt()
+        if clip is not None:
+            x0_hat = x0_hat.clamp(*clip)
+            eps_hat = (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
+        sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
+        x_s = a_s.sqrt() * x0_hat + (1 - a_s - sigma**2).clamp_min(0).sqrt() * eps_hat
+        if eta > 0:
+            x_s = x_s + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return x_s
+
+    def undo(self, x_s: torch.Tensor, s: torch.Tensor, t: torch.Tensor, *,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Jump forward from level s to level t > s: x_t ~ q(x_t | x_s) = N(sqrt(abar_t/abar_s) x_s, 1 - abar_t/abar_s)."""
+        r = self.level(t, x_s) / self.level(s, x_s)
+        z = torch.randn(x_s.shape, generator=generator, device=x_s.device, dtype=x_s.dtype)
+        return r.sqrt() * x_s + (1 - r).sqrt() * z
+
+    @staticmethod
+    def loss(eps_hat: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Per-sample mean squared error on the noise, shape (B,)."""
+        return (eps_hat.float() - eps.float()).pow(2).flatten(1).mean(dim=1)

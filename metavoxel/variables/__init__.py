@@ -1,0 +1,6 @@
+"""The Variable protocol and the building blocks kinds compose."""
+
+from metavoxel.variables.gaussian import GaussianVariable
+from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind
+
+__all__ = ["BuildContext", "GaussianVariable", "ScalarHead", "SpatialHead", "Variable", "VariableKind"]

@@ -1,0 +1,47 @@
+"""The forward corruption, reverse step and loss shared by every Gaussian (eps-parameterised) kind."""
+
+from __future__ import annotations
+
+import torch
+
+from metavoxel.processes import GaussianProcess
+
+__all__ = ["GaussianVariable"]
+
+
+class GaussianVariable:
+    """Implements the corruption half of the `Variable` protocol with a `GaussianProcess`.
+
+    A kind sets ``self.process`` and ``self.z_shape`` (the per-record shape of z) and writes the
+    encoder and head halves itself. The network predicts the noise: ``out`` has the shape of z.
+    """
+
+    process: GaussianProcess
+    z_shape: tuple[int, ...]
+    x0_range: tuple[float, float] | None = None  # where z0 is known to lie: reverse steps clip x0_hat to it
+
+    def prior(self, n: int, *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
+        return self.process.prior((n, *self.z_shape), generator=generator, device=device)
+
+    def corrupt(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None):
+        return self.process.q_sample(z0, t, generator=generator)  # (z_t, eps)
+
+    def renoise(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+        return self.process.q_sample(z0, t, generator=generator)[0]
+
+    def undo(self, z_s: torch.Tensor, s: torch.Tensor, t: torch.Tensor, *,
+             generator: torch.Generator | None) -> torch.Tensor:
+        return self.process.undo(z_s, s, t, generator=generator)
+
+    def reverse_step(self, z_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, s: torch.Tensor, *,
+                     eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.process.ddim_step(z_t, out.to(z_t.dtype), t, s, eta=eta, generator=generator, clip=self.x0_range)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.process.loss(out, target)
+
+    def diffusion_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask.bool()
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {}

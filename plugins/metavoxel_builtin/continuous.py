@@ -1,0 +1,117 @@
+"""The ``continuous`` kind: a real value with a declared range [lo, hi] mapped linearly to [-1, 1],
+diffused with the Gaussian process (eps-parameterised, MSE on the noise)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+import metavoxel as mv
+
+MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
+
+
+class ContinuousSpec(mv.VariableSpec):
+    """A continuous scalar such as age."""
+
+    kind: Literal["continuous"]
+    range: tuple[float, float] = Field(description="[lo, hi] of typical values, mapped to [-1, 1].")
+    unit: str = Field("", description="Unit shown in reports (e.g. 'years').")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContinuousSpec:
+        lo, hi = self.range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"range must be two finite numbers with lo < hi, got [{lo}, {hi}]")
+        return self
+
+
+def float_values(raw: Any, what: str) -> torch.Tensor:
+    """Raw numbers for B records (scalars, sequences, arrays; None/NaN/'n/a' missing) -> float64 (B,)."""
+    if isinstance(raw, torch.Tensor):
+        return raw.detach().to("cpu", torch.float64).reshape(-1)
+    if isinstance(raw, np.ndarray):
+        return torch.from_numpy(raw.astype(np.float64)).reshape(-1)
+    items = [raw] if isinstance(raw, (int, float, str)) or raw is None else list(raw)
+    out = []
+    for i, item in enumerate(items):
+        if item is None or (isinstance(item, str) and item.strip().lower() in MISSING_TEXT):
+            out.append(math.nan)
+            continue
+        try:
+            out.append(float(item))
+        except (TypeError, ValueError):
+            raise mv.InputError(f"{what}: record {i} is {item!r}, expected a number (or empty for missing)") from None
+    return torch.tensor(out, dtype=torch.float64)
+
+
+class Continuous(mv.GaussianVariable):
+    """values (B,) float in the variable's units <-> z (B, 1) = 2 (v - lo)/(hi - lo) - 1."""
+
+    kind = "continuous"
+
+    def __init__(self, name: str, lo: float, hi: float, abar: torch.Tensor, unit: str = ""):
+        self.name, self.lo, self.hi, self.unit = name, float(lo), float(hi), unit
+        self.process = mv.GaussianProcess(abar)
+        self.z_shape = (1,)
+        self.head = mv.ScalarHead(channel_features=1, token_features=1, out_features=1)
+
+    @classmethod
+    def from_spec(cls, spec: ContinuousSpec, ctx: mv.BuildContext) -> Continuous:
+        return cls(spec.name, *spec.range, abar=ctx.schedule("gaussian"), unit=spec.unit)
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise mv.InputError(f"{self.name}: expected a number such as {0.5 * (self.lo + self.hi):g}, "
+                                f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise mv.InputError(f"{self.name}: expected a finite number, got {text!r}")
+        return value
+
+    def values(self, raw: Any, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        v = float_values(raw, self.name)
+        present = torch.isfinite(v)
+        return torch.where(present, v, 0.0).float().to(device), present.to(device)
+
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        return (2 * (values.float() - self.lo) / (self.hi - self.lo) - 1).reshape(-1, 1)  # (B, 1)
+
+    def decode(self, z0: torch.Tensor) -> torch.Tensor:
+        return self.lo + (z0.reshape(-1).float() + 1) / 2 * (self.hi - self.lo)  # (B,)
+
+    def format(self, values: torch.Tensor) -> list[float]:
+        return [float(v) for v in values.reshape(-1)]
+
+    def example_values(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.lo + torch.rand(n, generator=generator) * (self.hi - self.lo)
+
+    def channel_input(self, z_t: torch.Tensor) -> torch.Tensor:
+        return z_t  # (B, 1)
+
+    def token_input(self, z_t: torch.Tensor) -> torch.Tensor:
+        return z_t  # (B, 1)
+
+    def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
+        """mean, SD (over samples; 0 for one sample) and the 90% interval [5th, 95th percentile], per subject."""
+        s = samples.double()  # (N, S)
+        sd = s.std(dim=1, correction=1) if s.shape[1] > 1 else torch.zeros(s.shape[0], dtype=s.dtype)
+        q = torch.quantile(s, torch.tensor([0.05, 0.95], dtype=s.dtype), dim=1)  # (2, N)
+        return {"mean": s.mean(dim=1).tolist(), "sd": sd.tolist(), "lower": q[0].tolist(), "upper": q[1].tolist()}
+
+
+KIND = mv.VariableKind(
+    name="continuous", spec=ContinuousSpec, build=Continuous.from_spec,
+    description="Real value scaled from [lo, hi] to [-1, 1]; Gaussian diffusion, MSE on the noise.",
+    examples=({"range": [40.0, 95.0], "unit": "years"}, {"range": [-3.0, 3.0]}),
+)
+
+
+@mv.hookimpl
+def metavoxel_register_kinds(registry) -> None:
+    registry.add(KIND)

@@ -1,0 +1,161 @@
+"""The ``image_latent`` kind: an image passed through a frozen 3D/2D KL-VAE (MONAI ``AutoencoderKL``),
+diffused with the Gaussian process in the VAE's latent space (latent diffusion, Rombach et al. 2022).
+
+z0 = scale_factor * mu(x): the posterior mean, so encoding is deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import metavoxel as mv
+from metavoxel_builtin.image import ImageSpecBase, ImageValues, check_dims
+
+
+class VAESpec(BaseModel):
+    """Architecture of the AutoencoderKL (MONAI's LDM autoencoder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[int] = Field(default_factory=lambda: [64, 128, 256], min_length=2)
+    latent_channels: int = Field(4, ge=1)
+    num_res_blocks: int = Field(2, ge=1)
+    attention_levels: list[bool] | None = Field(None, description="Default: no attention at any level.")
+    norm_num_groups: int = Field(32, ge=1)
+    nonlocal_attention: bool = Field(False, description="Self-attention in the encoder/decoder middle blocks.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VAESpec:
+        if self.attention_levels is not None and len(self.attention_levels) != len(self.channels):
+            raise ValueError("attention_levels needs one flag per entry of channels")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise ValueError(f"every VAE channel count must be divisible by norm_num_groups={self.norm_num_groups}")
+        return self
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+
+class ImageLatentSpec(ImageSpecBase):
+    """An image diffused in the latent space of a frozen KL-VAE."""
+
+    kind: Literal["image_latent"]
+    vae: VAESpec = Field(default_factory=VAESpec)
+    scale_factor: float = Field(1.0, gt=0, description="Latent scale (1/std of the training latents).")
+    weights: str | None = Field(None, description="VAE weights (.safetensors); random if absent (tests only).")
+
+    @model_validator(mode="after")
+    def _divisible(self) -> ImageLatentSpec:
+        f = self.vae.downsample_factor
+        if any(s % f for s in self.shape):
+            raise ValueError(f"shape {self.shape} must be divisible by the VAE downsampling factor {f}; "
+                             f"crop or pad the grid")
+        return self
+
+
+def build_vae(spatial_dims: int, channels: int, spec: VAESpec) -> torch.nn.Module:
+    from monai.networks.nets import AutoencoderKL
+
+    levels = spec.attention_levels or [False] * len(spec.channels)
+    return AutoencoderKL(
+        spatial_dims=spatial_dims, in_channels=channels, out_channels=channels, channels=tuple(spec.channels),
+        latent_channels=spec.latent_channels, num_res_blocks=spec.num_res_blocks, attention_levels=tuple(levels),
+        norm_num_groups=spec.norm_num_groups, with_encoder_nonlocal_attn=spec.nonlocal_attention,
+        with_decoder_nonlocal_attn=spec.nonlocal_attention,
+    )
+
+
+def load_vae_weights(vae: torch.nn.Module, path: str | Path, name: str) -> None:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise mv.CheckpointError(f"{name}: VAE weights {str(path)!r} do not exist; train them with "
+                                 "`metavoxel train-vae` or fix vae weights in the spec")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise mv.CheckpointError(f"{name}: {str(path)!r} is not a readable .safetensors file ({exc})") from None
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise mv.CheckpointError(f"{name}: {str(path)!r} does not fit the VAE in the spec ({len(missing)} missing, "
+                                 f"{len(unexpected)} unexpected tensors); check the spec's vae architecture")
+
+
+class ImageLatent(ImageValues, mv.GaussianVariable):
+    """values (B, C, *shape) voxels <-> z (B, latent_channels, *shape / f) through a frozen VAE."""
+
+    kind = "image_latent"
+    lossless = False  # the VAE reconstructs approximately
+
+    def __init__(self, name: str, channels: int, shape: tuple[int, ...], vae: torch.nn.Module, factor: int,
+                 latent_channels: int, abar: torch.Tensor, scale_factor: float = 1.0):
+        self.name, self.channels, self.shape = name, channels, tuple(shape)
+        self.vae = vae.eval().requires_grad_(False)
+        self.factor, self.scale_factor = factor, float(scale_factor)
+        self.process = mv.GaussianProcess(abar)
+        self.z_shape = (latent_channels, *(s // factor for s in self.shape))
+        self.head = mv.SpatialHead(channels=latent_channels, shape=self.z_shape[1:])
+
+    @classmethod
+    def from_spec(cls, spec: ImageLatentSpec, ctx: mv.BuildContext) -> ImageLatent:
+        check_dims(spec, ctx)
+        rng = torch.random.fork_rng(devices=[]) if spec.weights is None else contextlib.nullcontext()
+        with rng:
+            if spec.weights is None:
+                torch.manual_seed(ctx.seed)
+            vae = build_vae(ctx.spatial_dims, spec.channels, spec.vae)
+        if spec.weights is not None:
+            load_vae_weights(vae, spec.weights, spec.name)
+        return cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
+                   spec.vae.latent_channels, ctx.schedule("gaussian"), spec.scale_factor)
+
+    @torch.no_grad()
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        mu, _sigma = self.vae.encode(values.float())
+        return mu * self.scale_factor
+
+    @torch.no_grad()
+    def decode(self, z0: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z0.float() / self.scale_factor)
+
+    def diffusion_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Voxel known-mask (B, 1|C, *shape) -> latent known-mask (B, 1, *grid).
+
+        A latent voxel counts as unknown if any voxel under it is unknown (max-pool of the unknown
+        region), and the unknown region is then dilated by one latent voxel, so generated content is
+        never squeezed against the known region; known voxels are pasted back after decoding.
+        """
+        pool = F.max_pool3d if len(self.shape) == 3 else F.max_pool2d
+        unknown = (~mask.bool()).any(dim=1, keepdim=True).float()
+        unknown = pool(unknown, kernel_size=self.factor, stride=self.factor)
+        unknown = pool(unknown, kernel_size=3, stride=1, padding=1)  # dilate by one latent voxel
+        return unknown == 0
+
+    def example_values(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand((n, self.channels, *self.shape), generator=generator)
+
+    def channel_input(self, z_t: torch.Tensor) -> torch.Tensor:
+        return z_t
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"vae": self.vae}
+
+
+KIND = mv.VariableKind(
+    name="image_latent", spec=ImageLatentSpec, build=ImageLatent.from_spec,
+    description="Image encoded by a frozen KL-VAE (MONAI AutoencoderKL); Gaussian diffusion on the latent.",
+    examples=({"channels": 1, "shape": [8, 8, 8],
+               "vae": {"channels": [8, 8], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 4}},),
+)
+
+
+@mv.hookimpl
+def metavoxel_register_kinds(registry) -> None:
+    registry.add(KIND)

@@ -1,0 +1,60 @@
+"""The command line: help, plugins, schema, demo, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metavoxel.cli import run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_lists_the_commands(capsys):
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("plugins", "schema", "demo"):
+        assert command in out
+
+
+def test_plugins_lists_builtin_kinds_with_distribution(capsys):
+    assert run(["plugins"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("continuous", "categorical", "image", "image_latent"):
+        assert kind in out
+    assert "metavoxel" in out
+
+
+def test_schema_writes_and_checks(tmp_path, capsys):
+    assert run(["schema", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "modelspec.schema.json").is_file()
+    assert (tmp_path / "examples" / "t1w_age_sex_latent.yaml").is_file()
+    assert run(["schema", "--out", str(tmp_path), "--check"]) == 0
+    (tmp_path / "examples" / "toy_2d_pixel.yaml").write_text("stale")
+    assert run(["schema", "--out", str(tmp_path), "--check"]) == 1
+    assert "toy_2d_pixel.yaml" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.tmp")), "no temporary files left behind"
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    assert run(["schema", "--no-such-flag"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_console_script_is_installed_and_errors_have_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "metavoxel", "schema", "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
+    assert run(["demo", "--out", str(tmp_path), "--train-steps", "5", "--steps", "3", "--num-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    for title in ("Unconditional samples", "Age from image + group", "Group from image + age", "Inpainting"):
+        assert title in out
+    for png in ("unconditional.png", "conditional.png", "inpainting.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 100
+    assert "True" in out  # inpainting kept the known pixels exactly
