@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from metavoxel.diffusion.fused import GaussianGroup
 from metavoxel.errors import InputError, PluginError, SpecError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.spec import ModelSpec
@@ -134,11 +135,15 @@ class JointModel(nn.Module):
         device = self.device
         if t is None:
             t = torch.randint(1, self.timesteps + 1, (n,), generator=generator, device=device)
-        z_t, targets = {}, {}
+        gaussian = GaussianGroup(self)
+        noisy, targets = gaussian.corrupt(z0, t, generator)  # every Gaussian variable in one launch
         for name, var in self.variables.items():
-            noisy, targets[name] = var.corrupt(z0[name], t, generator=generator)
+            if name not in gaussian:
+                noisy[name], targets[name] = var.corrupt(z0[name], t, generator=generator)
+        z_t = {}
+        for name, var in self.variables.items():
             prior = var.prior(n, generator=generator, device=device)
-            z_t[name] = torch.where(_expand(present[name], noisy), noisy, prior)
+            z_t[name] = torch.where(_expand(present[name], noisy[name]), noisy[name], prior)
         out = self.denoise(z_t, t)
         terms = {}
         total = torch.zeros(n, device=device)

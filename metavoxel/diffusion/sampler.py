@@ -3,7 +3,8 @@
 Every variable walks one strided time grid (`metavoxel.diffusion.grid`). After each reverse step to
 level s, each fixed variable is overwritten — inside its mask for images — by its known value re-noised
 to exactly level s (Lugmayr et al. 2022); what is not fixed is thereby sampled from the learned
-conditional. At the end the known values are returned exactly (for latent images: known voxels are
+conditional. Gaussian variables are stepped and overwritten together in one fused kernel call
+(`metavoxel.diffusion.fused`); other kinds use their own ``reverse_step`` and ``renoise``. At the end the known values are returned exactly (for latent images: known voxels are
 pasted back after decoding).
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from metavoxel.diffusion.fused import GaussianGroup
 from metavoxel.diffusion.grid import repaint_walk, time_grid
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError
@@ -77,6 +79,8 @@ def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mappi
     generator = torch.Generator(device=device).manual_seed(seed)
     calls_per_chunk = sum(1 for a, b in walk if b < a)
     total_calls, done = calls_per_chunk * -(-rows // batch_size), 0
+    gaussian = GaussianGroup(model)
+    others = [name for name in model.variables if name not in gaussian]
     was_training = model.training
     model.eval()
     chunks: list[dict[str, torch.Tensor]] = []
@@ -94,9 +98,12 @@ def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mappi
                     z = {name: var.undo(z[name], t, s, generator=generator) for name, var in model.variables.items()}
                     continue
                 out = model.denoise(z, t)
-                z = {name: var.reverse_step(z[name], out[name], t, s, eta=eta, generator=generator)
-                     for name, var in model.variables.items()}
-                z = _overwrite(model, z, chunk_known, int(grid[nxt]), b, generator)
+                z_s = gaussian.step(z, out, t, s, chunk_known, eta, generator)  # stepped and overwritten
+                for name in others:
+                    z_s[name] = model.variables[name].reverse_step(z[name], out[name], t, s, eta=eta,
+                                                                   generator=generator)
+                z = _overwrite(model, z_s, {n: k for n, k in chunk_known.items() if n in others}, int(grid[nxt]), b,
+                               generator)
                 done += 1
                 if progress is not None:
                     progress(done, total_calls)

@@ -183,7 +183,8 @@ def row_form(x: Rows, splits: Sequence[int] | None = None, name: str = "x") -> R
 
 
 def coefficient(value: torch.Tensor, form: RowForm, name: str) -> torch.Tensor:
-    """A per-sample (``(B,)``) or per-sample-per-variable (``(B, V)``) coefficient as ``(B, 1 | V)`` float32."""
+    """A per-sample (``(B,)``) or per-sample-per-variable (``(B, V)``) coefficient as ``(B, 1 | V)`` float32
+    (float64 stays float64, for the references' float64 path)."""
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name} must be a float tensor of shape ({form.batch},) or ({form.batch}, {form.n_vars})")
     if value.dim() == 1:
@@ -193,7 +194,7 @@ def coefficient(value: torch.Tensor, form: RowForm, name: str) -> torch.Tensor:
             f"{name} must have shape ({form.batch},) or ({form.batch}, {form.n_vars}) (one column per "
             f"variable), got {tuple(value.shape)}; look it up per sample from your schedule"
         )
-    return value.float()  # (B, 1 | V)
+    return value if value.dtype == torch.float64 else value.float()  # (B, 1 | V)
 
 
 def column(coef: torch.Tensor, i: int) -> torch.Tensor:

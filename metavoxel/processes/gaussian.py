@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from metavoxel import kernels
 from metavoxel.errors import SpecError
 
 __all__ = ["GaussianProcess"]
@@ -39,11 +40,19 @@ class GaussianProcess:
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor | None = None, *,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (eq. 4 of Ho et al.); returns (x_t, eps)."""
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (eq. 4 of Ho et al.); returns (x_t, eps).
+
+        The arithmetic is `metavoxel.kernels.q_sample` (the fused kernel on CUDA, its reference elsewhere);
+        the noise comes from ``generator``, so results are reproducible on every backend.
+        """
         if eps is None:
             eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        a = self.level(t, x0)
-        return a.sqrt() * x0 + (1 - a).sqrt() * eps, eps
+        x_t, eps = kernels.q_sample(x0, self.abar_at(t, x0), eps=eps)
+        return x_t, eps
+
+    def abar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """abar_t per sample, (B,) on t's device, in float32 (float64 for float64 ``like``)."""
+        return self.abar.to(t.device)[t.long()].to(torch.promote_types(like.dtype, torch.float32))
 
     def predict_x0(self, x_t: torch.Tensor, eps_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)."""
@@ -60,16 +69,20 @@ class GaussianProcess:
         With ``clip = (lo, hi)``, x0_hat is clamped to the data's range and eps_hat recomputed from it
         (DDPM's clipped x0 prediction), for data known to lie in that range.
         """
-        a_t, a_s = self.level(t, x_t), self.level(s, x_t)
-        x0_hat = (x_t - (1 - a_t).sqrt() * eps_hat) / a_t.sqrt()
         if clip is not None:
-            x0_hat = x0_hat.clamp(*clip)
-            eps_hat = (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
-        sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
-        x_s = a_s.sqrt() * x0_hat + (1 - a_s - sigma**2).clamp_min(0).sqrt() * eps_hat
+            eps_hat = self.clip_eps(x_t, eps_hat, t, clip)
+        z1 = None
         if eta > 0:
-            x_s = x_s + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+            z1 = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        x_s, _ = kernels.ddim_repaint_step(x_t, eps_hat, self.abar_at(t, x_t), self.abar_at(s, x_t), eta=eta, z1=z1)
         return x_s
+
+    def clip_eps(self, x_t: torch.Tensor, eps_hat: torch.Tensor, t: torch.Tensor,
+                 clip: tuple[float, float]) -> torch.Tensor:
+        """The noise that corresponds to x0_hat clamped to ``clip`` (DDPM's clipped x0 prediction)."""
+        a_t = self.level(t, x_t)
+        x0_hat = ((x_t - (1 - a_t).sqrt() * eps_hat) / a_t.sqrt()).clamp(*clip)
+        return (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
 
     def undo(self, x_s: torch.Tensor, s: torch.Tensor, t: torch.Tensor, *,
              generator: torch.Generator | None = None) -> torch.Tensor:

@@ -56,6 +56,7 @@ class Continuous(mv.GaussianVariable):
 
     def __init__(self, name: str, lo: float, hi: float, abar: torch.Tensor, unit: str = ""):
         self.name, self.lo, self.hi, self.unit = name, float(lo), float(hi), unit
+        self.value_range = (self.lo, self.hi)  # declared range: data loading checks values against it
         self.process = mv.GaussianProcess(abar)
         self.z_shape = (1,)
         self.head = mv.ScalarHead(channel_features=1, token_features=1, out_features=1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import metavoxel as mv
+import metavoxel.diffusion.fused as fused_module
 
 
 def _perturb(model: mv.JointModel) -> None:
@@ -90,7 +91,8 @@ def test_batch_size_splits_rows_without_changing_shapes(model_2d):
 
 
 def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
-    """Record (event, level) for network calls, reverse-step targets, undo targets and re-noise levels."""
+    """Record (event, level): network calls, the categorical variable's step/undo targets and re-noise
+    levels, and the levels (t, s) the fused Gaussian kernel was given (read back from its abar values)."""
     events: list[tuple[str, int]] = []
     denoise = model.denoise
 
@@ -99,7 +101,7 @@ def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
         return denoise(z, t)
 
     monkeypatch.setattr(model, "denoise", spy_denoise)
-    var = model.variables["age"]
+    var = model.variables["group"]
     for method, label, arg in (("reverse_step", "step", 3), ("undo", "undo", 2), ("renoise", "renoise", 1)):
         original = getattr(var, method)
 
@@ -108,6 +110,16 @@ def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(var, method, spy)
+    abar = model.variables["age"].process.abar.float()
+    fused = fused_module.kernels.ddim_repaint_step
+
+    def spy_fused(x, eps, a_t, a_s, **kwargs):
+        level = lambda a: int((abar - float(a[0, 0])).abs().argmin())  # noqa: E731
+        events.append(("fused", level(a_t)))
+        events.append(("fused_to", level(a_s)))
+        return fused(x, eps, a_t, a_s, **kwargs)
+
+    monkeypatch.setattr(fused_module.kernels, "ddim_repaint_step", spy_fused)
     return events
 
 
@@ -115,16 +127,21 @@ def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
 def test_state_level_equals_the_next_network_call_and_fixed_values_renoise_to_it(model_2d, monkeypatch,
                                                                                   jump_length, jump_rounds):
     events = _record_levels(model_2d, monkeypatch)
-    model_2d.sample(fix={"age": [60.0]}, steps=5, seed=0, jump_length=jump_length, jump_rounds=jump_rounds)
+    model_2d.sample(fix={"group": ["B"], "age": [60.0]}, steps=5, seed=0, jump_length=jump_length,
+                    jump_rounds=jump_rounds)
     level = None  # the level of the current state
     assert events[0] == ("renoise", 100)  # the prior is merged with the known value at level T
     for event, value in events:
         if event == "renoise":
             assert level is None or value == level, "a fixed value must be re-noised to the state's level"
             level = value
-        elif event == "call":
-            assert value == level, f"network called at t={value} on a state at level {level}"
+        elif event in ("call", "fused"):
+            assert value == level, f"{event} at t={value} on a state at level {level}"
+        elif event == "fused_to":  # the fused Gaussian step lands (and re-noises) where the categorical one does
+            fused_to = value
         else:  # step or undo lands at a new level
+            if event == "step":
+                assert value == fused_to, "Gaussian and categorical variables must step to the same level"
             level = value
     calls = [v for e, v in events if e == "call"]
     assert level == 0

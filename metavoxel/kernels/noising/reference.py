@@ -5,13 +5,18 @@ from __future__ import annotations
 import torch
 
 
+def compute_dtype(like: torch.Tensor) -> torch.dtype:
+    """The references compute in float32, or float64 for float64 inputs."""
+    return torch.promote_types(like.dtype, torch.float32)
+
+
 def per_sample(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (B,) coefficient as float32 (B, 1, ..., 1) broadcasting against ``like`` (B, ...)."""
-    return coef.float().reshape(-1, *([1] * (like.dim() - 1)))
+    """A (B,) coefficient in ``compute_dtype(like)``, shaped (B, 1, ..., 1) to broadcast against ``like``."""
+    return coef.to(compute_dtype(like)).reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def q_sample_reference(x0: torch.Tensor, abar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, per sample (eq. 4 of Ho et al. 2020), in float32.
+    """x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, per sample (eq. 4 of Ho et al. 2020), in float32 (or float64).
 
     Args:
         x0: (B, ...) clean values of one variable.
@@ -22,4 +27,4 @@ def q_sample_reference(x0: torch.Tensor, abar: torch.Tensor, eps: torch.Tensor) 
         x_t, shaped like ``x0`` in its dtype.
     """
     a = per_sample(abar, x0)  # (B, 1, ..., 1)
-    return (a.sqrt() * x0.float() + (1 - a).sqrt() * eps.float()).to(x0.dtype)
+    return (a.sqrt() * x0.to(a.dtype) + (1 - a).sqrt() * eps.to(a.dtype)).to(x0.dtype)

@@ -21,7 +21,7 @@ def ddim_repaint_step_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step t -> s < t (eq. 12 of Song et al. 2021) with the RePaint overwrite (Lugmayr et al. 2022).
 
-    In float32, per sample::
+    In float32 (float64 for float64 inputs), per sample::
 
         x0_hat = (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t)
         sigma  = eta sqrt((1 - a_s) / (1 - a_t)) sqrt(1 - a_t / a_s)
@@ -44,18 +44,18 @@ def ddim_repaint_step_reference(
         ``(x_s, x0_hat)``, each shaped like ``x_t`` in its dtype.
     """
     at, as_ = per_sample(a_t, x_t), per_sample(a_s, x_t)  # (B, 1, ..., 1)
-    x, eps = x_t.float(), eps_hat.float()
+    x, eps = x_t.to(at.dtype), eps_hat.to(at.dtype)
     x0_hat = (x - (1 - at).sqrt() * eps) / at.sqrt()
     sigma = eta * ((1 - as_) / (1 - at)).sqrt() * (1 - at / as_).sqrt()
     x_s = as_.sqrt() * x0_hat + (1 - as_ - sigma * sigma).clamp_min(0).sqrt() * eps
     if eta != 0:
         if z1 is None:
             raise ValueError("z1 is required when eta != 0")
-        x_s = x_s + sigma * z1.float()
+        x_s = x_s + sigma * z1.to(at.dtype)
     if mask is not None:
         if known is None or z2 is None:
             raise ValueError("known and z2 are required with a mask")
-        m = mask.float()
-        k_s = as_.sqrt() * known.float() + (1 - as_).sqrt() * z2.float()
+        m = mask.to(at.dtype)
+        k_s = as_.sqrt() * known.to(at.dtype) + (1 - as_).sqrt() * z2.to(at.dtype)
         x_s = torch.where(m > 0, m * k_s + (1 - m) * x_s, x_s)
     return x_s.to(x_t.dtype), x0_hat.to(x_t.dtype)

@@ -1,0 +1,93 @@
+"""A cohort: one `Record` per scan (or per subject with metadata only), ready to batch for training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Cohort", "Record", "session_id", "subject_id"]
+
+
+def subject_id(text: str | None) -> str | None:
+    """The canonical BIDS subject id: ``"01"`` and ``"sub-01"`` are both ``"sub-01"``; blank gives None."""
+    text = (text or "").strip()
+    if not text or text == "sub-":
+        return None
+    return text if text.startswith("sub-") else f"sub-{text}"
+
+
+def session_id(text: str | None) -> str | None:
+    """The canonical BIDS session id: ``"1"`` and ``"ses-1"`` are both ``"ses-1"``; blank gives None."""
+    text = (text or "").strip()
+    if not text or text == "ses-":
+        return None
+    return text if text.startswith("ses-") else f"ses-{text}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry of a cohort.
+
+    Args:
+        subject: canonical subject id (``"sub-01"``).
+        session: canonical session id (``"ses-1"``) or None.
+        source: where it came from: ``"cohort.tsv row 7"`` (rows counted as a spreadsheet shows them, the
+            header being row 1) or the image file relative to the BIDS root.
+        values: variable name -> raw value (image: absolute path string; continuous: float; categorical:
+            label) or None when missing.
+    """
+
+    subject: str
+    session: str | None
+    source: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The validated records of a cohort and the variables it provides.
+
+    Args:
+        records: the records, in file order.
+        variables: the variables the cohort has a column (or files) for; the others are absent, which
+            `metavoxel.JointModel.encode_batch` treats as missing for every record.
+        source: the table or BIDS root it was read from.
+        clipped: variable -> how many values were clipped to the declared range.
+    """
+
+    records: tuple[Record, ...]
+    variables: tuple[str, ...]
+    source: str = ""
+    clipped: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "records", tuple(self.records))
+        object.__setattr__(self, "variables", tuple(self.variables))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def __getitem__(self, index: int) -> Record:
+        return self.records[index]
+
+    def batch(self, indices: Sequence[int] | None = None) -> dict[str, list[Any]]:
+        """Raw values of the chosen records (default: all), as `JointModel.training_losses` takes them.
+
+        Returns:
+            variable -> list of B raw values (image paths, floats, labels; None where missing).
+        """
+        chosen = range(len(self.records)) if indices is None else indices
+        records = [self.records[int(i)] for i in chosen]
+        return {name: [r.values.get(name) for r in records] for name in self.variables}
+
+    def subjects(self) -> list[str]:
+        """The distinct subject ids, sorted."""
+        return sorted({r.subject for r in self.records})
+
+    def select(self, indices: Sequence[int]) -> Cohort:
+        """A cohort of the chosen records (e.g. one split), keeping the variables and source."""
+        return Cohort(tuple(self.records[int(i)] for i in indices), self.variables, self.source, self.clipped)
