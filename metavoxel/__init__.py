@@ -8,7 +8,8 @@ from metavoxel.io import read_nifti
 from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_registry, hookimpl
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
-from metavoxel.variables import BuildContext, GaussianVariable, ScalarHead, SpatialHead, Variable, VariableKind
+from metavoxel.variables import (BuildContext, GaussianVariable, ScalarHead, SpatialHead, UniformDiscreteVariable, Variable,
+                                 VariableKind)
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "BuildContext", "CheckpointError", "DiffusionSpec", "GaussianProcess", "GaussianVariable", "InputError",
     "JointModel", "KernelError", "MetavoxelError", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin",
     "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead", "SpecError", "UniformDiscreteProcess",
+    "UniformDiscreteVariable",
     "Variable", "VariableKind", "VariableSpec", "build_registry", "default_registry", "hookimpl", "make_schedule",
     "read_nifti",
 ]

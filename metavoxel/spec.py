@@ -15,6 +15,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializeAsAny, TypeAdapter, ValidationError,
                       ValidationInfo, create_model, field_validator, model_validator)
 
+from metavoxel.data.spec import DataSpec
 from metavoxel.errors import SpecError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.processes.schedules import make_schedule
@@ -128,6 +129,7 @@ class ModelSpec(BaseModel):
     variables: list[SerializeAsAny[VariableSpec]] = Field(min_length=1)
     diffusion: DiffusionSpec = Field(default_factory=DiffusionSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    data: DataSpec | None = Field(None, description="How a cohort table or BIDS tree maps onto the variables.")
     seed: int = Field(0, ge=0, description="Seed for initialisation and default sampling.")
 
     @model_validator(mode="before")

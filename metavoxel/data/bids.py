@@ -127,11 +127,13 @@ def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpe
             raw = {} if image is None else {image: None}
             if image is not None and file is not None:
                 try:
-                    raw[image] = check_image(variables[image], str(file), root)
+                    raw[image] = check_image(variables[image], source, root)
                 except InputError as exc:
                     problems.add(source, str(exc))
             raw.update({n: values.get(n, subject, session) for n in columns.mapping})
             records.append(Record(name, session, source, raw))
+    if not subjects and not len(problems):
+        problems.add("participants.tsv", "lists no subjects; add one row per participant")
     problems.raise_if_any()
     warn_absent(str(root), columns)
     clipped = warn_clipped(str(root), readers)

@@ -72,5 +72,6 @@ def warn_absent(source: str, columns: Columns) -> None:
     """One `CohortWarning` naming the variables the cohort does not provide."""
     if columns.absent:
         names = ", ".join(columns.absent)
-        warnings.warn(f"{source}: no column for {names}; they are missing for every record (name their columns "
-                      "in data.columns if they are spelled differently)", CohortWarning, stacklevel=3)
+        they = "they are" if len(columns.absent) > 1 else "it is"
+        warnings.warn(f"{source}: no column for {names}; {they} missing for every record (name the column in "
+                      "data.columns if it is spelled differently)", CohortWarning, stacklevel=3)

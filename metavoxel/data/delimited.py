@@ -107,5 +107,5 @@ def read_delimited(path: str | Path, *, label: str = "") -> Sheet:
                                     f"has {len(cells)} cells but the header has {len(header)} columns; check the "
                                     f"delimiter ({'tab' if delimiter == chr(9) else 'comma'}) and quoting of this row"))
             continue
-        rows.append(Row(number, dict(zip(header, cells))))
+        rows.append(Row(number, dict(zip(header, cells, strict=True))))
     return Sheet(path, header, tuple(rows), tuple(problems))

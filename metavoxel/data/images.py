@@ -44,7 +44,7 @@ def check_image(variable: Variable, text: str, base: Path) -> str:
     import nibabel as nib
 
     path = Path(text).expanduser()
-    path = Path(os.path.normpath(path if path.is_absolute() else base / path))
+    path = Path(os.path.abspath(path if path.is_absolute() else base / path))
     name = variable.name
     if not path.is_file():
         raise InputError(f"{name}: file {text!r} does not exist (looked for {str(path)!r}); fix the path — "

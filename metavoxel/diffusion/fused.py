@@ -3,7 +3,9 @@
 All variables built on `metavoxel.GaussianVariable` (images, latents, continuous scalars, and any
 plugin kind that composes it) share the DDIM update and the RePaint overwrite, so the sampler hands
 them to `metavoxel.kernels.ddim_repaint_step` together: one fused Triton launch per step on CUDA, the
-PyTorch reference elsewhere. Other kinds take their own `reverse_step`.
+PyTorch reference elsewhere. On CUDA every `metavoxel.UniformDiscreteVariable` is stepped and
+overwritten in one more launch (`metavoxel.kernels.categorical_step`), so a step of the whole record is
+two launches. Other kinds take their own `reverse_step`.
 
 Noise: on CUDA the kernel draws it in-kernel (Philox, keyed from the sampling generator); elsewhere it
 is drawn from the generator and passed explicitly, so the Triton interpreter and PyTorch paths give the
@@ -17,13 +19,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from metavoxel import kernels
+from metavoxel.variables.discrete import UniformDiscreteVariable
 from metavoxel.variables.gaussian import GaussianVariable
 
 if TYPE_CHECKING:
     from metavoxel.diffusion.joint import JointModel
     from metavoxel.diffusion.sampler import Known
 
-__all__ = ["GaussianGroup"]
+__all__ = ["CategoricalGroup", "GaussianGroup"]
 
 
 class GaussianGroup:
@@ -83,6 +86,40 @@ class GaussianGroup:
         var = self.variables[name]
         eps = out.to(z_t.dtype)
         return eps if var.x0_range is None else var.process.clip_eps(z_t, eps, t, var.x0_range)
+
+
+class CategoricalGroup:
+    """The uniform-D3PM variables of a model, stepped in one `kernels.categorical_step` launch on CUDA.
+
+    Off CUDA the group is empty: those variables take their own `reverse_step`, whose multinomial draws
+    the CPU paths share exactly.
+    """
+
+    def __init__(self, model: JointModel):
+        active = model.device.type == "cuda"
+        self.variables = {n: v for n, v in model.variables.items()
+                          if active and isinstance(v, UniformDiscreteVariable)}
+        chosen = model.spec.network.kernels
+        self.backend = None if chosen == "auto" else chosen
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.variables
+
+    def step(self, z: dict[str, torch.Tensor], out: dict[str, torch.Tensor], t: torch.Tensor, s: torch.Tensor,
+             known: dict[str, Known], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """z_s of every categorical variable: the k-step posterior sample, then known classes re-noised to s."""
+        if not self.variables:
+            return {}
+        names = list(self.variables)
+        a_t = torch.stack([v.process.abar.to(t.device)[t].float() for v in self.variables.values()], dim=1)  # (B, V)
+        a_s = torch.stack([v.process.abar.to(s.device)[s].float() for v in self.variables.values()], dim=1)  # (B, V)
+        masks = [known[n].z_mask if n in known else None for n in names]
+        any_known = any(m is not None for m in masks)
+        seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        x_s, _ = kernels.categorical_step([out[n] for n in names], [z[n] for n in names], a_t, a_s,
+                                          known=[known[n].z0 if n in known else None for n in names] if any_known else None,
+                                          mask=masks if any_known else None, seed=seed, backend=self.backend)
+        return dict(zip(names, x_s))
 
 
 def _normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -163,14 +163,14 @@ class JointModel(nn.Module):
     def sample(self, fix: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None, *,
                num_subjects: int | None = None, num_samples: int = 1, steps: int | None = None,
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
-               jump_length: int = 1, jump_rounds: int = 1,
+               jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
                progress: Callable[[int, int], None] | None = None):
         """Sample every free variable given the fixed ones (RePaint); see `metavoxel.diffusion.sampler.sample`."""
         from metavoxel.diffusion.sampler import sample
 
         return sample(self, fix, masks, num_subjects=num_subjects, num_samples=num_samples, steps=steps, seed=seed,
                       eta=eta, batch_size=batch_size, jump_length=jump_length, jump_rounds=jump_rounds,
-                      progress=progress)
+                      precision=precision, progress=progress)
 
 
 def _build(registry: Registry, spec: Any, ctx: BuildContext) -> Variable:

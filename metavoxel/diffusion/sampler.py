@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from metavoxel.diffusion.fused import GaussianGroup
+from metavoxel.diffusion.fused import CategoricalGroup, GaussianGroup
 from metavoxel.diffusion.grid import repaint_walk, time_grid
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError
@@ -44,7 +44,7 @@ class Known:
 def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None, *,
            num_subjects: int | None = None, num_samples: int = 1, steps: int | None = None, seed: int | None = None,
            eta: float | None = None, batch_size: int | None = None, jump_length: int = 1, jump_rounds: int = 1,
-           progress: Callable[[int, int], None] | None = None) -> SampleResult:
+           precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> SampleResult:
     """Draw ``num_samples`` joint samples for each of N subjects, with the ``fix``ed variables held.
 
     Args:
@@ -58,6 +58,8 @@ def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mappi
         eta: DDIM eta for Gaussian kinds (default: the spec's).
         batch_size: rows (subjects × samples) per network call; default all N·S at once.
         jump_length, jump_rounds: RePaint resampling; ``jump_rounds = 1`` disables it.
+        precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast (the diffusion
+            states and updates stay float32).
         progress: called as ``progress(done, total)`` after every network call.
 
     Returns:
@@ -79,8 +81,11 @@ def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mappi
     generator = torch.Generator(device=device).manual_seed(seed)
     calls_per_chunk = sum(1 for a, b in walk if b < a)
     total_calls, done = calls_per_chunk * -(-rows // batch_size), 0
-    gaussian = GaussianGroup(model)
-    others = [name for name in model.variables if name not in gaussian]
+    if precision not in ("fp32", "bf16"):
+        raise InputError(f"precision must be fp32 or bf16, got {precision!r}")
+    bf16 = precision == "bf16"
+    gaussian, categorical = GaussianGroup(model), CategoricalGroup(model)
+    others = [name for name in model.variables if name not in gaussian and name not in categorical]
     was_training = model.training
     model.eval()
     chunks: list[dict[str, torch.Tensor]] = []
@@ -97,8 +102,10 @@ def sample(model: JointModel, fix: Mapping[str, Any] | None = None, masks: Mappi
                 if nxt > pos:  # RePaint undo: jump forward from level t to level s > t
                     z = {name: var.undo(z[name], t, s, generator=generator) for name, var in model.variables.items()}
                     continue
-                out = model.denoise(z, t)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = model.denoise(z, t)
                 z_s = gaussian.step(z, out, t, s, chunk_known, eta, generator)  # stepped and overwritten
+                z_s.update(categorical.step(z, out, t, s, chunk_known, generator))  # on CUDA; else empty
                 for name in others:
                     z_s[name] = model.variables[name].reverse_step(z[name], out[name], t, s, eta=eta,
                                                                    generator=generator)

@@ -35,8 +35,11 @@ class CategoricalSpec(mv.VariableSpec):
         return self
 
 
-class Categorical:
-    """values (B,) long class index = z (B,); network input: index rescaled to [-1, 1] and a one-hot token."""
+class Categorical(mv.UniformDiscreteVariable):
+    """values (B,) long class index = z (B,); network input: index rescaled to [-1, 1] and a one-hot token.
+
+    The forward corruption, reverse step and loss come from `metavoxel.UniformDiscreteVariable`.
+    """
 
     kind = "categorical"
 
@@ -97,37 +100,10 @@ class Categorical:
     def format(self, values: torch.Tensor) -> list[str]:
         return [self.categories[int(i)] for i in values.reshape(-1)]
 
-    def diffusion_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        return mask.bool().reshape(-1)
-
     def example_values(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(0, self.K, (n,), generator=generator)
 
-    def modules(self) -> dict[str, torch.nn.Module]:
-        return {}
-
-    # -- forward corruption ---------------------------------------------------------------------
-    def prior(self, n: int, *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
-        return self.process.prior(n, generator=generator, device=device)
-
-    def corrupt(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None):
-        return self.process.q_sample(z0, t, generator=generator), z0  # target: the clean class
-
-    def renoise(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
-        return self.process.q_sample(z0, t, generator=generator)
-
-    def undo(self, z_s: torch.Tensor, s: torch.Tensor, t: torch.Tensor, *,
-             generator: torch.Generator | None) -> torch.Tensor:
-        return self.process.undo(z_s, s, t, generator=generator)
-
-    def reverse_step(self, z_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, s: torch.Tensor, *,
-                     eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.process.reverse_step(z_t, out, t, s, generator=generator)
-
-    # -- loss and head --------------------------------------------------------------------------
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.process.loss(out, target)
-
+    # -- head -------------------------------------------------------------------------------------
     def channel_input(self, z_t: torch.Tensor) -> torch.Tensor:
         return (2.0 * z_t.float() / (self.K - 1) - 1.0).reshape(-1, 1)  # (B, 1)
 

@@ -186,3 +186,15 @@ def test_result_summaries_and_json(model_2d):
     data = result.to_dict()
     assert data["variables"]["image"]["shape"] == [2, 5, 1, 8, 8]
     assert len(data["variables"]["age"]["samples"][0]) == 5
+
+
+def test_bf16_autocast_sampling_keeps_fixed_values_and_close_results(model_2d):
+    _perturb(model_2d)
+    images = torch.rand(2, 1, 8, 8)
+    full = model_2d.sample(fix={"image": images}, num_samples=2, seed=0)
+    half = model_2d.sample(fix={"image": images}, num_samples=2, seed=0, precision="bf16")
+    assert torch.equal(half.samples["image"], full.samples["image"])
+    assert half.samples["age"].dtype == torch.float32
+    assert (half.samples["age"] - full.samples["age"]).abs().max() < 5.0  # years; bf16 network, same noise
+    with pytest.raises(mv.InputError, match="precision must be fp32 or bf16"):
+        model_2d.sample(precision="fp16")
