@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,23 @@ from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.spec import ModelSpec
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, missing_members
 
-__all__ = ["JointModel"]
+__all__ = ["Corrupted", "JointModel"]
+
+
+@dataclass
+class Corrupted:
+    """Records at their training timestep: states z_t, loss targets, steps t (B,) and presence masks."""
+
+    z_t: dict[str, torch.Tensor]
+    targets: dict[str, Any]
+    t: torch.Tensor
+    present: dict[str, torch.Tensor]
+
+    def rows(self, index: torch.Tensor | slice) -> Corrupted:
+        """The same records restricted to ``index`` (e.g. one rank's share of a global batch)."""
+        take = lambda x: x[index] if isinstance(x, torch.Tensor) else x  # noqa: E731
+        return Corrupted({k: take(v) for k, v in self.z_t.items()}, {k: take(v) for k, v in self.targets.items()},
+                         take(self.t), {k: take(v) for k, v in self.present.items()})
 
 
 class JointModel(nn.Module):
@@ -28,9 +45,12 @@ class JointModel(nn.Module):
     Args:
         spec: a `ModelSpec`, a mapping, or the path of a YAML/JSON spec.
         registry: the plugin registry to build kinds from (default: the installed plugins).
+        load_weights: let kinds load the pretrained files their specs name (False when a checkpoint
+            supplies every weight, see `metavoxel.training.checkpoint.load_run`).
     """
 
-    def __init__(self, spec: ModelSpec | Mapping[str, Any] | str | Path, *, registry: Registry | None = None):
+    def __init__(self, spec: ModelSpec | Mapping[str, Any] | str | Path, *, registry: Registry | None = None,
+                 load_weights: bool = True):
         super().__init__()
         registry = default_registry() if registry is None else registry
         if isinstance(spec, (str, Path)):
@@ -39,7 +59,8 @@ class JointModel(nn.Module):
             spec = ModelSpec.from_dict(dict(spec), registry=registry)
         self.spec = spec
         self.timesteps = spec.diffusion.timesteps
-        ctx = BuildContext(self.timesteps, spec.diffusion.schedules(), spec.network.spatial_dims, spec.seed)
+        ctx = BuildContext(self.timesteps, spec.diffusion.schedules(), spec.network.spatial_dims, spec.seed,
+                           load_weights=load_weights)
         self.variables: dict[str, Variable] = {v.name: _build(registry, v, ctx) for v in spec.variables}
         self.spatial = [n for n, v in self.variables.items() if isinstance(v.head, SpatialHead)]
         self.scalars = [n for n, v in self.variables.items() if isinstance(v.head, ScalarHead)]
@@ -124,12 +145,11 @@ class JointModel(nn.Module):
                 present[name] = torch.zeros(n, dtype=torch.bool, device=device)
         return z0, present
 
-    def losses_from_z0(self, z0: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], *,
-                       t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """The joint loss for encoded records: one t per record, each kind corrupts its own variable.
+    def corrupt(self, z0: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], *,
+                t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Corrupted:
+        """The forward half of the joint loss: one t per record, each kind corrupts its own variable.
 
-        A missing variable is fed to the network as fresh prior noise and contributes no loss.
-        Returns per-record terms: ``{"loss": (B,), "loss/<name>": (B,), ...}``.
+        A missing variable is replaced by fresh prior noise (the network sees noise where it knows nothing).
         """
         n = len(next(iter(present.values())))
         device = self.device
@@ -144,14 +164,31 @@ class JointModel(nn.Module):
         for name, var in self.variables.items():
             prior = var.prior(n, generator=generator, device=device)
             z_t[name] = torch.where(_expand(present[name], noisy[name]), noisy[name], prior)
-        out = self.denoise(z_t, t)
+        return Corrupted(z_t, targets, t, dict(present))
+
+    def loss(self, batch: Corrupted) -> dict[str, torch.Tensor]:
+        """The joint loss of corrupted records: per-record terms ``{"loss": (B,), "loss/<name>": (B,)}``.
+
+        A missing variable contributes no loss; the total weights each term by its ``loss_weight``.
+        """
+        out = self.denoise(batch.z_t, batch.t)
+        n = len(batch.t)
         terms = {}
-        total = torch.zeros(n, device=device)
+        total = torch.zeros(n, device=batch.t.device)
         for name, var in self.variables.items():
-            term = var.loss(out[name], targets[name]) * present[name].float()
+            term = var.loss(out[name], batch.targets[name]) * batch.present[name].float()
             terms[f"loss/{name}"] = term
             total = total + self.loss_weights[name] * term
         return {"loss": total, **terms}
+
+    def forward(self, batch: Corrupted) -> dict[str, torch.Tensor]:
+        """`loss`, as a module call (so DistributedDataParallel can wrap the model)."""
+        return self.loss(batch)
+
+    def losses_from_z0(self, z0: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], *,
+                       t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-record joint loss terms for encoded records: `corrupt`, then `loss`."""
+        return self.loss(self.corrupt(z0, present, t=t, generator=generator))
 
     def training_losses(self, batch: Mapping[str, Any], *, t: torch.Tensor | None = None,
                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

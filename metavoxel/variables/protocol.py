@@ -138,12 +138,15 @@ class BuildContext:
         schedules: process family (``"gaussian"``, ``"discrete"``, ...) -> abar table (T + 1,) float64.
         spatial_dims: 2 or 3.
         seed: the model seed (for anything a kind initialises at random).
+        load_weights: False when the model's weights come from a checkpoint afterwards, so kinds skip
+            loading pretrained files named in their spec (e.g. a VAE's weights).
     """
 
     timesteps: int
     schedules: dict[str, torch.Tensor]
     spatial_dims: int
     seed: int = 0
+    load_weights: bool = True
 
     def schedule(self, family: str) -> torch.Tensor:
         if family not in self.schedules:

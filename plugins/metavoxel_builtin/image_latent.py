@@ -6,7 +6,6 @@ z0 = scale_factor * mu(x): the posterior mean, so encoding is deterministic.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,12 +105,11 @@ class ImageLatent(ImageValues, mv.GaussianVariable):
     @classmethod
     def from_spec(cls, spec: ImageLatentSpec, ctx: mv.BuildContext) -> ImageLatent:
         check_dims(spec, ctx)
-        rng = torch.random.fork_rng(devices=[]) if spec.weights is None else contextlib.nullcontext()
-        with rng:
-            if spec.weights is None:
-                torch.manual_seed(ctx.seed)
+        pretrained = spec.weights is not None and ctx.load_weights
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)  # random init is reproducible (and replaced when weights are loaded)
             vae = build_vae(ctx.spatial_dims, spec.channels, spec.vae)
-        if spec.weights is not None:
+        if pretrained:
             load_vae_weights(vae, spec.weights, spec.name)
         return cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
                    spec.vae.latent_channels, ctx.schedule("gaussian"), spec.scale_factor)

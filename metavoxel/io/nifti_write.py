@@ -1,0 +1,136 @@
+"""NIfTI output: every image metavoxel writes is a float32 NIfTI written by nibabel, atomically.
+
+Conventions: the affine maps voxel indices (at voxel centres) to RAS+ world millimetres, and is written
+into BOTH the sform and the qform (MONAI's saver resets their codes, so it is not used). The codes are
+copied from a given source header when it sets them, else 1 (scanner). The qform cannot hold shears:
+nibabel stores the closest shear-free affine there, while the sform keeps the exact one.
+
+Arrays are channel-first (C, *spatial) in memory and channel-last on disk — the layout
+`metavoxel.io.nifti.read_nifti` reads back: (X, Y, Z, C) for a 3D image with C > 1, (X, Y, Z) for C = 1.
+
+Generated images are written on `metavoxel.io.preprocess.model_grid_affine`; a result derived from a
+user's scan is written back on the scan's own grid and header by default (``space="source"``), or on the
+scan's model grid (``space="model"``), by `write_result`.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from metavoxel.errors import InputError
+from metavoxel.io.atomic import write_atomic
+from metavoxel.io.resample import restore_intensity, to_source_grid
+
+if TYPE_CHECKING:
+    from metavoxel.io.preprocess import PreparedImage
+
+__all__ = ["write_nifti", "write_result"]
+
+SUFFIXES = (".nii.gz", ".nii")
+SCANNER = 1  # NIfTI xform code "scanner anatomical"
+
+
+def write_nifti(path: str | Path, data: np.ndarray | torch.Tensor, affine: np.ndarray, header: Any = None, *,
+                spatial_dims: int | None = None) -> Path:
+    """Write an image as a float32 NIfTI (``.nii.gz`` compressed, ``.nii`` plain), atomically.
+
+    The file is written under a temporary name in the same folder and renamed over ``path``
+    (`metavoxel.io.atomic.write_atomic`), so readers never see a partial file and a failed write leaves
+    nothing behind (an existing file stays as it was). ``.nii.gz`` uses gzip level 1, as nibabel does.
+
+    Args:
+        path: destination ending in ``.nii.gz`` or ``.nii``; missing parent folders are created.
+        data: (C, *spatial) or (*spatial); channels go to the last axis on disk, a single channel is dropped.
+        affine: (4, 4) voxel-to-world affine, written to both sform and qform.
+        header: optional nibabel header of the scan the result derives from: its sform/qform codes (when
+            non-zero), units, description and other fields are kept; shape, dtype and scaling are reset.
+        spatial_dims: 2 or 3. Default: 3 unless ``data`` is 2D; give 2 for a 2D image with channels (C, X, Y).
+
+    Returns:
+        The path written.
+
+    Raises:
+        InputError: the suffix is not .nii/.nii.gz, or ``data`` does not have the stated dimensionality.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    suffix = next((s for s in SUFFIXES if path.name.endswith(s)), None)
+    if suffix is None or path.name == suffix:
+        raise InputError(f"cannot write {str(path)!r}: NIfTI output needs a file name ending in .nii.gz "
+                         "(compressed) or .nii; change the output name")
+    array = np.asarray(data.detach().cpu() if isinstance(data, torch.Tensor) else data, dtype=np.float32)
+    dims = spatial_dims or (2 if array.ndim == 2 else 3)
+    if array.ndim == dims + 1:
+        array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)  # channels last on disk
+    elif array.ndim != dims:
+        raise InputError(f"cannot write {str(path)!r}: expected a {dims}D image (*spatial) or (C, *spatial), got "
+                         f"shape {tuple(array.shape)}; pass spatial_dims to say which")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise InputError(f"cannot write {str(path)!r}: the affine must be a finite 4×4 matrix, got shape "
+                         f"{affine.shape}")
+
+    image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    image = image_class(np.ascontiguousarray(array), affine, header=None if header is None else header.copy())
+    hdr = image.header
+    codes = [int(header[key]) if header is not None else 0 for key in ("sform_code", "qform_code")]
+    image.set_sform(affine, code=codes[0] or SCANNER)
+    image.set_qform(affine, code=codes[1] or SCANNER)
+    image.set_data_dtype(np.float32)
+    hdr.set_slope_inter(None, None)  # float32 data are stored unscaled
+    hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0  # the display range of the source no longer applies
+    if header is None:
+        hdr.set_xyzt_units("mm")
+
+    raw = image.to_bytes()  # the whole single-file NIfTI (header + float32 voxels)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(gzip.compress(raw, compresslevel=1, mtime=0) if suffix == ".nii.gz" else raw)
+
+    write_atomic(path, write)
+    return path
+
+
+def write_result(path: str | Path, volume: np.ndarray | torch.Tensor, prepared: PreparedImage, *,
+                 space: Literal["source", "model"] = "source", invert_intensity: bool = False) -> Path:
+    """Write a result derived from a user's scan (inpainting, translation).
+
+    Args:
+        path: destination (.nii.gz or .nii).
+        volume: (C, *shape) on the model grid of ``prepared``.
+        prepared: the `PreparedImage` of the scan the result derives from.
+        space: "source" (default): resampled onto the scan's own grid and written with its header, so it
+            overlays the original; "model": on the scan's model grid with its affine (``--space model``).
+        invert_intensity: map [0, 1] back to the scan's intensities with the recorded percentiles.
+
+    Returns:
+        The path written.
+    """
+    dims = len(prepared.source.shape)
+    if space == "source":
+        data = to_source_grid(volume, prepared, invert_intensity=invert_intensity)
+        return write_nifti(path, data, prepared.source.affine, prepared.source.header, spatial_dims=dims)
+    if space != "model":
+        raise InputError(f"space must be 'source' (the scan's own grid) or 'model' (the model grid), got {space!r}")
+    values = torch.as_tensor(volume).detach().to("cpu", torch.float32)
+    if invert_intensity:
+        values = restore_intensity(values if values.dim() > dims else values[None], prepared)
+    return write_nifti(path, values, prepared.affine, _codes_only(prepared.source.header), spatial_dims=dims)
+
+
+def _codes_only(header: Any) -> Any:
+    """A fresh header carrying only the scan's sform/qform codes (its world), not its grid."""
+    import nibabel as nib
+
+    fresh = nib.Nifti1Header()
+    fresh.set_xyzt_units("mm")
+    for key in ("sform_code", "qform_code"):
+        fresh[key] = int(header[key]) if header is not None else 0
+    return fresh

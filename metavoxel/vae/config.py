@@ -1,0 +1,68 @@
+"""`VAETrainConfig`: the knobs of `train_vae`, validated strictly (pydantic, ``extra="forbid"``).
+
+The defaults follow the MAISI / MONAI-generative recipe for 3D KL-VAEs (Guo et al. 2024, "MAISI"):
+L1 reconstruction, a light KL term, a least-squares patch adversarial loss switched on after a warm-up,
+and a perceptual term only when the user supplies pretrained feature-network weights — metavoxel never
+downloads anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["VAETrainConfig", "PERCEPTUAL_NETWORKS"]
+
+# MONAI ResNets shaped like MedicalNet (Chen et al. 2019), whose 3D weights a user may convert and supply.
+PERCEPTUAL_NETWORKS = ("resnet10", "resnet18", "resnet34", "resnet50")
+
+
+class VAETrainConfig(BaseModel):
+    """How to train a KL-VAE (MONAI ``AutoencoderKL``) with the MAISI-style objective.
+
+    The generator loss at step ``i`` (0-based) is::
+
+        L1(x_hat, x) + kl_weight * KL(q(z|x) || N(0, I)) + perceptual_weight * P(x_hat, x)
+            + [i >= adv_start] * adv_weight * LSGAN_G(D(x_hat))
+
+    and, from ``adv_start`` on, the patch discriminator ``D`` takes one least-squares step per generator
+    step (alternating). ``P`` is on only when ``perceptual_weights`` is given.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(2000, ge=1, description="Optimiser steps of the autoencoder.")
+    batch_size: int = Field(2, ge=1, description="Volumes (or patches) per step.")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate of the autoencoder and the discriminator.")
+    kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term (kept light: a near-deterministic "
+                                                      "latent with a roughly unit scale).")
+    adv_weight: float = Field(0.01, ge=0, description="Weight of the generator's adversarial term.")
+    adv_start: int = Field(500, ge=0, description="Step (0-based) from which the adversarial loss is on and the "
+                                                  "discriminator trains; before it, a pure reconstruction warm-up.")
+    disc_channels: int = Field(32, ge=1, description="Channels of the first PatchDiscriminator layer.")
+    disc_layers: int = Field(3, ge=1, description="Strided layers of the PatchDiscriminator; the training volumes "
+                                                  "(or patches) need every side >= 3 * 2**disc_layers.")
+    perceptual_weight: float = Field(0.3, ge=0, description="Weight of the perceptual term (when weights are given).")
+    perceptual_weights: Path | None = Field(
+        None, description="User-supplied .safetensors weights of the 3D feature network (e.g. MedicalNet "
+                          "converted to safetensors). None: the perceptual term is off; nothing is downloaded.")
+    perceptual_network: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = Field(
+        "resnet10", description="MONAI ResNet (MedicalNet layout, feed_forward=False) the weights belong to.")
+    patch_size: list[int] | None = Field(
+        None, min_length=2, max_length=3,
+        description="Train on random crops of this size (MAISI trains on patches); None: whole volumes. "
+                    "Validation and the scale factor always use whole volumes.")
+    val_every: int = Field(500, ge=1, description="Validate (PSNR/SSIM) every this many steps, and at the end.")
+    seed: int = Field(0, description="Seed of batch order, crops and the reparameterisation noise.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast; needs a CUDA device.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VAETrainConfig:
+        if self.perceptual_weights is not None and self.perceptual_weight == 0:
+            raise ValueError("perceptual_weights is given but perceptual_weight is 0; set perceptual_weight > 0 "
+                             "or drop perceptual_weights")
+        if self.patch_size is not None and any(s < 1 for s in self.patch_size):
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+        return self

@@ -1,0 +1,56 @@
+"""`VAEReport`: what `train_vae` hands back — the last step's losses, validation PSNR/SSIM, the latent
+scale factor, and the per-step history."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["VAEReport"]
+
+
+@dataclass
+class VAEReport:
+    """The outcome of one `train_vae` run.
+
+    Attributes:
+        steps: optimiser steps taken.
+        final: the last step's loss terms: ``loss`` (the generator total), ``l1``, ``kl``, ``perceptual``,
+            ``adv_g`` (generator adversarial term, 0 before ``adv_start``) and ``adv_d`` (discriminator loss).
+        val: the last validation ``{"l1", "psnr", "ssim"}`` over the whole validation set, or ``{}`` when
+            no validation images were given.
+        scale_factor: ``1 / latent_std``; the ``image_latent`` kind encodes ``z0 = scale_factor * mu(x)``.
+        latent_std: unbiased std of the posterior means of every training image after training.
+        perceptual: whether the perceptual term was on (only with user-supplied weights).
+        history: one dict per step (the ``final`` keys plus ``step``; ``val_l1``/``val_psnr``/``val_ssim`` on
+            validation steps).
+    """
+
+    steps: int
+    final: dict[str, float]
+    val: dict[str, float]
+    scale_factor: float
+    latent_std: float
+    perceptual: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def val_psnr(self) -> float | None:
+        return self.val.get("psnr")
+
+    @property
+    def val_ssim(self) -> float | None:
+        return self.val.get("ssim")
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the history, JSON-ready (non-finite numbers become None)."""
+        def clean(d: dict[str, float]) -> dict[str, float | None]:
+            return {k: (float(v) if math.isfinite(v) else None) for k, v in d.items()}
+
+        return {"steps": self.steps, "final": clean(self.final), "val": clean(self.val),
+                "scale_factor": self.scale_factor, "latent_std": self.latent_std, "perceptual": self.perceptual}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole report as plain data, history included."""
+        return asdict(self)

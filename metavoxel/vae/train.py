@@ -1,0 +1,224 @@
+"""`train_vae`: train a KL-VAE (MONAI ``AutoencoderKL``, the LDM autoencoder of Rombach et al. 2022) with
+the MAISI objective (Guo et al. 2024): L1 reconstruction + light KL + least-squares patch adversarial loss
+after a warm-up + an offline perceptual term when the user supplies feature-network weights.
+
+Per step ``i`` (0-based), with ``x`` a minibatch (or random patches) and ``x_hat, mu, sigma = vae(x)``::
+
+    KL   = 1/B sum_b 0.5 * sum (mu^2 + sigma^2 - log sigma^2 - 1)           (MONAI generative convention)
+    L_G  = L1(x_hat, x) + kl_weight KL + perceptual_weight P(x_hat, x) + [i >= adv_start] adv_weight (D(x_hat) - 1)^2
+    L_D  = 0.5 ((D(x) - 1)^2 + D(sg(x_hat))^2)                                 only when i >= adv_start
+
+with ``D`` a MONAI ``PatchDiscriminator`` and the squares averaged over its patch logits (MONAI
+``PatchAdversarialLoss(criterion="least_squares")``). The generator and the discriminator alternate:
+one Adam step each. After training the latent scale factor is measured on the whole training set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from metavoxel.errors import InputError, MetavoxelError
+from metavoxel.vae.config import VAETrainConfig
+from metavoxel.vae.evaluation import latent_scale_factor, reconstruction_metrics
+from metavoxel.vae.perceptual import FeaturePerceptualLoss
+from metavoxel.vae.report import VAEReport
+from metavoxel.vae.volumes import VolumeSet, random_crop
+
+__all__ = ["PERCEPTUAL_OFF_MESSAGE", "kl_divergence", "train_vae"]
+
+_log = logging.getLogger("metavoxel.vae")
+
+PERCEPTUAL_OFF_MESSAGE = ("perceptual loss off: no pretrained weights given (metavoxel never downloads); "
+                          "pass --perceptual-weights FILE.safetensors")
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) summed over latent elements, averaged over the batch.
+
+    Args:
+        mu, sigma: (B, latent_C, *grid) posterior mean and standard deviation.
+    """
+    per_element = mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2)) - 1  # (B, latent_C, *grid)
+    return 0.5 * per_element.flatten(1).sum(dim=1).mean()
+
+
+def _index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Minibatch indices from successive random permutations (every image once per epoch)."""
+    order = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(n, generator=generator)])
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def _check_geometry(vae: torch.nn.Module, train: VolumeSet, val: VolumeSet | None, config: VAETrainConfig,
+                    adversarial: bool) -> tuple[int, ...]:
+    """Check that the images fit the VAE (and the discriminator); returns the training crop shape."""
+    encoder = getattr(vae, "encoder", None)
+    in_channels = getattr(encoder, "in_channels", train.channels)
+    spatial_dims = getattr(encoder, "spatial_dims", len(train.spatial_shape))
+    factor = 2 ** (len(getattr(encoder, "channels", (0,))) - 1)
+    for volumes in (train, val):
+        if volumes is None or len(volumes) == 0:
+            continue
+        if volumes.channels != in_channels or len(volumes.spatial_shape) != spatial_dims:
+            raise InputError(f"{volumes.name}: images (C, *shape) = {volumes.item_shape} do not fit a "
+                             f"{spatial_dims}D VAE with {in_channels} input channel(s); give matching images")
+        if any(s % factor for s in volumes.spatial_shape):
+            raise InputError(f"{volumes.name}: image shape {volumes.spatial_shape} must be divisible by the VAE "
+                             f"downsampling factor {factor}; crop or pad the images")
+    shape = train.spatial_shape
+    if config.patch_size is not None:
+        patch = tuple(config.patch_size)
+        if len(patch) != len(shape) or any(p > s or p % factor for p, s in zip(patch, shape)):
+            raise InputError(f"patch_size {list(patch)} must have one entry per axis of the images {list(shape)}, "
+                             f"each no larger than the image and divisible by {factor}; fix patch_size")
+        shape = patch
+    smallest = 3 * 2 ** config.disc_layers
+    if adversarial and min(shape) < smallest:
+        raise InputError(f"a PatchDiscriminator with disc_layers={config.disc_layers} needs training volumes of at "
+                         f"least {smallest} voxels per side, got {list(shape)}; lower disc_layers or enlarge "
+                         "patch_size")
+    return shape
+
+
+def _autocast(config: VAETrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if config.precision == "fp32":
+        return contextlib.nullcontext
+    if device.type != "cuda":
+        raise InputError(f"precision 'bf16' needs a CUDA device, got device {str(device)!r}; use precision 'fp32' "
+                         "on this device")
+    return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def _perceptual(config: VAETrainConfig, spatial_dims: int, device: torch.device) -> FeaturePerceptualLoss | None:
+    if config.perceptual_weights is None:
+        if config.perceptual_weight > 0:
+            _log.warning(PERCEPTUAL_OFF_MESSAGE)
+        return None
+    if spatial_dims != 3:
+        raise InputError(f"perceptual weights were given but the images are {spatial_dims}D; the perceptual "
+                         "feature network is 3D, drop perceptual_weights")
+    return FeaturePerceptualLoss.from_file(config.perceptual_weights, config.perceptual_network).to(device)
+
+
+def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: VAETrainConfig, *,
+              progress: Progress | None = None, device: str | torch.device = "cpu",
+              discriminator: torch.nn.Module | None = None) -> VAEReport:
+    """Train ``vae`` in place with the MAISI objective (module docstring) and measure it.
+
+    Args:
+        vae: a MONAI ``AutoencoderKL`` (e.g. from ``build_vae``); trained in place, left in eval mode.
+        train_images: (N, C, *shape) tensor in [0, 1], or an indexable dataset of (C, *shape) tensors.
+        val_images: the same for validation (PSNR/SSIM every ``val_every`` steps and at the end), or None.
+        config: the training knobs.
+        progress: called as ``progress(step, steps, record)`` after every step; ``record`` is that step's
+            history dict (loss terms, and ``val_*`` on validation steps).
+        device: where to train; ``precision="bf16"`` needs CUDA and is refused elsewhere.
+        discriminator: a MONAI ``PatchDiscriminator`` to train (e.g. to resume); default: a new one with
+            ``disc_layers``/``disc_channels`` and instance norm (MAISI's). Trained in place.
+
+    Returns:
+        a `VAEReport`; ``scale_factor = 1 / std`` of the training latents' posterior means.
+
+    Raises:
+        InputError: images of the wrong shape/range, an impossible patch or discriminator size, bf16 off CUDA,
+            missing perceptual weights file.
+        CheckpointError: unreadable or unfitting perceptual weights.
+        MetavoxelError: the loss became non-finite.
+    """
+    from monai.losses import PatchAdversarialLoss
+    from monai.networks.nets import PatchDiscriminator
+
+    config = VAETrainConfig.model_validate(config)
+    device = torch.device(device)
+    autocast = _autocast(config, device)
+    train = VolumeSet(train_images, "train_images")
+    val = VolumeSet(val_images, "val_images") if val_images is not None else None
+    if len(train) == 0:
+        raise InputError("train_images: no images; give at least one training image")
+    adversarial_ever = config.adv_start < config.steps and config.adv_weight > 0
+    _check_geometry(vae, train, val, config, adversarial_ever)
+    spatial_dims = len(train.spatial_shape)
+    perceptual = _perceptual(config, spatial_dims, device)
+    if discriminator is None:
+        discriminator = PatchDiscriminator(spatial_dims=spatial_dims, num_layers_d=config.disc_layers,
+                                           channels=config.disc_channels, in_channels=train.channels,
+                                           out_channels=1, norm="INSTANCE")
+    vae.to(device)
+    discriminator.to(device)
+    adv_loss = PatchAdversarialLoss(criterion="least_squares")
+    opt_g = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    batches = _index_stream(len(train), config.batch_size, generator)
+    history: list[dict[str, float]] = []
+    val_metrics: dict[str, float] = {}
+
+    # The reparameterisation noise comes from the global RNG (MONAI's sampling); seed it without leaking.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        for step in range(config.steps):
+            x = train.batch(next(batches))
+            if config.patch_size is not None:
+                x = random_crop(x, config.patch_size, generator)
+            x = x.to(device)
+            adversarial = step >= config.adv_start and config.adv_weight > 0
+            vae.train()
+            discriminator.train()
+            with autocast():
+                x_hat, mu, sigma = vae(x)
+            x_hat, mu, sigma = x_hat.float(), mu.float(), sigma.float()
+            terms = {"l1": (x_hat - x).abs().mean(), "kl": kl_divergence(mu, sigma)}
+            terms["perceptual"] = perceptual(x_hat, x) if perceptual is not None else x_hat.new_zeros(())
+            if adversarial:
+                with autocast():
+                    fake = discriminator(x_hat.contiguous())[-1]
+                terms["adv_g"] = adv_loss(fake.float(), target_is_real=True, for_discriminator=False)
+            else:
+                terms["adv_g"] = x_hat.new_zeros(())
+            loss = (terms["l1"] + config.kl_weight * terms["kl"] + config.perceptual_weight * terms["perceptual"]
+                    + config.adv_weight * terms["adv_g"])
+            if not torch.isfinite(loss):
+                raise MetavoxelError(f"the VAE loss became {loss.item()} at step {step + 1} "
+                                     f"({ {k: v.item() for k, v in terms.items()} }); expected a finite loss — "
+                                     "lower lr, or train in fp32")
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+
+            terms["adv_d"] = x_hat.new_zeros(())
+            if adversarial:
+                with autocast():
+                    fake = discriminator(x_hat.detach().contiguous())[-1]
+                    real = discriminator(x.contiguous())[-1]
+                loss_d = 0.5 * (adv_loss(fake.float(), target_is_real=False, for_discriminator=True)
+                                + adv_loss(real.float(), target_is_real=True, for_discriminator=True))
+                opt_d.zero_grad(set_to_none=True)  # also drops the grads the generator step left here
+                loss_d.backward()
+                opt_d.step()
+                terms["adv_d"] = loss_d.detach()
+
+            record = {"step": float(step + 1), "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+            last = step + 1 == config.steps
+            if val is not None and len(val) and ((step + 1) % config.val_every == 0 or last):
+                val_metrics = reconstruction_metrics(vae, val, batch_size=config.batch_size, device=device,
+                                                     autocast=autocast)
+                record.update({f"val_{k}": v for k, v in val_metrics.items()})
+            history.append(record)
+            if progress is not None:
+                progress(step + 1, config.steps, record)
+
+    scale, std = latent_scale_factor(vae, train, batch_size=config.batch_size, device=device, autocast=autocast)
+    vae.eval()
+    final = {k: v for k, v in history[-1].items() if k != "step" and not k.startswith("val_")}
+    return VAEReport(steps=config.steps, final=final, val=val_metrics, scale_factor=scale, latent_std=std,
+                     perceptual=perceptual is not None, history=history)

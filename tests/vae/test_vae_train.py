@@ -1,0 +1,153 @@
+"""train_vae: the MAISI objective on tiny 3D blobs — reconstruction learns, the adversary waits for
+adv_start, the metrics and the scale factor are what they claim, perceptual weights are the user's."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+from monai.networks.nets import PatchDiscriminator
+from safetensors.torch import save_file
+
+from metavoxel.errors import CheckpointError, InputError
+from metavoxel.vae import PERCEPTUAL_OFF_MESSAGE, VAETrainConfig, build_feature_network, train_vae
+
+FAST = {"batch_size": 4, "lr": 2e-3, "disc_layers": 2, "disc_channels": 8}
+
+
+def _config(**overrides) -> VAETrainConfig:
+    return VAETrainConfig(**{**FAST, **overrides})
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()])
+
+
+def test_reconstruction_learns_and_adversary_waits_for_adv_start(tiny_vae, blob_data):
+    train, val = blob_data
+    adv_start = 12
+    disc = PatchDiscriminator(spatial_dims=3, num_layers_d=2, channels=8, in_channels=1, out_channels=1,
+                              norm="INSTANCE")
+    snapshots = [_flat(disc)]
+    report = train_vae(tiny_vae, train, val, _config(steps=24, adv_start=adv_start, val_every=100),
+                       discriminator=disc, progress=lambda step, steps, record: snapshots.append(_flat(disc)))
+
+    l1 = [h["l1"] for h in report.history]
+    assert sum(l1[-3:]) / 3 < 0.5 * sum(l1[:3]) / 3, l1
+    assert all(h["adv_g"] == 0.0 and h["adv_d"] == 0.0 for h in report.history[:adv_start])
+    assert all(h["adv_g"] > 0.0 and h["adv_d"] > 0.0 for h in report.history[adv_start:])
+    # snapshots[i] is after step i (1-based): the discriminator moves first at step adv_start + 1
+    assert all(torch.equal(snapshots[0], s) for s in snapshots[1:adv_start + 1])
+    assert not torch.equal(snapshots[adv_start], snapshots[adv_start + 1])
+    assert report.steps == 24 and len(report.history) == 24
+    assert report.final == {k: v for k, v in report.history[-1].items() if k != "step" and "val" not in k}
+    assert report.val == {k.removeprefix("val_"): v for k, v in report.history[-1].items() if "val" in k}
+
+
+def test_metrics_and_scale_factor_match_a_recomputation(tiny_vae, blob_data):
+    train, val = blob_data
+    report = train_vae(tiny_vae, train, val, _config(steps=10, adv_start=100, val_every=5))
+
+    assert [h["step"] for h in report.history if "val_psnr" in h] == [5.0, 10.0]
+    assert math.isfinite(report.val_psnr) and report.val_psnr > 5
+    assert math.isfinite(report.val_ssim) and 0 < report.val_ssim <= 1
+    assert not tiny_vae.training
+    with torch.no_grad():
+        mu_train = tiny_vae.encode(train)[0]
+        mu_val = tiny_vae.encode(val)[0]
+        x_hat = tiny_vae.decode(mu_val).clamp(0, 1)
+    assert report.latent_std == pytest.approx(mu_train.double().std().item(), rel=1e-5)
+    assert report.scale_factor == pytest.approx(1.0 / mu_train.double().std().item(), rel=1e-5)
+    mse = ((x_hat - val) ** 2).flatten(1).mean(1)  # (N,)
+    assert report.val_psnr == pytest.approx((10 * torch.log10(1 / mse)).mean().item(), rel=1e-4)
+    assert report.val["l1"] == pytest.approx((x_hat - val).abs().mean().item(), rel=1e-4)
+
+
+def test_same_seed_same_run_and_datasets_work_like_tensors(tiny_spec, blob_data):
+    from metavoxel_builtin.image_latent import build_vae
+
+    train, val = blob_data
+    runs = []
+    for images in (train, [train[i] for i in range(len(train))]):  # a tensor, then a list "dataset"
+        torch.manual_seed(3)
+        vae = build_vae(3, 1, tiny_spec)
+        runs.append(train_vae(vae, images, val, _config(steps=4, adv_start=2, val_every=4, seed=7)).history)
+    assert runs[0] == runs[1]
+
+
+def test_perceptual_off_without_weights_says_so_once(tiny_vae, blob_data, caplog):
+    train, val = blob_data
+    with caplog.at_level(logging.WARNING, logger="metavoxel.vae"):
+        report = train_vae(tiny_vae, train, None, _config(steps=2, adv_start=100))
+    lines = [r.getMessage() for r in caplog.records if "perceptual" in r.getMessage()]
+    assert lines == [PERCEPTUAL_OFF_MESSAGE]
+    assert "never downloads" in lines[0] and "--perceptual-weights" in lines[0]
+    assert report.perceptual is False and all(h["perceptual"] == 0.0 for h in report.history)
+    assert report.val == {} and report.val_psnr is None
+
+
+def test_perceptual_on_with_user_supplied_safetensors(tiny_vae, blob_data, tmp_path, caplog):
+    train, _val = blob_data
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet10.safetensors"
+    save_file({k: v.contiguous() for k, v in build_feature_network("resnet10").state_dict().items()}, str(weights))
+    with caplog.at_level(logging.WARNING, logger="metavoxel.vae"):
+        report = train_vae(tiny_vae, train, None, _config(steps=2, adv_start=100, perceptual_weights=weights))
+    assert report.perceptual is True
+    assert all(h["perceptual"] > 0.0 for h in report.history)
+    assert all(h["loss"] > h["l1"] + 1e-6 * h["kl"] for h in report.history)  # the term enters the loss
+    assert not [r for r in caplog.records if "perceptual" in r.getMessage()]
+
+
+def test_perceptual_weights_must_exist_and_fit(tiny_vae, blob_data, tmp_path):
+    train, _val = blob_data
+    with pytest.raises(InputError, match="do not exist"):
+        train_vae(tiny_vae, train, None, _config(steps=1, perceptual_weights=tmp_path / "missing.safetensors"))
+    partial = tmp_path / "partial.safetensors"
+    save_file({"conv1.weight": torch.zeros(64, 1, 7, 7, 7)}, str(partial))
+    with pytest.raises(CheckpointError, match="missing tensors") as info:
+        train_vae(tiny_vae, train, None, _config(steps=1, perceptual_weights=partial))
+    assert "\n" not in str(info.value)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        train_vae(tiny_vae, train, None, _config(steps=1, perceptual_weights=garbage))
+
+
+def test_bf16_on_cpu_is_refused_before_training(tiny_vae, blob_data):
+    train, val = blob_data
+    before = _flat(tiny_vae)
+    with pytest.raises(InputError, match="bf16.*CUDA"):
+        train_vae(tiny_vae, train, val, _config(steps=1, precision="bf16"), device="cpu")
+    assert torch.equal(before, _flat(tiny_vae))
+
+
+@pytest.mark.parametrize(("images", "message"), [
+    (torch.rand(2, 1, 16, 16, 16) * 2, "intensities must lie in"),
+    (torch.rand(2, 1, 15, 16, 16), "divisible by the VAE downsampling factor 2"),
+    (torch.rand(2, 2, 16, 16, 16), "do not fit a 3D VAE with 1 input channel"),
+    (torch.rand(16, 16, 16), "expected a tensor"),
+])
+def test_bad_images_are_refused(tiny_vae, images, message):
+    with pytest.raises(InputError, match=message):
+        train_vae(tiny_vae, images, None, _config(steps=1))
+
+
+def test_patches_and_discriminator_size_are_checked(tiny_vae, blob_data):
+    train, _val = blob_data
+    with pytest.raises(InputError, match="disc_layers=3 needs training volumes of at least 24"):
+        train_vae(tiny_vae, train, None, _config(steps=2, adv_start=0, disc_layers=3))
+    with pytest.raises(InputError, match="patch_size"):
+        train_vae(tiny_vae, train, None, _config(steps=1, patch_size=[8, 8, 7]))
+    report = train_vae(tiny_vae, train, None, _config(steps=2, adv_start=100, patch_size=[8, 8, 8]))
+    assert report.steps == 2 and math.isfinite(report.scale_factor)
+
+
+def test_config_is_strict():
+    with pytest.raises(ValueError, match="extra"):
+        VAETrainConfig(step=3)
+    with pytest.raises(ValueError, match="perceptual_weight is 0"):
+        VAETrainConfig(perceptual_weights="w.safetensors", perceptual_weight=0)
+    assert VAETrainConfig().lr == 1e-4 and VAETrainConfig().kl_weight == 1e-6
