@@ -4,10 +4,12 @@ The public API. Plugins (the built-in kinds included) import only what is re-exp
 """
 
 from metavoxel.errors import CheckpointError, InputError, KernelError, MetavoxelError, PluginError, SpecError
-from metavoxel.io import read_nifti
+from metavoxel.io import (PreparedImage, PreprocessSpec, Preprocessor, model_grid_affine, read_nifti, write_nifti,
+                          write_result)
 from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_registry, hookimpl
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
+from metavoxel.vae.architecture import VAESpec, build_vae
 from metavoxel.variables import (BuildContext, GaussianVariable, ScalarHead, SpatialHead, UniformDiscreteVariable, Variable,
                                  VariableKind)
 
@@ -18,8 +20,9 @@ __all__ = [
     "JointModel", "KernelError", "MetavoxelError", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin",
     "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead", "SpecError", "UniformDiscreteProcess",
     "UniformDiscreteVariable",
-    "Variable", "VariableKind", "VariableSpec", "build_registry", "default_registry", "hookimpl", "make_schedule",
-    "read_nifti",
+    "Variable", "VAESpec", "VariableKind", "VariableSpec", "build_vae", "build_registry", "default_registry", "hookimpl", "make_schedule",
+    "read_nifti", "PreparedImage", "PreprocessSpec", "Preprocessor", "model_grid_affine", "write_nifti",
+    "write_result",
 ]
 
 

@@ -11,14 +11,15 @@ __all__ = ["EXAMPLES"]
 SEX = {"name": "sex", "kind": "categorical", "categories": ["F", "M"],
        "aliases": {"female": "F", "male": "M", "f": "F", "m": "M", "woman": "F", "man": "M"}}
 
-#: The MetaVoxel paper's model: 3D T1w (96×112×96 voxels) through a ×4 KL-VAE to a 4×24×28×24 latent,
+#: The MetaVoxel paper's model: 3D T1w (96×112×96 voxels of 1.5 mm, RAS) through a ×4 KL-VAE to a 4×24×28×24 latent,
 #: age as a continuous and sex as a categorical variable, one LDM-style U-Net over all three.
 T1W_AGE_SEX_LATENT: dict[str, Any] = {
     "name": "t1w-age-sex-latent",
     "variables": [
         {"name": "image", "kind": "image_latent", "channels": 1, "shape": [96, 112, 96],
          "vae": {"channels": [64, 128, 256], "latent_channels": 4, "num_res_blocks": 2, "norm_num_groups": 32},
-         "scale_factor": 1.0, "weights": "vae/vae.safetensors"},
+         "scale_factor": 1.0, "weights": "vae/vae.safetensors",
+         "preprocess": {"orientation": "RAS", "spacing": [1.5, 1.5, 1.5], "percentiles": [0.5, 99.5]}},
         {"name": "age", "kind": "continuous", "range": [40.0, 95.0], "unit": "years"},
         SEX,
     ],

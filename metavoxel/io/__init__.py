@@ -1,5 +1,11 @@
-"""Reading and writing the files metavoxel touches (NIfTI through nibabel)."""
+"""Reading, preprocessing and writing the files metavoxel touches (NIfTI through nibabel and MONAI)."""
 
+from metavoxel.io.atomic import write_atomic, write_json, write_text
 from metavoxel.io.nifti import read_nifti
+from metavoxel.io.nifti_write import write_nifti, write_result
+from metavoxel.io.preprocess import (PreparedImage, PreprocessSpec, Preprocessor, SourceGrid, SpacingWarning,
+                                     model_grid_affine)
+from metavoxel.io.resample import to_source_grid
 
-__all__ = ["read_nifti"]
+__all__ = ["PreparedImage", "PreprocessSpec", "Preprocessor", "SourceGrid", "SpacingWarning", "model_grid_affine",
+           "read_nifti", "to_source_grid", "write_atomic", "write_json", "write_nifti", "write_result", "write_text"]

@@ -37,7 +37,7 @@ WEIGHTS_FILE, META_FILE = "vae.safetensors", "vae.json"
 def _architecture():
     # VAESpec/build_vae live with the image_latent kind for now; imported lazily so the core never
     # imports a plugin at import time (to move into metavoxel's public API).
-    from metavoxel_builtin.image_latent import VAESpec, build_vae
+    from metavoxel.vae.architecture import VAESpec, build_vae
 
     return VAESpec, build_vae
 

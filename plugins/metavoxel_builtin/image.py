@@ -18,11 +18,17 @@ import metavoxel as mv
 class ImageSpecBase(mv.VariableSpec):
     channels: int = Field(1, ge=1, description="Image channels (e.g. 1 for T1w).")
     shape: list[int] = Field(min_length=2, max_length=3, description="Voxel grid of the model, e.g. [96, 112, 96].")
+    preprocess: mv.PreprocessSpec | None = Field(None, description=(
+        "Bring input NIfTIs onto the model grid (orient, resample, crop/pad, percentile-scale); "
+        "null: input files must already be on the grid."))
 
     @model_validator(mode="after")
     def _positive(self) -> ImageSpecBase:
         if any(s < 1 for s in self.shape):
             raise ValueError(f"shape must be positive, got {self.shape}")
+        if self.preprocess is not None and len(self.preprocess.spacing) != len(self.shape):
+            raise ValueError(f"preprocess.spacing has {len(self.preprocess.spacing)} values but shape has "
+                             f"{len(self.shape)}; give one spacing per axis")
         return self
 
 
@@ -40,8 +46,19 @@ class ImageValues:
     name: str
     channels: int
     shape: tuple[int, ...]
+    preprocessor: mv.Preprocessor | None = None
+
+    def prepare(self, text: str) -> mv.PreparedImage:
+        """A NIfTI file on the model grid, with what writing results back into its own grid needs."""
+        if self.preprocessor is None:
+            raise mv.InputError(f"{self.name}: this model has no preprocess section, so input files must already "
+                                "be on the model grid; add variables[].preprocess to the spec to accept any scan")
+        return self.preprocessor(text)
 
     def parse(self, text: str) -> torch.Tensor:
+        """(C, *shape) voxels of a NIfTI file: preprocessed onto the model grid when the spec says how."""
+        if self.preprocessor is not None:
+            return self._check(self.prepare(text).tensor, repr(text))
         data, _affine = mv.read_nifti(text, spatial_dims=len(self.shape), what=self.name)
         return self._check(torch.from_numpy(data), f"{text!r}")
 
@@ -101,8 +118,10 @@ class PixelImage(ImageValues, mv.GaussianVariable):
     @classmethod
     def from_spec(cls, spec: ImageSpec, ctx: mv.BuildContext) -> PixelImage:
         check_dims(spec, ctx)
-        return cls(spec.name, spec.channels, tuple(spec.shape), ctx.schedule("gaussian"), spec.intensity_range,
-                   spec.clip_denoised)
+        variable = cls(spec.name, spec.channels, tuple(spec.shape), ctx.schedule("gaussian"), spec.intensity_range,
+                       spec.clip_denoised)
+        variable.preprocessor = preprocessor(spec)
+        return variable
 
     def encode(self, values: torch.Tensor) -> torch.Tensor:
         return 2 * (values.float() - self.lo) / (self.hi - self.lo) - 1
@@ -115,6 +134,12 @@ class PixelImage(ImageValues, mv.GaussianVariable):
 
     def channel_input(self, z_t: torch.Tensor) -> torch.Tensor:
         return z_t
+
+
+def preprocessor(spec: ImageSpecBase) -> mv.Preprocessor | None:
+    if spec.preprocess is None:
+        return None
+    return mv.Preprocessor(spec.preprocess, spec.shape, spec.channels, name=spec.name)
 
 
 def check_dims(spec: ImageSpecBase, ctx: mv.BuildContext) -> None:

@@ -11,41 +11,17 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 import metavoxel as mv
-from metavoxel_builtin.image import ImageSpecBase, ImageValues, check_dims
-
-
-class VAESpec(BaseModel):
-    """Architecture of the AutoencoderKL (MONAI's LDM autoencoder)."""
-
-    model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [64, 128, 256], min_length=2)
-    latent_channels: int = Field(4, ge=1)
-    num_res_blocks: int = Field(2, ge=1)
-    attention_levels: list[bool] | None = Field(None, description="Default: no attention at any level.")
-    norm_num_groups: int = Field(32, ge=1)
-    nonlocal_attention: bool = Field(False, description="Self-attention in the encoder/decoder middle blocks.")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> VAESpec:
-        if self.attention_levels is not None and len(self.attention_levels) != len(self.channels):
-            raise ValueError("attention_levels needs one flag per entry of channels")
-        if any(c % self.norm_num_groups for c in self.channels):
-            raise ValueError(f"every VAE channel count must be divisible by norm_num_groups={self.norm_num_groups}")
-        return self
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channels) - 1)
+from metavoxel_builtin.image import ImageSpecBase, ImageValues, check_dims, preprocessor
 
 
 class ImageLatentSpec(ImageSpecBase):
     """An image diffused in the latent space of a frozen KL-VAE."""
 
     kind: Literal["image_latent"]
-    vae: VAESpec = Field(default_factory=VAESpec)
+    vae: mv.VAESpec = Field(default_factory=mv.VAESpec)
     scale_factor: float = Field(1.0, gt=0, description="Latent scale (1/std of the training latents).")
     weights: str | None = Field(None, description="VAE weights (.safetensors); random if absent (tests only).")
 
@@ -56,18 +32,6 @@ class ImageLatentSpec(ImageSpecBase):
             raise ValueError(f"shape {self.shape} must be divisible by the VAE downsampling factor {f}; "
                              f"crop or pad the grid")
         return self
-
-
-def build_vae(spatial_dims: int, channels: int, spec: VAESpec) -> torch.nn.Module:
-    from monai.networks.nets import AutoencoderKL
-
-    levels = spec.attention_levels or [False] * len(spec.channels)
-    return AutoencoderKL(
-        spatial_dims=spatial_dims, in_channels=channels, out_channels=channels, channels=tuple(spec.channels),
-        latent_channels=spec.latent_channels, num_res_blocks=spec.num_res_blocks, attention_levels=tuple(levels),
-        norm_num_groups=spec.norm_num_groups, with_encoder_nonlocal_attn=spec.nonlocal_attention,
-        with_decoder_nonlocal_attn=spec.nonlocal_attention,
-    )
 
 
 def load_vae_weights(vae: torch.nn.Module, path: str | Path, name: str) -> None:
@@ -81,7 +45,10 @@ def load_vae_weights(vae: torch.nn.Module, path: str | Path, name: str) -> None:
         state = load_file(str(path))
     except Exception as exc:
         raise mv.CheckpointError(f"{name}: {str(path)!r} is not a readable .safetensors file ({exc})") from None
-    missing, unexpected = vae.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = vae.load_state_dict(state, strict=False)
+    except RuntimeError:  # a tensor of another shape
+        missing, unexpected = ["(shape mismatch)"], []
     if missing or unexpected:
         raise mv.CheckpointError(f"{name}: {str(path)!r} does not fit the VAE in the spec ({len(missing)} missing, "
                                  f"{len(unexpected)} unexpected tensors); check the spec's vae architecture")
@@ -108,11 +75,13 @@ class ImageLatent(ImageValues, mv.GaussianVariable):
         pretrained = spec.weights is not None and ctx.load_weights
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)  # random init is reproducible (and replaced when weights are loaded)
-            vae = build_vae(ctx.spatial_dims, spec.channels, spec.vae)
+            vae = mv.build_vae(ctx.spatial_dims, spec.channels, spec.vae)
         if pretrained:
             load_vae_weights(vae, spec.weights, spec.name)
-        return cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
-                   spec.vae.latent_channels, ctx.schedule("gaussian"), spec.scale_factor)
+        variable = cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
+                       spec.vae.latent_channels, ctx.schedule("gaussian"), spec.scale_factor)
+        variable.preprocessor = preprocessor(spec)
+        return variable
 
     @torch.no_grad()
     def encode(self, values: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metavoxel_builtin.image_latent import VAESpec, build_vae
+from metavoxel.vae.architecture import VAESpec, build_vae
 
 TINY_SPEC = {"channels": [8, 16], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 4}
 

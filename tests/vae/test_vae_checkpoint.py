@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from metavoxel_builtin.image_latent import VAESpec, build_vae
+from metavoxel.vae.architecture import VAESpec, build_vae
 from safetensors.torch import load_file, save_file
 
 from metavoxel.errors import CheckpointError, InputError

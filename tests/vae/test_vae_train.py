@@ -66,7 +66,7 @@ def test_metrics_and_scale_factor_match_a_recomputation(tiny_vae, blob_data):
 
 
 def test_same_seed_same_run_and_datasets_work_like_tensors(tiny_spec, blob_data):
-    from metavoxel_builtin.image_latent import build_vae
+    from metavoxel.vae.architecture import build_vae
 
     train, val = blob_data
     runs = []
