@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from metavoxel.cli import commands
+from metavoxel.cli import commands, run_commands
 from metavoxel.errors import MetavoxelError
 
 app = typer.Typer(
@@ -21,6 +21,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("train-vae")(run_commands.train_vae)
+app.command("encode")(run_commands.encode)
+app.command("train")(run_commands.train)
+app.command("sample")(run_commands.sample)
+app.command("predict")(run_commands.predict)
 app.command("plugins")(commands.plugins)
 app.command("schema")(commands.schema)
 app.command("demo")(commands.demo)

@@ -28,7 +28,7 @@ from metavoxel.io.atomic import write_json
 from metavoxel.training.checkpoint import load_state, save_state, save_weights
 from metavoxel.training.config import TrainConfig
 
-__all__ = ["EncodedRecords", "TrainingDiverged", "TrainResult", "train"]
+__all__ = ["EncodedRecords", "TrainingDiverged", "TrainResult", "distributed", "train"]
 
 
 class TrainingDiverged(MetavoxelError):
@@ -83,6 +83,11 @@ class _Dist:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+
+def distributed() -> _Dist:
+    """This process's place in a torchrun job (world size 1 outside one); initialises the process group."""
+    return _Dist.from_env()
 
 
 def _lr_factor(step: int, config: TrainConfig) -> float:

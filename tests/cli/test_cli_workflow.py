@@ -1,0 +1,178 @@
+"""End to end on a tiny 3D NIfTI cohort: train-vae -> encode -> train -> sample -> predict, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from metavoxel.cli import run
+
+N = 12
+
+
+def _head(age: float, sex: str, rng: np.random.Generator) -> np.ndarray:
+    """A 16³ blob whose radius grows with age and whose centre shifts with sex."""
+    grid = np.stack(np.meshgrid(*[np.arange(16.0)] * 3, indexing="ij"))
+    centre = np.array([7.5 + (1.5 if sex == "M" else -1.5), 7.5, 7.5])[:, None, None, None]
+    radius = 3.0 + 3.0 * (age - 40) / 55
+    blob = np.exp(-((grid - centre) ** 2).sum(0) / (2 * radius**2))
+    return (blob + 0.02 * rng.standard_normal(blob.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(N):
+        age, sex = float(rng.uniform(40, 95)), "F" if i % 2 else "M"
+        data, affine = _head(age, sex, rng), np.diag([1.0, 1.0, 1.0, 1.0])
+        if i % 3 == 0:  # some scans stored LPS: same anatomy, flipped axes and affine
+            data = data[::-1, ::-1].copy()
+            affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+            affine[:3, 3] = [15.0, 15.0, 0.0]
+        (root / "images").mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(data, affine), root / "images" / f"sub-{i:02d}_T1w.nii.gz")
+        rows.append({"participant_id": f"sub-{i:02d}", "age": f"{age:.1f}", "sex": "male" if sex == "M" else "f",
+                     "t1": f"images/sub-{i:02d}_T1w.nii.gz"})
+    with (root / "cohort.tsv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    spec = {
+        "name": "tiny-t1w",
+        "variables": [
+            {"name": "image", "kind": "image_latent", "shape": [16, 16, 16],
+             "vae": {"channels": [8, 8], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 4},
+             "preprocess": {"spacing": [1.0, 1.0, 1.0], "percentiles": [0.5, 99.5]}},
+            {"name": "age", "kind": "continuous", "range": [40, 95]},
+            {"name": "sex", "kind": "categorical", "categories": ["F", "M"],
+             "aliases": {"female": "F", "male": "M"}},
+        ],
+        "diffusion": {"timesteps": 50, "sampling_steps": 4},
+        "network": {"spatial_dims": 3, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
+                    "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16},
+        "data": {"columns": {"image": "t1"}, "split": {"val": 0.2, "test": 0.2, "seed": 0}},
+    }
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return root, spec
+
+
+def _ok(argv: list[str]) -> None:
+    code = run([str(a) for a in argv])
+    assert code == 0, f"metavoxel {' '.join(map(str, argv))} exited {code}"
+
+
+@pytest.fixture(scope="module")
+def trained(cohort):
+    root, spec = cohort
+    _ok(["train-vae", "--spec", root / "spec.yaml", "--data", root / "cohort.tsv", "--out", root / "vae",
+         "--steps", 3, "--batch-size", 2, "--adv-start", 1, "--disc-layers", 2])
+    meta = json.loads((root / "vae" / "vae.json").read_text())
+    spec["variables"][0].update(weights=str(root / "vae" / "vae.safetensors"), scale_factor=meta["scale_factor"])
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    _ok(["encode", "--spec", root / "spec.yaml", "--data", root / "cohort.tsv", "--cache", root / "cache"])
+    _ok(["train", "--spec", root / "spec.yaml", "--data", root / "cohort.tsv", "--out", root / "run", "--steps", 4,
+         "--batch-size", 2, "--val-every", 2, "--checkpoint-every", 2, "--cache", root / "cache"])
+    return root
+
+
+def test_run_directory_is_complete(trained):
+    run_dir = trained / "run"
+    for name in ("spec.json", "model.safetensors", "best.safetensors", "metrics.jsonl", "splits.json", "MODEL_CARD.md",
+                 "state.json", "train.json"):
+        assert (run_dir / name).is_file(), name
+    splits = json.loads((run_dir / "splits.json").read_text())
+    subjects = [set(splits[k]) for k in ("train", "val", "test")]
+    assert all(subjects) and sum(len(s) for s in subjects) == len(set().union(*subjects)) == N  # disjoint, complete
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "Not for clinical use" in card and "age (train): mean" in card
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_encode_again_encodes_nothing(trained, capsys):
+    _ok(["encode", "--spec", trained / "spec.yaml", "--data", trained / "cohort.tsv", "--cache", trained / "cache"])
+    assert f"{N} images: {N} were cached, 0 encoded" in capsys.readouterr().out
+
+
+def test_sample_with_image_and_sex_fixed_predicts_age(trained):
+    out = trained / "s1"
+    scan = trained / "images" / "sub-03_T1w.nii.gz"
+    _ok(["sample", "--model", trained / "run", "--fix", f"image={scan}", "--fix", "sex=female", "-n", 3, "--out", out])
+    summary = json.loads((out / "samples.json").read_text())
+    sex, age = summary["variables"]["sex"], summary["variables"]["age"]
+    assert sex["samples"] == [["F", "F", "F"]] and sex["fixed"] == [True]
+    assert len(age["samples"][0]) == 3 and set(age["summary"]) == {"mean", "sd", "lower", "upper"}
+    assert summary["fixed"] == {"image": str(scan), "sex": "female"}
+    assert not list(out.glob("*.nii.gz"))  # the whole image was given: nothing generated to write
+
+
+def test_inpainting_is_written_back_in_the_scans_own_grid(trained):
+    scan = trained / "images" / "sub-00_T1w.nii.gz"  # an LPS scan
+    source = nib.load(scan)
+    mask = np.zeros(source.shape, dtype=np.float32)
+    mask[:8] = 1
+    nib.save(nib.Nifti1Image(mask, source.affine), trained / "mask.nii.gz")
+    out = trained / "s2"
+    _ok(["sample", "--model", trained / "run", "--fix", f"image={scan}", "--mask", f"image={trained / 'mask.nii.gz'}",
+         "--out", out])
+    result = nib.load(out / "image_sample00.nii.gz")
+    assert result.get_data_dtype() == np.float32
+    np.testing.assert_allclose(result.affine, source.affine)
+    assert result.shape == source.shape and int(result.header["sform_code"]) > 0
+    assert (out / "preview.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "image_sample00.json").read_text())["space"] == "source"
+
+
+def test_generated_image_carries_the_model_grid_affine(trained):
+    out = trained / "s3"
+    _ok(["sample", "--model", trained / "run", "--fix", "age=70", "--fix", "sex=M", "--out", out])
+    image = nib.load(out / "image_sample00.nii.gz")
+    assert image.shape == (16, 16, 16)
+    np.testing.assert_allclose(np.diag(image.affine)[:3], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(image.affine @ [8, 8, 8, 1], [0, 0, 0, 1])  # centre voxel at the world origin
+
+
+def test_predict_writes_one_row_per_subject(trained):
+    out = trained / "preds.tsv"
+    _ok(["predict", "--model", trained / "run", "--data", trained / "cohort.tsv", "--target", "age", "--given",
+         "image,sex", "-n", 2, "--out", out])
+    rows = list(csv.DictReader(out.open(), delimiter="\t"))
+    assert len(rows) == N
+    assert set(rows[0]) == {"participant_id", "session", "source", "age", "age_sd", "age_lower", "age_upper", "age_true"}
+    assert rows[0]["participant_id"] == "sub-00" and float(rows[0]["age_lower"]) <= float(rows[0]["age_upper"])
+    out = trained / "sex.tsv"
+    _ok(["predict", "--model", trained / "run", "--data", trained / "cohort.tsv", "--target", "sex", "--out", out])
+    rows = list(csv.DictReader(out.open(), delimiter="\t"))
+    assert {"sex_p_F", "sex_p_M", "sex", "sex_true"} <= set(rows[0])
+    assert rows[0]["sex"] in ("F", "M")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fix", "weight=80"], "unknown variable(s) weight; this model has image, age, sex"),
+    (["--fix", "sex=X"], "unknown category 'X'"),
+    (["--fix", "age=old"], "expected a number"),
+    (["--fix", "image=README.md"], "is not a NIfTI file"),
+    (["--fix", "image=nope.nii.gz"], "does not exist"),
+    (["--fix", "age"], "is not NAME=VALUE"),
+    (["--fix", "age=60", "--fix", "sex=F", "--fix", "image=IMG"], "every variable is fixed"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
+    args = [a.replace("IMG", str(trained / "images" / "sub-01_T1w.nii.gz")) for a in args]
+    out = trained / "bad"
+    code = run(["sample", "--model", str(trained / "run"), *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists(), "nothing is written for bad input"
+
+
+def test_not_a_run_directory_exits_2(tmp_path, capsys):
+    assert run(["sample", "--model", str(tmp_path), "--fix", "age=60"]) == 2
+    assert "is not a metavoxel run directory" in capsys.readouterr().err
