@@ -20,7 +20,7 @@ def progress_bar(*, loss: bool = False) -> Progress:
     columns = [TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]
     if loss:
-        columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
+        columns.append(TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} records/s"))
     return Progress(*columns, console=console(), transient=False)
 
 

@@ -71,13 +71,19 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
 
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=val_every,
                          checkpoint_every=checkpoint_every, warmup_steps=min(500, steps // 10), seed=seed)
+    import time
+
     with progress_bar(loss=True) as bar:
         tasks: dict[str, int] = {}
+        started: dict[str, float] = {}
 
         def progress(phase: str, done: int, total: int, loss: float) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total, loss=float("nan"))
-            bar.update(tasks[phase], completed=done, total=total, loss=loss)
+                tasks[phase] = bar.add_task(phase, total=total, loss=float("nan"), rate=0.0)
+                started[phase] = time.perf_counter()
+            per_step = batch_size if phase == "training" else 1
+            rate = done * per_step / max(1e-9, time.perf_counter() - started[phase])
+            bar.update(tasks[phase], completed=done, total=total, loss=loss, rate=rate)
 
         result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress)
     best = f", best validation loss {result.best_val:.4f}" if result.best_val is not None else ""

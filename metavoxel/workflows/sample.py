@@ -58,6 +58,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             raw[name] = prepared[name].tensor[None]
         else:
             parsed = var.parse(text)
+            _check_range(var, parsed)
             raw[name] = parsed[None] if isinstance(parsed, torch.Tensor) else [parsed]
     mask_tensors = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks=mask_tensors, num_samples=num_samples, steps=steps, seed=seed,
@@ -68,6 +69,14 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
                "fixed": dict(fix), "masks": dict(masks), **result.to_dict()}
     files.append(write_json(out / "samples.json", summary))
     return result, files
+
+
+def _check_range(var, value) -> None:
+    """A fixed value outside the range the model was declared (and trained) for is refused, not extrapolated."""
+    bounds = getattr(var, "value_range", None)
+    if bounds is not None and not bounds[0] <= float(value) <= bounds[1]:
+        raise InputError(f"--fix {var.name}={value:g} is outside the model's range [{bounds[0]:g}, {bounds[1]:g}]; "
+                         "the model cannot condition on values it was not trained for")
 
 
 def _mask(model, name: str, path: str, prepared) -> torch.Tensor:
@@ -114,16 +123,41 @@ def _write_images(model, result: SampleResult, prepared: dict, masked: set[str],
 
 
 def _preview(path: Path, previews: list) -> Path:
-    """Three orthogonal mid-slices per sample, one row each, patient left on the image right (radiological)."""
-    tiles = []
-    for volume, _caption in previews:
+    """Sagittal, coronal and axial mid-slices per sample (one row each, radiological: patient left on the
+    right, marked R and L), each row captioned with the sample's scalar values."""
+    from metavoxel.io.font import render_text
+
+    rows = []
+    for k, (volume, caption) in enumerate(previews):
         v = volume[0].numpy()
         if v.ndim == 2:
-            tiles += [np.rot90(v)]
-            continue
-        x, y, z = (s // 2 for s in v.shape)
-        tiles += [np.rot90(v[x]), np.rot90(v[:, y])[:, ::-1], np.rot90(v[:, :, z])[:, ::-1]]
-    return write_png(path, montage(tiles, columns=3 if previews[0][0].dim() == 4 else 1))
+            tiles = [_tile(np.rot90(v), marks=True)]
+        else:
+            x, y, z = (n // 2 for n in v.shape)
+            tiles = [_tile(np.rot90(v[x])), _tile(np.rot90(v[:, y]), marks=True), _tile(np.rot90(v[:, :, z]), marks=True)]
+        row = np.concatenate([np.pad(t, ((0, 0), (0, 4))) for t in tiles], axis=1)
+        text = render_text(f"{k}: " + " ".join(f"{n}={_short(val)}" for n, val in caption.items()), scale=2)
+        width = max(row.shape[1], text.shape[1])
+        rows += [np.pad(row, ((0, 2), (0, width - row.shape[1]))), np.pad(text, ((0, 6), (0, width - text.shape[1])))]
+    width = max(r.shape[1] for r in rows)
+    return write_png(path, np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in rows]))
+
+
+def _tile(slice2d: np.ndarray, marks: bool = False, zoom: int = 4) -> np.ndarray:
+    """One slice scaled to [0, 255] and enlarged; with ``marks``, R on the left edge and L on the right."""
+    from metavoxel.io.font import render_text
+
+    tile = montage([slice2d], columns=1, pad=0, zoom=zoom)
+    if marks:
+        for letter, col in (("R", 1), ("L", tile.shape[1] - 7)):
+            glyph = render_text(letter, scale=2)[:, :6]
+            region = tile[1:1 + glyph.shape[0], col:col + glyph.shape[1]]
+            region[...] = np.maximum(region, glyph[:region.shape[0], :region.shape[1]])
+    return tile
+
+
+def _short(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def _version() -> str:

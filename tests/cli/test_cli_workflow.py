@@ -158,6 +158,7 @@ def test_predict_writes_one_row_per_subject(trained):
     (["--fix", "weight=80"], "unknown variable(s) weight; this model has image, age, sex"),
     (["--fix", "sex=X"], "unknown category 'X'"),
     (["--fix", "age=old"], "expected a number"),
+    (["--fix", "age=150"], "outside the model's range [40, 95]"),
     (["--fix", "image=README.md"], "is not a NIfTI file"),
     (["--fix", "image=nope.nii.gz"], "does not exist"),
     (["--fix", "age"], "is not NAME=VALUE"),
