@@ -99,6 +99,9 @@ def _write_images(model, result: SampleResult, prepared: dict, masked: set[str],
     """Every sampled (or inpainted) image as NIfTI + JSON sidecar, and one PNG preview."""
     files, previews = [], []
     scalars = {n: result.labels(n)[0] for n, v in model.variables.items() if not isinstance(v.head, SpatialHead)}
+    # an image sampled from a given scan (inpainting, or translation to another image variable on the same
+    # grid) is derived from that scan, so it goes back into the scan's own grid
+    reference = next(iter(prepared.values()), None)
     for name, var in model.variables.items():
         if not isinstance(var.head, SpatialHead) or (result.is_fixed(name) and name not in masked):
             continue  # a whole given image: nothing new to write
@@ -107,13 +110,15 @@ def _write_images(model, result: SampleResult, prepared: dict, masked: set[str],
         for k in range(result.num_samples):
             volume = result.samples[name][0, k]  # (C, *shape)
             path = out / f"{name}_sample{k:02d}.nii.gz"
-            if name in prepared:
-                write_result(path, volume, prepared[name], space=space)
+            source = prepared.get(name, reference if reference is not None and
+                                  tuple(reference.tensor.shape[1:]) == tuple(var.shape) else None)
+            if source is not None:
+                write_result(path, volume, source, space=space)
             else:
                 write_nifti(path, volume, model_grid_affine(prep_spec, var.shape))
             caption = {n: values[k] for n, values in scalars.items()}
             write_json(path.with_name(path.name.replace(".nii.gz", ".json")),
-                       {"variable": name, "sample": k, "seed": result.seed, "space": space if name in prepared else "model",
+                       {"variable": name, "sample": k, "seed": result.seed, "space": space if source is not None else "model",
                         "scalars": caption})
             files += [path]
             previews.append((volume, caption))

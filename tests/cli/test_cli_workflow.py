@@ -177,3 +177,36 @@ def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
 def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert run(["sample", "--model", str(tmp_path), "--fix", "age=60"]) == 2
     assert "is not a metavoxel run directory" in capsys.readouterr().err
+
+
+def test_translation_to_another_image_is_written_in_the_given_scans_grid(cohort, tmp_path):
+    root, _spec = cohort
+    rows = list(csv.DictReader((root / "cohort.tsv").open(), delimiter="\t"))
+    for row in rows:  # a second, FLAIR-like image of the same anatomy
+        source = nib.load(root / row["t1"])
+        flair = root / row["t1"].replace("_T1w", "_FLAIR")
+        nib.save(nib.Nifti1Image(1.0 - np.asarray(source.dataobj), source.affine), flair)
+        row["flair"] = str(flair.relative_to(root))
+    table = root / "two_images.tsv"
+    with table.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    prep = {"spacing": [1.0, 1.0, 1.0], "percentiles": [0.5, 99.5]}
+    spec = {"variables": [{"name": "t1", "kind": "image", "shape": [16, 16, 16], "preprocess": prep},
+                          {"name": "flair", "kind": "image", "shape": [16, 16, 16], "preprocess": prep},
+                          {"name": "age", "kind": "continuous", "range": [40, 95]}],
+            "diffusion": {"timesteps": 50, "sampling_steps": 3},
+            "network": {"spatial_dims": 3, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
+                        "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16},
+            "data": {"split": {"val": 0.2, "test": 0.2}}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    _ok(["train", "--spec", tmp_path / "spec.yaml", "--data", table, "--out", tmp_path / "run", "--steps", 2,
+         "--batch-size", 2])
+    scan = root / "images" / "sub-03_T1w.nii.gz"  # stored LPS
+    _ok(["sample", "--model", tmp_path / "run", "--fix", f"t1={scan}", "--out", tmp_path / "s"])
+    flair = nib.load(tmp_path / "s" / "flair_sample00.nii.gz")
+    np.testing.assert_allclose(flair.affine, nib.load(scan).affine)
+    assert flair.shape == nib.load(scan).shape and flair.get_data_dtype() == np.float32
+    _ok(["sample", "--model", tmp_path / "run", "--fix", f"t1={scan}", "--space", "model", "--out", tmp_path / "m"])
+    assert json.loads((tmp_path / "m" / "flair_sample00.json").read_text())["space"] == "model"
