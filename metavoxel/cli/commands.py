@@ -38,18 +38,23 @@ def plugins() -> None:
 def schema(
     out: OutDir = Path("schemas"),
     check: Annotated[bool, typer.Option("--check", help="Exit 1 if the files under --out are not current.")] = False,
+    with_installed_plugins: Annotated[bool, typer.Option(
+        "--with-installed-plugins",
+        help="Allow every installed plugin's kinds in the schema (default: metavoxel's built-in kinds only).")] = False,
 ) -> None:
     """Write the ModelSpec JSON Schema and the example specs (schemas/)."""
     from metavoxel.schema_files import stale_schema_files, write_schema_files
 
+    flag = " --with-installed-plugins" if with_installed_plugins else ""
     if check:
-        stale = stale_schema_files(out)
+        stale = stale_schema_files(out, with_installed_plugins=with_installed_plugins)
         if stale:
-            typer.echo(f"stale or missing under {out}: {', '.join(stale)}; run `metavoxel schema --out {out}`", err=True)
+            typer.echo(f"stale or missing under {out}: {', '.join(stale)}; run `metavoxel schema --out {out}{flag}`",
+                       err=True)
             raise typer.Exit(1)
         typer.echo(f"{out} is current")
         return
-    for path in write_schema_files(out):
+    for path in write_schema_files(out, with_installed_plugins=with_installed_plugins):
         typer.echo(f"wrote {path}")
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from metavoxel.data.records import Cohort
 from metavoxel.data.spec import SplitSpec
 from metavoxel.errors import InputError
+from metavoxel.io.atomic import write_json
 
 __all__ = ["SPLITS", "SPLITS_FORMAT", "load_splits", "save_splits", "split_counts", "split_subjects"]
 
@@ -81,17 +80,7 @@ def save_splits(path: str | Path, splits: Mapping[str, Sequence[int]], cohort: C
     path = Path(path)
     subjects = _subjects_per_split(splits, cohort)
     document = {"format": SPLITS_FORMAT, "source": cohort.source, **subjects}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, document)
     return path
 
 
