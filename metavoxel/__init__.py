@@ -11,7 +11,7 @@ from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_sc
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
 from metavoxel.variables import (BuildContext, GaussianVariable, ScalarHead, SpatialHead, UniformDiscreteVariable, Variable,
-                                 VariableKind)
+                                 VariableKind, class_summary, interval_summary)
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,7 @@ __all__ = [
     "JointModel", "KernelError", "MetavoxelError", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin",
     "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead", "SpecError", "UniformDiscreteProcess",
     "UniformDiscreteVariable",
-    "Variable", "VAESpec", "VariableKind", "VariableSpec", "build_vae", "build_registry", "default_registry", "hookimpl", "make_schedule",
+    "Variable", "VAESpec", "VariableKind", "VariableSpec", "build_vae", "class_summary", "interval_summary", "build_registry", "default_registry", "hookimpl", "make_schedule",
     "read_nifti", "PreparedImage", "PreprocessSpec", "Preprocessor", "model_grid_affine", "write_nifti",
     "write_result",
 ]

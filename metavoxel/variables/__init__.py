@@ -2,7 +2,8 @@
 
 from metavoxel.variables.discrete import UniformDiscreteVariable
 from metavoxel.variables.gaussian import GaussianVariable
+from metavoxel.variables.summaries import class_summary, interval_summary
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind
 
 __all__ = ["BuildContext", "GaussianVariable", "ScalarHead", "SpatialHead", "UniformDiscreteVariable", "Variable",
-           "VariableKind"]
+           "VariableKind", "class_summary", "interval_summary"]

@@ -111,10 +111,7 @@ class Categorical(mv.UniformDiscreteVariable):
         return torch.nn.functional.one_hot(z_t.long(), self.K).float()  # (B, K)
 
     def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
-        """Class frequencies over samples and the majority label (ties go to the lower index), per subject."""
-        counts = torch.nn.functional.one_hot(samples.long(), self.K).sum(dim=1).double()  # (N, K)
-        probs = counts / samples.shape[1]
-        return {"probs": probs.tolist(), "majority": [self.categories[int(i)] for i in probs.argmax(dim=1)]}
+        return mv.class_summary(samples, self.categories)[0]
 
 
 KIND = mv.VariableKind(

@@ -99,11 +99,7 @@ class Continuous(mv.GaussianVariable):
         return z_t  # (B, 1)
 
     def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
-        """mean, SD (over samples; 0 for one sample) and the 90% interval [5th, 95th percentile], per subject."""
-        s = samples.double()  # (N, S)
-        sd = s.std(dim=1, correction=1) if s.shape[1] > 1 else torch.zeros(s.shape[0], dtype=s.dtype)
-        q = torch.quantile(s, torch.tensor([0.05, 0.95], dtype=s.dtype), dim=1)  # (2, N)
-        return {"mean": s.mean(dim=1).tolist(), "sd": sd.tolist(), "lower": q[0].tolist(), "upper": q[1].tolist()}
+        return mv.interval_summary(samples)
 
 
 KIND = mv.VariableKind(

@@ -58,3 +58,29 @@ def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
         data = (tmp_path / png).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 100
     assert "True" in out  # inpainting kept the known pixels exactly
+
+
+def test_plugins_reports_a_broken_plugin_and_still_lists_the_others(capsys, monkeypatch):
+    import importlib.metadata as md
+
+    from metavoxel.plugins import registry
+
+    real = md.entry_points
+    broken = md.EntryPoint(name="broken_kind", value="no_such_module_abc", group="metavoxel")
+
+    def fake(**kwargs):
+        found = list(real(**kwargs))
+        return found + [broken] if kwargs.get("group") == "metavoxel" else found
+
+    monkeypatch.setattr(md, "entry_points", fake)
+    registry._cached_default.cache_clear()
+    try:
+        assert run(["plugins"]) == 0
+        out = capsys.readouterr().out
+        assert "failed" in out and "broken_kind" in out and "no_such_module_abc" in out
+        assert "continuous" in out and "categorical" in out
+        monkeypatch.setenv("METAVOXEL_DISABLE_PLUGINS", "broken_kind")
+        assert run(["plugins"]) == 0
+        assert "broken_kind" not in capsys.readouterr().out
+    finally:
+        registry._cached_default.cache_clear()

@@ -175,13 +175,10 @@ class Ordinal:
         return torch.nn.functional.one_hot(z_t.long(), self.K).float()  # (B, K)
 
     def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
-        """Per subject: level frequencies over samples, the majority level (ties go to the lower level)
-        named as in reports, and the expected level value."""
+        """Level frequencies, the majority level (ties to the lower level) and the expected level value."""
         n = samples.shape[0]
-        idx = self.encode(samples.reshape(-1)).reshape(n, -1)  # (N, S)
-        probs = torch.nn.functional.one_hot(idx, self.K).sum(dim=1).double() / idx.shape[1]  # (N, K)
-        return {"probs": probs.tolist(), "majority": [self.categories[int(i)] for i in probs.argmax(dim=1)],
-                "expected": (probs @ self.levels).tolist()}
+        summary, probs = mv.class_summary(self.encode(samples.reshape(-1)).reshape(n, -1), self.categories)
+        return {**summary, "expected": (probs @ self.levels).tolist()}
 
 
 KIND = mv.VariableKind(
