@@ -10,19 +10,20 @@ from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_re
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
-from metavoxel.variables import (BuildContext, GaussianVariable, ScalarHead, SpatialHead, UniformDiscreteVariable, Variable,
-                                 VariableKind, class_summary, interval_summary)
+from metavoxel.variables import (MISSING_TEXT, BuildContext, GaussianVariable, ScalarHead, SpatialHead,
+                                 UniformDiscreteVariable, Variable, VariableKind, class_summary, float_values,
+                                 interval_summary)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BuildContext", "CheckpointError", "DiffusionSpec", "GaussianProcess", "GaussianVariable", "InputError",
-    "JointModel", "KernelError", "MetavoxelError", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin",
-    "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead", "SpecError", "UniformDiscreteProcess",
-    "UniformDiscreteVariable",
-    "Variable", "VAESpec", "VariableKind", "VariableSpec", "build_vae", "class_summary", "interval_summary", "build_registry", "default_registry", "hookimpl", "make_schedule",
-    "read_nifti", "PreparedImage", "PreprocessSpec", "Preprocessor", "model_grid_affine", "write_nifti",
-    "write_result",
+    "build_registry", "build_vae", "BuildContext", "CheckpointError", "class_summary", "default_registry",
+    "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
+    "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
+    "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",
+    "PreprocessSpec", "read_nifti", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
+    "SpecError", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
+    "VariableSpec", "write_nifti", "write_result",
 ]
 
 

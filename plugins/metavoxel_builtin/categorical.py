@@ -13,7 +13,6 @@ from pydantic import Field, model_validator
 
 import metavoxel as mv
 
-MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
 
 
 class CategoricalSpec(mv.VariableSpec):
@@ -71,7 +70,7 @@ class Categorical(mv.UniformDiscreteVariable):
         if item is None or (isinstance(item, float) and math.isnan(item)):
             return -1
         if isinstance(item, str):
-            return -1 if item.strip().lower() in MISSING_TEXT else self.categories.index(self.parse(item))
+            return -1 if item.strip().lower() in mv.MISSING_TEXT else self.categories.index(self.parse(item))
         if isinstance(item, (int, np.integer)) or (isinstance(item, float) and item.is_integer()):
             if 0 <= int(item) < self.K:
                 return int(item)

@@ -6,14 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 import metavoxel as mv
-
-MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
-
 
 class ContinuousSpec(mv.VariableSpec):
     """A continuous scalar such as age."""
@@ -28,25 +24,6 @@ class ContinuousSpec(mv.VariableSpec):
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"range must be two finite numbers with lo < hi, got [{lo}, {hi}]")
         return self
-
-
-def float_values(raw: Any, what: str) -> torch.Tensor:
-    """Raw numbers for B records (scalars, sequences, arrays; None/NaN/'n/a' missing) -> float64 (B,)."""
-    if isinstance(raw, torch.Tensor):
-        return raw.detach().to("cpu", torch.float64).reshape(-1)
-    if isinstance(raw, np.ndarray):
-        return torch.from_numpy(raw.astype(np.float64)).reshape(-1)
-    items = [raw] if isinstance(raw, (int, float, str)) or raw is None else list(raw)
-    out = []
-    for i, item in enumerate(items):
-        if item is None or (isinstance(item, str) and item.strip().lower() in MISSING_TEXT):
-            out.append(math.nan)
-            continue
-        try:
-            out.append(float(item))
-        except (TypeError, ValueError):
-            raise mv.InputError(f"{what}: record {i} is {item!r}, expected a number (or empty for missing)") from None
-    return torch.tensor(out, dtype=torch.float64)
 
 
 class Continuous(mv.GaussianVariable):
@@ -76,7 +53,7 @@ class Continuous(mv.GaussianVariable):
         return value
 
     def values(self, raw: Any, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        v = float_values(raw, self.name)
+        v = mv.float_values(raw, self.name)
         present = torch.isfinite(v)
         return torch.where(present, v, 0.0).float().to(device), present.to(device)
 

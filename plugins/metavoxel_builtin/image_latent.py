@@ -7,7 +7,7 @@ z0 = scale_factor * mu(x): the posterior mean, so encoding is deterministic.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

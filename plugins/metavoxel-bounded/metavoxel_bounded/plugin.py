@@ -21,13 +21,11 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 import metavoxel as mv
 
-MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
 BAND_SLACK = 1e-3  # decode snaps u within eps · (1 + slack) of 0 or 1, absorbing float32 rounding of z
 
 
@@ -86,27 +84,8 @@ class Bounded(mv.GaussianVariable):
             raise self._out_of_range(repr(text))
         return value
 
-    def _floats(self, raw: Any) -> torch.Tensor:
-        """Raw numbers (scalars, sequences, arrays; None/NaN/'n/a' missing) -> float64 (B,)."""
-        if isinstance(raw, torch.Tensor):
-            return raw.detach().to("cpu", torch.float64).reshape(-1)
-        if isinstance(raw, np.ndarray):
-            return torch.from_numpy(raw.astype(np.float64)).reshape(-1)
-        items = [raw] if isinstance(raw, (int, float, str)) or raw is None else list(raw)
-        out = []
-        for i, item in enumerate(items):
-            if item is None or (isinstance(item, str) and item.strip().lower() in MISSING_TEXT):
-                out.append(math.nan)
-                continue
-            try:
-                out.append(float(item))
-            except (TypeError, ValueError):
-                raise mv.InputError(f"{self.name}: record {i} is {item!r}, expected a number in "
-                                    f"[{self.lo:g}, {self.hi:g}] (or empty for missing)") from None
-        return torch.tensor(out, dtype=torch.float64)
-
     def values(self, raw: Any, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        v = self._floats(raw)
+        v = mv.float_values(raw, self.name, f"a number in [{self.lo:g}, {self.hi:g}]")
         present = ~torch.isnan(v)
         bad = present & ~((v >= self.lo) & (v <= self.hi))
         if bad.any():

@@ -15,7 +15,6 @@ import metavoxel as mv
 from metavoxel_ordinal.loss import ordinal_loss
 from metavoxel_ordinal.process import NeighbourProcess, neighbour_schedule
 
-MISSING_TEXT = {"", "n/a", "na", "nan", "none", "null"}
 MATCH_RTOL = 1e-6  # a number is a level if |v - level| <= MATCH_RTOL * max(|level|, span)
 
 
@@ -110,7 +109,7 @@ class Ordinal:
         if item is None or (isinstance(item, float) and math.isnan(item)):
             return -1
         if isinstance(item, str):
-            return -1 if item.strip().lower() in MISSING_TEXT else self._match(self.parse(item))
+            return -1 if item.strip().lower() in mv.MISSING_TEXT else self._match(self.parse(item))
         if isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool):
             index = self._match(float(item))
             if index is not None:
