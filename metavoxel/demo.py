@@ -1,12 +1,14 @@
-"""The whole story on the built-in toy cohort: train one joint model, then answer five questions with it.
+"""`metavoxel demo`: the main job on the built-in phantom cohort, in under 10 minutes on 2 CPU cores.
 
-Unconditional generation, conditional generation (age and group fixed), regression (age from image and
-group), classification (group from image and age) and inpainting (half the image fixed) — one model, no
-retraining. `run_demo` returns plain tables; ``metavoxel demo`` renders them.
+A small synthetic T1w cohort (`metavoxel.phantom`, BIDS) → a KL-VAE → one joint model of image, age and
+sex (`metavoxel.workflows.study.DEMO`) → five questions with no retraining: unconditional samples,
+conditional generation (age and sex fixed), age from image + sex, sex from image + age, and half-brain
+inpainting. `run_demo` returns plain tables and PNG paths; the CLI renders them with rich.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from metavoxel.diffusion import JointModel
-from metavoxel.io.png import montage, write_png
-from metavoxel.toy import GROUP_PROBS, GROUPS, TOY_SPEC, toy_cohort
-from metavoxel.training import fit
 
 __all__ = ["DemoReport", "Table", "run_demo"]
 
@@ -36,87 +33,120 @@ class DemoReport:
     tables: list[Table] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: Path | None = None
+    data: Path | None = None
 
 
-def run_demo(out: str | Path, *, records: int = 2000, train_steps: int = 600, steps: int = 25, num_samples: int = 3,
-             test_subjects: int = 48, seed: int = 0,
+def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | None = None,
+             train_steps: int | None = None, steps: int = 50, num_samples: int = 3, seed: int = 0,
              progress: Callable[[str, int, int], None] | None = None) -> DemoReport:
-    """Train on the toy cohort and run the five zero-shot tasks; previews go to ``out``.
+    """Phantom cohort → VAE → joint model → the five zero-shot tasks; everything is written under ``out``.
 
     Args:
-        progress: called as ``progress(phase, done, total)`` during training and sampling.
+        subjects, vae_steps, train_steps: override the `DEMO` recipe's budget (e.g. tiny values in tests).
+        steps: reverse steps per sample; num_samples: samples per subject for the predictions.
+        progress: ``progress(phase, done, total)``.
     """
+    from metavoxel.data import DataSpec, load_splits, read_cohort
+    from metavoxel.evaluation.plots import slices_png
+    from metavoxel.training.checkpoint import load_run
+    from metavoxel.workflows.evaluate import records
+    from metavoxel.workflows.study import DEMO, make_cohort, train_study_model, train_study_vae
+
     out = Path(out)
     tick = progress or (lambda phase, done, total: None)
+    changes = {k: v for k, v in (("subjects", subjects), ("vae_steps", vae_steps), ("train_steps", train_steps))
+               if v is not None}
+    recipe = dataclasses.replace(DEMO, seed=seed, **changes)
+    # a batch never larger than the training split (about 3/4 of the subjects)
+    recipe = dataclasses.replace(recipe, batch_size=min(recipe.batch_size, recipe.subjects * 7 // 10),
+                                 vae_batch_size=min(recipe.vae_batch_size, recipe.subjects * 7 // 10))
     report = DemoReport()
-    train, test = toy_cohort(records, seed=seed), toy_cohort(test_subjects, seed=seed + 1)
-    model = JointModel({**TOY_SPEC, "seed": seed})
     start = time.perf_counter()
-    losses = fit(model, train, steps=train_steps, seed=seed, progress=lambda d, t, loss: tick("training", d, t))
+    data = make_cohort(recipe, out / "cohort", progress=tick)
+    weights, scale, vae_summary = train_study_vae(recipe, data, out / "vae", progress=tick)
+    run_dir = out / "model"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)  # the demo always trains afresh
+    train_study_model(recipe, "joint", data, run_dir, vae_weights=weights, scale_factor=scale,
+                      cache_dir=out / "latents", progress=tick)
     report.metrics["train_seconds"] = time.perf_counter() - start
-    report.metrics["final_loss"] = float(np.mean(losses[-50:]))
+    report.run_dir, report.data = run_dir, data
+    model = load_run(run_dir)
+    cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    splits = load_splits(run_dir / "splits.json", cohort)
+    train, test = cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image")
+    sexes = model.variables["sex"].categories
 
     def sample(phase: str, **kwargs: Any):
-        return model.sample(steps=steps, seed=seed, progress=lambda d, t: tick(phase, d, t), **kwargs)
+        return model.sample(steps=steps, seed=seed, batch_size=96, progress=lambda d, t: tick(phase, d, t), **kwargs)
 
-    # 1. unconditional: marginals of the scalars against the training data
-    free = sample("unconditional", num_subjects=256)
-    ages = free.samples["age"].flatten()
-    freq = torch.bincount(free.samples["group"].flatten(), minlength=len(GROUPS)).double() / ages.numel()
-    report.tables.append(Table("Unconditional samples vs training data", ["statistic", "samples", "training"], [
-        ["age mean", f"{ages.mean():.1f}", f"{train['age'].mean():.1f}"],
-        ["age SD", f"{ages.std():.1f}", f"{train['age'].std():.1f}"],
-        *[[f"P(group={g})", f"{freq[i]:.2f}", f"{GROUP_PROBS[i]:.2f}"] for i, g in enumerate(GROUPS)],
-    ]))
-    report.files.append(_preview(out / "unconditional.png", free.samples["image"][:12, 0]))
+    # 1. unconditional samples: the scalars' marginals against the training data
+    free = sample("unconditional", num_subjects=48)
+    ages, train_ages = free.samples["age"].flatten(), torch.tensor(train["age"], dtype=torch.float64)
+    p_female = float((free.samples["sex"] == 0).double().mean())
+    train_female = float(np.mean([s == sexes[0] for s in train["sex"]]))
+    report.tables.append(Table("Unconditional samples vs training data (previews: unconditional.png)",
+                               ["statistic", "samples", "training"], [
+        ["age mean", f"{ages.mean():.1f}", f"{train_ages.mean():.1f}"],
+        ["age SD", f"{ages.std():.1f}", f"{train_ages.std():.1f}"],
+        [f"P(sex={sexes[0]})", f"{p_female:.2f}", f"{train_female:.2f}"]]))
+    report.files.append(slices_png(out / "unconditional.png", {"GENERATED": free.samples["image"][:8, 0, 0].numpy()}))
 
-    # 2. conditional generation: images for requested (age, group)
-    wanted_age, wanted_group = [45.0, 70.0, 90.0] * 3, [g for g in GROUPS for _ in range(3)]
-    cond = sample("conditional", fix={"age": wanted_age, "group": wanted_group})
-    report.files.append(_preview(out / "conditional.png", cond.samples["image"][:, 0]))
-    report.tables.append(Table("Conditional generation (previews in conditional.png, rows = group, columns = age)",
-                               ["group", "ages"], [[g, "45, 70, 90"] for g in GROUPS]))
+    # 2. conditional generation: images for requested (age, sex)
+    wanted = [(a, s) for s in sexes for a in (45.0, 70.0, 90.0)]
+    cond = sample("conditional", fix={"age": [a for a, _ in wanted], "sex": [s for _, s in wanted]})
+    images = cond.samples["image"][:, 0, 0].numpy()
+    report.files.append(slices_png(out / "conditional.png", {f"{s} 45 70 90": images[3 * i:3 * i + 3]
+                                                             for i, s in enumerate(sexes)}))
+    report.tables.append(Table("Conditional generation (conditional.png: one row per sex, ages 45, 70, 90)",
+                               ["sex", "ages", "brain voxels (mean intensity > 0.1)"],
+                               [[s, "45, 70, 90", ", ".join(str(int((images[3 * i + j] > 0.1).sum())) for j in range(3))]
+                                for i, s in enumerate(sexes)]))
 
-    # 3. regression: age from image + group
-    reg = sample("regression", fix={"image": test["image"], "group": test["group"]}, num_samples=num_samples)
+    # 3. regression: age from image + sex
+    reg = sample("age | image, sex", fix={"image": test["image"], "sex": test["sex"]}, num_samples=num_samples)
     summary = reg.summary("age")
-    mean, lower, upper = (torch.tensor(summary[k]) for k in ("mean", "lower", "upper"))
-    mae = (mean - test["age"]).abs().mean().item()
-    baseline = (train["age"].mean() - test["age"]).abs().mean().item()
-    report.metrics.update(age_mae=mae, age_mae_baseline=baseline)
-    report.tables.append(Table(f"Age from image + group ({num_samples} samples each)",
+    truth = torch.tensor(test["age"], dtype=torch.float64)
+    mean = torch.tensor(summary["mean"], dtype=torch.float64)
+    mae, baseline = (mean - truth).abs().mean().item(), (train_ages.mean() - truth).abs().mean().item()
+    covered = float(((truth >= torch.tensor(summary["lower"])) & (truth <= torch.tensor(summary["upper"]))).double().mean())
+    report.metrics.update(age_mae=mae, age_mae_baseline=baseline, age_coverage=covered)
+    report.tables.append(Table(f"Age from image + sex ({num_samples} samples each, {len(truth)} held-out subjects)",
                                ["subject", "true age", "predicted (mean ± SD)", "90% interval"],
-                               [[i, f"{test['age'][i]:.1f}", f"{mean[i]:.1f} ± {summary['sd'][i]:.1f}",
-                                 f"[{lower[i]:.1f}, {upper[i]:.1f}]"] for i in range(5)]
+                               [[i, f"{truth[i]:.1f}",
+                                 f"{mean[i]:.1f} ± {summary['sd'][i]:.1f}",
+                                 f"[{summary['lower'][i]:.1f}, {summary['upper'][i]:.1f}]"] for i in range(5)]
                                + [["all", "", f"MAE {mae:.2f} years", f"training-mean MAE {baseline:.2f}"]]))
 
-    # 4. classification: group from image + age
-    cls = sample("classification", fix={"image": test["image"], "age": test["age"]}, num_samples=num_samples)
-    majority = cls.summary("group")["majority"]
-    accuracy = float(np.mean([m == g for m, g in zip(majority, test["group"])]))
-    chance = max(GROUP_PROBS)
-    report.metrics.update(group_accuracy=accuracy, group_chance=chance)
-    report.tables.append(Table(f"Group from image + age (majority of {num_samples} samples)",
-                               ["subject", "true", "predicted", "P(A, B, C)"],
-                               [[i, test["group"][i], majority[i], ", ".join(f"{p:.2f}" for p in cls.summary("group")["probs"][i])]
-                                for i in range(5)] + [["all", "", f"accuracy {accuracy:.2f}", f"majority-class {chance:.2f}"]]))
+    # 4. classification: sex from image + age
+    cls = sample("sex | image, age", fix={"image": test["image"], "age": test["age"]}, num_samples=num_samples)
+    majority, probs = cls.summary("sex")["majority"], cls.summary("sex")["probs"]
+    accuracy = float(np.mean([m == s for m, s in zip(majority, test["sex"])]))
+    chance = max(train_female, 1 - train_female)
+    report.metrics.update(sex_accuracy=accuracy, sex_majority_class=chance)
+    report.tables.append(Table(f"Sex from image + age (majority of {num_samples} samples)",
+                               ["subject", "true", "predicted", f"P({', '.join(sexes)})"],
+                               [[i, test["sex"][i], majority[i], ", ".join(f"{p:.2f}" for p in probs[i])]
+                                for i in range(5)] + [["all", "", f"accuracy {accuracy:.2f}",
+                                                      f"majority-class {chance:.2f}"]]))
 
-    # 5. inpainting: keep the left half of the image, generate the right half (and age, group)
-    mask = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
-    mask[..., :8] = True
-    inp = sample("inpainting", fix={"image": test["image"][:6]}, masks={"image": mask})
-    kept = bool((inp.samples["image"][:, 0][..., :8] == test["image"][:6][..., :8]).all())
-    report.metrics["inpainting_known_pixels_exact"] = float(kept)
-    report.files.append(_preview(out / "inpainting.png",
-                                 torch.cat([test["image"][:6], test["image"][:6] * mask, inp.samples["image"][:, 0]])))
-    report.tables.append(Table("Inpainting (right half generated; rows: original, known half, result)",
-                               ["known pixels kept exactly", "sampled ages", "sampled groups"],
-                               [[str(kept), ", ".join(f"{a:.0f}" for a in inp.samples['age'][:, 0].tolist()),
-                                 ", ".join(sum(inp.labels("group"), []))]]))
+    # 5. half-brain inpainting: keep the left hemisphere (RAS axis 0 < middle), generate the right one
+    known = test["image"][:4]
+    mask = torch.zeros_like(known, dtype=torch.bool)
+    mask[:, :, : known.shape[2] // 2] = True
+    inp = sample("inpainting", fix={"image": known, "age": test["age"][:4], "sex": test["sex"][:4]},
+                 masks={"image": mask})
+    result = inp.samples["image"][:, 0]
+    exact = bool((result[mask] == known[mask]).all())
+    report.metrics["inpainting_known_voxels_exact"] = float(exact)
+    report.files.append(slices_png(out / "inpainting.png", {"ORIGINAL": known[:, 0].numpy(),
+                                                            "KNOWN HALF": (known * mask)[:, 0].numpy(),
+                                                            "INPAINTED": result[:, 0].numpy()}))
+    report.tables.append(Table("Half-brain inpainting (inpainting.png: original, known half, result)",
+                               ["known voxels kept exactly", "subjects"], [[str(exact), len(known)]]))
+    report.metrics["total_seconds"] = time.perf_counter() - start
+    report.metrics["vae_val_psnr"] = float((vae_summary.get("val") or {}).get("psnr") or float("nan"))
     return report
-
-
-def _preview(path: Path, images: torch.Tensor) -> Path:
-    """images (N, 1, H, W) -> a PNG montage, 3 or 6 to a row."""
-    arrays = [img[0].numpy() for img in images]
-    return write_png(path, montage(arrays, columns=6 if len(arrays) % 6 == 0 else 3))

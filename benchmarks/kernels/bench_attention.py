@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     names = list(impls)
 
     report = [header(f"Attention ({args.dtype})", device, peaks, timer, notes=[
-        f"ratio columns: provider time / triton time (> 1 means the Triton kernel is faster)",
+        "ratio columns: provider time / triton time (> 1 means the Triton kernel is faster)",
         "FLOPs: 4·B·H·N·M·d forward, 2.5x that backward (the recomputation in the backward is not counted)",
         f"cross-attention: {args.tokens} keys",
     ])]

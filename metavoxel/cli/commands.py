@@ -60,23 +60,23 @@ def schema(
 
 def demo(
     out: OutDir = Path("runs/demo"),
-    train_steps: Annotated[int, typer.Option(help="Training steps.", min=1)] = 600,
-    steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 25,
+    subjects: Annotated[int | None, typer.Option(help="Phantom subjects (default: the demo recipe's 240).",
+                                                 min=20)] = None,
+    vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 150).", min=1)] = None,
+    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 700).", min=1)] = None,
+    steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 50,
     num_samples: Annotated[int, typer.Option(help="Samples per subject for predictions.", min=1)] = 3,
     seed: Seed = 0,
 ) -> None:
-    """Train one joint model on the built-in toy cohort, then generate, regress, classify and inpaint with it."""
-    import torch
+    """Phantom cohort -> VAE -> one joint model, then generate, regress, classify and inpaint with it."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from metavoxel.cli.display import progress_bar
     from metavoxel.demo import run_demo
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     console = Console()
-    columns = (TextColumn("{task.description:>15}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -84,8 +84,8 @@ def demo(
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        report = run_demo(out, train_steps=train_steps, steps=steps, num_samples=num_samples, seed=seed,
-                          progress=progress)
+        report = run_demo(out, subjects=subjects, vae_steps=vae_steps, train_steps=train_steps, steps=steps,
+                          num_samples=num_samples, seed=seed, progress=progress)
     for t in report.tables:
         table = Table(title=t.title)
         for column in t.columns:
@@ -93,7 +93,12 @@ def demo(
         for row in t.rows:
             table.add_row(*map(str, row))
         console.print(table)
-    console.print(f"trained in {report.metrics['train_seconds']:.0f} s; previews: "
+    console.print(f"cohort, VAE and model trained in {report.metrics['train_seconds']:.0f} s; previews: "
                   + ", ".join(str(p) for p in report.files))
-    console.print("Same model, any question: JointModel(spec).sample(fix={'image': images, 'group': labels}) "
-                  "samples age; see README.md for the Python API.")
+    console.print("\nThe same on your own data (a BIDS root or a TSV/CSV table; see README.md):", markup=False)
+    for line in ("metavoxel train-vae --spec spec.yaml --data COHORT --out runs/vae",
+                 "metavoxel train --spec spec.yaml --data COHORT --out runs/joint",
+                 "metavoxel sample --model runs/joint --fix image=scan.nii.gz --fix sex=F -n 3",
+                 "metavoxel evaluate --model runs/joint --data COHORT --out runs/eval",
+                 f"(this demo's spec: {report.run_dir}/spec.json; its cohort: {report.data})"):
+        console.print("  " + line, markup=False, highlight=False)

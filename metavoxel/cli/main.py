@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from metavoxel.cli import commands, run_commands
+from metavoxel.cli import commands, phantom_command, run_commands
 from metavoxel.errors import MetavoxelError
 
 app = typer.Typer(
@@ -26,9 +26,11 @@ app.command("encode")(run_commands.encode)
 app.command("train")(run_commands.train)
 app.command("sample")(run_commands.sample)
 app.command("predict")(run_commands.predict)
+app.command("evaluate")(run_commands.evaluate)
 app.command("plugins")(commands.plugins)
 app.command("schema")(commands.schema)
 app.command("demo")(commands.demo)
+app.command("phantom")(phantom_command.phantom)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -128,3 +128,46 @@ def predict(model: Model, data: Data,
                            batch_size=batch_size, precision=precision,
                            progress=lambda d, t: bar.update(task, completed=d, total=t))
     console().print(f"wrote {path}")
+
+
+def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
+             split: Annotated[str, typer.Option(help="train, val or test (the run's splits.json), or all records "
+                                                "of --data.")] = "test",
+             num_samples: Samples = 3, steps: Steps = None,
+             seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+             image: Annotated[str, typer.Option("--image", help="The image variable.")] = "image",
+             continuous: Annotated[str, typer.Option("--continuous", help="The continuous variable (regression).")]
+             = "age",
+             categorical: Annotated[str, typer.Option("--categorical", help="The categorical variable "
+                                                      "(classification).")] = "sex",
+             features: Annotated[str, typer.Option(help="FID/MMD features: vae (the model's own encoder), "
+                                                   "inception[:FILE], radimagenet:FILE, medicalnet:FILE, or none.")]
+             = "vae",
+             likelihood_timesteps: Annotated[int, typer.Option(help="Timesteps of likelihood classification "
+                                                               "(0: off).", min=0)] = 25,
+             regressor: Annotated[Path | None, typer.Option(help="Baseline regressor directory, reads generated "
+                                                            "images back (conditional fidelity).")] = None,
+             classifier: Annotated[Path | None, typer.Option(help="Baseline classifier directory (conditional "
+                                                             "fidelity).")] = None,
+             batch_size: Annotated[int, typer.Option(help="Rows per network call.", min=1)] = 96,
+             precision: Precision = "fp32") -> None:
+    """The paper's evaluation of a run: age MAE, sex accuracy/AUROC/ECE, Table 2, coverage, FID/MMD, MS-SSIM."""
+    from metavoxel.evaluation import EvaluationOptions, Roles
+    from metavoxel.workflows.evaluate import evaluate_run
+
+    options = EvaluationOptions(num_samples=num_samples, steps=steps, seed=seed, batch_size=batch_size,
+                                precision=precision, likelihood_timesteps=likelihood_timesteps)
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase[:24], total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        metrics = evaluate_run(model, data, out, split=split, roles=Roles(image, continuous, categorical),
+                               options=options, features=None if features == "none" else features,
+                               regressor=regressor, classifier=classifier, progress=progress)
+    reg, cls = metrics["regression"], metrics["classification"]
+    console().print(f"{continuous} MAE {reg['mae']:.2f} ± {reg['mae_sd']:.2f}; {categorical} accuracy "
+                    f"{cls['accuracy']:.3f}; wrote {out}/report.md, metrics.json and figures")

@@ -29,7 +29,7 @@ from metavoxel.vae.perceptual import FeaturePerceptualLoss
 from metavoxel.vae.report import VAEReport
 from metavoxel.vae.volumes import VolumeSet, random_crop
 
-__all__ = ["PERCEPTUAL_OFF_MESSAGE", "kl_divergence", "train_vae"]
+__all__ = ["PERCEPTUAL_OFF_MESSAGE", "index_stream", "kl_divergence", "train_vae"]
 
 _log = logging.getLogger("metavoxel.vae")
 
@@ -49,7 +49,7 @@ def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return 0.5 * per_element.flatten(1).sum(dim=1).mean()
 
 
-def _index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+def index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Minibatch indices from successive random permutations (every image once per epoch)."""
     order = torch.empty(0, dtype=torch.long)
     while True:
@@ -159,7 +159,7 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     opt_g = torch.optim.Adam(vae.parameters(), lr=config.lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    batches = _index_stream(len(train), config.batch_size, generator)
+    batches = index_stream(len(train), config.batch_size, generator)
     history: list[dict[str, float]] = []
     val_metrics: dict[str, float] = {}
 

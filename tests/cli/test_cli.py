@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from metavoxel.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_the_commands(capsys):
     assert run(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("plugins", "schema", "demo"):
+    for command in ("plugins", "schema", "demo", "evaluate", "phantom"):
         assert command in out
 
 
@@ -49,15 +47,37 @@ def test_console_script_is_installed_and_errors_have_no_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_demo_runs_end_to_end_quickly(tmp_path, capsys):
-    assert run(["demo", "--out", str(tmp_path), "--train-steps", "5", "--steps", "3", "--num-samples", "2"]) == 0
+def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
+    """`metavoxel demo` (phantom → VAE → model → five questions) on a tiny budget, then `metavoxel evaluate`."""
+    assert run(["demo", "--out", str(tmp_path), "--subjects", "40", "--vae-steps", "2", "--train-steps", "5",
+                "--steps", "3", "--num-samples", "2"]) == 0
     out = capsys.readouterr().out
-    for title in ("Unconditional samples", "Age from image + group", "Group from image + age", "Inpainting"):
+    for title in ("Unconditional samples", "Conditional generation", "Age from image + sex", "Sex from image + age",
+                  "Half-brain inpainting", "metavoxel train --spec"):
         assert title in out
     for png in ("unconditional.png", "conditional.png", "inpainting.png"):
         data = (tmp_path / png).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 100
-    assert "True" in out  # inpainting kept the known pixels exactly
+    assert (tmp_path / "cohort" / "participants.tsv").is_file() and (tmp_path / "model" / "spec.json").is_file()
+    assert "True" in out  # inpainting kept the known voxels exactly
+
+    evaluation = tmp_path / "eval"
+    assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
+                str(evaluation), "--num-samples", "2", "--steps", "2", "--likelihood-timesteps", "2"]) == 0
+    import json
+
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["n_test"] == len(json.loads(
+        (tmp_path / "model" / "splits.json").read_text())["test"])
+    assert [row["given"] for row in metrics["table2"]] == ["I,C", "I", "C", "none", "population mean"]
+    assert metrics["generation"]["network"].startswith("metavoxel-vae-encoder")
+    report = (evaluation / "report.md").read_text()
+    assert "paper Table 2" in report and "not comparable with published FIDs" in report
+    for png in ("age_scatter.png", "sex_calibration.png", "samples.png"):
+        assert (evaluation / png).read_bytes().startswith(b"\x89PNG")
+    assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
+                str(tmp_path / "bad"), "--categorical", "group"]) == 2
+    assert "--categorical" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_plugins_reports_a_broken_plugin_and_still_lists_the_others(capsys, monkeypatch):

@@ -51,3 +51,21 @@ def test_unconditional_samples_reproduce_the_scalar_marginals(trained):
     assert 0.7 < ages.std().item() / train["age"].std().item() < 1.5
     freq = torch.bincount(free.samples["group"].flatten(), minlength=3).double() / ages.numel()
     assert (freq - torch.tensor(GROUP_PROBS, dtype=torch.float64)).abs().max() < 0.12, freq.tolist()
+
+
+def test_likelihood_classification_is_accurate_and_deterministic(trained):
+    from metavoxel.diffusion import class_probabilities, class_scores, fit_temperature
+
+    model, _train, _ = trained
+    val, test = toy_cohort(48, seed=2), toy_cohort(48, seed=1)
+    truth = lambda d: torch.tensor([["A", "B", "C"].index(g) for g in d["group"]])  # noqa: E731
+    scores = class_scores(model, {"image": test["image"], "age": test["age"]}, "group", timesteps=10, seed=0)
+    again = class_scores(model, {"image": test["image"], "age": test["age"]}, "group", timesteps=10, seed=0)
+    assert torch.equal(scores, again)
+    accuracy = (scores.argmin(dim=1) == truth(test)).double().mean().item()
+    assert accuracy > 0.75, f"likelihood accuracy {accuracy:.2f} (majority class {max(GROUP_PROBS):.2f})"
+    tau = fit_temperature(class_scores(model, {"image": val["image"], "age": val["age"]}, "group", timesteps=10),
+                          truth(val))
+    probs = class_probabilities(scores, tau)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(48, dtype=torch.float64))
+    assert torch.equal(probs.argmax(dim=1), scores.argmin(dim=1))  # temperature never changes the ranking

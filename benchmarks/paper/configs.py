@@ -1,0 +1,56 @@
+"""The two configurations of the paper benchmark: ``small`` (2 CPU cores, < 45 min) and ``paper`` (a GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from metavoxel.workflows.study import StudyRecipe
+
+__all__ = ["CONFIGS", "BenchConfig"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A study recipe plus what the benchmark spends on baselines and evaluation."""
+
+    recipe: StudyRecipe
+    baseline_steps: int
+    baseline_batch_size: int
+    densenet: dict[str, Any]
+    vit: dict[str, Any]
+    num_samples: int = 3
+    sample_ablation: tuple[int, ...] = (1, 3, 10)
+    step_ablation: tuple[int, ...] = (10, 20, 50, 100)
+    likelihood_timesteps: int = 25
+    eval_batch_size: int = 96
+    precision: str = "fp32"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SMALL = BenchConfig(
+    recipe=StudyRecipe(name="small", subjects=480, size=32, vae_steps=300, vae_batch_size=4, train_steps=1200,
+                       batch_size=32, lr=1e-3, ema_decay=0.99, val_fraction=0.1, test_fraction=0.1),
+    baseline_steps=300, baseline_batch_size=16,
+    densenet={"init_features": 64, "growth_rate": 32},  # MONAI's DenseNet121 as published
+    vit={"patch_size": 8, "hidden_size": 192, "mlp_dim": 768, "num_layers": 6, "num_heads": 6},
+    notes="32³ phantom at 5.5 mm, ×4 KL-VAE to a 4×8×8×8 latent, U-Net channels 32/64/64; 2 CPU cores.",
+)
+
+PAPER = BenchConfig(
+    recipe=StudyRecipe(name="paper", subjects=3000, size=(96, 112, 96), voxel_mm=1.5, vae_channels=(64, 128, 256),
+                       vae_steps=20_000, vae_batch_size=2, vae_lr=1e-4, train_steps=100_000, batch_size=16,
+                       lr=1e-4, ema_decay=0.999,
+                       network={"spatial_dims": 3, "channels": [128, 256, 512], "attention_levels": [False, True, True],
+                                "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32,
+                                "cross_attention_dim": 256}),
+    baseline_steps=20_000, baseline_batch_size=8,
+    densenet={"init_features": 64, "growth_rate": 32},
+    vit={"patch_size": 16, "hidden_size": 768, "mlp_dim": 3072, "num_layers": 12, "num_heads": 12},
+    precision="bf16",
+    notes="96×112×96 phantom at 1.5 mm (the paper's grid), ×4 KL-VAE to a 4×24×28×24 latent, the paper's U-Net (128/256/512); one GPU. "
+          "Not run yet: its cost has not been measured.",
+)
+
+CONFIGS = {"small": SMALL, "paper": PAPER}

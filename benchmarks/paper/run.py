@@ -1,0 +1,245 @@
+"""The MetaVoxel paper's experiments, end to end, on the built-in phantom cohort.
+
+    python benchmarks/paper/run.py --config small --append # 2 CPU cores, under 45 minutes
+    python benchmarks/paper/run.py --config paper          # the full-size recipe, for a GPU
+
+Stages (each reused when its output already exists in --out, so an interrupted run continues):
+phantom cohort → KL-VAE → three diffusion models (MetaVoxel, image-only LDM, continuous-sex variant) →
+baselines (MONAI DenseNet121 and ViT, age and sex) → evaluation → ``report.md``, ``metrics.json`` and PNG
+figures in --out; with --append the report is also appended to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from configs import CONFIGS, BenchConfig  # noqa: E402
+from tables import write_report  # noqa: E402
+
+from metavoxel.data import DataSpec, load_splits, read_cohort  # noqa: E402
+from metavoxel.evaluation import (EvaluationOptions, Roles, evaluate_generation, evaluate_model,  # noqa: E402
+                                  feature_network, readers_from_baselines, sample_variable)
+from metavoxel.evaluation.protocol import class_samples, class_truth  # noqa: E402
+from metavoxel.evaluation.readers import categorical_extra, continuous_extra  # noqa: E402
+from metavoxel.evaluation.scalar_metrics import (classification_metrics, regression_metrics,  # noqa: E402
+                                                 sample_frequencies)
+from metavoxel.training.checkpoint import load_run  # noqa: E402
+from metavoxel.workflows.evaluate import records  # noqa: E402
+from metavoxel.workflows.study import VARIANTS, make_cohort, train_study_model, train_study_vae  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Clock:
+    """Wall time per stage, printed as it goes."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def __call__(self, name: str):
+        clock = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                print(f"[{time.perf_counter() - clock.start:7.1f}s] {name} ...", flush=True)
+
+            def __exit__(self, *exc):
+                clock.stages[name] = time.perf_counter() - self.t
+                print(f"[{time.perf_counter() - clock.start:7.1f}s] {name} done in {clock.stages[name]:.1f}s", flush=True)
+
+        return _Stage()
+
+
+def progress(every: int = 50):
+    last = {}
+
+    def tick(phase: str, done: int, total: int) -> None:
+        if done == total or done - last.get(phase, -every) >= every:
+            last[phase] = done
+            print(f"    {phase}: {done}/{total}", flush=True)
+    return tick
+
+
+def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
+    recipe = bench.recipe
+    with clock("phantom cohort"):
+        data = make_cohort(recipe, out / "cohort", progress=progress(100))
+    vae_dir = out / "vae"
+    with clock("VAE"):
+        if (vae_dir / "vae.safetensors").is_file():
+            meta = json.loads((vae_dir / "vae.json").read_text())
+            scale, vae_summary = float(meta["report"]["scale_factor"]), meta["report"]
+        else:
+            _, scale, vae_summary = train_study_vae(recipe, data, vae_dir, progress=progress(50))
+    for variant in VARIANTS:
+        with clock(f"train {variant}"):
+            if not (out / variant / "model.safetensors").is_file():
+                if (out / variant).exists():  # an interrupted training: start it again
+                    shutil.rmtree(out / variant)
+                train_study_model(recipe, variant, data, out / variant, vae_weights=vae_dir / "vae.safetensors",
+                                  scale_factor=scale, cache_dir=out / "latents", progress=progress(200))
+    return data, vae_summary
+
+
+def train_baselines(bench: BenchConfig, out: Path, splits: dict, clock: Clock, joint) -> dict:
+    from metavoxel.baselines import BaselineConfig, load_baseline, save_baseline, train_baseline
+
+    lo, hi = joint.variables["age"].range
+    trained = {}
+    for arch, widths in (("densenet121", bench.densenet), ("vit", bench.vit)):
+        for task, target in (("regression", "age"), ("classification", "sex")):
+            name = f"{arch}-{target}"
+            directory = out / "baselines" / name
+            with clock(f"baseline {name}"):
+                if (directory / "baseline.json").is_file():
+                    trained[name] = load_baseline(directory)
+                    continue
+                config = BaselineConfig(arch=arch, task=task, num_classes=2, extra_inputs=1,
+                                        steps=bench.baseline_steps, batch_size=bench.baseline_batch_size,
+                                        val_every=max(1, bench.baseline_steps // 6), seed=bench.recipe.seed, **widths)
+
+                def inputs(part):
+                    images = part["image"]
+                    if target == "age":
+                        return images, categorical_extra(class_truth(joint, "sex", part["sex"]), 2), \
+                            torch.as_tensor(part["age"], dtype=torch.float32)
+                    return images, continuous_extra(torch.as_tensor(part["age"]), lo, hi), \
+                        class_truth(joint, "sex", part["sex"])
+
+                model = train_baseline(config, *inputs(splits["train"]), val=inputs(splits["val"]))
+                save_baseline(directory, model)
+                trained[name] = model
+    return trained
+
+
+def baseline_rows(trained: dict, test: dict, joint) -> dict:
+    from metavoxel.baselines import predict_baseline
+
+    lo, hi = joint.variables["age"].range
+    sex = class_truth(joint, "sex", test["sex"])
+    age = torch.as_tensor(test["age"], dtype=torch.float64)
+    rows = {}
+    for arch in ("densenet121", "vit"):
+        start = time.perf_counter()
+        ages = predict_baseline(trained[f"{arch}-age"], test["image"], categorical_extra(sex, 2)).double()
+        probs = predict_baseline(trained[f"{arch}-sex"], test["image"], continuous_extra(age, lo, hi)).double()
+        seconds = (time.perf_counter() - start) / len(age)
+        rows[arch] = {"regression": regression_metrics(ages[:, None], age),
+                      "classification": classification_metrics(sex, probs=probs, classes=["F", "M"]),
+                      "seconds_per_subject": seconds, "predictions": ages, "probs": probs}
+    return rows
+
+
+def ablations(bench: BenchConfig, joint, test: dict, features, options: EvaluationOptions, base: dict) -> dict:
+    """Sampling steps (10/20/50/100) and samples per subject (1/3/10): MAE, accuracy, FID, seconds per subject."""
+    n = len(test["age"])
+    age = torch.as_tensor(test["age"], dtype=torch.float64)
+    sex = class_truth(joint, "sex", test["sex"])
+    common = dict(seed=options.seed, batch_size=options.batch_size, precision=options.precision)
+
+    def tasks(steps: int, samples: int) -> dict:
+        reg = sample_variable(joint, test, "age", ["image", "sex"], num_samples=samples, steps=steps, **common)
+        cls = sample_variable(joint, test, "sex", ["image", "age"], num_samples=samples, steps=steps, **common)
+        votes = class_samples(joint, "sex", cls.samples)
+        return {"mae": regression_metrics(reg.samples, age)["mae"],
+                "accuracy": classification_metrics(sex, samples=votes, probs=sample_frequencies(votes, 2),
+                                                   classes=["F", "M"])["accuracy"],
+                "seconds_per_subject": (reg.seconds + cls.seconds) / n}
+
+    rows = {"steps": [], "samples": []}
+    for steps in bench.step_ablation:
+        if steps == options.steps:
+            row = {"mae": base["regression"]["mae"], "accuracy": base["classification"]["accuracy"],
+                   "seconds_per_subject": base["regression"]["seconds_per_subject"]
+                   + base["classification"]["seconds_per_subject"], "fid": base["generation"]["fid"]}
+        else:
+            row = tasks(steps, options.num_samples)
+            gen = evaluate_generation(joint, test["image"], features, EvaluationOptions(
+                steps=steps, seed=options.seed, batch_size=options.batch_size, precision=options.precision))
+            row["fid"] = gen["fid"]
+        rows["steps"].append({"steps": steps, **row})
+        print(f"    steps {steps}: {rows['steps'][-1]}", flush=True)
+    for samples in bench.sample_ablation:
+        if samples == options.num_samples:
+            row = {"mae": base["regression"]["mae"], "accuracy": base["classification"]["accuracy"],
+                   "seconds_per_subject": base["regression"]["seconds_per_subject"]
+                   + base["classification"]["seconds_per_subject"]}
+        else:
+            row = tasks(options.steps, samples)
+        rows["samples"].append({"samples": samples, **row})
+        print(f"    samples {samples}: {rows['samples'][-1]}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--out", type=Path, default=None, help="Work directory (default: runs/paper-<config>).")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--append", action="store_true", help="Append the report to --results.")
+    args = parser.parse_args(argv)
+    bench = CONFIGS[args.config]
+    out = args.out or ROOT / "runs" / f"paper-{args.config}"
+    command = "python benchmarks/paper/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    clock = Clock()
+    out.mkdir(parents=True, exist_ok=True)
+    data, vae_summary = train_all(bench, out, clock)
+
+    with clock("load models and held-out records"):
+        joint = load_run(out / "joint")
+        image_only, continuous_sex = load_run(out / "image-only"), load_run(out / "continuous-sex")
+        cohort = read_cohort(data, joint.variables, joint.spec.data or DataSpec())
+        splits = load_splits(out / "joint" / "splits.json", cohort)
+        parts = {k: records(joint, cohort, v, "image") for k, v in splits.items() if v}
+        population_mean = float(np.mean(parts["train"]["age"]))
+    baselines = train_baselines(bench, out, parts, clock, joint)
+    features = feature_network("vae", vae=joint.variables["image"].vae)
+    options = EvaluationOptions(roles=Roles(), num_samples=bench.num_samples, steps=bench.recipe.sampling_steps,
+                                seed=0, batch_size=bench.eval_batch_size, precision=bench.precision,
+                                likelihood_timesteps=bench.likelihood_timesteps)
+    readers = readers_from_baselines(baselines["densenet121-age"], baselines["densenet121-sex"],
+                                     continuous_range=tuple(joint.variables["age"].range), num_classes=2,
+                                     name="DenseNet121 baselines")
+    test, val = parts["test"], parts["val"]
+    with clock("evaluate MetaVoxel"):
+        metavoxel = evaluate_model(joint, test, val=val, population_mean=population_mean, options=options,
+                                   features=features, readers=readers, progress=progress(100))
+    with clock("evaluate image-only LDM"):
+        image_only_gen = evaluate_generation(image_only, test["image"], features, options, progress=progress(100))
+    with clock("evaluate continuous-sex variant"):
+        cont = evaluate_model(continuous_sex, test, population_mean=population_mean, features=None,
+                              options=EvaluationOptions(num_samples=options.num_samples, steps=options.steps,
+                                                        batch_size=options.batch_size, table2=False,
+                                                        likelihood_timesteps=0, precision=options.precision),
+                              progress=progress(100))
+    with clock("evaluate baselines"):
+        base_rows = baseline_rows(baselines, test, joint)
+    with clock("ablations"):
+        ablation = ablations(bench, joint, test, features, options, metavoxel)
+    clock.stages["total"] = time.perf_counter() - clock.start
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+               f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'}")
+    files = write_report(out, args.results if args.append else None, bench=bench, command=command,
+                         machine=machine, clock=clock.stages, vae=vae_summary, metavoxel=metavoxel,
+                         image_only=image_only_gen, continuous_sex=cont, baselines=base_rows, ablation=ablation,
+                         test=test, joint=joint, population_mean=population_mean)
+    print(f"total {clock.stages['total'] / 60:.1f} min; wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The paper benchmark's report: Table 1 and 2 analogues, ablations, the targets, figures, RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from metavoxel.evaluation.plots import slices_png
+from metavoxel.evaluation.report import fmt, markdown_table, pm, table2_markdown
+from metavoxel.evaluation.protocol import class_truth
+from metavoxel.evaluation.scalar_metrics import calibration_curve
+from metavoxel.io.atomic import write_json, write_text
+from metavoxel.workflows.evaluate import json_ready, write_figures
+
+
+def table1(metavoxel: dict, image_only: dict, cont: dict, baselines: dict) -> str:
+    gen = metavoxel["generation"]
+    rows = [["MetaVoxel (one joint model)", pm(metavoxel["regression"]["mae"], metavoxel["regression"]["mae_sd"]),
+             fmt(metavoxel["classification"]["accuracy"], 3), fmt(metavoxel["classification"]["auroc"], 3),
+             fmt(metavoxel["classification"]["ece"], 3), fmt(gen["fid"]), fmt(gen["mmd"], 4),
+             fmt(gen["ms_ssim_diversity"], 3)],
+            ["MetaVoxel, sex by likelihood", "", fmt(metavoxel["likelihood"]["accuracy"], 3),
+             fmt(metavoxel["likelihood"]["auroc"], 3), fmt(metavoxel["likelihood"]["ece"], 3), "", "", ""],
+            ["MetaVoxel, continuous sex", pm(cont["regression"]["mae"], cont["regression"]["mae_sd"]),
+             fmt(cont["classification"]["accuracy"], 3), fmt(cont["classification"]["auroc"], 3),
+             fmt(cont["classification"]["ece"], 3), "", "", ""],
+            ["image-only LDM", "", "", "", "", fmt(image_only["fid"]), fmt(image_only["mmd"], 4),
+             fmt(image_only["ms_ssim_diversity"], 3)]]
+    for arch, label in (("densenet121", "DenseNet121 (task-specific)"), ("vit", "ViT (task-specific)")):
+        b = baselines[arch]
+        rows.append([label, pm(b["regression"]["mae"], b["regression"]["mae_sd"]),
+                     fmt(b["classification"]["accuracy"], 3), fmt(b["classification"]["auroc"], 3),
+                     fmt(b["classification"]["ece"], 3), "", "", ""])
+    return markdown_table(["model", "age MAE ± SD (years)", "sex accuracy", "sex AUROC", "sex ECE", "FID (3-plane)",
+                           "MMD", "MS-SSIM (lower = more diverse)"], rows)
+
+
+def targets(metavoxel: dict, image_only: dict, baselines: dict) -> tuple[str, list[dict]]:
+    """The issue's four targets, each with the measured figure and whether it holds."""
+    dn = baselines["densenet121"]
+    rows2 = {r["given"]: r for r in metavoxel["table2"]}
+    checks = []
+
+    def check(name: str, value: float, bound: float, holds: bool, rule: str) -> None:
+        checks.append({"target": name, "measured": value, "bound": bound, "met": bool(holds), "rule": rule})
+
+    ratio = metavoxel["regression"]["mae"] / dn["regression"]["mae"]
+    check("age MAE vs DenseNet", ratio, 1.15, ratio <= 1.15, "MetaVoxel MAE / DenseNet MAE ≤ 1.15 (paper 1.14)")
+    ratio = metavoxel["classification"]["accuracy"] / dn["classification"]["accuracy"]
+    check("sex accuracy vs DenseNet", ratio, 0.92, ratio >= 0.92, "MetaVoxel acc / DenseNet acc ≥ 0.92 (paper 0.92)")
+    ratio = metavoxel["generation"]["fid"] / image_only["fid"]
+    check("FID vs image-only LDM", ratio, 1.10, ratio <= 1.10, "MetaVoxel FID / image-only FID ≤ 1.10 (paper 0.99)")
+    i_s, i, s, none = (rows2[k]["mae"] for k in ("I,C", "I", "C", "none"))
+    pop = rows2["population mean"]["mae"]
+    with_image = max(i_s, i)
+    without = min(s, none, pop)
+    pattern = (abs(i_s - i) <= 0.25 * max(i_s, i) and with_image <= 0.5 * without
+               and max(s, none, pop) <= 1.25 * without)
+    check("Table 2 MAE pattern", with_image / without, 0.5, pattern,
+          "MAE(I,S) ≈ MAE(I) (within 25%), both ≤ 0.5 × min(MAE(S), MAE(∅), population), and those three within 25%")
+    var_ratio = (min(rows2["C"]["mean_sample_variance"], rows2["none"]["mean_sample_variance"])
+                 / max(rows2["I,C"]["mean_sample_variance"], rows2["I"]["mean_sample_variance"]))
+    check("Table 2 variance", var_ratio, 3.0, var_ratio >= 3.0,
+          "mean sample variance without the image ≥ 3 × with it")
+    table = markdown_table(["target", "rule", "measured", "met"],
+                           [[c["target"], c["rule"], fmt(c["measured"], 3), "yes" if c["met"] else "**no**"]
+                            for c in checks])
+    return table, checks
+
+
+def ablation_tables(ablation: dict) -> str:
+    steps = markdown_table(["reverse steps", "age MAE", "sex accuracy", "FID", "s / subject (both tasks)"],
+                           [[r["steps"], fmt(r["mae"]), fmt(r["accuracy"], 3), fmt(r.get("fid")),
+                             fmt(r["seconds_per_subject"], 3)] for r in ablation["steps"]])
+    samples = markdown_table(["samples per subject", "age MAE", "sex accuracy", "s / subject (both tasks)"],
+                             [[r["samples"], fmt(r["mae"]), fmt(r["accuracy"], 3), fmt(r["seconds_per_subject"], 3)]
+                              for r in ablation["samples"]])
+    return steps + "\n\n" + samples
+
+
+def write_report(out: Path, results: Path | None, *, bench, command: str, machine: str, clock: dict, vae: dict,
+                 metavoxel: dict, image_only: dict, continuous_sex: dict, baselines: dict, ablation: dict,
+                 test: dict, joint, population_mean: float) -> list[Path]:
+    target_table, checks = targets(metavoxel, image_only, baselines)
+    lik, cls = metavoxel["likelihood"], metavoxel["classification"]
+    gen = metavoxel["generation"]
+    fidelity = metavoxel["conditional_fidelity"]
+    minutes = {k: round(v / 60, 2) for k, v in clock.items()}
+    body = [
+        f"## Paper benchmark, `{bench.recipe.name}` configuration — {datetime.date.today().isoformat()}",
+        "", f"Command: `{command}`  ", f"Machine: {machine}  ", f"Configuration: {bench.notes}  ",
+        f"Wall time: {minutes['total']} min in total ({', '.join(f'{k} {v}' for k, v in minutes.items() if k != 'total')}).",
+        "", f"Held-out test set: {metavoxel['n_test']} phantom subjects; {metavoxel['num_samples']} samples per "
+        f"prediction, {metavoxel['steps']} reverse steps. VAE validation PSNR {fmt((vae.get('val') or {}).get('psnr'))} dB, "
+        f"SSIM {fmt((vae.get('val') or {}).get('ssim'), 3)}. FID/MMD features: `{gen['network']}` "
+        f"({'comparable' if gen.get('comparable') else 'not comparable'} with published FIDs).",
+        "", "### Table 1 analogue", "", table1(metavoxel, image_only, continuous_sex, baselines),
+        "", "### Table 2 analogue: age under each conditioning set", "",
+        table2_markdown(metavoxel["table2"], "sex", "years"),
+        "", "### Targets (measured in this run)", "", target_table,
+        "", "### Uncertainty, calibration and conditional fidelity", "",
+        f"- Coverage of the 90% sample interval (age | image, sex): {fmt(metavoxel['regression']['coverage'])}.",
+        f"- Sex by majority of samples: accuracy {fmt(cls['accuracy'], 3)}, probability accuracy "
+        f"{fmt(cls['prob_accuracy'], 3)}, ECE {fmt(cls['ece'], 3)}, {fmt(cls['seconds_per_subject'], 3)} s/subject.",
+        f"- Sex by likelihood ({bench.likelihood_timesteps} timesteps, temperature {fmt(lik['temperature'], 3)} fitted "
+        f"on the validation split): accuracy {fmt(lik['accuracy'], 3)}, probability accuracy "
+        f"{fmt(lik['prob_accuracy'], 3)}, ECE {fmt(lik['ece'], 3)}, {fmt(lik['seconds_per_subject'], 3)} s/subject.",
+        f"- Conditional fidelity (images generated for the test subjects' age and sex, read back by the "
+        f"DenseNet121 baselines): age MAE {pm(fidelity['continuous_mae'], fidelity['continuous_mae_sd'])} years "
+        f"(r = {fmt(fidelity['continuous_r'])}), sex accuracy {fmt(fidelity['categorical_accuracy'], 3)}.",
+        f"- Population-mean predictor (training mean {population_mean:.1f} years): MAE "
+        f"{fmt(metavoxel['table2'][-1]['mae'])} years.",
+        "", "### Ablations (MetaVoxel)", "", ablation_tables(ablation),
+        "", f"Figures in `{out}`: `age_scatter.png`, `sex_calibration.png`, `samples.png`.", "",
+    ]
+    text = "\n".join(body)
+    files = [write_text(out / "report.md", text)]
+    metrics = {"config": bench.recipe.to_dict(), "command": command, "machine": machine, "minutes": minutes,
+               "vae": vae, "targets": checks, **json_ready({"metavoxel": metavoxel, "image_only": image_only,
+                                                              "continuous_sex": continuous_sex,
+                                                              "baselines": baselines, "ablation": ablation})}
+    files.append(write_json(out / "metrics.json", metrics))
+    from metavoxel.evaluation import Roles
+
+    truth_k = class_truth(joint, "sex", test["sex"])
+    files += write_figures(
+        out, metavoxel, test, Roles(), joint,
+        extra_scatter={"DENSENET": baselines["densenet121"]["predictions"].numpy()},
+        extra_calibration={"DENSENET": calibration_curve(truth_k, baselines["densenet121"]["probs"])})
+    files.append(slices_png(out / "samples_by_model.png", {
+        "REAL": test["image"][:8, 0].numpy(), "METAVOXEL": gen["images"][:8, 0].numpy(),
+        "IMAGE-ONLY": image_only["images"][:8, 0].numpy()}))
+    if results is not None:
+        previous = results.read_text() if results.is_file() else "# Benchmark results\n"
+        files.append(write_text(results, previous.rstrip("\n") + "\n\n" + text))
+    return files

@@ -1,0 +1,133 @@
+"""`evaluate_run`: the paper's evaluation of a trained run on its held-out split (or any cohort).
+
+Writes ``metrics.json``, ``report.md`` and PNG figures (age scatter, calibration, sample slices) to
+``out``, each file atomically.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metavoxel.data import Cohort, DataSpec, load_splits, read_cohort
+from metavoxel.diffusion import JointModel
+from metavoxel.errors import InputError
+from metavoxel.io.atomic import write_json, write_text
+
+__all__ = ["evaluate_run", "json_ready", "records", "split_indices", "write_figures"]
+
+
+def records(model: JointModel, cohort: Cohort, indices: list[int], image: str) -> dict[str, Any]:
+    """Raw values of the chosen records, with the image read and preprocessed once into (N, C, *shape)."""
+    batch = cohort.select(indices).batch()
+    if image in batch:
+        values, present = model.variables[image].values(batch[image], "cpu")
+        if not bool(present.all()):
+            raise InputError(f"{int((~present).sum())} evaluated record(s) have no {image}; drop them from the cohort")
+        batch[image] = values
+    return batch
+
+
+def split_indices(run_dir: Path, cohort: Cohort, split: str) -> list[int]:
+    """Indices of ``split`` (train/val/test, from the run's splits.json) or every record for ``all``."""
+    if split == "all":
+        return list(range(len(cohort)))
+    splits = load_splits(run_dir / "splits.json", cohort)
+    if split not in splits or not splits[split]:
+        raise InputError(f"--split {split!r}: the run's splits.json has no records there "
+                         f"(it has {', '.join(k for k, v in splits.items() if v)}); use --split all for another cohort")
+    return splits[split]
+
+
+def json_ready(value: Any) -> Any:
+    """Metrics without tensors (those stay in memory for figures); NaN becomes null."""
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items() if not isinstance(v, torch.Tensor) and k != "samples"}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, split: str = "test",
+                 roles=None, options=None, features: str | None = "vae", regressor: Path | None = None,
+                 classifier: Path | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Evaluate a run directory on ``data`` and write the report to ``out``; returns the metrics."""
+    from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
+    from metavoxel.evaluation.report import model_report
+    from metavoxel.training.checkpoint import load_run
+
+    run_dir, out = Path(run_dir), Path(out)
+    model = load_run(run_dir)
+    roles = (roles or Roles()).check(model)
+    options = options or EvaluationOptions()
+    options.roles = roles
+    cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    test = records(model, cohort, split_indices(run_dir, cohort, split), roles.image)
+    train_split = load_splits(run_dir / "splits.json", cohort) if (run_dir / "splits.json").is_file() else {}
+    val = records(model, cohort, train_split["val"], roles.image) if train_split.get("val") else None
+    train_values = cohort.select(train_split.get("train") or list(range(len(cohort)))).batch()[roles.continuous]
+    population_mean = float(np.nanmean(np.asarray(train_values, dtype=float)))
+    net = None
+    if features:
+        vae = getattr(model.variables[roles.image], "vae", None)
+        net = feature_network(features, vae=vae)
+    readers = None
+    if regressor is not None or classifier is not None:
+        if regressor is None or classifier is None:
+            raise InputError("conditional fidelity needs both --regressor and --classifier baseline directories")
+        var = model.variables[roles.continuous]
+        readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.range),
+                                         num_classes=len(model.variables[roles.categorical].categories))
+    evaluation = evaluate_model(model, test, val=val, population_mean=population_mean, options=options,
+                                features=net, readers=readers, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "metavoxel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    metrics = {"run": str(run_dir), "data": str(data), "split": split, **json_ready(evaluation)}
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "report.md", model_report(evaluation, title=f"Evaluation of {run_dir}", command=command,
+                                               roles={"continuous": roles.continuous,
+                                                      "categorical": roles.categorical}) + "\n")
+    write_figures(out, evaluation, test, roles, model)
+    return metrics
+
+
+def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, Any], roles, model: JointModel,
+                  extra_scatter: Mapping[str, np.ndarray] | None = None,
+                  extra_calibration: Mapping[str, Any] | None = None) -> list[Path]:
+    """Predicted-vs-true scatter, reliability diagram and real/generated slices."""
+    from metavoxel.evaluation.plots import reliability_png, scatter_png, slices_png
+    from metavoxel.evaluation.scalar_metrics import calibration_curve, sample_frequencies
+
+    truth = np.asarray(test[roles.continuous], dtype=float)
+    lo, hi = getattr(model.variables[roles.continuous], "range", (truth.min(), truth.max()))
+    series = {"METAVOXEL": (truth, evaluation["samples"]["regression"].double().mean(dim=1).numpy())}
+    series.update({k: (truth, v) for k, v in (extra_scatter or {}).items()})
+    files = [scatter_png(out / f"{roles.continuous}_scatter.png", series, lo=lo, hi=hi,
+                         title=f"PREDICTED VS TRUE {roles.continuous}", label_x="TRUE", label_y="PREDICTED")]
+    from metavoxel.evaluation.protocol import binary_classes, class_truth
+
+    truth_k = class_truth(model, roles.categorical, test[roles.categorical])
+    votes = evaluation["samples"]["classification"]
+    classes = len(binary_classes(model, roles.categorical))
+    curves = {"SAMPLES": calibration_curve(truth_k, sample_frequencies(votes, classes).double())}
+    if "likelihood_probs" in evaluation["samples"]:
+        curves["LIKELIHOOD"] = calibration_curve(truth_k, evaluation["samples"]["likelihood_probs"])
+    curves.update(extra_calibration or {})
+    files.append(reliability_png(out / f"{roles.categorical}_calibration.png", curves,
+                                 title=f"{roles.categorical} CALIBRATION"))
+    rows = {"REAL": test[roles.image][:8, 0].numpy()}
+    if "generation" in evaluation:
+        rows["GENERATED"] = evaluation["generation"]["images"][:8, 0].numpy()
+    files.append(slices_png(out / "samples.png", rows))
+    return files

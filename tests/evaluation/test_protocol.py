@@ -1,0 +1,57 @@
+"""The zero-shot evaluation protocol on a tiny (untrained) joint model: every question, the right numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import metavoxel as mv
+from metavoxel.evaluation import CONDITIONING_SETS, EvaluationOptions, Readers, Roles, evaluate_model
+from metavoxel.evaluation.protocol import binary_classes, class_samples, class_truth
+from tiny_specs import tiny_latent_spec_3d
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mv.JointModel(tiny_latent_spec_3d())
+
+
+def records(n: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.rand(n, 1, 8, 8, 8, generator=g),
+            "age": (40 + 55 * torch.rand(n, generator=g)).tolist(),
+            "sex": ["F" if x < 0.6 else "M" for x in torch.rand(n, generator=g).tolist()]}
+
+
+def test_every_question_is_answered(model):
+    test, val = records(6, 0), records(4, 1)
+    readers = Readers("constant readers", lambda images, sex: torch.full((len(images),), 60.0),
+                      lambda images, age: torch.tensor([[0.9, 0.1]]).expand(len(images), 2))
+    options = EvaluationOptions(num_samples=2, steps=3, likelihood_timesteps=2, batch_size=8)
+    out = evaluate_model(model, test, val=val, population_mean=67.0, options=options, readers=readers)
+    ages = torch.tensor(test["age"], dtype=torch.float64)
+    assert out["n_test"] == 6 and out["samples"]["regression"].shape == (6, 2)
+    assert 0 <= out["regression"]["coverage"] <= 1 and out["regression"]["mae"] >= 0
+    assert [r["given"] for r in out["table2"]] == [*CONDITIONING_SETS, "population mean"]
+    assert out["table2"][0]["mae"] == out["regression"]["mae"]  # (I, C) reuses the Table 1 draws
+    assert out["table2"][-1]["mae"] == pytest.approx(float((ages - 67.0).abs().mean()))
+    assert 0 <= out["likelihood"]["accuracy"] <= 1 and out["likelihood"]["temperature"] > 0
+    assert out["samples"]["likelihood_probs"].shape == (6, 2)
+    fidelity = out["conditional_fidelity"]
+    assert fidelity["continuous_mae"] == pytest.approx(float((ages - 60.0).abs().mean()))
+    female = torch.tensor([s == "F" for s in test["sex"]], dtype=torch.float64)
+    assert fidelity["categorical_accuracy"] == pytest.approx(float(female.mean()))  # the reader always says F
+
+
+def test_roles_must_exist(model):
+    with pytest.raises(mv.InputError, match="--categorical"):
+        Roles(categorical="group").check(model)
+
+
+def test_a_continuous_sex_is_classified_by_threshold():
+    spec = tiny_latent_spec_3d()
+    spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 1.0]}
+    model = mv.JointModel(spec)
+    assert binary_classes(model, "sex") == ["sex<0.5", "sex>=0.5"]
+    assert class_truth(model, "sex", [0.0, 1.0, 0.2]).tolist() == [0, 1, 0]
+    assert class_samples(model, "sex", torch.tensor([[0.49, 0.51]])).tolist() == [[0, 1]]
