@@ -27,7 +27,7 @@ import torch
 
 from metavoxel.diffusion import JointModel, class_probabilities, class_scores, fit_temperature
 from metavoxel.errors import InputError
-from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics, sample_frequencies
+from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics
 
 __all__ = ["CONDITIONING_SETS", "Roles", "categorical_truth", "conditioning_table", "likelihood_classification",
            "sample_variable"]
@@ -120,12 +120,6 @@ def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles,
 
 def _pick(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("mae", "mae_sd", "mean_sample_variance", "coverage")}
-
-
-def categorical_metrics_from_samples(samples: torch.Tensor, truth: torch.Tensor, classes: list[str]) -> dict[str, Any]:
-    """Majority-vote accuracy and sample-frequency probabilities' AUROC/ECE."""
-    probs = sample_frequencies(samples, len(classes))
-    return classification_metrics(truth, samples=samples, probs=probs, classes=classes)
 
 
 def likelihood_classification(model: JointModel, test: Mapping[str, Any], val: Mapping[str, Any], target: str,
