@@ -6,6 +6,7 @@ Writes ``metrics.json``, ``report.md`` and PNG figures (age scatter, calibration
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -34,15 +35,15 @@ def records(model: JointModel, cohort: Cohort, indices: list[int], image: str) -
     return batch
 
 
-def split_indices(run_dir: Path, cohort: Cohort, split: str) -> list[int]:
-    """Indices of ``split`` (train/val/test, from the run's splits.json) or every record for ``all``."""
+def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[int]]:
+    """The run's splits (splits.json) with ``split`` checked non-empty; for ``all``, every record is "test"."""
     if split == "all":
-        return list(range(len(cohort)))
+        return {"test": list(range(len(cohort)))}
     splits = load_splits(run_dir / "splits.json", cohort)
     if split not in splits or not splits[split]:
         raise InputError(f"--split {split!r}: the run's splits.json has no records there "
                          f"(it has {', '.join(k for k, v in splits.items() if v)}); use --split all for another cohort")
-    return splits[split]
+    return {**splits, "test": splits[split]}
 
 
 def json_ready(value: Any) -> Any:
@@ -71,12 +72,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     model = load_run(run_dir)
     roles = (roles or Roles()).check(model)
     options = options or EvaluationOptions()
-    options.roles = roles
+    options = dataclasses.replace(options, roles=roles)
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
-    test = records(model, cohort, split_indices(run_dir, cohort, split), roles.image)
-    train_split = load_splits(run_dir / "splits.json", cohort) if (run_dir / "splits.json").is_file() else {}
-    val = records(model, cohort, train_split["val"], roles.image) if train_split.get("val") else None
-    train_values = cohort.select(train_split.get("train") or list(range(len(cohort)))).batch()[roles.continuous]
+    splits = split_indices(run_dir, cohort, split)
+    test = records(model, cohort, splits["test"], roles.image)
+    val = records(model, cohort, splits["val"], roles.image) if splits.get("val") else None
+    # the population-mean predictor: the training split's mean (with --split all, the evaluated cohort's own)
+    train_values = cohort.select(splits.get("train") or splits["test"]).batch()[roles.continuous]
     population_mean = float(np.nanmean(np.asarray(train_values, dtype=float)))
     net = None
     if features:

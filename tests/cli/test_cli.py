@@ -75,6 +75,10 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert "paper Table 2" in report and "not comparable with published FIDs" in report
     for png in ("age_scatter.png", "sex_calibration.png", "samples.png"):
         assert (evaluation / png).read_bytes().startswith(b"\x89PNG")
+    everyone = tmp_path / "eval-all"
+    assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
+                str(everyone), "--split", "all", "--num-samples", "1", "--steps", "2", "--features", "none"]) == 0
+    assert json.loads((everyone / "metrics.json").read_text())["n_test"] == 40
     assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
                 str(tmp_path / "bad"), "--categorical", "group"]) == 2
     assert "--categorical" in capsys.readouterr().err and not (tmp_path / "bad").exists()
