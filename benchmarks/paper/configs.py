@@ -30,12 +30,13 @@ class BenchConfig:
 
 
 SMALL = BenchConfig(
-    recipe=StudyRecipe(name="small", subjects=480, size=32, vae_steps=300, vae_batch_size=4, train_steps=1200,
+    recipe=StudyRecipe(name="small", subjects=480, size=32, vae_channels=(8, 16, 32), vae_latent_channels=8,
+                       vae_steps=600, vae_batch_size=8, vae_lr=2e-3, train_steps=1200,
                        batch_size=32, lr=1e-3, ema_decay=0.99, val_fraction=0.1, test_fraction=0.1),
     baseline_steps=300, baseline_batch_size=16,
     densenet={"init_features": 64, "growth_rate": 32},  # MONAI's DenseNet121 as published
     vit={"patch_size": 8, "hidden_size": 192, "mlp_dim": 768, "num_layers": 6, "num_heads": 6},
-    notes="32³ phantom at 5.5 mm, ×4 KL-VAE to a 4×8×8×8 latent, U-Net channels 32/64/64; 2 CPU cores.",
+    notes="32³ phantom at 5.5 mm, ×4 KL-VAE (8/16/32) to an 8×8×8×8 latent, U-Net channels 32/64/64; 2 CPU cores.",
 )
 
 PAPER = BenchConfig(
@@ -53,4 +54,18 @@ PAPER = BenchConfig(
           "Not run yet: its cost has not been measured.",
 )
 
-CONFIGS = {"small": SMALL, "paper": PAPER}
+#: A smoke run of every stage in about a minute (the test suite runs it); its figures mean nothing.
+TINY = BenchConfig(
+    recipe=StudyRecipe(name="tiny", subjects=40, size=32, vae_channels=(8, 16, 32), vae_steps=2, vae_batch_size=2,
+                       train_steps=2, batch_size=4, sampling_steps=3, val_fraction=0.2, test_fraction=0.2,
+                       network={"spatial_dims": 3, "channels": [16, 16, 16], "attention_levels": [False, False, True],
+                                "num_res_blocks": 1, "num_head_channels": 16, "norm_num_groups": 8,
+                                "cross_attention_dim": 16}),
+    baseline_steps=2, baseline_batch_size=4,
+    densenet={"init_features": 8, "growth_rate": 4},
+    vit={"patch_size": 16, "hidden_size": 32, "mlp_dim": 64, "num_layers": 1, "num_heads": 2},
+    num_samples=2, sample_ablation=(1, 2), step_ablation=(2, 3), likelihood_timesteps=2, eval_batch_size=32,
+    notes="Smoke configuration: every stage on a minimal budget; the figures mean nothing.",
+)
+
+CONFIGS = {"small": SMALL, "paper": PAPER, "tiny": TINY}

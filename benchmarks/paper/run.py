@@ -82,7 +82,7 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
     with clock("VAE"):
         if (vae_dir / "vae.safetensors").is_file():
             meta = json.loads((vae_dir / "vae.json").read_text())
-            scale, vae_summary = float(meta["report"]["scale_factor"]), meta["report"]
+            scale, vae_summary = float(meta["scale_factor"]), meta["metrics"]
         else:
             _, scale, vae_summary = train_study_vae(recipe, data, vae_dir, progress=progress(50))
     for variant in VARIANTS:
@@ -98,7 +98,7 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
 def train_baselines(bench: BenchConfig, out: Path, splits: dict, clock: Clock, joint) -> dict:
     from metavoxel.baselines import BaselineConfig, load_baseline, save_baseline, train_baseline
 
-    lo, hi = joint.variables["age"].range
+    lo, hi = joint.variables["age"].value_range
     trained = {}
     for arch, widths in (("densenet121", bench.densenet), ("vit", bench.vit)):
         for task, target in (("regression", "age"), ("classification", "sex")):
@@ -129,7 +129,7 @@ def train_baselines(bench: BenchConfig, out: Path, splits: dict, clock: Clock, j
 def baseline_rows(trained: dict, test: dict, joint) -> dict:
     from metavoxel.baselines import predict_baseline
 
-    lo, hi = joint.variables["age"].range
+    lo, hi = joint.variables["age"].value_range
     sex = class_truth(joint, "sex", test["sex"])
     age = torch.as_tensor(test["age"], dtype=torch.float64)
     rows = {}
@@ -206,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         splits = load_splits(out / "joint" / "splits.json", cohort)
         parts = {k: records(joint, cohort, v, "image") for k, v in splits.items() if v}
         population_mean = float(np.mean(parts["train"]["age"]))
+        # the continuous-sex variant reads sex through its own codes (F -> 0, M -> 1): its own records
+        cohort_c = read_cohort(data, continuous_sex.variables, continuous_sex.spec.data or DataSpec())
+        test_c = records(continuous_sex, cohort_c, load_splits(out / "joint" / "splits.json", cohort_c)["test"], "image")
     baselines = train_baselines(bench, out, parts, clock, joint)
     features = feature_network("vae", vae=joint.variables["image"].vae)
     options = EvaluationOptions(roles=Roles(), num_samples=bench.num_samples, steps=bench.recipe.sampling_steps,
                                 seed=0, batch_size=bench.eval_batch_size, precision=bench.precision,
                                 likelihood_timesteps=bench.likelihood_timesteps)
     readers = readers_from_baselines(baselines["densenet121-age"], baselines["densenet121-sex"],
-                                     continuous_range=tuple(joint.variables["age"].range), num_classes=2,
+                                     continuous_range=tuple(joint.variables["age"].value_range), num_classes=2,
                                      name="DenseNet121 baselines")
     test, val = parts["test"], parts["val"]
     with clock("evaluate MetaVoxel"):
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     with clock("evaluate image-only LDM"):
         image_only_gen = evaluate_generation(image_only, test["image"], features, options, progress=progress(100))
     with clock("evaluate continuous-sex variant"):
-        cont = evaluate_model(continuous_sex, test, population_mean=population_mean, features=None,
+        cont = evaluate_model(continuous_sex, test_c, population_mean=population_mean, features=None,
                               options=EvaluationOptions(num_samples=options.num_samples, steps=options.steps,
                                                         batch_size=options.batch_size, table2=False,
                                                         likelihood_timesteps=0, precision=options.precision),

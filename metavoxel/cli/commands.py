@@ -62,7 +62,7 @@ def demo(
     out: OutDir = Path("runs/demo"),
     subjects: Annotated[int | None, typer.Option(help="Phantom subjects (default: the demo recipe's 240).",
                                                  min=20)] = None,
-    vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 150).", min=1)] = None,
+    vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 250).", min=1)] = None,
     train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 700).", min=1)] = None,
     steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 50,
     num_samples: Annotated[int, typer.Option(help="Samples per subject for predictions.", min=1)] = 3,

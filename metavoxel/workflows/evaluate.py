@@ -47,9 +47,13 @@ def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[i
 
 
 def json_ready(value: Any) -> Any:
-    """Metrics without tensors (those stay in memory for figures); NaN becomes null."""
+    """Metrics without tensors or mappings of tensors (raw draws stay in memory for figures); NaN becomes null."""
+    def tensors(v: Any) -> bool:
+        return isinstance(v, torch.Tensor) or (isinstance(v, Mapping) and bool(v)
+                                               and all(isinstance(x, torch.Tensor) for x in v.values()))
+
     if isinstance(value, Mapping):
-        return {k: json_ready(v) for k, v in value.items() if not isinstance(v, torch.Tensor) and k != "samples"}
+        return {k: json_ready(v) for k, v in value.items() if not tensors(v)}
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
@@ -89,7 +93,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
         if regressor is None or classifier is None:
             raise InputError("conditional fidelity needs both --regressor and --classifier baseline directories")
         var = model.variables[roles.continuous]
-        readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.range),
+        readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.value_range),
                                          num_classes=len(model.variables[roles.categorical].categories))
     evaluation = evaluate_model(model, test, val=val, population_mean=population_mean, options=options,
                                 features=net, readers=readers, progress=progress)

@@ -38,11 +38,11 @@ class StudyRecipe:
     size: int | tuple[int, int, int] = 32
     voxel_mm: float = 5.5
     phantom_seed: int = 0
-    vae_channels: tuple[int, ...] = (16, 32, 64)
-    vae_latent_channels: int = 4
-    vae_steps: int = 300
-    vae_batch_size: int = 4
-    vae_lr: float = 1e-3
+    vae_channels: tuple[int, ...] = (8, 16, 32)
+    vae_latent_channels: int = 8
+    vae_steps: int = 600
+    vae_batch_size: int = 8
+    vae_lr: float = 2e-3
     network: dict[str, Any] = field(default_factory=lambda: {
         "spatial_dims": 3, "channels": [32, 64, 64], "attention_levels": [False, True, True], "num_res_blocks": 1,
         "num_head_channels": 32, "norm_num_groups": 16, "cross_attention_dim": 64})
@@ -65,7 +65,7 @@ class StudyRecipe:
 
 
 #: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores.
-DEMO = StudyRecipe(name="demo", subjects=240, vae_steps=150, train_steps=700, test_fraction=0.15)
+DEMO = StudyRecipe(name="demo", subjects=240, vae_steps=250, train_steps=700, test_fraction=0.15)
 
 
 def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str | None = None,

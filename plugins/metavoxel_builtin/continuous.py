@@ -15,7 +15,9 @@ class ContinuousSpec(mv.VariableSpec):
     """A continuous scalar such as age."""
 
     kind: Literal["continuous"]
-    range: tuple[float, float] = Field(description="[lo, hi] of typical values, mapped to [-1, 1].")
+    range: tuple[float, float] = Field(description="[lo, hi], mapped to [-1, 1]. Every training value lies in it "
+                                                   "(data.out_of_range refuses or clips the rest), so sampled "
+                                                   "values stay in it too.")
     unit: str = Field("", description="Unit shown in reports (e.g. 'years').")
 
     @model_validator(mode="after")
@@ -36,6 +38,7 @@ class Continuous(mv.GaussianVariable):
         self.value_range = (self.lo, self.hi)  # declared range: data loading checks values against it
         self.process = mv.GaussianProcess(abar)
         self.z_shape = (1,)
+        self.x0_range = (-1.0, 1.0)  # the data lie in [lo, hi]: each reverse step clips its x0 estimate there
         self.head = mv.ScalarHead(channel_features=1, token_features=1, out_features=1)
 
     @classmethod

@@ -41,6 +41,16 @@ def test_partially_fixed_subjects_sample_the_missing_ones(model_2d):
     assert result.fixed["age"].tolist() == [True, False]
 
 
+def test_sampled_continuous_values_stay_in_the_declared_range(model_2d):
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a wild network: its x0 estimates fall far outside [-1, 1]
+        for p in model_2d.net.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    ages = model_2d.sample(num_subjects=16, num_samples=2, seed=0).samples["age"]
+    assert ages.min() >= 40.0 and ages.max() <= 95.0
+    assert ages.std() > 1.0  # clipped, not collapsed
+
+
 def test_masked_pixel_image_keeps_known_pixels_exactly(model_2d):
     _perturb(model_2d)
     images = torch.rand(2, 1, 8, 8)

@@ -1,0 +1,55 @@
+"""benchmarks/paper/run.py runs every stage end to end (on its ``tiny`` smoke budget) and reuses them."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_runner():
+    sys.path.insert(0, str(ROOT / "benchmarks" / "paper"))
+    try:
+        return importlib.import_module("run")
+    finally:
+        sys.path.pop(0)
+
+
+def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages(tmp_path, capsys):
+    runner = load_runner()
+    out, results = tmp_path / "bench", tmp_path / "RESULTS.md"
+    results.write_text("# earlier results\n")
+    assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(results), "--append"]) == 0
+
+    for name in ("report.md", "metrics.json", "age_scatter.png", "sex_calibration.png", "samples.png",
+                 "samples_by_model.png"):
+        assert (out / name).is_file(), name
+    for variant in ("joint", "image-only", "continuous-sex"):
+        assert (out / variant / "model.safetensors").is_file(), variant
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"metavoxel", "image_only", "continuous_sex", "baselines", "ablation", "targets"} <= set(metrics)
+    assert set(metrics["baselines"]) == {"densenet121", "vit"}
+    assert [row["steps"] for row in metrics["ablation"]["steps"]] == [2, 3]
+    assert [row["samples"] for row in metrics["ablation"]["samples"]] == [1, 2]
+    # the continuous-sex variant is evaluated on its own 0/1 codes, and every sampled age is in [40, 95]
+    assert metrics["continuous_sex"]["classification"]["accuracy"] is not None
+    table2 = {row["given"]: row for row in metrics["metavoxel"]["table2"]}
+    assert set(table2) >= {"I,C", "I", "C", "none"}
+    assert all(row["mae"] <= 55 for row in table2.values())  # an untrained model, but its ages stay in range
+
+    report = (out / "report.md").read_text()
+    for heading in ("Table 1 analogue", "Table 2 analogue", "Targets (measured in this run)", "Ablations"):
+        assert heading in report
+    appended = results.read_text()
+    assert appended.startswith("# earlier results\n") and "`python benchmarks/paper/run.py --config tiny" in appended
+
+    # a second run trains nothing again: the models are reused as they are
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
+    capsys.readouterr()
+    assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(results)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")} == stamps
+    assert "training" not in capsys.readouterr().out
+    assert results.read_text() == appended  # without --append, RESULTS.md is left alone
