@@ -12,6 +12,7 @@ figures in --out; with --append the report is also appended to benchmarks/RESULT
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -29,15 +30,18 @@ from configs import CONFIGS, BenchConfig  # noqa: E402
 from tables import write_report  # noqa: E402
 
 from metavoxel.data import DataSpec, load_splits, read_cohort  # noqa: E402
+from metavoxel.errors import InputError  # noqa: E402
 from metavoxel.evaluation import (EvaluationOptions, Roles, evaluate_generation, evaluate_model,  # noqa: E402
                                   feature_network, readers_from_baselines, sample_variable)
 from metavoxel.evaluation.protocol import class_samples, class_truth  # noqa: E402
 from metavoxel.evaluation.readers import categorical_extra, continuous_extra  # noqa: E402
 from metavoxel.evaluation.scalar_metrics import (classification_metrics, regression_metrics,  # noqa: E402
                                                  sample_frequencies)
+from metavoxel.io.atomic import write_json  # noqa: E402
 from metavoxel.training.checkpoint import load_run  # noqa: E402
 from metavoxel.workflows.evaluate import records  # noqa: E402
-from metavoxel.workflows.study import VARIANTS, make_cohort, train_study_model, train_study_vae  # noqa: E402
+from metavoxel.workflows.study import (VARIANTS, make_cohort, phantom_config, train_study_model,  # noqa: E402
+                                      train_study_vae)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,18 +189,61 @@ def ablations(bench: BenchConfig, joint, test: dict, features, options: Evaluati
     return rows
 
 
+def with_phantom(bench: BenchConfig, settings: list[str]) -> BenchConfig:
+    """The configuration with ``KEY=VALUE`` phantom settings (numbers) applied and named in its notes."""
+    changes = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        try:
+            changes[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise InputError(f"--phantom {item!r}: expected KEY=NUMBER, e.g. age_effect=2")
+    if not changes:
+        return bench
+    recipe = dataclasses.replace(bench.recipe, phantom={**bench.recipe.phantom, **changes})
+    phantom_config(recipe)  # refuses unknown or invalid settings before anything runs
+    named = ", ".join(f"{k}={v:g}" for k, v in changes.items())
+    return dataclasses.replace(bench, recipe=recipe, notes=f"{bench.notes} Phantom settings changed: {named}.")
+
+
+def claim(out: Path, bench: BenchConfig) -> str | None:
+    """Record the configuration in ``out``; a directory holding another configuration's stages is refused."""
+    record = json.loads(json.dumps({k: v for k, v in dataclasses.asdict(bench).items() if k != "notes"}))
+    path = out / "benchmark.json"
+    if path.is_file():
+        if json.loads(path.read_text()) != record:
+            return (f"{out} holds a run of another configuration (its benchmark.json differs), whose stages "
+                    "would be reused; choose another --out or remove it")
+        return None
+    if out.is_dir() and any(out.iterdir()):
+        return f"{out} is not empty and holds no benchmark.json; choose another --out or remove it"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
     parser.add_argument("--out", type=Path, default=None, help="Work directory (default: runs/paper-<config>).")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--append", action="store_true", help="Append the report to --results.")
+    parser.add_argument("--phantom", action="append", default=[], metavar="KEY=VALUE",
+                        help="Change one setting of the phantom cohort (e.g. age_effect=2, variability=0.5, noise=0); "
+                             "repeatable; named in the report. See `metavoxel phantom --help`.")
     args = parser.parse_args(argv)
-    bench = CONFIGS[args.config]
+    try:
+        bench = with_phantom(CONFIGS[args.config], args.phantom)
+    except InputError as exc:
+        parser.error(str(exc))
     out = args.out or ROOT / "runs" / f"paper-{args.config}"
     command = "python benchmarks/paper/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    problem = claim(out, bench)
+    if problem:
+        parser.error(problem)
     clock = Clock()
-    out.mkdir(parents=True, exist_ok=True)
     data, vae_summary = train_all(bench, out, clock)
 
     with clock("load models and held-out records"):

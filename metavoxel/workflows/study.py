@@ -19,10 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json
 
-__all__ = ["DEMO", "VARIANTS", "StudyRecipe", "make_cohort", "study_spec", "train_study_model", "train_study_vae"]
+__all__ = ["DEMO", "VARIANTS", "StudyRecipe", "make_cohort", "phantom_config", "study_spec", "train_study_model",
+           "train_study_vae"]
 
 VARIANTS = ("joint", "image-only", "continuous-sex")
 
@@ -38,6 +41,7 @@ class StudyRecipe:
     size: int | tuple[int, int, int] = 32
     voxel_mm: float = 5.5
     phantom_seed: int = 0
+    phantom: dict[str, Any] = field(default_factory=dict)  # other `PhantomConfig` fields, e.g. {"age_effect": 2.0}
     vae_channels: tuple[int, ...] = (8, 16, 32)
     vae_latent_channels: int = 8
     vae_steps: int = 600
@@ -102,13 +106,30 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     }
 
 
+def phantom_config(recipe: StudyRecipe):
+    """The recipe's `metavoxel.phantom.PhantomConfig`; bad ``recipe.phantom`` settings raise `InputError`."""
+    from metavoxel.phantom import PhantomConfig
+
+    fixed = {"subjects", "size", "fov_mm", "seed"} & set(recipe.phantom)
+    if fixed:
+        raise InputError(f"phantom settings {', '.join(sorted(fixed))} come from the recipe's subjects, size, "
+                         "voxel_mm and phantom_seed; set those instead")
+    try:
+        return PhantomConfig(subjects=recipe.subjects, size=tuple(recipe.shape),
+                             fov_mm=tuple(s * recipe.voxel_mm for s in recipe.shape), seed=recipe.phantom_seed,
+                             **recipe.phantom)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise InputError(f"phantom setting {where}: {problem['msg']} (see metavoxel phantom --help)") from None
+
+
 def make_cohort(recipe: StudyRecipe, out: str | Path, *, progress: Progress | None = None) -> Path:
     """Write the recipe's phantom cohort (BIDS) to ``out``, or reuse it if it is already there."""
-    from metavoxel.phantom import PhantomConfig, write_phantom
+    from metavoxel.phantom import write_phantom
 
     out = Path(out)
-    config = PhantomConfig(subjects=recipe.subjects, size=tuple(recipe.shape),
-                           fov_mm=tuple(s * recipe.voxel_mm for s in recipe.shape), seed=recipe.phantom_seed)
+    config = phantom_config(recipe)
     if (out / "phantom.json").is_file():
         written = json.loads((out / "phantom.json").read_text()).get("config", {})
         if written == json.loads(config.model_dump_json()):

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
+import metavoxel as mv
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,3 +57,47 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")} == stamps
     assert "training" not in capsys.readouterr().out
     assert results.read_text() == appended  # without --append, RESULTS.md is left alone
+
+    # the same directory with another configuration would reuse stages trained for the first: refused
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--config", "tiny", "--out", str(out), "--phantom", "age_effect=2"])
+    assert exit_info.value.code == 2
+    assert "holds a run of another configuration" in capsys.readouterr().err
+
+
+def test_phantom_settings_are_applied_named_and_checked():
+    runner = load_runner()
+    tiny = runner.CONFIGS["tiny"]
+    bench = runner.with_phantom(tiny, ["age_effect=2", "noise=0"])
+    assert bench.recipe.phantom == {"age_effect": 2.0, "noise": 0.0}
+    assert "age_effect=2, noise=0" in bench.notes and tiny.recipe.phantom == {}
+    assert runner.with_phantom(tiny, []) is tiny
+    for bad, message in (("age_effect", "KEY=NUMBER"), ("age_effect=big", "KEY=NUMBER"), ("colour=1", "colour"),
+                         ("subjects=3", "subjects"), ("noise=-1", "noise")):
+        with pytest.raises(mv.InputError, match=message):
+            runner.with_phantom(tiny, [bad])
+
+
+def test_a_foreign_non_empty_directory_is_refused(tmp_path, capsys):
+    runner = load_runner()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--config", "tiny", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "holds no benchmark.json" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_cost_counts_a_training_step_as_forward_plus_twice_the_work_backward():
+    sys.path.insert(0, str(ROOT / "benchmarks" / "paper"))
+    try:
+        cost = importlib.import_module("cost")
+    finally:
+        sys.path.pop(0)
+    tiny = cost.CONFIGS["tiny"]
+    rows = {row["network"]: row for row in cost.costs(tiny)}
+    train = rows["U-Net, MetaVoxel and continuous-sex (train step)"]
+    reverse = rows["U-Net, one reverse step of one sample"]
+    assert 2.5 < train["step_flops"] / (tiny.recipe.batch_size * reverse["step_flops"]) < 3.5
+    assert train["params"] == reverse["params"] > 0 and train["steps"] == tiny.recipe.train_steps
+    text = cost.report("tiny", tiny, list(rows.values()), measured_minutes=1.0)
+    assert "| **training, all networks** |" in text and "GFLOP/s achieved" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 import metavoxel as mv
 from metavoxel.data import DataSpec, read_cohort
-from metavoxel.workflows.study import DEMO, VARIANTS, make_cohort, study_spec
+from metavoxel.workflows.study import DEMO, VARIANTS, make_cohort, phantom_config, study_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +58,13 @@ def test_cohort_is_reused_and_continuous_sex_reads_f_m_as_0_1(tmp_path):
     cohort = read_cohort(root, model.variables, model.spec.data or DataSpec())
     labels = [line.split("\t")[2] for line in (root / "participants.tsv").read_text().splitlines()[1:]]
     assert cohort.batch()["sex"] == [0.0 if s == "F" else 1.0 for s in labels]
+
+
+def test_recipe_phantom_settings_reach_the_cohort_and_bad_ones_are_refused(tmp_path):
+    recipe = dataclasses.replace(DEMO, subjects=4, phantom={"age_effect": 2.0, "variability": 0.5})
+    root = make_cohort(recipe, tmp_path / "cohort")
+    written = json.loads((root / "phantom.json").read_text())["config"]
+    assert written["age_effect"] == 2.0 and written["variability"] == 0.5 and written["subjects"] == 4
+    for bad, message in (({"colour": 1.0}, "colour"), ({"seed": 3}, "phantom_seed"), ({"noise": -1.0}, "noise")):
+        with pytest.raises(mv.InputError, match=message):
+            phantom_config(dataclasses.replace(DEMO, phantom=bad))
