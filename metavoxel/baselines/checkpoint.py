@@ -18,8 +18,6 @@ The helpers are the house ones: `save_weights` / `load_weights` / `check_fits` o
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from metavoxel.baselines.networks import build_baseline
 from metavoxel.baselines.train import TrainedBaseline
 from metavoxel.errors import CheckpointError, InputError, MetavoxelError
 from metavoxel.io.atomic import write_json
+from metavoxel.io.checkpoint_meta import finite_number, read_checkpoint_meta
 from metavoxel.training.checkpoint import check_fits, load_weights, save_weights
 from metavoxel.vae.checkpoint import weights_hash
 
@@ -95,42 +94,22 @@ def save_baseline(directory: str | Path, trained: TrainedBaseline, *,
     return directory
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _read_meta(directory: Path) -> dict[str, Any]:
-    path = directory / META_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no {META_FILE} in {str(directory)!r}; expected a baseline checkpoint folder "
-                              "written by save_baseline")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{str(path)!r} is not readable JSON ({' '.join(str(exc).split())}); re-save the "
-                              "baseline") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{str(path)!r} is not a metavoxel baseline checkpoint (expected format {FORMAT!r}, "
-                              f"got {got!r}); point at the folder written by save_baseline")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{str(path)!r} has format version {meta.get('version')!r}, this metavoxel reads "
-                              f"version {VERSION}; use the metavoxel that wrote it or re-save the baseline")
-    checks = {
-        "config": lambda v: isinstance(v, dict),
-        "spatial_dims": lambda v: v in (2, 3) and not isinstance(v, bool),
-        "image_shape": lambda v: isinstance(v, list) and all(isinstance(s, int) and s > 0 for s in v),
-        "weights_sha256": lambda v: isinstance(v, str) and len(v) == 64,
-        "best_step": lambda v: isinstance(v, int) and v >= 0,
-    }
-    if isinstance(meta.get("config"), dict) and meta["config"].get("task") == "regression":
-        checks["target_mean"] = _finite
-        checks["target_sd"] = lambda v: _finite(v) and v > 0
-    for key, ok in checks.items():
-        if not ok(meta.get(key)):
-            raise CheckpointError(f"{str(path)!r}: field {key!r} is {meta.get(key)!r}, which is not valid; the file "
-                                  "was edited or is damaged — re-save the baseline")
-    return meta
+    def checks(meta: dict[str, Any]) -> dict[str, Any]:
+        fields = {
+            "config": lambda v: isinstance(v, dict),
+            "spatial_dims": lambda v: v in (2, 3) and not isinstance(v, bool),
+            "image_shape": lambda v: isinstance(v, list) and all(isinstance(s, int) and s > 0 for s in v),
+            "weights_sha256": lambda v: isinstance(v, str) and len(v) == 64,
+            "best_step": lambda v: isinstance(v, int) and v >= 0,
+        }
+        if isinstance(meta.get("config"), dict) and meta["config"].get("task") == "regression":
+            fields["target_mean"] = finite_number
+            fields["target_sd"] = lambda v: finite_number(v) and v > 0
+        return fields
+
+    return read_checkpoint_meta(directory, META_FILE, fmt=FORMAT, version=VERSION, what="baseline",
+                                writer="save_baseline", checks=checks)
 
 
 def load_baseline(directory: str | Path, *, device: str | torch.device = "cpu") -> TrainedBaseline:
@@ -170,5 +149,5 @@ def load_baseline(directory: str | Path, *, device: str | torch.device = "cpu") 
     seconds = meta.get("seconds")
     return TrainedBaseline(net=net.eval().to(device), config=config, target_mean=meta.get("target_mean"),
                            target_sd=meta.get("target_sd"), history=list(history.get("validation", [])),
-                           best_step=meta["best_step"], seconds=float(seconds) if _finite(seconds) else 0.0,
+                           best_step=meta["best_step"], seconds=float(seconds) if finite_number(seconds) else 0.0,
                            class_names=names)

@@ -330,7 +330,7 @@ class ResNetSliceFeatures:
             comparable: True only when these are the published weights (your declaration).
             **kwargs: ``value_range``, ``skip_empty``, ``input_size``, ``batch_size``.
         """
-        from metavoxel.vae.perceptual import _read_weights, build_feature_network
+        from metavoxel.vae.perceptual import build_feature_network, read_resnet_weights
 
         path = _existing(path, f"{spatial_dims}D ResNet weights", "give an existing .safetensors file")
         if spatial_dims == 3:
@@ -339,7 +339,10 @@ class ResNetSliceFeatures:
             net = _resnet_2d(depth)
         else:
             raise InputError(f"ResNet features need spatial_dims 2 or 3, got {spatial_dims!r}")
-        net.load_state_dict(_read_weights(path, net, f"{spatial_dims}D resnet{depth}"))
+        net.load_state_dict(read_resnet_weights(
+            path, net, f"{spatial_dims}D resnet{depth}", what="feature-network weights",
+            fix=f"give {spatial_dims}D ResNet-{depth} weights in the "
+                f"{'RadImageNet' if spatial_dims == 2 else 'MedicalNet'} layout, saved as .safetensors"))
         name = name or f"resnet{depth}-{spatial_dims}d:{file_hash(path)}"
         return cls(net, name, spatial_dims=spatial_dims, comparable=comparable, **kwargs)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 
 from metavoxel.errors import CheckpointError, InputError
 from metavoxel.io.atomic import write_atomic, write_text
+from metavoxel.io.checkpoint_meta import finite_number, read_checkpoint_meta
 from metavoxel.vae.report import VAEReport
 
 __all__ = ["FORMAT", "META_FILE", "VERSION", "WEIGHTS_FILE", "load_vae", "save_vae", "weights_hash"]
@@ -132,38 +132,15 @@ def save_vae(directory: str | Path, vae: torch.nn.Module, vae_spec: Mapping[str,
     return directory
 
 
-def _finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _read_meta(directory: Path) -> dict[str, Any]:
-    path = directory / META_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no {META_FILE} in {str(directory)!r}; expected a VAE checkpoint folder written by "
-                              "`metavoxel train-vae` (save_vae)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{str(path)!r} is not readable JSON ({_one_line(exc)}); re-save the VAE") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a metavoxel VAE checkpoint (expected format {FORMAT!r}, got "
-                              f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}); "
-                              "point at the folder written by `metavoxel train-vae`")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{str(path)!r} has format version {meta.get('version')!r}, this metavoxel reads "
-                              f"version {VERSION}; use the metavoxel that wrote it or re-save the VAE")
-    checks = {
+    return read_checkpoint_meta(directory, META_FILE, fmt=FORMAT, version=VERSION, what="VAE",
+                                writer="`metavoxel train-vae` (save_vae)", checks=lambda meta: {
         "spatial_dims": lambda v: v in (2, 3),
         "channels": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "architecture": lambda v: isinstance(v, dict),
-        "scale_factor": lambda v: _finite_number(v) and v > 0,
+        "scale_factor": lambda v: finite_number(v) and v > 0,
         "weights_sha256": lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
-    }
-    for key, ok in checks.items():
-        if not ok(meta.get(key)):
-            raise CheckpointError(f"{str(path)!r}: field {key!r} is {meta.get(key)!r}, which is not valid; "
-                                  "the file was edited or is damaged — re-save the VAE")
-    return meta
+    })
 
 
 def load_vae(directory: str | Path, *, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

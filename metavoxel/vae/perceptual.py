@@ -22,7 +22,7 @@ import torch
 
 from metavoxel.errors import CheckpointError, InputError
 
-__all__ = ["FeaturePerceptualLoss", "build_feature_network"]
+__all__ = ["FeaturePerceptualLoss", "build_feature_network", "read_resnet_weights"]
 
 # Heads of published checkpoints that a feed_forward=False ResNet has no use for.
 _IGNORED_PREFIXES = ("conv_seg.", "fc.")
@@ -46,16 +46,23 @@ def build_feature_network(network: str) -> torch.nn.Module:
                               shortcut_type=shortcut_type, bias_downsample=bias_downsample)
 
 
-def _read_weights(path: Path, net: torch.nn.Module, network: str) -> dict[str, torch.Tensor]:
+def read_resnet_weights(path: Path, net: torch.nn.Module, network: str, *, what: str = "perceptual weights",
+                        fix: str = "give weights of that network or choose the matching perceptual network",
+                        ) -> dict[str, torch.Tensor]:
+    """User ``.safetensors`` weights for the MONAI ResNet ``net``, strictly checked (heads are ignored).
+
+    ``network`` names the architecture, ``what`` the weights and ``fix`` the remedy in error messages
+    (the perceptual loss and the FID feature networks both load user ResNet weights through here).
+    """
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise InputError(f"perceptual weights {str(path)!r} do not exist; give an existing .safetensors file of a "
+        raise InputError(f"{what} {str(path)!r} do not exist; give an existing .safetensors file of a "
                          f"{network} feature network, or leave perceptual weights out (the term is then off)")
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"perceptual weights {str(path)!r} are not a readable .safetensors file "
+        raise CheckpointError(f"{what} {str(path)!r} are not a readable .safetensors file "
                               f"({type(exc).__name__}: {exc}); convert the checkpoint with "
                               "safetensors.torch.save_file") from None
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
@@ -65,14 +72,12 @@ def _read_weights(path: Path, net: torch.nn.Module, network: str) -> dict[str, t
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         example = (missing or unexpected)[0]
-        raise CheckpointError(f"perceptual weights {str(path)!r} do not fit a MONAI {network} (feed_forward=False): "
-                              f"{len(missing)} missing tensors, {len(unexpected)} unexpected (e.g. {example!r}); "
-                              "give weights of that network or choose the matching perceptual network")
+        raise CheckpointError(f"{what} {str(path)!r} do not fit a MONAI {network}: {len(missing)} missing "
+                              f"tensors, {len(unexpected)} unexpected (e.g. {example!r}); {fix}")
     for key, value in expected.items():
         if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"perceptual weights {str(path)!r}: tensor {key!r} has shape "
-                                  f"{tuple(state[key].shape)}, a MONAI {network} expects {tuple(value.shape)}; "
-                                  "give weights of that network or choose the matching perceptual network")
+            raise CheckpointError(f"{what} {str(path)!r}: tensor {key!r} has shape {tuple(state[key].shape)}, "
+                                  f"a MONAI {network} expects {tuple(value.shape)}; {fix}")
     return state
 
 
@@ -97,7 +102,7 @@ class FeaturePerceptualLoss(torch.nn.Module):
             CheckpointError: the file is unreadable or does not fit the network.
         """
         net = build_feature_network(network)
-        net.load_state_dict(_read_weights(Path(path), net, network))
+        net.load_state_dict(read_resnet_weights(Path(path), net, f"{network} (feed_forward=False)"))
         return cls(net)
 
     def train(self, mode: bool = True) -> FeaturePerceptualLoss:

@@ -50,6 +50,16 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     appended = results.read_text()
     assert appended.startswith("# earlier results\n") and "`python benchmarks/paper/run.py --config tiny" in appended
 
+    # `metavoxel evaluate --regressor --classifier` reads generated images back with the trained baselines
+    from metavoxel.evaluation import EvaluationOptions
+    from metavoxel.workflows.evaluate import evaluate_run
+
+    fidelity = evaluate_run(out / "joint", out / "cohort", tmp_path / "eval", features=None,
+                            options=EvaluationOptions(num_samples=1, steps=2, likelihood_timesteps=0, table2=False),
+                            regressor=out / "baselines" / "densenet121-age",
+                            classifier=out / "baselines" / "densenet121-sex")["conditional_fidelity"]
+    assert fidelity["continuous_mae"] >= 0 and 0 <= fidelity["categorical_accuracy"] <= 1
+
     # a second run trains nothing again: the models are reused as they are
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
     capsys.readouterr()
