@@ -63,6 +63,9 @@ class DiffusionSpec(BaseModel):
     timesteps: int = Field(1000, ge=2, description="T: number of diffusion steps (t = 0..T).")
     gaussian: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="scaled_linear"))
     discrete: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="cosine"))
+    kernels: Literal["auto", "triton", "torch"] = Field("auto", description=(
+        "Backend of the fused diffusion kernels (training noise, the DDIM/RePaint and D3PM steps): auto runs "
+        "Triton on CUDA and PyTorch elsewhere; METAVOXEL_KERNELS sets the default."))
     sampling_steps: int = Field(50, ge=1, description="Default number of reverse steps (a strided grid over T).")
     eta: float = Field(1.0, ge=0.0, le=1.0, description=(
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
@@ -92,7 +95,8 @@ class NetworkSpec(BaseModel):
     num_head_channels: int = Field(32, ge=1)
     norm_num_groups: int = Field(32, ge=1)
     cross_attention_dim: int = Field(256, ge=1)
-    kernels: Literal["auto", "triton", "torch"] = Field("auto", description="Attention backend.")
+    attention_backend: Literal["auto", "triton", "torch"] = Field("auto", description=(
+        "Backend of the U-Net's attention: auto runs the fused Triton kernel on CUDA and PyTorch elsewhere."))
 
     @field_validator("channels")
     @classmethod
@@ -131,6 +135,22 @@ class ModelSpec(BaseModel):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     data: DataSpec | None = Field(None, description="How a cohort table or BIDS tree maps onto the variables.")
     seed: int = Field(0, ge=0, description="Seed for initialisation and default sampling.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_legacy_kernels(cls, data: Any) -> Any:
+        """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
+        network = data.get("network") if isinstance(data, dict) else None
+        if not isinstance(network, dict) or "kernels" not in network:
+            return data
+        network = dict(network)
+        choice = network.pop("kernels")
+        network.setdefault("attention_backend", choice)
+        data = {**data, "network": network}
+        diffusion = data.get("diffusion", {})
+        if isinstance(diffusion, dict):
+            data["diffusion"] = {"kernels": choice, **diffusion}
+        return data
 
     @model_validator(mode="before")
     @classmethod

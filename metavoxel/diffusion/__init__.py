@@ -1,10 +1,22 @@
-"""The joint diffusion engine: the model, its shared time grid, zero-shot sampling and results."""
+"""The joint diffusion engine in three pieces: variables (what), process (how noise comes and goes), network.
+
+- `metavoxel.diffusion.process.JointDiffusion`: corruption, the joint loss and sampling; takes the network.
+- `metavoxel.diffusion.network.JointNetwork`: states and levels in, one output per variable out.
+- `metavoxel.diffusion.joint.JointModel`: the user-facing bundle of both, built from a spec.
+"""
 
 from metavoxel.diffusion.grid import repaint_walk, time_grid
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.diffusion.likelihood import class_probabilities, class_scores, fit_temperature
+from metavoxel.diffusion.network import JointNetwork
+from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.diffusion.results import SampleResult
-from metavoxel.diffusion.sampler import sample
+from metavoxel.diffusion.sampler import reverse_chain
 
-__all__ = ["class_probabilities", "class_scores", "fit_temperature", "JointModel", "SampleResult", "repaint_walk",
-           "sample", "time_grid"]
+__all__ = ["class_probabilities", "class_scores", "Corrupted", "fit_temperature", "JointDiffusion", "JointModel",
+           "JointNetwork", "repaint_walk", "reverse_chain", "SampleResult", "sample", "time_grid"]
+
+
+def sample(model: JointModel, fix=None, masks=None, **options) -> SampleResult:
+    """`JointModel.sample` as a function (kept for the pre-0.2 API)."""
+    return model.sample(fix, masks, **options)

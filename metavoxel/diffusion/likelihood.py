@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from metavoxel.diffusion.joint import Corrupted, JointModel
+from metavoxel.diffusion.joint import JointModel
+from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.errors import InputError
 
 __all__ = ["class_probabilities", "class_scores", "fit_temperature"]
@@ -64,7 +65,8 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
     if timesteps < 1:
         raise InputError(f"timesteps must be >= 1, got {timesteps}")
     terms = list(model.spatial) if terms is None else list(terms)
-    z0, present = model.encode_batch(dict(fix))
+    diffusion, network = model.diffusion, model.net
+    z0, present = diffusion.encode_batch(dict(fix))
     n, k = len(next(iter(present.values()))), len(classes)
     grid = _timesteps(model.timesteps, timesteps)
     device = model.device
@@ -84,8 +86,8 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
             p_rep[target] = torch.ones(b * k, dtype=torch.bool, device=device)
             for j, level in enumerate(grid):
                 t = torch.full((b * k,), level, dtype=torch.long, device=device)
-                noisy = _shared_noise(model, z_rep, p_rep, t, b, k, seed * 1009 + j, first=start)
-                losses = model.loss(noisy)
+                noisy = _shared_noise(diffusion, z_rep, p_rep, t, b, k, seed * 1009 + j, first=start)
+                losses = diffusion.loss(network, noisy)
                 loss = sum(losses[f"loss/{name}"] for name in terms)  # (b·K,)
                 scores[start:start + b] += loss.double().reshape(b, k).cpu() / len(grid)
                 done += 1
@@ -96,7 +98,7 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
     return scores
 
 
-def _shared_noise(model: JointModel, z0, present, t, b: int, k: int, seed: int, first: int = 0) -> Corrupted:
+def _shared_noise(diffusion: JointDiffusion, z0, present, t, b: int, k: int, seed: int, first: int = 0) -> Corrupted:
     """Corrupt (b·K) rows so that the K class copies of a record share every random draw.
 
     Row i·K + c is record ``first + i`` under class c. Each record's copies are corrupted with a generator
@@ -105,9 +107,9 @@ def _shared_noise(model: JointModel, z0, present, t, b: int, k: int, seed: int, 
     """
     copies = []
     for row in range(b * k):
-        generator = torch.Generator(device=model.device).manual_seed(seed * 1_000_003 + first + row // k)
+        generator = torch.Generator(device=diffusion.device).manual_seed(seed * 1_000_003 + first + row // k)
         one = slice(row, row + 1)
-        copies.append(model.corrupt({name: z[one] for name, z in z0.items()},
+        copies.append(diffusion.corrupt({name: z[one] for name, z in z0.items()},
                                     {name: p[one] for name, p in present.items()}, t=t[one], generator=generator))
     z_t = {name: torch.cat([cp.z_t[name] for cp in copies]) for name in z0}
     targets = {name: torch.cat([cp.targets[name] for cp in copies]) for name in z0}

@@ -63,7 +63,8 @@ class TokenEmbedding(nn.Module):
 
         Args:
             tokens: S tensors, token i of shape (B, token_features[i]).
-            temb: (B, time_embed_dim) timestep embedding.
+            temb: (B, time_embed_dim) timestep embedding shared by every token, or (B, S, time_embed_dim)
+                with each token's own noise level.
 
         Returns:
             (B, S, cross_attention_dim) tokens.
@@ -71,7 +72,8 @@ class TokenEmbedding(nn.Module):
         self.check(tokens, temb.shape[0])
         dtype = self.identity.dtype
         e = torch.stack([proj(tok.to(dtype)) for proj, tok in zip(self.projections, tokens)], dim=1)  # (B, S, D)
-        e = e + self.identity[None] + self.time_proj(temb)[:, None]  # (B, S, D)
+        level = self.time_proj(temb)  # (B, D) or (B, S, D)
+        e = e + self.identity[None] + (level[:, None] if level.dim() == 2 else level)  # (B, S, D)
         return e + self.mlp(e)
 
 

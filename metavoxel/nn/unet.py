@@ -251,15 +251,22 @@ class JointUNet(nn.Module):
             )
         return t
 
+    def _embed(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B,) steps -> (B, 4 * channels[0]) timestep embedding."""
+        return self.time_embed(get_timestep_embedding(t, self.channels[0]).to(dtype))
+
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, tokens: Sequence[torch.Tensor] = ()
+        self, x: torch.Tensor, t: torch.Tensor, tokens: Sequence[torch.Tensor] = (),
+        token_levels: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Predict the spatial variables and every scalar variable.
 
         Args:
             x: (B, in_channels, *spatial) input grid; spatial sizes divisible by ``downsample_factor``.
-            t: (B,) timesteps, integer steps 0..T as long or float (a 0-d tensor is broadcast).
+            t: (B,) timesteps of the grid, integer steps 0..T as long or float (a 0-d tensor is broadcast).
             tokens: one (B, token_features[i]) tensor per scalar variable; empty for an image-only model.
+            token_levels: one (B,) step per scalar variable (its own noise level: the token and the head
+                of variable i are told t_i); None gives every token and head the grid's ``t``.
 
         Returns:
             ``(spatial, scalars)``: spatial (B, out_channels, *spatial) and a list with one
@@ -270,10 +277,17 @@ class JointUNet(nn.Module):
         """
         t = self._check_input(x, t)
         dtype = self.time_embed[0].weight.dtype
-        temb = self.time_embed(get_timestep_embedding(t, self.channels[0]).to(dtype))  # (B, 4 * channels[0])
+        temb = self._embed(t, dtype)  # (B, 4 * channels[0])
+        token_temb = [temb] * len(self.heads)
+        if token_levels is not None:
+            if len(token_levels) != len(self.heads):
+                raise InputError(f"expected {len(self.heads)} token levels (one per scalar variable), got "
+                                 f"{len(token_levels)}; pass one (B,) step per scalar token")
+            token_temb = [self._embed(self._check_input(x, level), dtype) for level in token_levels]
         context = None
         if self.token_embedding is not None:
-            context = self.token_embedding(tokens, temb)  # (B, S, cross_attention_dim)
+            shared = token_levels is None
+            context = self.token_embedding(tokens, temb if shared else torch.stack(token_temb, dim=1))  # (B, S, D)
         elif len(tokens):
             raise InputError(
                 f"this JointUNet was built without scalar variables (token_features=[]), got {len(tokens)} tokens; "
@@ -285,7 +299,7 @@ class JointUNet(nn.Module):
         for level in self.encoder:
             h = level(h, temb, context, skips)
         h = self.middle(h, temb, context)  # (B, channels[-1], *spatial / downsample_factor)
-        scalars = [head(h, temb) for head in self.heads]
+        scalars = [head(h, e) for head, e in zip(self.heads, token_temb)]
         for level in self.decoder:
             h = level(h, temb, context, skips)
         return self.conv_out(self.act_out(self.norm_out(h))), scalars

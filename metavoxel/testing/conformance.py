@@ -207,9 +207,12 @@ def check_parse_rejects(case: Case) -> None:
     raise AssertionError("parse accepted nonsense; it must raise metavoxel.InputError")
 
 
+from metavoxel.testing.fast_path import check_fast_path  # noqa: E402 - a check of its own module, listed here
+
 CHECKS: tuple[Callable[[Case], None], ...] = (
     check_spec, check_protocol, check_values, check_encode_decode, check_prior, check_corruption,
     check_reverse_step, check_loss, check_network_io, check_determinism, check_summarize, check_parse_rejects,
+    check_fast_path,
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from metavoxel.processes import UniformDiscreteProcess
+from metavoxel.variables.fast_path import DiscreteFastPath, overridden
 
 __all__ = ["UniformDiscreteVariable"]
 
@@ -17,6 +18,12 @@ class UniformDiscreteVariable:
     """
 
     process: UniformDiscreteProcess
+
+    def discrete_fast_path(self) -> DiscreteFastPath | None:
+        """Opt into the fused categorical kernel unless a subclass overrides a step it replaces."""
+        if overridden(self, UniformDiscreteVariable):
+            return None
+        return DiscreteFastPath(self.process)
 
     def prior(self, n: int, *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
         return self.process.prior(n, generator=generator, device=device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from metavoxel.processes import GaussianProcess
+from metavoxel.variables.fast_path import GaussianFastPath, overridden
 
 __all__ = ["GaussianVariable"]
 
@@ -19,6 +20,12 @@ class GaussianVariable:
     process: GaussianProcess
     z_shape: tuple[int, ...]
     x0_range: tuple[float, float] | None = None  # where z0 is known to lie: reverse steps clip x0_hat to it
+
+    def gaussian_fast_path(self) -> GaussianFastPath | None:
+        """Opt into the fused Gaussian kernels unless a subclass overrides a step they replace."""
+        if overridden(self, GaussianVariable):
+            return None
+        return GaussianFastPath(self.process, self.x0_range)
 
     def prior(self, n: int, *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
         return self.process.prior((n, *self.z_shape), generator=generator, device=device)

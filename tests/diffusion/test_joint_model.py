@@ -34,13 +34,13 @@ def test_missing_values_contribute_no_loss(model_2d):
 
 def test_missing_variable_is_fed_as_prior_noise(model_2d, monkeypatch):
     seen = {}
-    denoise = model_2d.denoise
+    denoise = model_2d.net.forward
 
     def spy(z, t):
         seen.update(z)
         return denoise(z, t)
 
-    monkeypatch.setattr(model_2d, "denoise", spy)
+    monkeypatch.setattr(model_2d.net, "forward", spy)
     z0 = {"image": torch.zeros(64, 1, 8, 8), "age": torch.full((64, 1), 0.5), "group": torch.zeros(64, dtype=torch.long)}
     present = {"image": torch.ones(64, dtype=torch.bool), "age": torch.zeros(64, dtype=torch.bool),
                "group": torch.ones(64, dtype=torch.bool)}

@@ -104,13 +104,13 @@ def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
     """Record (event, level): network calls, the categorical variable's step/undo targets and re-noise
     levels, and the levels (t, s) the fused Gaussian kernel was given (read back from its abar values)."""
     events: list[tuple[str, int]] = []
-    denoise = model.denoise
+    denoise = model.net.forward
 
     def spy_denoise(z, t):
         events.append(("call", int(t[0])))
         return denoise(z, t)
 
-    monkeypatch.setattr(model, "denoise", spy_denoise)
+    monkeypatch.setattr(model.net, "forward", spy_denoise)
     var = model.variables["group"]
     for method, label, arg in (("reverse_step", "step", 3), ("undo", "undo", 2), ("renoise", "renoise", 1)):
         original = getattr(var, method)

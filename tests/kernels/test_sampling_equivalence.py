@@ -51,12 +51,12 @@ def test_triton_training_loss_equals_torch():
 
 def test_categorical_group_steps_every_categorical_in_one_kernel_call(monkeypatch):
     from metavoxel.diffusion import fused
-    from metavoxel.diffusion.sampler import Known
+    from metavoxel.diffusion.known import Known
 
     model = _model("triton")
-    group = fused.CategoricalGroup(model)
-    assert not group.variables  # off CUDA the categorical variables take their own reverse_step
-    group.variables = {"sex": model.variables["sex"]}  # force it on, as on CUDA
+    assert not fused.CategoricalGroup(model.variables, "triton", model.device).paths  # off CUDA: own reverse_step
+    group = fused.CategoricalGroup(model.variables, "triton", model.device, active=True)  # as on CUDA
+    assert list(group.paths) == ["sex"]
     calls = []
     real = fused.kernels.categorical_step
     monkeypatch.setattr(fused.kernels, "categorical_step", lambda *a, **k: calls.append(1) or real(*a, **k))

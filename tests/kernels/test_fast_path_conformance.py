@@ -1,0 +1,18 @@
+"""The fast-path conformance check on the interpreted Triton kernels: every built-in kind that opts in."""
+
+from __future__ import annotations
+
+import pytest
+
+from metavoxel.plugins import default_registry
+from metavoxel.testing.conformance import Case
+from metavoxel.testing.fast_path import check_fast_path, fast_path_backends
+
+pytestmark = pytest.mark.usefixtures("interpreter")
+
+
+@pytest.mark.parametrize("kind", ["continuous", "categorical", "image"])
+def test_fused_kernels_equal_the_kinds_own_methods_under_triton(kind):
+    assert "triton" in fast_path_backends()  # the interpreter runs the Triton kernels on the CPU
+    registry_kind = default_registry().get(kind)
+    check_fast_path(Case(registry_kind, dict(registry_kind.examples[0])))
