@@ -24,6 +24,7 @@ import torch
 from metavoxel.errors import InputError
 from metavoxel.plugins.registry import Registry
 from metavoxel.processes.schedules import make_schedule
+from metavoxel.variables.capabilities import is_lossless
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind, missing_members
 
 __all__ = ["CHECKS", "build_example", "conformance_cases", "run_check"]
@@ -117,7 +118,7 @@ def check_encode_decode(case: Case) -> None:
     values = case.var.values(case.values)[0]
     decoded = case.var.decode(case.z0)
     assert decoded.shape == values.shape, f"decode gives {tuple(decoded.shape)}, values are {tuple(values.shape)}"
-    if getattr(case.var, "lossless", True):
+    if is_lossless(case.var):
         torch.testing.assert_close(decoded.to(values.dtype), values, rtol=1e-5, atol=1e-5)
 
 
