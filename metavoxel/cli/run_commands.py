@@ -99,7 +99,7 @@ def sample(model: Model,
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32") -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
-    from metavoxel.workflows import parse_assignments, sample_run
+    from metavoxel.workflows.sample import parse_assignments, sample_run
 
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
     with progress_bar() as bar:
@@ -119,7 +119,7 @@ def predict(model: Model, data: Data,
             batch_size: Annotated[int, typer.Option(help="Subjects per network batch.", min=1)] = 16,
             out: Out = Path("predictions.tsv"), precision: Precision = "fp32") -> None:
     """Predict one variable for every subject of a table (mean, SD and 90% interval, or class probabilities)."""
-    from metavoxel.workflows import predict_run
+    from metavoxel.workflows.predict import predict_run
 
     names = [g.strip() for g in given.split(",") if g.strip()] if given else None
     with progress_bar() as bar:

@@ -71,7 +71,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     """Evaluate a run directory on ``data`` and write the report to ``out``; returns the metrics."""
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.evaluation.report import model_report
-    from metavoxel.training.checkpoint import load_run
+    from metavoxel.runs import load_run
 
     run_dir, out = Path(run_dir), Path(out)
     model = load_run(run_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 from metavoxel.data import DataSpec, read_cohort
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_text
-from metavoxel.training.checkpoint import load_run
+from metavoxel.runs import load_run
 from metavoxel.variables.protocol import ScalarHead
 
 __all__ = ["predict_run"]

@@ -14,7 +14,7 @@ from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_nifti, write_result
 from metavoxel.io.png import montage, write_png
 from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
-from metavoxel.training.checkpoint import load_run
+from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
 from metavoxel.variables.protocol import SpatialHead
 

@@ -9,7 +9,7 @@ from metavoxel.data import DataSpec, read_cohort, save_splits, split_subjects
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
-from metavoxel.training.checkpoint import save_spec
+from metavoxel.runs import save_spec
 from metavoxel.training.config import TrainConfig
 from metavoxel.training.trainer import TrainResult, distributed, train, write_train_config
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
