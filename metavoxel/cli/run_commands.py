@@ -102,12 +102,14 @@ def sample(model: Model,
     from metavoxel.workflows.sample import parse_assignments, sample_run
 
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
+    tables = []  # rendered before any file is written: a failure there leaves no samples.json behind
     with progress_bar() as bar:
         task = bar.add_task("sampling", total=None)
-        result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
-                                   space=space, precision=precision,
-                                   progress=lambda d, t: bar.update(task, completed=d, total=t))
-    console().print(result_table(result))
+        _result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
+                                    space=space, precision=precision,
+                                    progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                    before_write=lambda result: tables.append(result_table(result)))
+    console().print(tables[0])
     console().print(f"wrote {len(files)} files to {out} (samples.json, images, preview.png)")
 
 

@@ -17,6 +17,7 @@ from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
 from metavoxel.variables.protocol import SpatialHead
+from metavoxel.variables.summaries import checked_summary
 
 __all__ = ["parse_assignments", "sample_run"]
 
@@ -36,7 +37,8 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 
 def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path, *,
                num_samples: int = 1, steps: int | None = None, seed: int | None = None, space: str = "source",
-               precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> tuple[SampleResult, list[Path]]:
+               precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+               before_write: Callable[[SampleResult], None] | None = None) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview.
 
     Args:
@@ -44,6 +46,12 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         masks: image variable -> a NIfTI mask in the fixed scan's grid (non-zero = keep that voxel).
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
+        before_write: called with the result after sampling and before anything is written (the CLI renders
+            its table there), so an error in it leaves no files behind.
+
+    Raises:
+        InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask.
+        PluginError: a kind whose summary breaks the summary contract (nothing is written).
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
@@ -64,10 +72,15 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     mask_tensors = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks=mask_tensors, num_samples=num_samples, steps=steps, seed=seed,
                           precision=precision, progress=progress)
-    out = Path(out)
-    files = _write_images(model, result, prepared, set(masks), out, space)
+    for name, var in model.variables.items():  # every summary keeps the contract before a file is written
+        if not isinstance(var.head, SpatialHead):
+            checked_summary(var, result.summary(name), result.num_subjects)
     summary = {"model": str(Path(run_dir).resolve()), "metavoxel": _version(), "created": _now(),
                "fixed": dict(fix), "masks": dict(masks), **result.to_dict()}
+    if before_write is not None:
+        before_write(result)
+    out = Path(out)
+    files = _write_images(model, result, prepared, set(masks), out, space)
     files.append(write_json(out / "samples.json", summary))
     return result, files
 

@@ -141,7 +141,7 @@ def test_the_tutorial_runs_from_an_empty_folder_to_a_trained_model(tutorial):
     assert listed == package
     plugins = outputs["metavoxel plugins"]
     assert re.search(r"positive\s.*positive\s.*metavoxel-positive\s.*0\.1\.0", plugins), plugins
-    assert "26 passed" in outputs["pytest metavoxel-positive/tests"]
+    assert "32 passed" in outputs["pytest metavoxel-positive/tests"]
     assert "loss " in outputs["python train_positive.py"] and "median lesion volume (mL)" in outputs["python train_positive.py"]
     schema = (tutorial.root / "my-schemas" / "modelspec.schema.json").read_text()
     assert '"const": "positive"' in schema
