@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from metavoxel.errors import CheckpointError
+from metavoxel.errors import CheckpointError, PluginError
 from metavoxel.io.atomic import write_atomic, write_json
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.spec import ModelSpec
@@ -71,7 +71,8 @@ def load_run(run_dir: str | Path, *, registry: Registry | None = None, weights: 
         weights: ``model`` (final EMA weights) or ``best`` (EMA weights at the best validation loss).
 
     Raises:
-        CheckpointError: not a run directory, a missing plugin, or weights that do not fit the spec.
+        CheckpointError: not a run directory, a plugin that is not installed, or weights that do not fit the spec.
+        PluginError: the plugin providing a kind is installed but failed to load or is blocked.
     """
     from metavoxel.diffusion.joint import JointModel
 
@@ -89,6 +90,9 @@ def load_run(run_dir: str | Path, *, registry: Registry | None = None, weights: 
     for kind, origin in saved.get("plugins", {}).items():
         if kind not in registry:
             dist = f"{origin.get('distribution', '?')} {origin.get('version', '')}".strip()
+            reason = registry.unavailable(kind, distribution=origin.get("distribution"))
+            if reason:
+                raise PluginError(f"this model needs the variable kind {kind!r} from {dist}: {reason}")
             raise CheckpointError(f"this model needs the variable kind {kind!r} from {dist}, which is not installed; "
                                   f"pip install it (installed kinds: {', '.join(registry) or 'none'})")
     spec = ModelSpec.from_dict(data, registry=registry, source=str(spec_path))
