@@ -173,7 +173,7 @@ def test_the_tutorial_runs_from_an_empty_folder_to_a_trained_model(tutorial):
     rows = (tutorial.root / "lesion.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "session", "source", "lesion", "lesion_lower", "lesion_upper",
                                    "lesion_true"]
-    assert len(rows) == 41
+    assert len(rows) == 25
 
 
 def test_the_tutorial_plugin_fails_the_suite_when_broken(tutorial):

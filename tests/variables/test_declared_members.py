@@ -143,3 +143,17 @@ def test_a_probe_of_an_undeclared_attribute_is_caught():
     visitor = _Reads()
     visitor.visit(ast.parse(source).body[0])
     assert {name for _line, name in visitor.reads} - declared() == {"range", "lo"}
+
+
+def test_every_capability_is_exported_and_documented_with_its_members():
+    import metavoxel as mv
+    from metavoxel.variables.capabilities import CAPABILITIES
+
+    doc = (PACKAGE.parent / "docs" / "plugins.md").read_text()
+    members = capability_members()
+    for cap in CAPABILITIES:
+        assert getattr(mv, cap.__name__) is cap, f"{cap.__name__} is not exported by metavoxel"
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `mv.{cap.__name__}` |")), None)
+        assert row is not None, f"docs/plugins.md has no row for mv.{cap.__name__} in 'optional capabilities'"
+        for name in (m for m, owner in members.items() if owner is cap):
+            assert f"`{name}" in row, f"the row of mv.{cap.__name__} does not name its member {name!r}"
