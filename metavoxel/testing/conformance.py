@@ -11,7 +11,10 @@ Every kind — built-in or third-party — must pass every check, for every para
         run_check(kind, params, check)
 
 A spatial kind's example gives its grid as ``shape`` (2 or 3 sizes); the checks build it with that many
-spatial dims. A kind whose encode/decode is lossy (e.g. a VAE) sets ``lossless = False`` on its variables.
+spatial dims. A kind whose encode/decode is lossy (e.g. a VAE) sets ``lossless = False`` on its variables
+(`metavoxel.DeclaresRoundTrip`). Beyond each method on its own, the checks prove what the engine relies on:
+head widths against z, the summary contract, samples inside the declared domain, and (`check_joint_model`)
+a tiny `JointModel` trained and sampled free and fixed through the public API.
 """
 
 from __future__ import annotations
