@@ -10,14 +10,18 @@ from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_re
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
-from metavoxel.variables import (MISSING_TEXT, BuildContext, GaussianVariable, ScalarHead, SpatialHead,
-                                 UniformDiscreteVariable, Variable, VariableKind, class_summary, float_values,
-                                 interval_summary)
+from metavoxel.variables import (MISSING_TEXT, BuildContext, ClipsDenoised, DeclaresRoundTrip, DiscreteFastPath,
+                                 FusedDiscrete, FusedGaussian, GaussianFastPath, GaussianVariable,
+                                 HasCategories, HasValueRange, HasVoxelGrid, OwnsFrozenEncoder, PreparesScans,
+                                 ScalarHead, SpatialHead, UniformDiscreteVariable, Variable, VariableKind,
+                                 class_summary, float_values, interval_summary)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "build_registry", "build_vae", "BuildContext", "CheckpointError", "class_summary", "default_registry",
+    "build_registry", "build_vae", "BuildContext", "CheckpointError", "class_summary", "ClipsDenoised",
+    "DeclaresRoundTrip", "DiscreteFastPath", "FusedDiscrete", "FusedGaussian", "GaussianFastPath",
+    "HasCategories", "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "PreparesScans", "default_registry",
     "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
     "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",

@@ -49,7 +49,7 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
     """
     from metavoxel.data import DataSpec, load_splits, read_cohort
     from metavoxel.evaluation.plots import slices_png
-    from metavoxel.training.checkpoint import load_run
+    from metavoxel.runs import load_run
     from metavoxel.workflows.evaluate import records
     from metavoxel.workflows.study import DEMO, make_cohort, train_study_model, train_study_vae
 

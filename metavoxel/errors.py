@@ -28,7 +28,11 @@ class PluginError(MetavoxelError):
 
 
 class KernelError(MetavoxelError, RuntimeError):
-    """An explicitly requested kernel backend that cannot run the given inputs."""
+    """A kernel backend setting that cannot be honoured: an unknown backend name, or an explicitly requested
+    backend that cannot run the given inputs (`metavoxel.kernels.KernelUnavailable`). Exit code 2 on the CLI:
+    the fix is a setting (``METAVOXEL_KERNELS`` or the spec's ``network.kernels``)."""
+
+    exit_code = 2
 
 
 class CheckpointError(InputError):

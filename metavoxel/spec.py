@@ -16,7 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializeAsAn
                       ValidationInfo, create_model, field_validator, model_validator)
 
 from metavoxel.data.spec import DataSpec
-from metavoxel.errors import SpecError
+from metavoxel.errors import PluginError, SpecError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.processes.schedules import make_schedule
 
@@ -162,6 +162,12 @@ class ModelSpec(BaseModel):
         registry = (info.context or {}).get("registry")
         registry = default_registry() if registry is None else registry
         raw = [v.model_dump() if isinstance(v, BaseModel) else v for v in data["variables"]]
+        for i, v in enumerate(raw):  # a kind of an installed plugin that failed or is blocked: say so
+            kind = v.get("kind") if isinstance(v, dict) else None
+            if isinstance(kind, str) and kind not in registry:
+                reason = registry.unavailable(kind, distribution=kind)
+                if reason:
+                    raise PluginError(f"variables.{i}.kind: {kind!r} is not available: {reason}")
         try:
             variables = _variables_adapter(registry).validate_python(raw, context=info.context)
         except ValidationError as err:
@@ -195,7 +201,11 @@ class ModelSpec(BaseModel):
         try:
             return cls.model_validate(data, context=None if registry is None else {"registry": registry})
         except ValidationError as err:
-            raise SpecError(f"{source} is not a valid model spec: {format_errors(err)}") from None
+            note = ""
+            if any(e["type"] == "union_tag_invalid" for e in err.errors(include_url=False)):
+                reason = (registry or default_registry()).unavailable()
+                note = f"; a plugin that is installed but unavailable may provide it: {reason}" if reason else ""
+            raise SpecError(f"{source} is not a valid model spec: {format_errors(err)}{note}") from None
 
     @classmethod
     def from_file(cls, path: str | Path, *, registry: Registry | None = None) -> ModelSpec:

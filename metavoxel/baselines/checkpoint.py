@@ -30,7 +30,7 @@ from metavoxel.baselines.train import TrainedBaseline
 from metavoxel.errors import CheckpointError, InputError, MetavoxelError
 from metavoxel.io.atomic import write_json
 from metavoxel.io.checkpoint_meta import finite_number, read_checkpoint_meta
-from metavoxel.training.checkpoint import check_fits, load_weights, save_weights
+from metavoxel.runs import check_fits, load_weights, save_weights
 from metavoxel.vae.checkpoint import weights_hash
 
 __all__ = ["FORMAT", "META_FILE", "VERSION", "WEIGHTS_FILE", "load_baseline", "save_baseline"]

@@ -12,14 +12,20 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
 def plugins() -> None:
-    """List every variable kind with the plugin, distribution and version that provides it."""
+    """List every variable kind with the plugin, distribution and version that provides it; then the installed
+    plugins that failed to load (with the error) or are blocked by METAVOXEL_DISABLE_PLUGINS."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from metavoxel.plugins import default_registry
+    import warnings
 
-    registry = default_registry()
+    from metavoxel.plugins import default_registry
+    from metavoxel.plugins.registry import PluginWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # listed below, once
+        registry = default_registry()
     table = Table(title="metavoxel variable kinds")
     for column in ("kind", "plugin", "distribution", "version"):
         table.add_column(column, no_wrap=True)
@@ -33,6 +39,8 @@ def plugins() -> None:
     console.print(table)
     for failure in registry.failures:
         console.print(f"[red]failed:[/red] {escape(str(failure))}")
+    for origin in registry.blocked:
+        console.print(f"[yellow]blocked:[/yellow] {escape(str(origin))} (METAVOXEL_DISABLE_PLUGINS)")
 
 
 def schema(

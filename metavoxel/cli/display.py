@@ -25,8 +25,15 @@ def progress_bar(*, loss: bool = False) -> Progress:
 
 
 def result_table(result) -> Table:
-    """Scalar variables of one subject: fixed value, or mean ± SD and 90% interval, or class probabilities."""
+    """Scalar variables of one subject: the fixed value, or whatever the kind's summary holds.
+
+    Any summary the protocol allows renders (`metavoxel.variables.summaries`): its point estimate
+    (``mean``/``median``/``majority``) as the value, every other entry as ``key value`` in the detail column,
+    ``probs`` labelled by the variable's categories when it declares them.
+    """
+    from metavoxel.variables.capabilities import HasCategories
     from metavoxel.variables.protocol import ScalarHead
+    from metavoxel.variables.summaries import checked_summary, summary_cells
 
     table = Table(title=f"{result.num_samples} sample(s), seed {result.seed}, {result.steps} steps")
     for column in ("variable", "status", "value", "detail"):
@@ -38,11 +45,15 @@ def result_table(result) -> Table:
         if result.is_fixed(name):
             table.add_row(name, "fixed", str(result.labels(name)[0][0]), "")
             continue
-        summary = result.summary(name)
-        if "probs" in summary:
-            probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(var.categories, summary["probs"][0]))
-            table.add_row(name, "sampled", summary["majority"][0], probs)
-        else:
-            table.add_row(name, "sampled", f"{summary['mean'][0]:.2f} ± {summary['sd'][0]:.2f}",
-                          f"90% interval [{summary['lower'][0]:.2f}, {summary['upper'][0]:.2f}]")
+        summary = checked_summary(var, result.summary(name), result.num_subjects)
+        labels = list(var.categories) if isinstance(var, HasCategories) else None
+        cells = summary_cells(summary, 0, labels)
+        value = next((_short(x) for suffix, x in cells if suffix == ""), "")
+        detail = ", ".join(f"{suffix.removeprefix('p_') if suffix.startswith('p_') else suffix} {_short(x)}"
+                           for suffix, x in cells if suffix)
+        table.add_row(name, "sampled", value, detail)
     return table
+
+
+def _short(x) -> str:
+    return f"{x:.2f}" if isinstance(x, float) else str(x)

@@ -1,13 +1,16 @@
 """Entry point: builds the Typer app and turns known errors into one line and an exit code.
 
 Bad input prints ``error: <what was expected, what arrived, what to do>`` and exits with 2; no
-traceback unless ``METAVOXEL_DEBUG=1``.
+traceback unless ``METAVOXEL_DEBUG=1``. An unexpected exception raised inside a plugin's code (a kind's
+``build``, ``encode``, ...) prints one line naming the kind, method and distribution and exits with 1; an
+installed plugin that failed to load is reported once as ``warning: ...``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -33,8 +36,18 @@ app.command("demo")(commands.demo)
 app.command("phantom")(phantom_command.phantom)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv``; returns the exit code instead of exiting."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning  # e.g. a plugin that failed to load: one line, not a stack frame
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="metavoxel", standalone_mode=False)
@@ -52,6 +65,22 @@ def run(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        line = None if os.environ.get("METAVOXEL_DEBUG") == "1" else _plugin_blame(exc)
+        if line is None:
+            raise  # metavoxel's own bug: the traceback is the report
+        print(f"error: {line}", file=sys.stderr)
+        return 1
+
+
+def _plugin_blame(exc: Exception) -> str | None:
+    from metavoxel.plugins import default_registry
+    from metavoxel.plugins.blame import blame
+
+    try:
+        return blame(exc, default_registry())
+    except Exception:  # never hide the original error behind one from the blame
+        return None
 
 
 def main() -> None:

@@ -99,15 +99,17 @@ def sample(model: Model,
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32") -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
-    from metavoxel.workflows import parse_assignments, sample_run
+    from metavoxel.workflows.sample import parse_assignments, sample_run
 
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
+    tables = []  # rendered before any file is written: a failure there leaves no samples.json behind
     with progress_bar() as bar:
         task = bar.add_task("sampling", total=None)
-        result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
-                                   space=space, precision=precision,
-                                   progress=lambda d, t: bar.update(task, completed=d, total=t))
-    console().print(result_table(result))
+        _result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
+                                    space=space, precision=precision,
+                                    progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                    before_write=lambda result: tables.append(result_table(result)))
+    console().print(tables[0])
     console().print(f"wrote {len(files)} files to {out} (samples.json, images, preview.png)")
 
 
@@ -119,7 +121,7 @@ def predict(model: Model, data: Data,
             batch_size: Annotated[int, typer.Option(help="Subjects per network batch.", min=1)] = 16,
             out: Out = Path("predictions.tsv"), precision: Precision = "fp32") -> None:
     """Predict one variable for every subject of a table (mean, SD and 90% interval, or class probabilities)."""
-    from metavoxel.workflows import predict_run
+    from metavoxel.workflows.predict import predict_run
 
     names = [g.strip() for g in given.split(",") if g.strip()] if given else None
     with progress_bar() as bar:

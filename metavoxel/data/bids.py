@@ -28,6 +28,7 @@ from metavoxel.data.problems import Problems
 from metavoxel.data.records import Cohort, Record, session_id, subject_id
 from metavoxel.data.spec import DataSpec
 from metavoxel.errors import InputError
+from metavoxel.variables.capabilities import HasValueRange
 from metavoxel.variables.protocol import Variable
 
 __all__ = ["BIDS_SEX", "bids_sex_codes", "read_bids"]
@@ -214,7 +215,7 @@ def _units(folder: Path | None, subject: _Subject, suffix: str):
 
 
 def _default_codes(variable: Variable, column: str) -> dict[str, str]:
-    categorical = not is_image(variable) and getattr(variable, "value_range", None) is None
+    categorical = not is_image(variable) and not isinstance(variable, HasValueRange)
     return bids_sex_codes(variable) if categorical and column.casefold() == "sex" else {}
 
 

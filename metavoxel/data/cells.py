@@ -20,6 +20,7 @@ from metavoxel.data.images import check_image, is_image
 from metavoxel.data.problems import CohortWarning
 from metavoxel.data.spec import DataSpec
 from metavoxel.errors import InputError
+from metavoxel.variables.capabilities import HasValueRange
 from metavoxel.variables.protocol import Variable
 
 __all__ = ["TOP_CODED", "CellReader", "warn_clipped"]
@@ -43,7 +44,7 @@ class CellReader:
     def __init__(self, variable: Variable, spec: DataSpec, default_codes: Mapping[str, str] | None = None):
         self.variable = variable
         self.image = is_image(variable)
-        self.value_range = getattr(variable, "value_range", None)
+        self.value_range = variable.value_range if isinstance(variable, HasValueRange) else None
         self.clip = spec.out_of_range == "clip"
         self.missing = {m.strip().casefold() for m in spec.missing}
         self.codes = {**(default_codes or {}), **spec.codes.get(variable.name, {})}

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from metavoxel.errors import InputError
+from metavoxel.variables.capabilities import voxel_grid
 from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["NIFTI_SUFFIXES", "check_image", "image_geometry", "is_image"]
@@ -16,14 +17,13 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 def is_image(variable: Variable) -> bool:
     """A variable fed by image files: one with a spatial head."""
-    return isinstance(getattr(variable, "head", None), SpatialHead)
+    return isinstance(variable.head, SpatialHead)
 
 
 def image_geometry(variable: Variable) -> tuple[int, int]:
     """(spatial dims, channels) of an image variable's *voxel* grid (not a latent grid)."""
-    shape = getattr(variable, "shape", None) or variable.head.shape
-    channels = getattr(variable, "channels", None) or variable.head.channels
-    return len(shape), int(channels)
+    channels, shape = voxel_grid(variable)
+    return len(shape), channels
 
 
 def check_image(variable: Variable, text: str, base: Path) -> str:

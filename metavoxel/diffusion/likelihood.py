@@ -29,6 +29,7 @@ import torch
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.errors import InputError
+from metavoxel.variables.capabilities import HasCategories
 
 __all__ = ["class_probabilities", "class_scores", "fit_temperature"]
 
@@ -55,7 +56,7 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
         progress: ``progress(done, total)`` after each network call.
     """
     var = model.variables.get(target)
-    classes = getattr(var, "categories", None)
+    classes = var.categories if isinstance(var, HasCategories) else None
     if var is None or classes is None:
         raise InputError(f"likelihood classification needs a categorical variable; {target!r} is "
                          f"{'not a variable' if var is None else 'not categorical'} of this model "

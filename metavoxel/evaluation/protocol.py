@@ -13,8 +13,8 @@
 - conditional fidelity: images generated for the held-out records' (continuous, categorical) values, read
   back by task-specific baselines (`Readers`), error between requested and recovered values.
 
-A "continuous-sex" model (the categorical role played by a Gaussian scalar in [0, 1]) is classified by
-thresholding its samples at 0.5.
+A "continuous-sex" model (the categorical role played by a continuous scalar) is classified by
+thresholding its samples at the midpoint of its declared range (`metavoxel.HasValueRange`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from typing import Any
 import torch
 
 from metavoxel.diffusion import JointModel
+from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import fid_mmd_3plane, ms_ssim_diversity
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics, sample_frequencies
 from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioning_table, likelihood_classification,
                                             sample_variable)
+from metavoxel.variables.capabilities import HasCategories, HasValueRange
 
 __all__ = ["EvaluationOptions", "Readers", "binary_classes", "class_samples", "class_truth", "conditional_fidelity",
            "evaluate_generation", "evaluate_model"]
@@ -74,29 +76,37 @@ class Readers:
     categorical: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def binary_classes(model: JointModel, name: str) -> list[str]:
-    """Class names of the categorical role: the variable's categories, or two thresholded levels."""
+def _threshold(model: JointModel, name: str) -> float:
+    """The midpoint of a continuous variable's declared range, where it is cut into two classes."""
     var = model.variables[name]
-    if hasattr(var, "categories"):
+    if not isinstance(var, HasValueRange):
+        raise InputError(f"the categorical role {name!r} ({var.kind}) has neither categories nor a declared value "
+                         f"range; name a categorical variable with --categorical")
+    lo, hi = var.value_range
+    return (lo + hi) / 2
+
+
+def binary_classes(model: JointModel, name: str) -> list[str]:
+    """Class names of the categorical role: the variable's categories, or two levels cut at its range's midpoint."""
+    var = model.variables[name]
+    if isinstance(var, HasCategories):
         return list(var.categories)
-    lo, hi = getattr(var, "range", (0.0, 1.0))
-    return [f"{name}<{(lo + hi) / 2:g}", f"{name}>={(lo + hi) / 2:g}"]
+    cut = _threshold(model, name)
+    return [f"{name}<{cut:g}", f"{name}>={cut:g}"]
 
 
 def class_truth(model: JointModel, name: str, raw: Any) -> torch.Tensor:
-    var = model.variables[name]
-    if hasattr(var, "categories"):
+    """(N,) class indices of raw values: categories, or a continuous value cut at its range's midpoint."""
+    if isinstance(model.variables[name], HasCategories):
         return categorical_truth(model, name, raw)
-    lo, hi = getattr(var, "range", (0.0, 1.0))
-    return (torch.as_tensor(raw, dtype=torch.float64) >= (lo + hi) / 2).long()
+    return (torch.as_tensor(raw, dtype=torch.float64) >= _threshold(model, name)).long()
 
 
 def class_samples(model: JointModel, name: str, samples: torch.Tensor) -> torch.Tensor:
-    var = model.variables[name]
-    if hasattr(var, "categories"):
+    """(N, S) class indices of sampled values, as `class_truth`."""
+    if isinstance(model.variables[name], HasCategories):
         return samples.long()
-    lo, hi = getattr(var, "range", (0.0, 1.0))
-    return (samples.double() >= (lo + hi) / 2).long()
+    return (samples.double() >= _threshold(model, name)).long()
 
 
 def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[str, Any] | None = None,
@@ -141,7 +151,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
         rows, _ = conditioning_table(model, test, roles, population_mean, **run, progress=tick,
                                      reuse={"I,C": reg})
         out["table2"] = rows
-    if options.likelihood_timesteps and val is not None and hasattr(model.variables[roles.categorical], "categories"):
+    if options.likelihood_timesteps and val is not None and isinstance(model.variables[roles.categorical], HasCategories):
         given = [roles.image, roles.continuous]
         result = likelihood_classification(model, test, val, roles.categorical, given,
                                            timesteps=options.likelihood_timesteps, seed=options.seed,

@@ -1,4 +1,5 @@
-"""Fused kernels (Triton on CUDA, PyTorch reference elsewhere). Imports only torch and triton.
+"""Fused kernels (Triton on CUDA, PyTorch reference elsewhere). Imports only torch, triton and the
+dependency-free `metavoxel.errors` (`KernelUnavailable` and `UnknownBackend` are `metavoxel.KernelError`s).
 
 Public ops, each beside its readable PyTorch reference (the specification):
 
@@ -14,13 +15,15 @@ imported only when a Triton kernel is about to run.
 
 from metavoxel.kernels.attention import attention, attention_reference
 from metavoxel.kernels.categorical import categorical_step, categorical_step_reference
-from metavoxel.kernels.dispatch import BACKENDS, KernelUnavailable, requested_backend
+from metavoxel.errors import KernelError
+from metavoxel.kernels.dispatch import BACKENDS, KernelUnavailable, UnknownBackend, requested_backend
 from metavoxel.kernels.noising import q_sample, q_sample_reference
 from metavoxel.kernels.rows import RowLayout
 from metavoxel.kernels.sampler import ddim_repaint_step, ddim_repaint_step_reference
 
 __all__ = [
     "BACKENDS",
+    "KernelError",
     "KernelUnavailable",
     "RowLayout",
     "attention",
@@ -32,4 +35,5 @@ __all__ = [
     "q_sample",
     "q_sample_reference",
     "requested_backend",
+    "UnknownBackend",
 ]

@@ -22,20 +22,32 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+# the one metavoxel module kernels import besides torch/triton: the dependency-free exception hierarchy,
+# so the CLI maps kernel errors to one line like every other deliberate error
+from metavoxel.errors import KernelError
+
 BACKENDS = ("auto", "triton", "torch")
 _log = logging.getLogger("metavoxel.kernels")
 _announced: set[tuple[str, str]] = set()
 
 
-class KernelUnavailable(RuntimeError):
+class KernelUnavailable(KernelError):
     """An explicitly requested Triton kernel cannot run; the message says why."""
 
 
+class UnknownBackend(KernelError, ValueError):
+    """``METAVOXEL_KERNELS`` (or a ``backend=`` argument) names no backend of `BACKENDS`."""
+
+
 def requested_backend(backend: str | None = None) -> str:
-    """The backend asked for: the argument if given, else ``METAVOXEL_KERNELS``, else ``auto``."""
+    """The backend asked for: the argument if given, else ``METAVOXEL_KERNELS``, else ``auto``.
+
+    Raises:
+        UnknownBackend: the name is none of `BACKENDS` (a `metavoxel.KernelError` and a ValueError).
+    """
     choice = (backend or os.environ.get("METAVOXEL_KERNELS") or "auto").strip().lower()
     if choice not in BACKENDS:
-        raise ValueError(
+        raise UnknownBackend(
             f"kernel backend must be one of {', '.join(BACKENDS)}, got {choice!r}; "
             "fix METAVOXEL_KERNELS or the spec's network.kernels"
         )

@@ -26,7 +26,9 @@ def metavoxel_register_kinds(registry) -> None:
     Args:
         registry: a `metavoxel.plugins.registry.KindRegistrar`; call ``registry.add(kind)`` with a
             `metavoxel.VariableKind` for each kind. Adding a name another plugin already added raises
-            `metavoxel.errors.PluginError` naming both distributions.
+            `metavoxel.errors.PluginError` naming both distributions. A hook that raises (or adds anything
+            but a `VariableKind`) is recorded once as this plugin's failure, with none of its kinds; the
+            other plugins, and every model that does not use its kinds, keep working.
 
     Example::
 

@@ -3,8 +3,11 @@
 The plugin manager is built by a function (never at import time), so tests build one with exactly the
 plugins they want. Discovery reads the entry-point group ``metavoxel`` in sorted name order; the
 environment variable ``METAVOXEL_DISABLE_PLUGINS`` (comma-separated entry-point or distribution names)
-blocks plugins. A plugin that fails to import is recorded with its distribution and version (and raised
-in strict mode); two kinds with one name is an error naming both distributions.
+blocks plugins (they are remembered as blocked). A plugin that fails to import, or whose hook raises, is
+recorded once with its distribution and version (and raised in strict mode) and the other plugins load as
+usual, so it harms only the models that use its kinds; two kinds with one name is an error naming both
+distributions. `Registry.unavailable` explains a kind that is not registered: which installed plugins
+failed or are blocked, never "not installed" for those.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +26,7 @@ from metavoxel.errors import PluginError
 from metavoxel.plugins import hookspecs
 from metavoxel.variables.protocol import VariableKind
 
-__all__ = ["KindRegistrar", "PluginFailure", "PluginOrigin", "Registry", "build_plugin_manager",
+__all__ = ["KindRegistrar", "PluginFailure", "PluginOrigin", "PluginWarning", "Registry", "build_plugin_manager",
            "build_registry", "default_registry", "disabled_plugins"]
 
 ENTRY_POINT_GROUP = "metavoxel"
@@ -54,6 +58,10 @@ class PluginFailure:
         return f"{self.origin} failed to load: {self.error}"
 
 
+class PluginWarning(UserWarning):
+    """An installed plugin failed to load or register; emitted once when the installed plugins are loaded."""
+
+
 @dataclass(frozen=True)
 class RegisteredKind:
     kind: VariableKind
@@ -72,6 +80,7 @@ def build_plugin_manager(
     entry_points: bool = True,
     disabled: Iterable[str] | None = None,
     strict: bool = False,
+    blocked_out: list[PluginOrigin] | None = None,
 ) -> tuple[pluggy.PluginManager, dict[str, PluginOrigin], list[PluginFailure]]:
     """A fresh plugin manager holding the given plugins and (optionally) the installed entry points.
 
@@ -80,6 +89,7 @@ def build_plugin_manager(
         entry_points: also load the entry-point group ``metavoxel``.
         disabled: names to skip; default from ``METAVOXEL_DISABLE_PLUGINS``.
         strict: raise `PluginError` on the first plugin that fails to load instead of recording it.
+        blocked_out: if given, the origins of the plugins the block-list skipped are appended to it.
 
     Returns:
         (manager, plugin name -> origin, failures).
@@ -89,11 +99,13 @@ def build_plugin_manager(
     blocked = disabled_plugins() if disabled is None else frozenset(disabled)
     origins: dict[str, PluginOrigin] = {}
     failures: list[PluginFailure] = []
+    skipped = [] if blocked_out is None else blocked_out
     candidates = list(plugins)
     if entry_points:
-        candidates += _entry_point_plugins(blocked, failures, strict)
+        candidates += _entry_point_plugins(blocked, failures, strict, skipped)
     for plugin, origin in sorted(candidates, key=lambda pair: pair[1].name):
         if origin.name in blocked or origin.distribution in blocked:
+            skipped.append(origin)
             continue
         if origin.name in origins:
             raise PluginError(f"two plugins are named {origin.name!r}: {origins[origin.name]} and {origin}; "
@@ -110,13 +122,15 @@ def build_plugin_manager(
     return pm, origins, failures
 
 
-def _entry_point_plugins(blocked: frozenset[str], failures: list[PluginFailure], strict: bool):
+def _entry_point_plugins(blocked: frozenset[str], failures: list[PluginFailure], strict: bool,
+                         skipped: list[PluginOrigin]):
     loaded = []
     for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist
         origin = PluginOrigin(ep.name, dist.metadata["Name"] if dist else "(unknown distribution)",
                               dist.version if dist else "", ep.value)
         if origin.name in blocked or origin.distribution in blocked:
+            skipped.append(origin)
             continue
         try:
             loaded.append((ep.load(), origin))
@@ -144,22 +158,35 @@ class Registry:
     def __init__(self) -> None:
         self._kinds: dict[str, RegisteredKind] = {}
         self.failures: list[PluginFailure] = []
+        self.blocked: list[PluginOrigin] = []
         self.plugins: dict[str, PluginOrigin] = {}
 
     @classmethod
     def from_plugin_manager(cls, pm: pluggy.PluginManager, origins: dict[str, PluginOrigin],
-                            failures: Iterable[PluginFailure] = ()) -> Registry:
+                            failures: Iterable[PluginFailure] = (), *, strict: bool = False,
+                            blocked: Iterable[PluginOrigin] = ()) -> Registry:
+        """Call every plugin's ``metavoxel_register_kinds``. A hook that raises (or adds something that is not
+        a `VariableKind`) is recorded in ``failures`` with none of its kinds, and the others register as
+        usual; in ``strict`` mode it raises `PluginError`. Two kinds with one name always raise."""
         registry = cls()
         registry.plugins = dict(origins)
         registry.failures = list(failures)
+        registry.blocked = list(blocked)
         for impl in sorted(pm.hook.metavoxel_register_kinds.get_hookimpls(), key=lambda i: i.plugin_name):
             origin = origins.get(impl.plugin_name, PluginOrigin(impl.plugin_name))
+            before = dict(registry._kinds)
             try:
                 impl.function(registry=KindRegistrar(registry, origin))
-            except PluginError:
-                raise
             except Exception as exc:
-                raise PluginError(f"{origin} raised while registering its kinds: {type(exc).__name__}: {exc}") from exc
+                if isinstance(exc, PluginError) and "provided twice" in str(exc):
+                    raise  # a conflict between two plugins is the installation's problem, not one plugin's
+                detail = str(exc) if isinstance(exc, PluginError) else \
+                    f"{origin} raised while registering its kinds: {type(exc).__name__}: {exc}"
+                if strict:
+                    raise PluginError(detail) from exc
+                registry._kinds = before  # none of a failed plugin's kinds: it harms only models that use them
+                registry.plugins.pop(impl.plugin_name, None)
+                registry.failures.append(PluginFailure(origin, detail.removeprefix(f"{origin} ")))
         return registry
 
     def _add(self, kind: VariableKind, origin: PluginOrigin) -> None:
@@ -185,8 +212,25 @@ class Registry:
         if name not in self._kinds:
             known = ", ".join(sorted(self._kinds)) or "none"
             hint = f"; plugins that failed to load: {'; '.join(map(str, self.failures))}" if self.failures else ""
+            hint += f"; blocked plugins: {', '.join(map(str, self.blocked))}" if self.blocked else ""
             raise PluginError(f"unknown variable kind {name!r}: known kinds are {known}{hint}")
         return self._kinds[name].kind
+
+    def unavailable(self, kind: str | None = None, distribution: str | None = None) -> str | None:
+        """Why a kind is not registered although an installed plugin may provide it: the failed or blocked
+        plugins named like ``kind`` or from ``distribution`` (every failed or blocked plugin when both are
+        None); None when there is no such plugin."""
+        def matches(origin: PluginOrigin) -> bool:
+            if kind is None and distribution is None:
+                return True
+            return origin.distribution == distribution or (kind is not None and (
+                kind in (origin.name, origin.distribution) or f"-{kind}" in origin.distribution))
+        failed = [f for f in self.failures if matches(f.origin)]
+        blocked = [o for o in self.blocked if matches(o)]
+        parts = [f"{f.origin} is installed but failed to load ({f.error}); fix or reinstall it" for f in failed]
+        parts += [f"{o} is installed but blocked by {DISABLE_ENV}={os.environ.get(DISABLE_ENV, '')!r}; remove "
+                  f"{o.name!r} from it" for o in blocked]
+        return "; ".join(parts) or None
 
     def origin(self, name: str) -> PluginOrigin:
         self.get(name)
@@ -206,13 +250,18 @@ class Registry:
 def build_registry(plugins: Iterable[tuple[Any, PluginOrigin]] = (), *, entry_points: bool = True,
                    disabled: Iterable[str] | None = None, strict: bool = False) -> Registry:
     """A registry from a freshly built plugin manager (see `build_plugin_manager`)."""
-    pm, origins, failures = build_plugin_manager(plugins, entry_points=entry_points, disabled=disabled, strict=strict)
-    return Registry.from_plugin_manager(pm, origins, failures)
+    blocked: list[PluginOrigin] = []
+    pm, origins, failures = build_plugin_manager(plugins, entry_points=entry_points, disabled=disabled, strict=strict,
+                                                 blocked_out=blocked)
+    return Registry.from_plugin_manager(pm, origins, failures, strict=strict, blocked=blocked)
 
 
 @functools.cache
 def _cached_default(disabled: frozenset[str]) -> Registry:
-    return build_registry(disabled=disabled)
+    registry = build_registry(disabled=disabled)
+    for failure in registry.failures:  # once per process: the default registry is built once
+        warnings.warn(f"{failure}; its kinds are unavailable, every other kind works", PluginWarning, stacklevel=3)
+    return registry
 
 
 def default_registry() -> Registry:

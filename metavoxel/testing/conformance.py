@@ -11,7 +11,10 @@ Every kind — built-in or third-party — must pass every check, for every para
         run_check(kind, params, check)
 
 A spatial kind's example gives its grid as ``shape`` (2 or 3 sizes); the checks build it with that many
-spatial dims. A kind whose encode/decode is lossy (e.g. a VAE) sets ``lossless = False`` on its variables.
+spatial dims. A kind whose encode/decode is lossy (e.g. a VAE) sets ``lossless = False`` on its variables
+(`metavoxel.DeclaresRoundTrip`). Beyond each method on its own, the checks prove what the engine relies on:
+head widths against z, the summary contract, samples inside the declared domain, and (`check_joint_model`)
+a tiny `JointModel` trained and sampled free and fixed through the public API.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ import torch
 from metavoxel.errors import InputError
 from metavoxel.plugins.registry import Registry
 from metavoxel.processes.schedules import make_schedule
+from metavoxel.variables.capabilities import HasCategories, HasValueRange, is_lossless
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind, missing_members
+from metavoxel.variables.summaries import summary_problem
+from metavoxel.testing.fast_path import check_fast_path
+from metavoxel.testing.joint_check import check_joint_model
 
 __all__ = ["CHECKS", "build_example", "conformance_cases", "run_check"]
 
@@ -117,7 +124,7 @@ def check_encode_decode(case: Case) -> None:
     values = case.var.values(case.values)[0]
     decoded = case.var.decode(case.z0)
     assert decoded.shape == values.shape, f"decode gives {tuple(decoded.shape)}, values are {tuple(values.shape)}"
-    if getattr(case.var, "lossless", True):
+    if is_lossless(case.var):
         torch.testing.assert_close(decoded.to(values.dtype), values, rtol=1e-5, atol=1e-5)
 
 
@@ -176,6 +183,54 @@ def check_network_io(case: Case) -> None:
         assert tok.is_floating_point() and tok.shape == (B, head.token_features), f"token_input {tuple(tok.shape)}"
 
 
+def check_head_width(case: Case) -> None:
+    """A scalar head's ``out_features`` is what ``loss`` and ``reverse_step`` read: the width of z when the
+    network predicts in z space (noise or x0, a float target of z's shape), K for K class logits."""
+    var, head = case.var, case.var.head
+    if not isinstance(head, ScalarHead):
+        return
+    _z_t, target = var.corrupt(case.z0, case.levels()[0], generator=_gen(15))
+    width = case.z0[0].numel()  # features of z per record
+    if isinstance(target, torch.Tensor) and target.is_floating_point() and target.shape == case.z0.shape:
+        assert head.out_features == width, (
+            f"ScalarHead(out_features={head.out_features}) but z has {width} features per record (z0 "
+            f"{tuple(case.z0.shape)}) and loss compares the output with a target of that shape: a narrower head "
+            f"is broadcast over z and trains silently wrong; set out_features={width}")
+    if isinstance(var, HasCategories) and not (isinstance(target, torch.Tensor) and target.is_floating_point()):
+        k = len(var.categories)
+        assert head.out_features == k, (f"ScalarHead(out_features={head.out_features}) for {k} categories: a "
+                                        f"head of class logits needs out_features={k}")
+
+
+def check_domain(case: Case) -> None:
+    """Samples (prior, then reverse steps to level 0 with random network outputs, decoded) are values the
+    kind accepts, inside its declared `HasValueRange` and among its `HasCategories` labels."""
+    var = case.var
+    z = var.prior(B, generator=_gen(16), device="cpu")
+    grid = [T, (3 * T) // 4, T // 2, T // 4, 0]
+    for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+        t_, s_ = torch.full((B,), t, dtype=torch.long), torch.full((B,), s, dtype=torch.long)
+        z = var.reverse_step(z, case.output(seed=17 + i), t_, s_, eta=1.0, generator=_gen(30 + i))
+    values = var.decode(z)
+    if values.is_floating_point():
+        assert torch.isfinite(values).all(), "decoded samples are not finite"
+    _values, present = var.values(values)
+    assert present.all(), "values() marks decoded samples as missing; samples must be values the kind accepts"
+    if isinstance(var, HasValueRange):
+        lo, hi = var.value_range
+        slack = 1e-5 * (hi - lo)
+        flat = values.double().reshape(-1)
+        assert ((flat >= lo - slack) & (flat <= hi + slack)).all(), (
+            f"samples leave the declared value_range [{lo:g}, {hi:g}] (got [{float(flat.min()):g}, "
+            f"{float(flat.max()):g}]); set x0_range so reverse steps clip their estimate of z0 (mv.ClipsDenoised)")
+    if isinstance(var, HasCategories):
+        for item in var.format(values):
+            try:
+                var.parse(str(item))
+            except InputError as err:
+                raise AssertionError(f"a sample formats as {item!r}, which parse rejects: {err}") from None
+
+
 def check_determinism(case: Case) -> None:
     """The same generator seed gives the same corruption and reverse step."""
     t, s = case.levels()
@@ -189,11 +244,19 @@ def check_determinism(case: Case) -> None:
 
 
 def check_summarize(case: Case) -> None:
-    """summarize over (N, S, ...) samples gives a non-empty mapping; format gives one object per record."""
+    """summarize over (N, S, ...) samples keeps the summary contract that `sample` and `predict` render
+    (`metavoxel.variables.summaries`), with the same keys whatever N and S; format gives one object per record."""
     values = case.var.values(case.values)[0]
-    samples = values.reshape(1, B, *values.shape[1:])  # (N = 1, S = B, ...)
-    summary = case.var.summarize(samples)
-    assert isinstance(summary, dict) and summary, "summarize must return a non-empty dict"
+    keys = None
+    for n, s in ((1, B), (B, 1)):
+        summary = case.var.summarize(values.reshape(n, s, *values.shape[1:]))  # (N, S, ...)
+        problem = summary_problem(summary, n, spatial=isinstance(case.var.head, SpatialHead))
+        assert problem is None, f"summarize over samples of shape (N={n}, S={s}, ...): {problem}"
+        assert keys is None or list(summary) == keys, f"summary keys {list(summary)} differ from {keys} for other N, S"
+        keys = list(summary)
+        if isinstance(case.var, HasCategories) and "probs" in summary:
+            k = len(case.var.categories)
+            assert len(summary["probs"][0]) == k, f"summary['probs'] has {len(summary['probs'][0])} classes, expected {k}"
     assert len(case.var.format(values)) == B, "format must give one object per record"
 
 
@@ -207,12 +270,10 @@ def check_parse_rejects(case: Case) -> None:
     raise AssertionError("parse accepted nonsense; it must raise metavoxel.InputError")
 
 
-from metavoxel.testing.fast_path import check_fast_path  # noqa: E402 - a check of its own module, listed here
-
 CHECKS: tuple[Callable[[Case], None], ...] = (
     check_spec, check_protocol, check_values, check_encode_decode, check_prior, check_corruption,
-    check_reverse_step, check_loss, check_network_io, check_determinism, check_summarize, check_parse_rejects,
-    check_fast_path,
+    check_reverse_step, check_loss, check_network_io, check_head_width, check_domain, check_determinism,
+    check_summarize, check_parse_rejects, check_joint_model, check_fast_path,
 )
 
 

@@ -1,10 +1,15 @@
 """The Variable protocol and the building blocks kinds compose."""
 
+from metavoxel.variables.capabilities import (ClipsDenoised, DeclaresRoundTrip, HasCategories, HasValueRange,
+                                              HasVoxelGrid, OwnsFrozenEncoder, PreparesScans)
 from metavoxel.variables.discrete import UniformDiscreteVariable
+from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
 from metavoxel.variables.gaussian import GaussianVariable
 from metavoxel.variables.raw import MISSING_TEXT, float_values
 from metavoxel.variables.summaries import class_summary, interval_summary
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind
 
-__all__ = ["MISSING_TEXT", "BuildContext", "GaussianVariable", "ScalarHead", "SpatialHead", "UniformDiscreteVariable", "Variable",
-           "VariableKind", "class_summary", "float_values", "interval_summary"]
+__all__ = ["MISSING_TEXT", "BuildContext", "ClipsDenoised", "DeclaresRoundTrip", "DiscreteFastPath", "FusedDiscrete",
+           "FusedGaussian", "GaussianFastPath", "GaussianVariable", "HasCategories",
+           "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "PreparesScans", "ScalarHead", "SpatialHead",
+           "UniformDiscreteVariable", "Variable", "VariableKind", "class_summary", "float_values", "interval_summary"]

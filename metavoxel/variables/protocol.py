@@ -109,7 +109,14 @@ class Variable(Protocol):
         """What enters the U-Net input: spatial (B, C, *grid); scalar (B, channel_features)."""
 
     def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
-        """Summaries over the sample axis of values (N, S, ...): e.g. mean/sd/interval or class probabilities."""
+        """Summaries over the sample axis of values (N, S, ...): ``{key: [N per-subject items]}``.
+
+        The one summary contract (`metavoxel.variables.summaries`): one or more identifier keys, each a list
+        of N items; an item is a finite number, a string, or a list of finite numbers (one length for all
+        subjects). ``mean``/``median``/``majority``/``mode`` (the first present) is the point estimate and
+        ``probs`` holds class probabilities; ``metavoxel sample`` and ``predict`` render any other key as it
+        is. A summary outside the contract raises `metavoxel.PluginError` before anything is written.
+        """
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Frozen sub-networks the variable owns (e.g. a VAE), so the model moves and saves them."""

@@ -1,8 +1,19 @@
-"""Library workflows behind the CLI: training a run, sampling from it, predicting a table."""
+"""Library workflows behind the CLI: training a run, sampling from it, predicting a table.
 
-from metavoxel.workflows.encode import encode_cohort
-from metavoxel.workflows.predict import predict_run
-from metavoxel.workflows.sample import parse_assignments, sample_run
-from metavoxel.workflows.train import train_run
+Each workflow is imported on first use, so sampling, prediction and evaluation never import the trainer.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["encode_cohort", "parse_assignments", "predict_run", "sample_run", "train_run"]
+
+_MODULES = {"encode_cohort": "encode", "parse_assignments": "sample", "predict_run": "predict",
+            "sample_run": "sample", "train_run": "train"}
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"metavoxel.workflows.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'metavoxel.workflows' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import torch
 from metavoxel.data import Cohort
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.io.atomic import write_text
+from metavoxel.variables.capabilities import HasCategories, HasValueRange
 
 __all__ = ["write_model_card"]
 
@@ -40,11 +41,11 @@ def write_model_card(run_dir: Path, model: JointModel, cohort: Cohort, splits: d
     for name, var in model.variables.items():
         values = [v for v in batch.get(name, []) if v is not None]
         missing = len(batch.get(name, [])) - len(values)
-        if hasattr(var, "value_range") and values:
+        if isinstance(var, HasValueRange) and values:
             t = torch.tensor(values, dtype=torch.float64)
             lines.append(f"- {name} (train): mean {t.mean():.1f}, SD {t.std():.1f}, range [{t.min():.1f}, "
                          f"{t.max():.1f}], missing {missing}")
-        elif hasattr(var, "categories") and values:
+        elif isinstance(var, HasCategories) and values:
             counts = {c: values.count(c) for c in var.categories}
             lines.append(f"- {name} (train): " + ", ".join(f"{c} {k}" for c, k in counts.items()) + f", missing {missing}")
         elif values:

@@ -12,15 +12,16 @@ import torch
 from metavoxel.data import Cohort
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.training.trainer import EncodedRecords
+from metavoxel.variables.capabilities import OwnsFrozenEncoder, PreparesScans
 
 __all__ = ["cache_key", "encode_cohort"]
 
 
-def cache_key(variable) -> str:
+def cache_key(variable: OwnsFrozenEncoder) -> str:
     """Identifies a latent variable's encoder: its VAE weights and its preprocessing settings."""
     from metavoxel.vae import weights_hash
 
-    prep = getattr(variable, "preprocessor", None)
+    prep = variable.preprocessor if isinstance(variable, PreparesScans) else None
     settings = json.dumps(prep.spec.model_dump() if prep is not None else None, sort_keys=True)
     return f"{weights_hash(variable.vae)[:32]}-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
 
@@ -29,7 +30,7 @@ def cache_key(variable) -> str:
 def encode_cohort(model: JointModel, cohort: Cohort, *, cache_dir: str | Path | None = None, chunk: int = 16,
                   progress: Callable[[int, int], None] | None = None) -> EncodedRecords:
     """z0 and presence of every record. With ``cache_dir``, VAE latents come from (and go to) a `LatentCache`."""
-    latent_names = [n for n, v in model.variables.items() if hasattr(v, "vae")] if cache_dir is not None else []
+    latent_names = [n for n, v in model.variables.items() if isinstance(v, OwnsFrozenEncoder)] if cache_dir else []
     batch = cohort.batch()
     latents = {name: _cached_latents(model, name, batch.get(name, []), Path(cache_dir), progress)
                for name in latent_names}

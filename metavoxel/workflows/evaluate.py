@@ -20,6 +20,7 @@ from metavoxel.data import Cohort, DataSpec, load_splits, read_cohort
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json, write_text
+from metavoxel.variables.capabilities import HasCategories, HasValueRange, OwnsFrozenEncoder
 
 __all__ = ["evaluate_run", "json_ready", "records", "split_indices", "write_figures"]
 
@@ -70,7 +71,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     """Evaluate a run directory on ``data`` and write the report to ``out``; returns the metrics."""
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.evaluation.report import model_report
-    from metavoxel.training.checkpoint import load_run
+    from metavoxel.runs import load_run
 
     run_dir, out = Path(run_dir), Path(out)
     model = load_run(run_dir)
@@ -86,15 +87,19 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     population_mean = float(np.nanmean(np.asarray(train_values, dtype=float)))
     net = None
     if features:
-        vae = getattr(model.variables[roles.image], "vae", None)
-        net = feature_network(features, vae=vae)
+        image = model.variables[roles.image]
+        net = feature_network(features, vae=image.vae if isinstance(image, OwnsFrozenEncoder) else None)
     readers = None
     if regressor is not None or classifier is not None:
         if regressor is None or classifier is None:
             raise InputError("conditional fidelity needs both --regressor and --classifier baseline directories")
-        var = model.variables[roles.continuous]
+        var, cat = model.variables[roles.continuous], model.variables[roles.categorical]
+        if not isinstance(var, HasValueRange) or not isinstance(cat, HasCategories):
+            raise InputError(f"conditional fidelity needs a continuous variable with a declared range and a "
+                             f"categorical one with categories; got {roles.continuous!r} ({var.kind}) and "
+                             f"{roles.categorical!r} ({cat.kind}); drop --regressor/--classifier")
         readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.value_range),
-                                         num_classes=len(model.variables[roles.categorical].categories))
+                                         num_classes=len(cat.categories))
     evaluation = evaluate_model(model, test, val=val, population_mean=population_mean, options=options,
                                 features=net, readers=readers, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +121,8 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     from metavoxel.evaluation.scalar_metrics import calibration_curve, sample_frequencies
 
     truth = np.asarray(test[roles.continuous], dtype=float)
-    lo, hi = getattr(model.variables[roles.continuous], "range", (truth.min(), truth.max()))
+    var = model.variables[roles.continuous]
+    lo, hi = var.value_range if isinstance(var, HasValueRange) else (truth.min(), truth.max())
     series = {"METAVOXEL": (truth, evaluation["samples"]["regression"].double().mean(dim=1).numpy())}
     series.update({k: (truth, v) for k, v in (extra_scatter or {}).items()})
     files = [scatter_png(out / f"{roles.continuous}_scatter.png", series, lo=lo, hi=hi,

@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metavoxel.data import DataSpec, read_cohort
-from metavoxel.errors import InputError
+from metavoxel.errors import InputError, PluginError
 from metavoxel.io.atomic import write_text
-from metavoxel.training.checkpoint import load_run
+from metavoxel.runs import load_run
+from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead
+from metavoxel.variables.summaries import checked_summary, summary_cells
 
 __all__ = ["predict_run"]
 
@@ -23,9 +25,15 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                 progress: Callable[[int, int], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (default: all others) for every record; write a TSV.
 
-    Continuous targets get ``target``, ``target_sd``, ``target_lower``, ``target_upper`` (90% interval);
-    categorical ones a ``target_p_<class>`` column per class and the majority ``target``. The true value is
-    added as ``target_true`` when the table has it.
+    The columns follow the target's summary (the contract in `metavoxel.variables.summaries`): its point
+    estimate (``mean``/``median``/``majority``) as ``target``, ``probs`` as ``target_p_<class>``, any other
+    entry ``k`` as ``target_k`` — for the built-in kinds ``target``, ``target_sd``, ``target_lower``,
+    ``target_upper`` (90% interval), or ``target_p_<class>`` per class and the majority ``target``. The true
+    value is added as ``target_true`` when the table has it. Nothing is written if any batch fails.
+
+    Raises:
+        InputError: an unknown or image target, unknown ``given`` variables, none of them in the table.
+        PluginError: the target's kind returned a summary outside the contract.
     """
     model = load_run(run_dir)
     if target not in model.variables:
@@ -40,12 +48,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                          f"{', '.join(v for v in model.variables if v != target)}")
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     batch = cohort.batch()
-    categories = getattr(var, "categories", None)
-    header = ["participant_id", "session", "source"]
-    header += [f"{target}_p_{c}" for c in categories] + [target] if categories else \
-        [target, f"{target}_sd", f"{target}_lower", f"{target}_upper"]
+    labels = list(var.categories) if isinstance(var, HasCategories) else None
     has_truth = target in batch
-    header += [f"{target}_true"] if has_truth else []
+    columns: list[str] | None = None
     rows = []
     for start in range(0, len(cohort), batch_size):
         part = slice(start, start + batch_size)
@@ -53,19 +58,24 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         if not fix:
             raise InputError(f"none of the given variables ({', '.join(given)}) is in {data}; check the columns")
         result = model.sample(fix=fix, num_samples=num_samples, steps=steps, seed=seed, precision=precision)
-        summary = result.summary(target)
+        summary = checked_summary(var, result.summary(target), len(cohort.records[part]))
         for i, record in enumerate(cohort.records[part]):
             row = [record.subject, record.session or "n/a", record.source]
-            if categories:
-                row += [f"{p:.4f}" for p in summary["probs"][i]] + [summary["majority"][i]]
-            else:
-                row += [f"{summary[k][i]:.4f}" for k in ("mean", "sd", "lower", "upper")]
+            cells = summary_cells(summary, i, labels)
+            names = [f"{target}_{suffix}" if suffix else target for suffix, _ in cells]
+            if columns is None:
+                columns = names
+            elif names != columns:
+                raise PluginError(f"{var.kind}: summarize gave the columns {names} for one batch and {columns} for "
+                                  "another; a kind's summary keys must not depend on the samples")
+            row += [f"{x:.4f}" if isinstance(x, float) else str(x) for _, x in cells]
             if has_truth:
                 truth = batch[target][start + i]
                 row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
             rows.append(row)
         if progress is not None:
             progress(min(len(cohort), start + batch_size), len(cohort))
+    header = ["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")
     writer.writerow(header)

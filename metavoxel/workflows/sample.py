@@ -14,8 +14,10 @@ from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_nifti, write_result
 from metavoxel.io.png import montage, write_png
 from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
-from metavoxel.training.checkpoint import load_run
+from metavoxel.runs import load_run
+from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
 from metavoxel.variables.protocol import SpatialHead
+from metavoxel.variables.summaries import checked_summary
 
 __all__ = ["parse_assignments", "sample_run"]
 
@@ -35,7 +37,8 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 
 def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path, *,
                num_samples: int = 1, steps: int | None = None, seed: int | None = None, space: str = "source",
-               precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> tuple[SampleResult, list[Path]]:
+               precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+               before_write: Callable[[SampleResult], None] | None = None) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview.
 
     Args:
@@ -43,6 +46,12 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         masks: image variable -> a NIfTI mask in the fixed scan's grid (non-zero = keep that voxel).
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
+        before_write: called with the result after sampling and before anything is written (the CLI renders
+            its table there), so an error in it leaves no files behind.
+
+    Raises:
+        InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask.
+        PluginError: a kind whose summary breaks the summary contract (nothing is written).
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
@@ -53,7 +62,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]
-        if isinstance(var.head, SpatialHead) and getattr(var, "preprocessor", None) is not None:
+        if isinstance(var, PreparesScans) and var.preprocessor is not None:
             prepared[name] = var.prepare(text)
             raw[name] = prepared[name].tensor[None]
         else:
@@ -63,18 +72,25 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     mask_tensors = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks=mask_tensors, num_samples=num_samples, steps=steps, seed=seed,
                           precision=precision, progress=progress)
-    out = Path(out)
-    files = _write_images(model, result, prepared, set(masks), out, space)
+    for name, var in model.variables.items():  # every summary keeps the contract before a file is written
+        if not isinstance(var.head, SpatialHead):
+            checked_summary(var, result.summary(name), result.num_subjects)
     summary = {"model": str(Path(run_dir).resolve()), "metavoxel": _version(), "created": _now(),
                "fixed": dict(fix), "masks": dict(masks), **result.to_dict()}
+    if before_write is not None:
+        before_write(result)
+    out = Path(out)
+    files = _write_images(model, result, prepared, set(masks), out, space)
     files.append(write_json(out / "samples.json", summary))
     return result, files
 
 
 def _check_range(var, value) -> None:
     """A fixed value outside the range the model was declared (and trained) for is refused, not extrapolated."""
-    bounds = getattr(var, "value_range", None)
-    if bounds is not None and not bounds[0] <= float(value) <= bounds[1]:
+    if not isinstance(var, HasValueRange):
+        return
+    bounds = var.value_range
+    if not bounds[0] <= float(value) <= bounds[1]:
         raise InputError(f"--fix {var.name}={value:g} is outside the model's range [{bounds[0]:g}, {bounds[1]:g}]; "
                          "the model cannot condition on values it was not trained for")
 
@@ -86,12 +102,13 @@ def _mask(model, name: str, path: str, prepared) -> torch.Tensor:
     var = model.variables.get(name)
     if var is None or not isinstance(var.head, SpatialHead):
         raise InputError(f"--mask {name}=...: {name!r} is not an image variable of this model")
-    data, affine = read_nifti(path, spatial_dims=len(var.shape), what=f"mask for {name}")
+    _channels, grid = voxel_grid(var)
+    data, affine = read_nifti(path, spatial_dims=len(grid), what=f"mask for {name}")
     if prepared is not None:  # bring the mask from the scan's grid onto the model grid, nearest neighbour
-        data = resample_to_grid(torch.from_numpy(data), affine, prepared.affine, var.shape, interpolation="nearest")
+        data = resample_to_grid(torch.from_numpy(data), affine, prepared.affine, grid, interpolation="nearest")
     mask = torch.as_tensor(np.asarray(data)) > 0.5
-    if tuple(mask.shape[1:]) != tuple(var.shape):
-        raise InputError(f"mask {path!r} has grid {tuple(mask.shape[1:])}, the model's is {tuple(var.shape)}")
+    if tuple(mask.shape[1:]) != grid:
+        raise InputError(f"mask {path!r} has grid {tuple(mask.shape[1:])}, the model's is {grid}")
     return mask[None]
 
 
@@ -105,17 +122,18 @@ def _write_images(model, result: SampleResult, prepared: dict, masked: set[str],
     for name, var in model.variables.items():
         if not isinstance(var.head, SpatialHead) or (result.is_fixed(name) and name not in masked):
             continue  # a whole given image: nothing new to write
-        prep_spec = var.preprocessor.spec if getattr(var, "preprocessor", None) is not None else \
-            PreprocessSpec(spacing=[1.0] * len(var.shape))
+        _channels, grid = voxel_grid(var)
+        prep_spec = var.preprocessor.spec if isinstance(var, PreparesScans) and var.preprocessor is not None else \
+            PreprocessSpec(spacing=[1.0] * len(grid))
         for k in range(result.num_samples):
             volume = result.samples[name][0, k]  # (C, *shape)
             path = out / f"{name}_sample{k:02d}.nii.gz"
             source = prepared.get(name, reference if reference is not None and
-                                  tuple(reference.tensor.shape[1:]) == tuple(var.shape) else None)
+                                  tuple(reference.tensor.shape[1:]) == grid else None)
             if source is not None:
                 write_result(path, volume, source, space=space)
             else:
-                write_nifti(path, volume, model_grid_affine(prep_spec, var.shape))
+                write_nifti(path, volume, model_grid_affine(prep_spec, grid))
             caption = {n: values[k] for n, values in scalars.items()}
             write_json(path.with_name(path.name.replace(".nii.gz", ".json")),
                        {"variable": name, "sample": k, "seed": result.seed, "space": space if source is not None else "model",

@@ -9,9 +9,10 @@ from metavoxel.data import DataSpec, read_cohort, save_splits, split_subjects
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
-from metavoxel.training.checkpoint import save_spec
+from metavoxel.runs import save_spec
 from metavoxel.training.config import TrainConfig
 from metavoxel.training.trainer import TrainResult, distributed, train, write_train_config
+from metavoxel.variables.capabilities import OwnsFrozenEncoder
 from metavoxel.workflows.card import write_model_card
 from metavoxel.workflows.encode import encode_cohort
 
@@ -46,7 +47,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         save_splits(out / "splits.json", splits, cohort)
         save_spec(out, model)
         write_train_config(out, config, {"data": str(data)})
-        if any(hasattr(v, "vae") for v in model.variables.values()):  # fill the latent cache once
+        if any(isinstance(v, OwnsFrozenEncoder) for v in model.variables.values()):  # fill the latent cache once
             encode_cohort(model, cohort, cache_dir=cache, progress=lambda d, t: tick("encoding", d, t, float("nan")))
     ddp.barrier()
     records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)

@@ -11,13 +11,14 @@ from metavoxel.data import Cohort, DataSpec, read_cohort, split_subjects
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
+from metavoxel.variables.capabilities import OwnsFrozenEncoder
 
 __all__ = ["encode_run", "latent_variable", "train_vae_run"]
 
 
 def latent_variable(model: JointModel, name: str | None = None) -> str:
     """The name of the model's image_latent variable (the only one, or the one named)."""
-    names = [n for n, v in model.variables.items() if hasattr(v, "vae")]
+    names = [n for n, v in model.variables.items() if isinstance(v, OwnsFrozenEncoder)]
     if name is not None:
         if name not in names:
             raise InputError(f"{name!r} is not an image_latent variable of this spec; latent variables: "
@@ -70,7 +71,7 @@ def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | 
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
     cache = LatentCache(cache_dir)
     counts = {"images": 0, "cached_before": 0}
-    for name in [n for n, v in model.variables.items() if hasattr(v, "vae")]:
+    for name in [n for n, v in model.variables.items() if isinstance(v, OwnsFrozenEncoder)]:
         var = model.variables[name]
         key = cache_key(var)
         paths = sorted({p for p in cohort.batch().get(name, []) if p is not None})

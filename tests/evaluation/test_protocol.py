@@ -55,3 +55,22 @@ def test_a_continuous_sex_is_classified_by_threshold():
     assert binary_classes(model, "sex") == ["sex<0.5", "sex>=0.5"]
     assert class_truth(model, "sex", [0.0, 1.0, 0.2]).tolist() == [0, 1, 0]
     assert class_samples(model, "sex", torch.tensor([[0.49, 0.51]])).tolist() == [[0, 1]]
+
+
+def test_a_continuous_class_is_cut_at_the_midpoint_of_its_declared_range():
+    # the engine once read ``var.range`` (not declared; variables expose ``value_range``), so every
+    # continuous class was cut at 0.5 whatever its range
+    spec = tiny_latent_spec_3d()
+    spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 10.0]}
+    model = mv.JointModel(spec)
+    assert isinstance(model.variables["sex"], mv.HasValueRange)
+    assert binary_classes(model, "sex") == ["sex<5", "sex>=5"]
+    assert class_truth(model, "sex", [0.7, 4.9, 5.0, 9.0]).tolist() == [0, 0, 1, 1]
+    assert class_samples(model, "sex", torch.tensor([[0.7, 6.0]])).tolist() == [[0, 1]]
+
+
+def test_a_class_role_without_categories_or_range_is_refused():
+    spec = tiny_latent_spec_3d()
+    model = mv.JointModel(spec)
+    with pytest.raises(mv.InputError, match="--categorical"):
+        class_truth(model, "image", [0.0])

@@ -9,7 +9,9 @@ editable install amounts to. The plugin is then discovered through the real entr
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata as md
 import io
+import json
 import os
 import re
 import runpy
@@ -40,6 +42,7 @@ class Shell:
         self.root, self.monkeypatch, self.capsys = root, monkeypatch, capsys
         self.pythonpath: list[str] = []
         self.outputs: dict[str, str] = {}
+        self.extras: list[str] = []
 
     def run(self, line: str) -> None:
         argv = shlex.split(line)
@@ -56,10 +59,18 @@ class Shell:
 
     def pip(self, args: list[str]) -> str:
         assert args[:2] == ["install", "-e"] and len(args) == 3, f"unsupported pip command {args}"
-        project_dir = self.root / args[2]
+        target, _, extras = args[2].partition("[")
+        project_dir = self.root / target
         meta = tomllib.loads((project_dir / "pyproject.toml").read_text())
         project = meta["project"]
         name, version = project["name"], project["version"]
+        # an extra is "installed" when each of its requirements is present in this environment (offline)
+        optional = project.get("optional-dependencies", {})
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            assert extra in optional, f"pip install {args[2]}: {name} has no extra {extra!r}"
+            for requirement in optional[extra]:
+                md.version(re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0])  # PackageNotFoundError if absent
+        self.extras = extras.rstrip("]").split(",") if extras else []
         dist_info = self.root / ".site" / f"{name.replace('-', '_')}-{version}.dist-info"
         dist_info.mkdir(parents=True)
         (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
@@ -141,10 +152,30 @@ def test_the_tutorial_runs_from_an_empty_folder_to_a_trained_model(tutorial):
     assert listed == package
     plugins = outputs["metavoxel plugins"]
     assert re.search(r"positive\s.*positive\s.*metavoxel-positive\s.*0\.1\.0", plugins), plugins
-    assert "26 passed" in outputs["pytest metavoxel-positive/tests"]
+    from metavoxel.testing.conformance import CHECKS
+
+    assert f"{2 * len(CHECKS)} passed" in outputs["pytest metavoxel-positive/tests"]  # two examples, every check
     assert "loss " in outputs["python train_positive.py"] and "median lesion volume (mL)" in outputs["python train_positive.py"]
     schema = (tutorial.root / "my-schemas" / "modelspec.schema.json").read_text()
     assert '"const": "positive"' in schema
+    # the install brings the test extra, and it holds what the conformance suite needs
+    assert tutorial.extras == ["test"]
+    test_extra = tomllib.loads((tutorial.root / "metavoxel-positive" / "pyproject.toml").read_text())
+    assert {r.split(">")[0] for r in test_extra["project"]["optional-dependencies"]["test"]} >= {"pytest", "hypothesis"}
+    # the command-line section: a trained run, a sample with the volume given, a free sample, predictions
+    assert (tutorial.root / "runs" / "lesions" / "model.safetensors").is_file()
+    fixed = json.loads((tutorial.root / "samples" / "given-volume" / "samples.json").read_text())
+    assert fixed["variables"]["lesion"]["fixed"] == [True] and (tutorial.root / "samples" / "given-volume" /
+                                                              "image_sample00.nii.gz").is_file()
+    free = json.loads((tutorial.root / "samples" / "free" / "samples.json").read_text())
+    assert set(free["variables"]["lesion"]["summary"]) == {"median", "lower", "upper"}
+    assert all(v > 0 for v in free["variables"]["lesion"]["samples"][0])
+    free_table = outputs["metavoxel sample --model runs/lesions --num-samples 2 --out samples/free"]
+    assert re.search(r"lesion\s.*sampled\s.*lower [\d.]+, upper [\d.]+", free_table), free_table
+    rows = (tutorial.root / "lesion.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["participant_id", "session", "source", "lesion", "lesion_lower", "lesion_upper",
+                                   "lesion_true"]
+    assert len(rows) == 25
 
 
 def test_the_tutorial_plugin_fails_the_suite_when_broken(tutorial):
