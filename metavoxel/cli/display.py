@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-__all__ = ["console", "progress_bar", "result_table"]
+__all__ = ["TOP_CLASSES", "console", "progress_bar", "result_table", "top_probabilities"]
+
+TOP_CLASSES = 5  # class probabilities shown on the CLI; samples.json keeps all of them
 
 
 @functools.cache
@@ -40,9 +42,19 @@ def result_table(result) -> Table:
             continue
         summary = result.summary(name)
         if "probs" in summary:
-            probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(var.categories, summary["probs"][0]))
-            table.add_row(name, "sampled", summary["majority"][0], probs)
+            table.add_row(name, "sampled", summary["majority"][0], top_probabilities(var.categories, summary["probs"][0]))
         else:
             table.add_row(name, "sampled", f"{summary['mean'][0]:.2f} ± {summary['sd'][0]:.2f}",
                           f"90% interval [{summary['lower'][0]:.2f}, {summary['upper'][0]:.2f}]")
     return table
+
+
+def top_probabilities(categories, probs, top: int = TOP_CLASSES) -> str:
+    """``F 0.70, M 0.30``; with more than ``top + 1`` classes the ``top`` likeliest, then the rest's total:
+    ``c7 0.40, c2 0.20, …, 295 others 0.12``."""
+    pairs = list(zip(categories, (float(p) for p in probs)))
+    if len(pairs) <= top + 1:
+        return ", ".join(f"{c} {p:.2f}" for c, p in pairs)
+    ranked = sorted(pairs, key=lambda cp: -cp[1])  # stable: ties keep the categories' order
+    rest = sum(p for _, p in ranked[top:])
+    return ", ".join(f"{c} {p:.2f}" for c, p in ranked[:top]) + f", {len(ranked) - top} others {rest:.2f}"

@@ -1,13 +1,15 @@
 """Entry point: builds the Typer app and turns known errors into one line and an exit code.
 
 Bad input prints ``error: <what was expected, what arrived, what to do>`` and exits with 2; no
-traceback unless ``METAVOXEL_DEBUG=1``.
+traceback unless ``METAVOXEL_DEBUG=1``. A warning prints the same way, as one ``warning: <message>`` line
+on stderr (not Python's ``file:line: Category`` form with a line of source).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -33,9 +35,15 @@ app.command("demo")(commands.demo)
 app.command("phantom")(phantom_command.phantom)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` for the CLI: ``warning: <message>`` on one line of stderr."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv``; returns the exit code instead of exiting."""
     command = typer.main.get_command(app)
+    shown, warnings.showwarning = warnings.showwarning, show_warning
     try:
         result = command.main(args=argv, prog_name="metavoxel", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -52,6 +60,8 @@ def run(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        warnings.showwarning = shown
 
 
 def main() -> None:
