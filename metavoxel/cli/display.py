@@ -42,7 +42,8 @@ def result_table(result) -> Table:
             continue
         summary = result.summary(name)
         if "probs" in summary:
-            table.add_row(name, "sampled", summary["majority"][0], top_probabilities(var.categories, summary["probs"][0]))
+            detail = top_probabilities(var.categories, summary["probs"][0])
+            table.add_row(name, "sampled", summary["majority"][0], detail)
         else:
             table.add_row(name, "sampled", f"{summary['mean'][0]:.2f} ± {summary['sd'][0]:.2f}",
                           f"90% interval [{summary['lower'][0]:.2f}, {summary['upper'][0]:.2f}]")

@@ -329,8 +329,9 @@ def _has_own_row(unit: _Unit, columns: Columns, problems: Problems) -> bool:
         lists.append(f"participants.tsv (its rows for {subject.name} name {list_places(sorted(subject.rows))})")
     if not lists:
         return True  # only subject-level values exist: they hold for every session, as BIDS defines them
-    problems.add(f"{subject.name}/{session}/", f"session {session} has a folder but no row in {' nor in '.join(lists)}; "
-                 f"add a row for {session} (n/a for unknown values); values are never borrowed from another row")
+    problems.add(f"{subject.name}/{session}/",
+                 f"session {session} has a folder but no row in {' nor in '.join(lists)}; add a row for {session} "
+                 "(n/a for unknown values); values are never borrowed from another row")
     return False
 
 

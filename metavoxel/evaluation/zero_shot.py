@@ -47,8 +47,8 @@ class Roles:
     def check(self, model: JointModel) -> Roles:
         for role, name in (("image", self.image), ("continuous", self.continuous), ("categorical", self.categorical)):
             if name not in model.variables:
-                raise InputError(f"the {role} variable {name!r} is not in this model{did_you_mean(name, model.variables)} "
-                                 f"({', '.join(model.variables)}); "
+                hint = did_you_mean(name, model.variables)
+                raise InputError(f"the {role} variable {name!r} is not in this model{hint} ({', '.join(model.variables)}); "
                                  f"name it with --{role}")
         return self
 

@@ -42,7 +42,8 @@ __all__ = ["QFORM_ROTATION_TOLERANCE", "write_nifti", "write_result"]
 SUFFIXES = (".nii.gz", ".nii")
 SCANNER = 1  # NIfTI xform code "scanner anatomical"
 # The reader recomputes the quaternion's w = sqrt(1 - b² - c² - d²) from float32 b, c, d and zeroes a w² below
-# 3·ε₃₂ (nibabel), so w is off by at most sqrt(4·ε₃₂) = 2·√ε₃₂, and a rotation entry (2·(bc - ad), ...) by twice that.
+# 3·ε₃₂ (nibabel), so w is off by at most sqrt(4·ε₃₂) = 2·√ε₃₂, and a rotation entry (2·(bc - ad), ...) by
+# twice that.
 QFORM_ROTATION_TOLERANCE = 4 * math.sqrt(float(np.finfo(np.float32).eps))  # per mm of the column's voxel size
 
 

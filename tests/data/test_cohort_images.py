@@ -59,7 +59,8 @@ CASES = {
     "zeros": (_zeros, "is constant (every voxel is 0: the scan is empty)"),
     "constant": (_constant, "is constant (every voxel is 7: the scan holds no image)"),
     "complex": (_complex, "holds voxels of type complex64 (expected real numbers"),
-    "flat_affine": (_flat_affine, "has an affine that is not finite or has a zero voxel size (voxel sizes 1 × 0 × 1 mm)"),
+    "flat_affine": (_flat_affine,
+                    "has an affine that is not finite or has a zero voxel size (voxel sizes 1 × 0 × 1 mm)"),
     "truncated": (_truncated, "has a readable header but its voxels cannot be read"),
 }
 

@@ -156,3 +156,19 @@ def test_missing_session_cells_mean_no_session(tmp_path, write_nifti, write_text
     table = write_text(tmp_path / "cohort.tsv", [["participant_id", "ses", "age"], ["1", "n/a", "60"],
                                                  ["2", "2", "62"]])
     assert [r.session for r in read_table(table, cohort_variables, DataSpec(session_column="ses"))] == [None, "ses-2"]
+
+
+def test_a_scan_outside_any_session_of_a_subject_with_only_session_rows_is_a_problem(tmp_path, write_nifti,
+                                                                                      write_text, cohort_variables):
+    write_nifti(tmp_path / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    write_text(tmp_path / "participants.tsv", [["participant_id", "session_id", "age"], ["sub-01", "ses-01", "60"],
+                                               ["sub-01", "ses-02", "62"]])
+    with pytest.raises(CohortError) as err:
+        read_bids(tmp_path, cohort_variables)
+    assert str(err.value).splitlines()[1:] == [
+        "  sub-01/anat/sub-01_T1w.nii.gz: a scan outside any ses-* folder, but participants.tsv has only per-session "
+        "rows for sub-01 (sessions ses-01, ses-02); move the scan into its session's folder, or add a row for sub-01 "
+        "with an empty session",
+        "  also: 2 records have no image and are kept to train the metadata only: participants.tsv row 2, "
+        "participants.tsv row 3",
+    ]
