@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from metavoxel.data import DataSpec, read_cohort, save_splits, split_subjects
+from metavoxel.data import Cohort, DataSpec, read_cohort, save_splits, split_subjects
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
@@ -43,7 +43,8 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
 
     Raises:
         CohortError: the cohort's problems, all at once (nothing written).
-        InputError: ``out`` already holds a run and ``resume`` is off; and what encoding or training raise.
+        InputError: ``out`` already holds a run and ``resume`` is off; and what encoding or training raise
+            (a scan that preprocessing refuses is named by its row and column).
     """
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     out = Path(out)
@@ -59,11 +60,15 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
     cache = Path(cache_dir) if cache_dir is not None else out / "latents"
     clean_up, before = not resume and ddp.rank == 0, _entries(out)
     try:
-        if ddp.rank == 0 and any(hasattr(v, "vae") for v in model.variables.values()):  # fill the cache once
-            encode_cohort(model, cohort, cache_dir=cache, progress=lambda d, t: tick("encoding", d, t, float("nan")))
-        ddp.barrier()
-        records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)
-        val = (encode_cohort(model, cohort.select(splits["val"]), cache_dir=cache) if splits.get("val") else None)
+        try:
+            if ddp.rank == 0 and any(hasattr(v, "vae") for v in model.variables.values()):  # fill the cache once
+                encode_cohort(model, cohort, cache_dir=cache,
+                              progress=lambda d, t: tick("encoding", d, t, float("nan")))
+            ddp.barrier()
+            records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)
+            val = (encode_cohort(model, cohort.select(splits["val"]), cache_dir=cache) if splits.get("val") else None)
+        except InputError as exc:  # a scan that passed validation but not preprocessing: say which row it is
+            raise _placed(exc, cohort, (spec.data or DataSpec()).columns) from None
         if ddp.rank == 0:  # one writer of the run files
             out.mkdir(parents=True, exist_ok=True)
             save_splits(out / "splits.json", splits, cohort)
@@ -78,6 +83,18 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
     if ddp.rank == 0:
         write_model_card(out, model, cohort, splits, config, result)
     return result
+
+
+def _placed(exc: InputError, cohort: Cohort, columns: Mapping[str, str]) -> InputError:
+    """``exc`` led by the place (row and column, or BIDS file) of the record whose image it names, if any."""
+    message = str(exc)
+    for record in cohort:
+        for name in cohort.images:
+            path = record.values.get(name)
+            if path and path in message:
+                column = f", column {columns.get(name, name)!r}" if " row " in record.source else ""
+                return InputError(f"{record.source}{column}: {message}")
+    return exc
 
 
 def _entries(folder: Path) -> set[str] | None:

@@ -76,3 +76,14 @@ def test_a_run_with_a_saved_state_is_kept_for_resume(cohort, tmp_path, monkeypat
     with pytest.raises(mv.InputError):
         train_run(mv.ModelSpec.model_validate(SPEC), cohort, tmp_path / "run", CONFIG)
     assert {"spec.json", "splits.json", "train.json", "state.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+
+def test_a_scan_refused_while_encoding_is_named_by_its_row_and_nothing_is_left(cohort, tmp_path, monkeypatch):
+    def encode_cohort(model, part, **kwargs):  # as the preprocessing refuses a scan off the model grid
+        raise mv.InputError(f"image: {str(tmp_path / '3.nii')!r} is constant on the model grid; check the file")
+
+    monkeypatch.setattr(train, "encode_cohort", encode_cohort)
+    with pytest.raises(mv.InputError) as err:
+        train_run(mv.ModelSpec.model_validate(SPEC), cohort, tmp_path / "run", CONFIG)
+    assert str(err.value).startswith("cohort.tsv row 5, column 'image': image: ")
+    assert not (tmp_path / "run").exists()
