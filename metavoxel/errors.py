@@ -37,3 +37,14 @@ class KernelError(MetavoxelError, RuntimeError):
 
 class CheckpointError(InputError):
     """A run directory or checkpoint that is missing, corrupt, or does not match the model."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """`` (did you mean 'age'?)`` for the choice nearest ``name`` — equal ignoring case first, then the
+    closest spelling (`difflib`) — or ``""`` when none is near; for messages about unknown names."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    same = [c for c in choices if c.casefold() == name.casefold()]
+    close = same or difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

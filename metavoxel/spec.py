@@ -217,8 +217,7 @@ class ModelSpec(BaseModel):
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise SpecError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                            f"{str(exc).splitlines()[0]}") from None
+            raise SpecError(_syntax_error(path, exc)) from None
         if not isinstance(data, dict):
             raise SpecError(f"{path} must hold a mapping with 'variables', got {type(data).__name__}")
         return cls.from_dict(data, registry=registry, source=str(path))
@@ -228,6 +227,22 @@ class ModelSpec(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _syntax_error(path: Path, exc: Exception) -> str:
+    """``spec.yaml:LINE:COL: what the parser found; fix ...`` (1-based, as editors count) for a syntax error."""
+    language = "JSON" if path.suffix == ".json" else "YAML"
+    if isinstance(exc, json.JSONDecodeError):
+        where, what = f"{exc.lineno}:{exc.colno}", exc.msg
+    else:
+        mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if context:
+            start = getattr(exc, "context_mark", None)
+            what += f" ({context}" + (f" at {start.line + 1}:{start.column + 1})" if start is not None else ")")
+    place = f"{path}:{where}" if where else str(path)
+    return f"{place}: invalid {language}: {what}; fix the syntax there"
 
 
 def format_errors(err: ValidationError) -> str:

@@ -57,9 +57,14 @@ def test_from_file_yaml_and_json(tmp_path):
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(tiny_spec_2d()))
     (tmp_path / "m.json").write_text(json.dumps(tiny_spec_2d()))
     assert mv.ModelSpec.from_file(tmp_path / "m.yaml") == spec == mv.ModelSpec.from_file(tmp_path / "m.json")
-    (tmp_path / "bad.yaml").write_text("variables: [unclosed")
-    with pytest.raises(mv.SpecError, match="bad.yaml is not valid YAML"):
+    (tmp_path / "bad.yaml").write_text("variables:\n  - name: age\n    range: [40, 95\n  - name: sex\n")
+    with pytest.raises(mv.SpecError) as err:
         mv.ModelSpec.from_file(tmp_path / "bad.yaml")
+    assert str(err.value) == (f"{tmp_path / 'bad.yaml'}:4:9: invalid YAML: expected ',' or ']', but got ':' (while "
+                              "parsing a flow sequence at 3:12); fix the syntax there")
+    (tmp_path / "bad.json").write_text('{"variables": [1,]}')
+    with pytest.raises(mv.SpecError, match=r"bad.json:1:18: invalid JSON: Expecting value; fix the syntax there"):
+        mv.ModelSpec.from_file(tmp_path / "bad.json")
     with pytest.raises(mv.SpecError, match="does not exist"):
         mv.ModelSpec.from_file(tmp_path / "nope.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")

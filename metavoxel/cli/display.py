@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-__all__ = ["console", "progress_bar", "result_table"]
+__all__ = ["TOP_CLASSES", "console", "progress_bar", "result_table", "top_probabilities"]
+
+TOP_CLASSES = 5  # class probabilities shown on the CLI; samples.json keeps all of them
 
 
 @functools.cache
@@ -49,11 +51,23 @@ def result_table(result) -> Table:
         labels = list(var.categories) if isinstance(var, HasCategories) else None
         cells = summary_cells(summary, 0, labels)
         value = next((_short(x) for suffix, x in cells if suffix == ""), "")
-        detail = ", ".join(f"{suffix.removeprefix('p_') if suffix.startswith('p_') else suffix} {_short(x)}"
-                           for suffix, x in cells if suffix)
+        probs = [(suffix.removeprefix("p_"), x) for suffix, x in cells if suffix.startswith("p_")]
+        detail = ", ".join([f"{suffix} {_short(x)}" for suffix, x in cells if suffix and not suffix.startswith("p_")]
+                           + ([top_probabilities([c for c, _ in probs], [x for _, x in probs])] if probs else []))
         table.add_row(name, "sampled", value, detail)
     return table
 
 
 def _short(x) -> str:
     return f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+def top_probabilities(categories, probs, top: int = TOP_CLASSES) -> str:
+    """``F 0.70, M 0.30``; with more than ``top + 1`` classes the ``top`` likeliest, then the rest's total:
+    ``c7 0.40, c2 0.20, …, 295 others 0.12``."""
+    pairs = list(zip(categories, (float(p) for p in probs)))
+    if len(pairs) <= top + 1:
+        return ", ".join(f"{c} {p:.2f}" for c, p in pairs)
+    ranked = sorted(pairs, key=lambda cp: -cp[1])  # stable: ties keep the categories' order
+    rest = sum(p for _, p in ranked[top:])
+    return ", ".join(f"{c} {p:.2f}" for c, p in ranked[:top]) + f", {len(ranked) - top} others {rest:.2f}"

@@ -3,7 +3,8 @@
 Bad input prints ``error: <what was expected, what arrived, what to do>`` and exits with 2; no
 traceback unless ``METAVOXEL_DEBUG=1``. An unexpected exception raised inside a plugin's code (a kind's
 ``build``, ``encode``, ...) prints one line naming the kind, method and distribution and exits with 1; an
-installed plugin that failed to load is reported once as ``warning: ...``.
+installed plugin that failed to load is reported once as ``warning: ...``. Every warning prints that way,
+as one ``warning: <message>`` line on stderr (not Python's ``file:line: Category`` form with a line of source).
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ app.command("demo")(commands.demo)
 app.command("phantom")(phantom_command.phantom)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {message}", file=sys.stderr if file is None else file)
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` for the CLI: ``warning: <message>`` on one line of stderr."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv``; returns the exit code instead of exiting."""
     with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning  # e.g. a plugin that failed to load: one line, not a stack frame
+        warnings.showwarning = show_warning  # e.g. a plugin that failed to load: one line, not a stack frame
         return _run(argv)
 
 

@@ -85,7 +85,8 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
             rate = done * per_step / max(1e-9, time.perf_counter() - started[phase])
             bar.update(tasks[phase], completed=done, total=total, loss=loss, rate=rate)
 
-        result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress)
+        result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress,
+                           report=lambda line: console().print(line, markup=False, highlight=False))
     best = f", best validation loss {result.best_val:.4f}" if result.best_val is not None else ""
     console().print(f"trained {result.steps} steps, final loss {result.last_loss:.4f}{best}; run directory {out}")
 
@@ -110,7 +111,7 @@ def sample(model: Model,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
                                     before_write=lambda result: tables.append(result_table(result)))
     console().print(tables[0])
-    console().print(f"wrote {len(files)} files to {out} (samples.json, images, preview.png)")
+    console().print(_written(files, out), markup=False, highlight=False)
 
 
 def predict(model: Model, data: Data,
@@ -173,3 +174,16 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
     reg, cls = metrics["regression"], metrics["classification"]
     console().print(f"{continuous} MAE {reg['mae']:.2f} ± {reg['mae_sd']:.2f}; {categorical} accuracy "
                     f"{cls['accuracy']:.3f}; wrote {out}/report.md, metrics.json and figures")
+
+
+def _written(files: list[Path], out: Path) -> str:
+    """``wrote a.nii.gz, b.nii.gz (with JSON sidecars), preview.png, samples.json to OUT``: what was written."""
+    names = [Path(f).relative_to(out).as_posix() if Path(f).is_relative_to(out) else str(f) for f in files]
+    images = [n for n in names if n.endswith((".nii", ".nii.gz"))]
+    parts = [n for n in names if n not in images]
+    if images:
+        shown = ", ".join(images) if len(images) <= 4 else f"{images[0]} … {images[-1]} ({len(images)} images)"
+        sidecars = all((out / n.removesuffix(".gz").removesuffix(".nii")).with_suffix(".json").is_file()
+                       for n in images)
+        parts.insert(0, shown + (" with JSON sidecars" if sidecars else ""))
+    return f"wrote {', '.join(parts)} to {out}"

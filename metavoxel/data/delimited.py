@@ -35,6 +35,11 @@ class Sheet:
     rows: tuple[Row, ...]
     problems: tuple[Problem, ...] = ()
 
+    @property
+    def repeated(self) -> tuple[str, ...]:
+        """Column names the header has more than once (their cells cannot be told apart)."""
+        return tuple(sorted({c for c in self.header if self.header.count(c) > 1}))
+
     def column(self, name: str, *, fold: bool = True) -> str | None:
         """The header column called ``name``; with ``fold``, else the one column equal to it ignoring case."""
         if name in self.header:

@@ -1,18 +1,28 @@
-"""Cheap checks of the image files of a cohort: existence, readability and dimensionality from the
-NIfTI header alone, so validating a large cohort never loads its voxels."""
+"""Checks of the image files of a cohort, before anything is written or trained.
+
+The header gives existence, readability and dimensionality; then the voxels are read once to find what
+makes a scan unusable later — data that cannot be decompressed, NaN or infinite voxels, an empty (all
+zero) or constant volume, non-numeric voxels, an affine that is not finite or not invertible. So every
+such problem is reported with its row and column together with the table's other problems. Reading
+the voxels costs one decompression per scan (about as long as the encode that follows); a file is
+checked once per process while its size and modification time stay the same.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
+
 from metavoxel.errors import InputError
 from metavoxel.variables.capabilities import voxel_grid
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["NIFTI_SUFFIXES", "check_image", "image_geometry", "is_image"]
+__all__ = ["NIFTI_SUFFIXES", "check_image", "check_voxels", "image_geometry", "is_image"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> voxel problem or None
 
 
 def is_image(variable: Variable) -> bool:
@@ -26,17 +36,18 @@ def image_geometry(variable: Variable) -> tuple[int, int]:
     return len(shape), channels
 
 
-def check_image(variable: Variable, text: str, base: Path) -> str:
-    """Check one image file cheaply and return its absolute path.
+def check_image(variable: Variable, text: str, base: Path, *, voxels: bool = True) -> str:
+    """Check one image file and return its absolute path.
 
     The file must exist, be NIfTI, have a readable header, and be ``spatial_dims``-D (one channel) or
     ``spatial_dims + 1``-D with the variable's channels on the last axis — the layout `metavoxel.read_nifti`
-    reads. A 2D variable also takes (X, Y, 1). Only the header is read (``nib.load(p).shape``).
+    reads. A 2D variable also takes (X, Y, 1). With ``voxels`` its data must pass `check_voxels`.
 
     Args:
         variable: an image variable.
         text: the path as written in the cohort; relative paths are relative to ``base``.
         base: the folder of the table that holds the path.
+        voxels: also read the voxels (`check_voxels`); False reads the header only.
 
     Raises:
         InputError: naming the variable and the file, with what to do.
@@ -52,7 +63,8 @@ def check_image(variable: Variable, text: str, base: Path) -> str:
     if not path.name.endswith(NIFTI_SUFFIXES):
         raise InputError(f"{name}: {text!r} is not a NIfTI file (.nii or .nii.gz); convert it (e.g. with dcm2niix)")
     try:
-        shape = tuple(int(s) for s in nib.load(str(path)).shape)
+        img = nib.load(str(path))
+        shape = tuple(int(s) for s in img.shape)
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise InputError(f"{name}: cannot read {text!r} as NIfTI ({type(exc).__name__}: {exc}); check the file "
                          "is not truncated or corrupt") from None
@@ -67,4 +79,55 @@ def check_image(variable: Variable, text: str, base: Path) -> str:
         raise InputError(f"{name}: {text!r} has shape {shape}, i.e. {file_channels} channel(s); the variable has "
                          f"{channels} (a {spatial}D image, or channels on the last axis); give matching images or "
                          "change the variable's channels")
+    if voxels:
+        problem = check_voxels(img, path)
+        if problem is not None:
+            raise InputError(f"{name}: {text!r} {problem}")
     return str(path)
+
+
+def check_voxels(img, path: Path) -> str | None:
+    """What makes a loaded NIfTI's contents unusable, as the end of a sentence about the file; None if fine.
+
+    Checked: numeric voxel type; the data decompresses and reads; no NaN or infinite voxel (after the
+    header's scale factors); not all zero and not constant; a finite affine with non-zero voxel sizes.
+
+    Args:
+        img: a ``nibabel`` NIfTI image (header already read).
+        path: its file (the key of the once-per-process memo).
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        _CHECKED[key] = _voxel_problem(img)
+    return _CHECKED[key]
+
+
+def _voxel_problem(img) -> str | None:
+    dtype = np.dtype(img.header.get_data_dtype())
+    if dtype.kind not in "biuf":
+        return (f"holds voxels of type {dtype} (expected real numbers: integers or floats); convert it to a "
+                "single-valued scan")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        return (f"has an affine that is not finite or has a zero voxel size ({_row(affine[:3, :3])}); fix the "
+                "header's pixdim/sform/qform, e.g. by re-converting the scan")
+    try:
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:  # truncated or corrupt data behind a good header
+        return (f"has a readable header but its voxels cannot be read ({type(exc).__name__}: {exc}); the file is "
+                "truncated or corrupt: copy or convert it again")
+    nan, inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+    if nan or inf:
+        bad = " and ".join(f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "infinite")) if n)
+        return (f"has {bad} voxel{'s' if nan + inf > 1 else ''} (of {data.size}); expected finite values: set them "
+                "to a real intensity (e.g. 0 outside the head), or leave the cell empty to use the row's metadata only")
+    lo, hi = float(data.min()), float(data.max())
+    if lo == hi:
+        what = "every voxel is 0: the scan is empty" if lo == 0 else f"every voxel is {lo:g}: the scan holds no image"
+        return f"is constant ({what}); give the file of the actual scan, or leave the cell empty"
+    return None
+
+
+def _row(matrix: np.ndarray) -> str:
+    return "voxel sizes " + " × ".join(f"{v:.3g}" for v in np.linalg.norm(matrix, axis=0)) + " mm"

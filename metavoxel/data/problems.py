@@ -2,7 +2,9 @@
 
 A cohort is validated completely before anything trains; the error's first line is a one-line summary
 (``cohort.tsv: 5 problems in 4 rows; fix them and run again:``) and each following line names one
-problem with its row (or file) and column.
+problem with its row (or file) and column. What is accepted but worth knowing when fixing the rest —
+rows kept without an image, the other side of a table/folder disagreement — follows as one ``also:``
+line, so both sides of a disagreement are in one message.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 
 from metavoxel.errors import InputError
 
-__all__ = ["MAX_LINES", "CohortError", "CohortWarning", "Problem", "Problems", "format_problems"]
+__all__ = ["MAX_LINES", "CohortError", "CohortWarning", "Problem", "Problems", "format_problems", "list_places"]
 
 MAX_LINES = 50  # problem lines shown in one message; the rest are counted
+MAX_PLACES = 8  # places named in one note line; the rest are counted
 FILE_SUFFIXES = (".nii", ".nii.gz", ".tsv", ".csv", ".txt")
 
 
@@ -42,10 +45,11 @@ class Problem:
 class CohortError(InputError):
     """A cohort with problems; ``problems`` holds every one of them, the message lists them."""
 
-    def __init__(self, source: str, problems: Iterable[Problem]):
+    def __init__(self, source: str, problems: Iterable[Problem], notes: Iterable[str] = ()):
         self.source = source
         self.problems = tuple(problems)
-        super().__init__(format_problems(source, self.problems))
+        self.notes = tuple(notes)
+        super().__init__(format_problems(source, self.problems, self.notes))
 
 
 class CohortWarning(UserWarning):
@@ -66,12 +70,20 @@ def _places(problems: tuple[Problem, ...]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
-def format_problems(source: str, problems: tuple[Problem, ...]) -> str:
-    """A summary line, then one line per problem (at most `MAX_LINES`, then ``… and N more``)."""
+def list_places(places: list[str]) -> str:
+    """``a, b, c`` naming at most `MAX_PLACES`, then ``… and N more``."""
+    shown = ", ".join(places[:MAX_PLACES])
+    return shown if len(places) <= MAX_PLACES else f"{shown} … and {len(places) - MAX_PLACES} more"
+
+
+def format_problems(source: str, problems: tuple[Problem, ...], notes: tuple[str, ...] = ()) -> str:
+    """A summary line, one line per problem (at most `MAX_LINES`, then ``… and N more``), then each note
+    as an ``also:`` line."""
     lines = [f"{source}: {_count(len(problems), 'problem')} in {_places(problems)}; fix them and run again:"]
     lines += [p.line() for p in problems[:MAX_LINES]]
     if len(problems) > MAX_LINES:
         lines.append(f"  … and {len(problems) - MAX_LINES} more")
+    lines += [f"  also: {note}" for note in notes]
     return "\n".join(lines)
 
 
@@ -85,6 +97,7 @@ class Problems:
     def __init__(self, source: str):
         self.source = source
         self._items: list[Problem] = []
+        self.notes: list[str] = []
 
     def add(self, place: str, message: str, column: str | None = None) -> None:
         self._items.append(Problem(place, message, column))
@@ -98,7 +111,11 @@ class Problems:
     def __iter__(self):
         return iter(self._items)
 
+    def note(self, text: str) -> None:
+        """Something accepted, shown after the problems if there are any (e.g. rows kept without an image)."""
+        self.notes.append(text)
+
     def raise_if_any(self) -> None:
-        """Raise one `CohortError` listing every problem collected so far, if there is any."""
+        """Raise one `CohortError` listing every problem collected so far, and the notes, if there is any."""
         if self._items:
-            raise CohortError(self.source, self._items)
+            raise CohortError(self.source, self._items, self.notes)

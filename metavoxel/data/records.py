@@ -6,7 +6,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Cohort", "Record", "session_id", "subject_id"]
+from metavoxel.data.problems import list_places
+
+__all__ = ["Cohort", "Record", "session_id", "subject_id", "without_image_note"]
 
 
 def subject_id(text: str | None) -> str | None:
@@ -54,16 +56,19 @@ class Cohort:
             `metavoxel.JointModel.encode_batch` treats as missing for every record.
         source: the table or BIDS root it was read from.
         clipped: variable -> how many values were clipped to the declared range.
+        images: the image variables among ``variables`` (a record missing all of them trains metadata only).
     """
 
     records: tuple[Record, ...]
     variables: tuple[str, ...]
     source: str = ""
     clipped: Mapping[str, int] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", tuple(self.records))
         object.__setattr__(self, "variables", tuple(self.variables))
+        object.__setattr__(self, "images", tuple(self.images))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -90,4 +95,36 @@ class Cohort:
 
     def select(self, indices: Sequence[int]) -> Cohort:
         """A cohort of the chosen records (e.g. one split), keeping the variables and source."""
-        return Cohort(tuple(self.records[int(i)] for i in indices), self.variables, self.source, self.clipped)
+        return Cohort(tuple(self.records[int(i)] for i in indices), self.variables, self.source, self.clipped,
+                      self.images)
+
+    def without_image(self) -> list[Record]:
+        """The records with none of the image variables (they train the metadata only); [] without images."""
+        if not self.images:
+            return []
+        return [r for r in self.records if all(r.values.get(n) is None for n in self.images)]
+
+    def summary(self) -> str:
+        """One line for the user before training: records, subjects, and how many have no image.
+
+        Example: ``cohort.tsv: 16 records of 8 subjects, 14 with an image, 2 without (metadata only: ...)``.
+        """
+        subjects = len(self.subjects())
+        line = (f"{self.source}: {len(self)} record{'s' if len(self) != 1 else ''} of {subjects} "
+                f"subject{'s' if subjects != 1 else ''}")
+        if self.images:
+            missing = self.without_image()
+            line += f", {len(self) - len(missing)} with an image"
+            if missing:
+                line += f", {len(missing)} without ({without_image_note(missing, short=True)})"
+        return line
+
+
+def without_image_note(records: Sequence[Record], *, short: bool = False) -> str:
+    """``2 rows have no image and are kept to train the metadata only: row 4, row 9`` (places named)."""
+    places = list_places([r.source for r in records])
+    if short:
+        return f"metadata only: {places}"
+    n = len(records)
+    return (f"{n} record{'s have' if n != 1 else ' has'} no image and {'are' if n != 1 else 'is'} kept to train "
+            f"the metadata only: {places}")

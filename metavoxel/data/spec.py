@@ -52,7 +52,8 @@ class DataSpec(BaseModel):
     subject_column: str = Field("participant_id", min_length=1,
                                 description="Column with the subject id; 'sub-01' and '01' are one subject.")
     session_column: str | None = Field(None, min_length=1, description=(
-        "Column with the session id in a table (BIDS uses ses-* folders and session_id in sessions.tsv)."))
+        "Column with the session id in a table, or in a BIDS participants.tsv kept one row per session "
+        "(there 'session_id' or 'session' is found without this); BIDS sessions.tsv files use session_id."))
     codes: dict[str, dict[str, str]] = Field(default_factory=dict, description=(
         "Variable -> {raw code -> value given to the variable's parse}, e.g. {sex: {'0': F, '1': M}}."))
     missing: list[str] = Field(default_factory=lambda: list(DEFAULT_MISSING),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 from metavoxel.data.cells import CellReader, warn_clipped
 from metavoxel.data.columns import check_spec_names, resolve_columns, warn_absent
 from metavoxel.data.delimited import read_delimited
-from metavoxel.data.problems import Problems
-from metavoxel.data.records import Cohort, Record, session_id, subject_id
+from metavoxel.data.images import is_image
+from metavoxel.data.problems import CohortWarning, Problems
+from metavoxel.data.records import Cohort, Record, session_id, subject_id, without_image_note
 from metavoxel.data.spec import DataSpec
 from metavoxel.errors import InputError
 from metavoxel.variables.protocol import Variable
@@ -32,7 +34,8 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
         spec: how columns map onto variables (default: `DataSpec()`).
 
     Returns:
-        One record per row, in file order.
+        One record per row, in file order. A row whose image cell is empty trains the metadata only; such
+        rows are named in a `CohortWarning` (and after the problems, if there are any).
 
     Raises:
         CohortError: an `InputError` listing every problem, one line each, with row and column.
@@ -45,6 +48,8 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
         raise InputError(f"{str(path)!r} has a header but no rows; add one row per scan")
     problems = Problems(str(path))
     problems.extend(sheet.problems)
+    if sheet.repeated:  # every row would be read wrongly: report the cause, not its consequences
+        problems.raise_if_any()
     check_spec_names(variables, spec, problems)
     columns = resolve_columns(list(variables), spec, [sheet], problems)
     if not columns.mapping:
@@ -63,20 +68,28 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
                          f"{sheet.describe_columns(spec.session_column)}; fix data.session_column")
 
     readers = {name: CellReader(variables[name], spec) for name in columns.mapping}
+    missing = {m.strip().casefold() for m in spec.missing}  # a session cell "n/a" is no session
     cells_of = {name: columns.in_sheet(sheet, name) for name in columns.mapping}
     seen: dict[tuple[str, str | None], int] = {}
     records = []
     for row in sheet.rows:
         place = f"row {row.number}"
         subject = subject_id(row.cells[subject_col]) if subject_col else None
-        session = session_id(row.cells[session_col]) if session_col else None
+        session_cell = row.cells[session_col] if session_col else ""
+        session = None if session_cell.strip().casefold() in missing else session_id(session_cell)
         if subject_col and subject is None:
             problems.add(place, "the subject id is empty; give every row a subject", subject_col)
         elif subject is not None:
             key = (subject, session)
             if key in seen:
                 what = f"subject {subject}" + (f" session {session}" if session else "")
-                fix = "remove the duplicate row" + ("" if session_col else " or set data.session_column")
+                if session_col is None:
+                    fix = ("if the rows are scans of different sessions, name the column holding the session in "
+                           "data.session_column; if they are the same scan, keep one row")
+                elif session is None:
+                    fix = f"give each row its session in column {session_col!r}, or keep one row"
+                else:
+                    fix = "keep one row per subject and session"
                 problems.add(place, f"duplicate {what} (also row {seen[key]}); {fix}", subject_col)
             else:
                 seen[key] = row.number
@@ -88,10 +101,17 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
                 problems.add(place, str(exc), cells_of[name])
                 values[name] = None
         records.append(Record(subject or "", session, f"{path.name} {place}", values))
+    images = tuple(n for n in columns.mapping if is_image(variables[n]))
+    no_image = [r for r, row in zip(records, sheet.rows, strict=True)
+                if images and all(readers[n].is_missing(row.cells[cells_of[n]]) for n in images)]
+    if no_image:  # an empty image cell is allowed (the row trains the metadata only) but always counted
+        problems.note(without_image_note(no_image))
     problems.raise_if_any()
     warn_absent(str(path), columns)
+    if no_image:
+        warnings.warn(f"{path}: {without_image_note(no_image)}", CohortWarning, stacklevel=2)
     clipped = warn_clipped(str(path), readers)
-    return Cohort(tuple(records), tuple(columns.mapping), str(path), clipped)
+    return Cohort(tuple(records), tuple(columns.mapping), str(path), clipped, images)
 
 
 def _delimiter_hint(header: tuple[str, ...]) -> str:

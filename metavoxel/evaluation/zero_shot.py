@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from metavoxel.diffusion import JointModel, class_probabilities, class_scores, fit_temperature
-from metavoxel.errors import InputError
+from metavoxel.errors import InputError, did_you_mean
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics
 
 __all__ = ["CONDITIONING_SETS", "Roles", "categorical_truth", "conditioning_table", "likelihood_classification",
@@ -47,7 +47,8 @@ class Roles:
     def check(self, model: JointModel) -> Roles:
         for role, name in (("image", self.image), ("continuous", self.continuous), ("categorical", self.categorical)):
             if name not in model.variables:
-                raise InputError(f"the {role} variable {name!r} is not in this model ({', '.join(model.variables)}); "
+                hint = did_you_mean(name, model.variables)
+                raise InputError(f"the {role} variable {name!r} is not in this model{hint} ({', '.join(model.variables)}); "
                                  f"name it with --{role}")
         return self
 

@@ -5,6 +5,13 @@ into BOTH the sform and the qform (MONAI's saver resets their codes, so it is no
 copied from a given source header when it sets them, else 1 (scanner). The qform cannot hold shears:
 nibabel stores the closest shear-free affine there, while the sform keeps the exact one.
 
+What a reader sees: the sform is the affine with each entry rounded to float32 (relative error 2⁻²⁴,
+6e-8). The qform holds a rotation as three float32 quaternion components, the fourth recomputed by the
+reader, so near a 180° rotation that fourth loses half the digits: each rotation entry of the qform is
+within `QFORM_ROTATION_TOLERANCE` (4·√ε₃₂ ≈ 1.4e-3) times the voxel size of its column — up to about
+1.4 µm per mm of voxel, far below a voxel — and its offsets are float32-rounded. Software that prefers
+the sform (nibabel, MONAI, FSL and ITK when sform_code > 0) uses the exact affine.
+
 Arrays are channel-first (C, *spatial) in memory and channel-last on disk — the layout
 `metavoxel.io.nifti.read_nifti` reads back: (X, Y, Z, C) for a 3D image with C > 1, (X, Y, Z) for C = 1.
 
@@ -16,6 +23,7 @@ scan's model grid (``space="model"``), by `write_result`.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,10 +37,14 @@ from metavoxel.io.resample import restore_intensity, to_source_grid
 if TYPE_CHECKING:
     from metavoxel.io.preprocess import PreparedImage
 
-__all__ = ["write_nifti", "write_result"]
+__all__ = ["QFORM_ROTATION_TOLERANCE", "write_nifti", "write_result"]
 
 SUFFIXES = (".nii.gz", ".nii")
 SCANNER = 1  # NIfTI xform code "scanner anatomical"
+# The reader recomputes the quaternion's w = sqrt(1 - b² - c² - d²) from float32 b, c, d and zeroes a w² below
+# 3·ε₃₂ (nibabel), so w is off by at most sqrt(4·ε₃₂) = 2·√ε₃₂, and a rotation entry (2·(bc - ad), ...) by
+# twice that.
+QFORM_ROTATION_TOLERANCE = 4 * math.sqrt(float(np.finfo(np.float32).eps))  # per mm of the column's voxel size
 
 
 def write_nifti(path: str | Path, data: np.ndarray | torch.Tensor, affine: np.ndarray, header: Any = None, *,

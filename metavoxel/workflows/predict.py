@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metavoxel.data import DataSpec, read_cohort
-from metavoxel.errors import InputError, PluginError
+from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasCategories
@@ -37,14 +37,17 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     """
     model = load_run(run_dir)
     if target not in model.variables:
-        raise InputError(f"--target {target!r} is not a variable of this model; choose one of {', '.join(model.variables)}")
+        raise InputError(f"--target {target!r} is not a variable of this model{did_you_mean(target, model.variables)}; "
+                         f"choose one of {', '.join(model.variables)}")
     var = model.variables[target]
     if not isinstance(var.head, ScalarHead):
         raise InputError(f"--target {target!r} is an image; predict scalar variables, or use `metavoxel sample`")
     given = [g for g in model.variables if g != target] if not given else list(given)
     bad = sorted(set(given) - set(model.variables)) + ([target] if target in given else [])
     if bad:
-        raise InputError(f"--given: {', '.join(bad)} cannot be given; choose among "
+        unknown = [b for b in bad if b not in model.variables]
+        hint = did_you_mean(unknown[0], model.variables) if unknown else ""
+        raise InputError(f"--given: {', '.join(bad)} cannot be given{hint}; choose among "
                          f"{', '.join(v for v in model.variables if v != target)}")
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     batch = cohort.batch()

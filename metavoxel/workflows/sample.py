@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from metavoxel.diffusion.results import SampleResult
-from metavoxel.errors import InputError
+from metavoxel.errors import InputError, did_you_mean
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_nifti, write_result
 from metavoxel.io.png import montage, write_png
@@ -56,9 +56,12 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
     model = load_run(run_dir)
-    unknown = sorted(set(fix) - set(model.variables))
-    if unknown:
-        raise InputError(f"--fix: unknown variable(s) {', '.join(unknown)}; this model has {', '.join(model.variables)}")
+    for what, given in (("--fix", fix), ("--mask", masks)):
+        unknown = sorted(set(given) - set(model.variables))
+        if unknown:
+            hint = "".join(did_you_mean(u, model.variables) for u in unknown[:1])
+            raise InputError(f"{what}: unknown variable(s) {', '.join(unknown)}{hint}; this model has "
+                             f"{', '.join(model.variables)}")
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from metavoxel.data import DataSpec, read_cohort, save_splits, split_subjects
+from metavoxel.data import Cohort, DataSpec, read_cohort, save_splits, split_subjects
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
@@ -21,8 +22,15 @@ __all__ = ["train_run"]
 
 def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config: TrainConfig, *,
               resume: bool = False, cache_dir: str | Path | None = None,
-              progress: Callable[[str, int, int, float], None] | None = None) -> TrainResult:
+              progress: Callable[[str, int, int, float], None] | None = None,
+              report: Callable[[str], None] | None = None) -> TrainResult:
     """Validate the cohort, split it by subject, encode it once, train, and write the run directory.
+
+    Nothing is written until the whole cohort — every cell and every image's voxels — has passed
+    validation; the run files (spec.json, splits.json, train.json) are written once encoding has
+    succeeded and training starts. A failure before the first training state is saved removes everything
+    this call added to ``out`` (the whole folder if it created it), so no partial run is left behind; once
+    a state is saved the run is kept for ``--resume``.
 
     Args:
         spec: a ModelSpec or the path of one; its ``data`` section maps columns (default: names match).
@@ -31,6 +39,13 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         resume: continue the newest training state in ``out``.
         cache_dir: latent cache for image_latent variables (default: ``out/latents``).
         progress: ``progress(phase, done, total, loss)``.
+        report: receives one-line messages for the user before training: the cohort's summary (records,
+            subjects, how many have no image).
+
+    Raises:
+        CohortError: the cohort's problems, all at once (nothing written).
+        InputError: ``out`` already holds a run and ``resume`` is off; and what encoding or training raise
+            (a scan that preprocessing refuses is named by its row and column).
     """
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     out = Path(out)
@@ -38,22 +53,61 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     model = JointModel(spec)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())  # every problem reported at once
+    if report is not None:
+        report(cohort.summary())
     splits = split_subjects(cohort, (spec.data or DataSpec()).split)
     ddp = distributed()
     tick = progress or (lambda phase, done, total, loss: None)
     cache = Path(cache_dir) if cache_dir is not None else out / "latents"
-    if ddp.rank == 0:  # one writer: the run files and the latent cache; the other ranks then read the cache
-        out.mkdir(parents=True, exist_ok=True)
-        save_splits(out / "splits.json", splits, cohort)
-        save_spec(out, model)
-        write_train_config(out, config, {"data": str(data)})
-        if any(isinstance(v, OwnsFrozenEncoder) for v in model.variables.values()):  # fill the latent cache once
-            encode_cohort(model, cohort, cache_dir=cache, progress=lambda d, t: tick("encoding", d, t, float("nan")))
-    ddp.barrier()
-    records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)
-    val = (encode_cohort(model, cohort.select(splits["val"]), cache_dir=cache) if splits.get("val") else None)
-    result = train(model, records, config, val=val, run_dir=out, resume=resume,
-                   progress=lambda d, t, loss: tick("training", d, t, loss))
+    clean_up, before = not resume and ddp.rank == 0, _entries(out)
+    try:
+        try:
+            if ddp.rank == 0 and any(isinstance(v, OwnsFrozenEncoder) for v in model.variables.values()):  # fill the cache once
+                encode_cohort(model, cohort, cache_dir=cache,
+                              progress=lambda d, t: tick("encoding", d, t, float("nan")))
+            ddp.barrier()
+            records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)
+            val = (encode_cohort(model, cohort.select(splits["val"]), cache_dir=cache) if splits.get("val") else None)
+        except InputError as exc:  # a scan that passed validation but not preprocessing: say which row it is
+            raise _placed(exc, cohort, (spec.data or DataSpec()).columns) from None
+        if ddp.rank == 0:  # one writer of the run files
+            out.mkdir(parents=True, exist_ok=True)
+            save_splits(out / "splits.json", splits, cohort)
+            save_spec(out, model)
+            write_train_config(out, config, {"data": str(data)})
+        result = train(model, records, config, val=val, run_dir=out, resume=resume,
+                       progress=lambda d, t, loss: tick("training", d, t, loss))
+    except BaseException:
+        if clean_up and not (out / "state.json").exists():
+            _remove_added(out, before)
+        raise
     if ddp.rank == 0:
         write_model_card(out, model, cohort, splits, config, result)
     return result
+
+
+def _placed(exc: InputError, cohort: Cohort, columns: Mapping[str, str]) -> InputError:
+    """``exc`` led by the place (row and column, or BIDS file) of the record whose image it names, if any."""
+    message = str(exc)
+    for record in cohort:
+        for name in cohort.images:
+            path = record.values.get(name)
+            if path and path in message:
+                column = f", column {columns.get(name, name)!r}" if " row " in record.source else ""
+                return InputError(f"{record.source}{column}: {message}")
+    return exc
+
+
+def _entries(folder: Path) -> set[str] | None:
+    """The names in ``folder`` now; None when it does not exist (then all of it is this run's)."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else None
+
+
+def _remove_added(out: Path, before: set[str] | None) -> None:
+    """Remove what a failed run added: ``out`` itself if it did not exist, else the entries it added."""
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in out.iterdir() if out.is_dir() else []:
+        if entry.name not in before:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)

@@ -155,6 +155,8 @@ def test_predict_writes_one_row_per_subject(trained):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--fix", "weight=80"], "unknown variable(s) weight; this model has image, age, sex"),
+    (["--fix", "Age=70"], "unknown variable(s) Age (did you mean 'age'?); this model has image, age, sex"),
+    (["--mask", "imge=m.nii.gz"], "--mask: unknown variable(s) imge (did you mean 'image'?)"),
     (["--fix", "sex=X"], "unknown category 'X'"),
     (["--fix", "age=old"], "expected a number"),
     (["--fix", "age=150"], "outside the model's range [40, 95]"),

@@ -45,13 +45,16 @@ def plain_sex_variables():
 
 @pytest.fixture
 def write_nifti():
-    """write_nifti(path, shape=(8, 8, 8), value=0.5) -> path: a float32 NIfTI with an identity affine."""
+    """write_nifti(path, shape=(8, 8, 8), value=0.5) -> path: a float32 NIfTI with an identity affine, every
+    voxel ``value`` but the first, which is ``value + 1`` (a constant scan is refused)."""
     import nibabel as nib
 
     def write(path: Path, shape=(8, 8, 8), value: float = 0.5) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(np.full(shape, value, dtype=np.float32), np.eye(4)), str(path))
+        data = np.full(shape, value, dtype=np.float32)
+        data.flat[0] = value + 1
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
         return path
 
     return write

@@ -52,7 +52,7 @@ def test_bids_with_sessions(tmp_path, write_nifti, write_text, cohort_variables)
         ["participant_id", "age", "sex"], ["01", "60", "M"], ["sub-02", "70", "F"]])
     write_text(tmp_path / "sub-01" / "sub-01_sessions.tsv", [
         ["session_id", "age"], ["1", "61.5"], ["ses-2", "63"], ["ses-3", "n/a"], ["ses-4", "66"]])
-    for ses in ("ses-1", "ses-2", "ses-3", "ses-5"):
+    for ses in ("ses-1", "ses-2", "ses-3"):
         write_nifti(tmp_path / "sub-01" / ses / "anat" / f"sub-01_{ses}_T1w.nii.gz")
     write_nifti(tmp_path / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_run-2_T1w.nii.gz")
     write_nifti(tmp_path / "sub-02" / "ses-a" / "anat" / "sub-02_ses-a_T1w.nii.gz")
@@ -66,11 +66,12 @@ def test_bids_with_sessions(tmp_path, write_nifti, write_text, cohort_variables)
         ("sub-01", "ses-2", "sub-01/ses-2/anat/sub-01_ses-2_run-2_T1w.nii.gz", 63.0, "M", True),  # two runs
         ("sub-01", "ses-3", "sub-01/ses-3/anat/sub-01_ses-3_T1w.nii.gz", None, "M", True),  # n/a there wins too
         ("sub-01", "ses-4", "sub-01/sub-01_sessions.tsv row 5", 66.0, "M", False),  # listed, no image
-        ("sub-01", "ses-5", "sub-01/ses-5/anat/sub-01_ses-5_T1w.nii.gz", 60.0, "M", True),  # no row: participants
         ("sub-02", "ses-a", "sub-02/ses-a/anat/sub-02_ses-a_T1w.nii.gz", 70.0, "F", True),
-        ("sub-02", "ses-b", "sub-02/ses-b/", 70.0, "F", False),
+        ("sub-02", "ses-b", "sub-02/ses-b/", 70.0, "F", False),  # no sessions.tsv: participants.tsv holds
     ]
     assert cohort.subjects() == ["sub-01", "sub-02"]
+    assert cohort.summary() == (f"{tmp_path}: 7 records of 2 subjects, 5 with an image, 2 without (metadata only: "
+                                "sub-01/sub-01_sessions.tsv row 5, sub-02/ses-b/)")
 
 
 def test_every_bids_problem_is_reported_at_once(tmp_path, write_nifti, write_text, cohort_variables):
@@ -92,7 +93,8 @@ def test_every_bids_problem_is_reported_at_once(tmp_path, write_nifti, write_tex
     assert lines[0] == (f"{tmp_path}: 8 problems in 3 rows, 1 file, sub-03/, sub-09/ and "
                         "sub-01/sub-01_sessions.tsv header; fix them and run again:")
     expected = [
-        "  participants.tsv row 3, column 'participant_id': duplicate subject sub-01 (also row 2)",
+        "  participants.tsv row 3, column 'participant_id': duplicate subject sub-01 (also row 2); participants.tsv "
+        "holds one row per subject: put values that change between sessions in sub-01/sub-01_sessions.tsv",
         "  sub-03/: has a folder but no row in participants.tsv",
         "  sub-09/: has a folder but no row in participants.tsv",
         "  sub-01/sub-01_sessions.tsv header: the column 'session_id' is missing",
@@ -114,7 +116,7 @@ def test_duplicate_sessions_are_reported(tmp_path, write_text, cohort_variables)
         read_bids(tmp_path, cohort_variables)
     assert [p.line() for p in err.value.problems] == [
         "  sub-01/sub-01_sessions.tsv row 3, column 'session_id': duplicate session ses-1 (also row 2); "
-        "remove the duplicate row"]
+        "keep one row per session"]
 
 
 def test_bids_needs_participants_and_its_id_column(tmp_path, write_text, cohort_variables):

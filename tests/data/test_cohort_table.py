@@ -177,7 +177,7 @@ def test_sessions_make_repeated_subjects_distinct(tmp_path, write_text, cohort_v
         read_table(table, cohort_variables, DataSpec(session_column="session"))
     assert [p.line() for p in err.value.problems] == [
         "  row 4, column 'participant_id': duplicate subject sub-1 session ses-1 (also row 2); "
-        "remove the duplicate row"]
+        "keep one row per subject and session"]
     table = write_text(tmp_path / "c.tsv", rows[:3])
     cohort = read_table(table, cohort_variables, DataSpec(session_column="session"))
     assert [(r.subject, r.session) for r in cohort] == [("sub-1", "ses-1"), ("sub-1", "ses-2")]
