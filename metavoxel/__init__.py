@@ -3,6 +3,7 @@
 The public API. Plugins (the built-in kinds included) import only what is re-exported here.
 """
 
+from metavoxel.data.cells import TOP_CODED
 from metavoxel.errors import CheckpointError, InputError, KernelError, MetavoxelError, PluginError, SpecError
 from metavoxel.io import (PreparedImage, PreprocessSpec, Preprocessor, model_grid_affine, read_nifti, write_nifti,
                           write_result)
@@ -22,7 +23,7 @@ __all__ = [
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
     "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",
     "PreprocessSpec", "read_nifti", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
-    "SpecError", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
+    "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
     "VariableSpec", "write_nifti", "write_result",
 ]
 

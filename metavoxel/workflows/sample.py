@@ -50,6 +50,11 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     unknown = sorted(set(fix) - set(model.variables))
     if unknown:
         raise InputError(f"--fix: unknown variable(s) {', '.join(unknown)}; this model has {', '.join(model.variables)}")
+    unfixed = sorted(set(masks) & set(model.variables) - set(fix))
+    if unfixed:
+        name = unfixed[0]
+        raise InputError(f"--mask {name}=...: a mask says which voxels of a fixed image to keep, but {name!r} is not "
+                         f"fixed; add --fix {name}=SCAN.nii.gz (the scan the mask belongs to)")
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
+from tiny_runs import save_tiny_run
 from tiny_specs import tiny_spec_2d
 
 from metavoxel.errors import InputError
@@ -20,14 +20,8 @@ HEADER = "participant_id\tsession\timage\tgroup\tage\n"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """An untrained tiny 2D run (image 8×8, age, group): determinism and labels need no training."""
-    import metavoxel as mv
-    from metavoxel.training.checkpoint import save_spec, save_weights
-
-    root = tmp_path_factory.mktemp("predict")
-    torch.manual_seed(0)
-    model = mv.JointModel(tiny_spec_2d(diffusion={"timesteps": 20, "sampling_steps": 2}))
-    save_spec(root, model)
-    save_weights(root / "model.safetensors", model.state_dict())
+    root = save_tiny_run(tmp_path_factory.mktemp("predict"), tiny_spec_2d(diffusion={"timesteps": 20,
+                                                                                       "sampling_steps": 2}))
     rng = np.random.default_rng(0)
     for k in range(4):
         nib.save(nib.Nifti1Image(rng.random((8, 8)).astype(np.float32), np.eye(4)), str(root / f"img{k}.nii.gz"))
