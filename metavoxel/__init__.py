@@ -11,6 +11,7 @@ from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_re
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
+from metavoxel.vae.checkpoint import recorded_scale_factor
 from metavoxel.variables import (MISSING_TEXT, BuildContext, GaussianVariable, ScalarHead, SpatialHead,
                                  UniformDiscreteVariable, Variable, VariableKind, class_summary, float_values,
                                  interval_summary)
@@ -22,7 +23,7 @@ __all__ = [
     "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
     "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",
-    "PreprocessSpec", "read_nifti", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
+    "PreprocessSpec", "read_nifti", "recorded_scale_factor", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
     "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
     "VariableSpec", "write_nifti", "write_result",
 ]

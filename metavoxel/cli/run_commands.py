@@ -42,8 +42,9 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
                                progress=lambda step, total, record: bar.update(task, completed=step))
     console().print(f"validation PSNR {report.val_psnr:.2f} dB, SSIM {report.val_ssim:.3f}; latent scale factor "
                     f"{report.scale_factor:.4f}; saved {out}/vae.safetensors")
-    console().print(f"next: set weights: {out}/vae.safetensors and scale_factor: {report.scale_factor:.4f} on the "
-                    "image variable of your spec, then `metavoxel encode` and `metavoxel train`")
+    console().print(f"next: set weights: {out}/vae.safetensors on the image variable of your spec (its scale factor "
+                    f"{report.scale_factor:.4f} is read from {out}/vae.json), then `metavoxel encode` and "
+                    "`metavoxel train`")
 
 
 def encode(spec: Spec, data: Data, cache: Annotated[Path, typer.Option("--cache", help="Latent cache directory.")]

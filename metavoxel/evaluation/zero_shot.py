@@ -161,9 +161,12 @@ def _warn_at_limit(tau: float, truth: torch.Tensor, classes: list[str], target: 
     if not (abs(math.log(tau / lo)) < 0.01 or abs(math.log(hi / tau)) < 0.01):
         return False
     present = sorted({classes[int(k)] for k in truth})
-    why = (f"the validation split has {len(truth)} record(s), all of class {present[0]}" if len(present) == 1 else
-           f"the {len(truth)} validation record(s) of classes {', '.join(present)} do not determine it")
+    if len(present) == 1:
+        why, fix = (f"the validation split has {len(truth)} record(s), all of class {present[0]}",
+                    "use a validation split holding every class")
+    else:
+        why, fix = (f"the {len(truth)} validation record(s) of classes {', '.join(present)} do not determine it",
+                    "use more validation records, or a model whose class scores separate them")
     warnings.warn(f"likelihood classification of {target}: the temperature ran to its limit τ = {tau:.3g} ({why}), "
-                  "so its probabilities are not calibrated; use a validation split holding every class",
-                  CalibrationWarning, stacklevel=2)
+                  f"so its probabilities are not calibrated; {fix}", CalibrationWarning, stacklevel=2)
     return True
