@@ -100,3 +100,17 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(predict, "load_run", lambda *a, **k: pytest.fail("work started before --out was checked"))
     with pytest.raises(InputError, match="not a folder"):
         predict_run(tmp_path / "no-run", tmp_path / "t.tsv", "age", blocker / "x.tsv")
+
+
+def test_cli_out_with_a_trailing_slash_writes_into_that_folder(run, capsys):
+    from metavoxel.cli import run as cli
+
+    table = _table(run, "cli.tsv", ROWS[:1])
+    code = cli(["predict", "--model", str(run), "--data", str(table), "--target", "age", "-n", "1", "--out",
+                f"{run / 'cli_out'}/"])
+    assert code == 0 and (run / "cli_out" / "predictions.tsv").is_file()
+    blocker = run / "blocker.txt"
+    blocker.write_text("x")
+    code = cli(["predict", "--model", str(run), "--data", str(table), "--target", "age", "--out", f"{blocker}/x.tsv"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write into" in err and "Traceback" not in err
