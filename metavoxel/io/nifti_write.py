@@ -213,8 +213,7 @@ def write_inpainted(path: str | Path, volume: np.ndarray | torch.Tensor, prepare
         stored = np.asarray(image.get_fdata(dtype=np.float32))
         raw = generated
     raw = _disk_layout(raw, stored.shape).astype(dtype)
-    fill_disk = fill.reshape(fill.shape + (1,) * (stored.ndim - fill.ndim)) if stored.ndim > fill.ndim else \
-        fill.reshape(stored.shape)
+    fill_disk = fill.reshape(fill.shape + (1,) * (stored.ndim - fill.ndim))  # (X, Y[, Z]) -> the disk layout
     data = np.where(fill_disk, raw, stored).astype(dtype)
 
     header = source.header.copy()

@@ -158,11 +158,16 @@ def inside_grid(src_affine: np.ndarray, src_shape: Sequence[int], grid_affine: n
     src_shape, grid_shape = tuple(int(s) for s in src_shape), tuple(int(s) for s in grid_shape)
     d = len(src_shape)
     xform = np.linalg.solve(spatial_affine(grid_affine, d), spatial_affine(src_affine, d))  # src voxel -> grid voxel
-    index = np.indices(src_shape).reshape(d, -1).astype(np.float64)
-    voxel = xform[:d, :d] @ index + xform[:d, d:]
-    tol = 1e-4
-    inside = ((voxel >= -tol) & (voxel <= np.asarray(grid_shape)[:, None] - 1 + tol)).all(axis=0)
-    return inside.reshape(src_shape)
+    upper, tol = np.asarray(grid_shape, dtype=np.float64) - 1, 1e-4
+    out = np.empty(src_shape, dtype=bool)
+    rows = max(1, _CHUNK_VOXELS // max(1, math.prod(src_shape[1:])))
+    for start in range(0, src_shape[0], rows):  # slabs of the first axis bound the coordinate buffers
+        index = np.indices((min(rows, src_shape[0] - start), *src_shape[1:]), dtype=np.float64)
+        index[0] += start
+        voxel = np.tensordot(xform[:d, :d], index, axes=1) + xform[:d, d].reshape(d, *[1] * d)  # (d, r, *rest)
+        upper_b = upper.reshape(d, *[1] * d)
+        out[start:start + rows] = ((voxel >= -tol) & (voxel <= upper_b + tol)).all(axis=0)
+    return out
 
 
 def to_source_grid(volume: np.ndarray | torch.Tensor, prepared: PreparedImage, *,

@@ -126,3 +126,38 @@ def test_a_keep_mask_off_the_scans_grid_is_refused(tmp_path):
     with pytest.raises(InputError, match="expected a keep-mask on the grid"):
         write_inpainted(tmp_path / "out.nii.gz", torch.zeros(1, *SHAPE), prepared, np.ones((8, 8, 8), bool))
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+@pytest.mark.parametrize("chunk", [1 << 21, 7])
+def test_inside_grid_is_the_voxels_within_the_outermost_centres(monkeypatch, chunk):
+    from metavoxel.io import resample
+    from metavoxel.io.resample import inside_grid
+
+    monkeypatch.setattr(resample, "_CHUNK_VOXELS", chunk)
+    t = np.deg2rad(20.0)
+    src = np.eye(4)
+    src[:3, :3] = [[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]]
+    src[:3, 3] = [-3.0, -2.0, -1.5]
+    grid = np.diag([1.5, 1.5, 1.5, 1.0])
+    grid[:3, 3] = -4.0
+    shape, grid_shape = (7, 6, 5), (5, 4, 3)
+    voxel = np.linalg.solve(grid, src @ np.r_[np.indices(shape).reshape(3, -1), np.ones((1, np.prod(shape)))])[:3]
+    expected = ((voxel >= -1e-4) & (voxel <= np.asarray(grid_shape)[:, None] - 1 + 1e-4)).all(0).reshape(shape)
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(inside_grid(src, shape, grid, grid_shape), expected)
+
+
+def test_a_multichannel_scan_keeps_every_channel(tmp_path):
+    rng = np.random.default_rng(2)
+    data = rng.random((*SHAPE, 2)).astype(np.float32) * 500
+    path, _affine = _issue_scan(tmp_path, data)
+    prepared = Preprocessor(PreprocessSpec(spacing=[11.0] * 3), SHAPE, channels=2)(path)
+    keep = _first_slabs()
+    out, record = write_inpainted(tmp_path / "out.nii", torch.full((2, *SHAPE), 0.25), prepared, keep)
+    written = np.asarray(nib.load(str(out)).dataobj)
+    assert written.shape == (*SHAPE, 2) and written.dtype == np.float32
+    np.testing.assert_array_equal(written[keep], data[keep])
+    lo, hi = prepared.intensity_range[:, 0], prepared.intensity_range[:, 1]
+    np.testing.assert_allclose(written[8:15, :15, :15], np.broadcast_to(lo + 0.25 * (hi - lo), (7, 15, 15, 2)),
+                               rtol=1e-5)
+    assert record["generated"]["voxels"] == 7 * 15 * 15
