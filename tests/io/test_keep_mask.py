@@ -161,3 +161,25 @@ def test_a_multichannel_scan_keeps_every_channel(tmp_path):
     np.testing.assert_allclose(written[8:15, :15, :15], np.broadcast_to(lo + 0.25 * (hi - lo), (7, 15, 15, 2)),
                                rtol=1e-5)
     assert record["generated"]["voxels"] == 7 * 15 * 15
+
+
+@pytest.mark.parametrize("disk_shape", [(12, 10), (12, 10, 1)])
+def test_a_2d_scan_keeps_its_voxels_and_layout(tmp_path, disk_shape):
+    affine = np.diag([2.0, 2.0, 1.0, 1.0])
+    affine[:2, 3] = [-11.0, -9.0]
+    data = np.random.default_rng(3).integers(-300, 3000, disk_shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "slice.nii.gz"))
+    prepared = Preprocessor(PreprocessSpec(spacing=[2.0, 2.0]), (8, 8))(tmp_path / "slice.nii.gz")
+    keep = np.zeros((12, 10), dtype=bool)
+    keep[:, :5] = True
+    out, record = write_inpainted(tmp_path / "out.nii.gz", torch.full((1, 8, 8), 1.0), prepared, keep)
+    written = np.asarray(nib.load(str(out)).dataobj)
+    assert written.shape == disk_shape and written.dtype == np.int16
+    np.testing.assert_array_equal(written.reshape(12, 10)[keep], data.reshape(12, 10)[keep])
+    assert record["kept"]["voxels"] == 60 and record["generated"]["voxels"] > 0
+    from metavoxel.io.resample import inside_grid
+
+    fill = ~keep & inside_grid(affine, (12, 10), prepared.affine, (8, 8))
+    assert record["generated"]["voxels"] == int(fill.sum()) > 0
+    assert np.all(written.reshape(12, 10)[fill] == round(prepared.intensity_range[0, 1]))  # v = 1 -> hi
+    np.testing.assert_array_equal(written.reshape(12, 10)[~keep & ~fill], data.reshape(12, 10)[~keep & ~fill])
