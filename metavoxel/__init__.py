@@ -3,6 +3,7 @@
 The public API. Plugins (the built-in kinds included) import only what is re-exported here.
 """
 
+from metavoxel.data.cells import TOP_CODED
 from metavoxel.errors import CheckpointError, InputError, KernelError, MetavoxelError, PluginError, SpecError
 from metavoxel.io import (PreparedImage, PreprocessSpec, Preprocessor, model_grid_affine, read_nifti, write_nifti,
                           write_result)
@@ -10,6 +11,7 @@ from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_re
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
+from metavoxel.vae.checkpoint import recorded_scale_factor
 from metavoxel.variables import (MISSING_TEXT, BuildContext, ClipsDenoised, DeclaresRoundTrip, DiscreteFastPath,
                                  FusedDiscrete, FusedGaussian, GaussianFastPath, GaussianVariable,
                                  HasCategories, HasValueRange, HasVoxelGrid, OwnsFrozenEncoder, PreparesScans,
@@ -25,8 +27,8 @@ __all__ = [
     "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
     "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",
-    "PreprocessSpec", "read_nifti", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
-    "SpecError", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
+    "PreprocessSpec", "read_nifti", "recorded_scale_factor", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
+    "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
     "VariableSpec", "write_nifti", "write_result",
 ]
 

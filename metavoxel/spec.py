@@ -196,10 +196,22 @@ class ModelSpec(BaseModel):
 
     # -- files ------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, registry: Registry | None = None, source: str = "spec") -> ModelSpec:
-        """Validate a plain mapping; `SpecError` carrying every field path on failure."""
+    def from_dict(cls, data: dict[str, Any], *, registry: Registry | None = None, source: str = "spec",
+                  spec_dir: str | Path | None = None) -> ModelSpec:
+        """Validate a plain mapping; `SpecError` carrying every field path on failure.
+
+        Args:
+            spec_dir: the folder of the spec file the mapping was read from: relative paths in it (e.g. an
+                image_latent variable's ``weights``) resolve against it, and kinds check files it names (a
+                scale factor against the VAE's record). Given by `from_file`; None for a stored run's spec.
+        """
+        context: dict[str, Any] = {}
+        if registry is not None:
+            context["registry"] = registry
+        if spec_dir is not None:
+            context["spec_dir"] = str(spec_dir)
         try:
-            return cls.model_validate(data, context=None if registry is None else {"registry": registry})
+            return cls.model_validate(data, context=context or None)
         except ValidationError as err:
             note = ""
             if any(e["type"] == "union_tag_invalid" for e in err.errors(include_url=False)):
@@ -209,7 +221,7 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, *, registry: Registry | None = None) -> ModelSpec:
-        """Load a spec from YAML (``.yaml``/``.yml``) or JSON."""
+        """Load a spec from YAML (``.yaml``/``.yml``) or JSON; relative paths in it are relative to its folder."""
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"spec file {str(path)!r} does not exist; give the path of a .yaml or .json spec")
@@ -220,7 +232,7 @@ class ModelSpec(BaseModel):
             raise SpecError(_syntax_error(path, exc)) from None
         if not isinstance(data, dict):
             raise SpecError(f"{path} must hold a mapping with 'variables', got {type(data).__name__}")
-        return cls.from_dict(data, registry=registry, source=str(path))
+        return cls.from_dict(data, registry=registry, source=str(path), spec_dir=path.parent)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

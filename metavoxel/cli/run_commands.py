@@ -13,6 +13,8 @@ Spec = Annotated[Path, typer.Option("--spec", help="Model spec (YAML or JSON).")
 Data = Annotated[Path, typer.Option("--data", help="Cohort: a TSV/CSV table or a BIDS root.")]
 Model = Annotated[Path, typer.Option("--model", help="Run directory written by `metavoxel train`.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory or file.")]
+OutTable = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
+                                       "with a trailing /) to write predictions.tsv in.")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's).", min=1)]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
 Samples = Annotated[int, typer.Option("--num-samples", "-n", help="Samples per subject.", min=1)]
@@ -40,8 +42,9 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
                                progress=lambda step, total, record: bar.update(task, completed=step))
     console().print(f"validation PSNR {report.val_psnr:.2f} dB, SSIM {report.val_ssim:.3f}; latent scale factor "
                     f"{report.scale_factor:.4f}; saved {out}/vae.safetensors")
-    console().print(f"next: set weights: {out}/vae.safetensors and scale_factor: {report.scale_factor:.4f} on the "
-                    "image variable of your spec, then `metavoxel encode` and `metavoxel train`")
+    console().print(f"next: set weights: {out}/vae.safetensors on the image variable of your spec (its scale factor "
+                    f"{report.scale_factor:.4f} is read from {out}/vae.json), then `metavoxel encode` and "
+                    "`metavoxel train`")
 
 
 def encode(spec: Spec, data: Data, cache: Annotated[Path, typer.Option("--cache", help="Latent cache directory.")]
@@ -119,8 +122,9 @@ def predict(model: Model, data: Data,
             given: Annotated[str | None, typer.Option("--given", help="Comma-separated variables to condition on "
                                                       "(default: all others).")] = None,
             num_samples: Samples = 3, steps: Steps = None, seed: Seed = None,
-            batch_size: Annotated[int, typer.Option(help="Subjects per network batch.", min=1)] = 16,
-            out: Out = Path("predictions.tsv"), precision: Precision = "fp32") -> None:
+            batch_size: Annotated[int, typer.Option(help="Kept for compatibility: each subject is sampled alone, so "
+                                                    "its answer does not depend on the other rows.", min=1)] = 16,
+            out: OutTable = "predictions.tsv", precision: Precision = "fp32") -> None:
     """Predict one variable for every subject of a table (mean, SD and 90% interval, or class probabilities)."""
     from metavoxel.workflows.predict import predict_run
 

@@ -71,12 +71,14 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
     missing = {m.strip().casefold() for m in spec.missing}  # a session cell "n/a" is no session
     cells_of = {name: columns.in_sheet(sheet, name) for name in columns.mapping}
     seen: dict[tuple[str, str | None], int] = {}
+    missing = {m.strip().casefold() for m in spec.missing}
     records = []
     for row in sheet.rows:
         place = f"row {row.number}"
         subject = subject_id(row.cells[subject_col]) if subject_col else None
-        session_cell = row.cells[session_col] if session_col else ""
-        session = None if session_cell.strip().casefold() in missing else session_id(session_cell)
+        session_cell = row.cells[session_col] if session_col else None
+        missing_session = session_cell is None or session_cell.strip().casefold() in missing
+        session = None if missing_session else session_id(session_cell)  # "n/a" is no session, not "ses-n/a"
         if subject_col and subject is None:
             problems.add(place, "the subject id is empty; give every row a subject", subject_col)
         elif subject is not None:

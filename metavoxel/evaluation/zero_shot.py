@@ -18,7 +18,9 @@ are independent draws) give the sample-count ablation without sampling again.
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +31,16 @@ from metavoxel.diffusion import JointModel, class_probabilities, class_scores, f
 from metavoxel.errors import InputError, did_you_mean
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics
 
-__all__ = ["CONDITIONING_SETS", "Roles", "categorical_truth", "conditioning_table", "likelihood_classification",
+__all__ = ["CONDITIONING_SETS", "CalibrationWarning", "Roles", "categorical_truth", "conditioning_table", "likelihood_classification",
            "sample_variable"]
+
+#: The search interval of the likelihood classifier's temperature (`fit_temperature`'s defaults).
+TEMPERATURE_LIMITS = (1e-3, 1e5)
+
+
+class CalibrationWarning(UserWarning):
+    """The likelihood classifier's temperature could not be fitted (it ran to a limit of its search)."""
+
 
 #: Table 2's conditioning sets, named by what is given: I = image, C = the categorical variable (sex).
 CONDITIONING_SETS = ("I,C", "I", "C", "none")
@@ -134,11 +144,30 @@ def likelihood_classification(model: JointModel, test: Mapping[str, Any], val: M
     classes = list(model.variables[target].categories)
     val_scores = class_scores(model, {g: val[g] for g in given}, target, timesteps=timesteps, seed=seed,
                               batch_size=batch_size)
-    tau = fit_temperature(val_scores, categorical_truth(model, target, val[target]))
+    val_truth = categorical_truth(model, target, val[target])
+    tau = fit_temperature(val_scores, val_truth, lo=TEMPERATURE_LIMITS[0], hi=TEMPERATURE_LIMITS[1])
+    at_limit = _warn_at_limit(tau, val_truth, classes, target)
     start = time.perf_counter()
     scores = class_scores(model, {g: test[g] for g in given}, target, timesteps=timesteps, seed=seed,
                           batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - start
     probs = class_probabilities(scores, tau)
     metrics = classification_metrics(categorical_truth(model, target, test[target]), probs=probs, classes=classes)
-    return {**metrics, "temperature": tau, "seconds": seconds, "probs": probs}
+    return {**metrics, "temperature": tau, "temperature_at_limit": at_limit, "seconds": seconds, "probs": probs}
+
+
+def _warn_at_limit(tau: float, truth: torch.Tensor, classes: list[str], target: str) -> bool:
+    """Warn (one line) when τ sits at a limit of its search: the validation records did not determine it."""
+    lo, hi = TEMPERATURE_LIMITS
+    if not (abs(math.log(tau / lo)) < 0.01 or abs(math.log(hi / tau)) < 0.01):
+        return False
+    present = sorted({classes[int(k)] for k in truth})
+    if len(present) == 1:
+        why, fix = (f"the validation split has {len(truth)} record(s), all of class {present[0]}",
+                    "use a validation split holding every class")
+    else:
+        why, fix = (f"the {len(truth)} validation record(s) of classes {', '.join(present)} do not determine it",
+                    "use more validation records, or a model whose class scores separate them")
+    warnings.warn(f"likelihood classification of {target}: the temperature ran to its limit τ = {tau:.3g} ({why}), "
+                  f"so its probabilities are not calibrated; {fix}", CalibrationWarning, stacklevel=2)
+    return True

@@ -1,6 +1,8 @@
 """Atomic writes: every file metavoxel writes goes to a temporary name in the same folder, then is renamed.
 
-A crash or kill mid-write leaves either the old file or the new one, never half a file.
+A crash or kill mid-write leaves either the old file or the new one, never half a file. The file gets the
+mode an ordinary ``open()`` would give it (0666 less the process umask: 0644 under the usual umask 022), so
+colleagues can read a shared run; ``tempfile.mkstemp`` alone would leave it 0600.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ from typing import Any
 __all__ = ["write_atomic", "write_json", "write_text"]
 
 
+def _default_mode() -> int:
+    """0666 less the current umask: the mode ``open(path, "w")`` gives a new file."""
+    umask = os.umask(0o022)  # reading the umask means setting it; restored on the next line
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` to produce the file, then rename it onto ``path`` (fsynced)."""
+    """Call ``write(tmp_path)`` to produce the file, then rename it onto ``path`` (fsynced).
+
+    The file ends with mode 0666 less the umask, like any file ``open()`` creates (see the module docstring).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

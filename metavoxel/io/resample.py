@@ -29,7 +29,7 @@ from metavoxel.errors import InputError
 if TYPE_CHECKING:
     from metavoxel.io.preprocess import PreparedImage
 
-__all__ = ["embed_affine", "resample_to_grid", "restore_intensity", "spatial_affine", "to_source_grid", "voxel_sizes"]
+__all__ = ["cover_mask", "embed_affine", "inside_grid", "resample_to_grid", "restore_intensity", "spatial_affine", "to_source_grid", "voxel_sizes"]
 
 _CHUNK_VOXELS = 1 << 21  # destination voxels per grid_sample call: bounds the coordinate buffers (~50 MB)
 _MODES = {"linear": "bilinear", "nearest": "nearest"}  # grid_sample's "bilinear" is trilinear on 5D inputs
@@ -100,6 +100,73 @@ def resample_to_grid(data: np.ndarray | torch.Tensor, src_affine: np.ndarray, ds
         grid = (voxels @ to_grid).flip(-1).float()  # (r, *rest, d); grid_sample reads (x=last axis, ..., first)
         out[:, start:start + rows] = F.grid_sample(volume[None], grid[None], mode=_MODES[interpolation],
                                                    padding_mode="zeros", align_corners=True)[0]
+    return out
+
+
+def cover_mask(mask: np.ndarray | torch.Tensor, src_affine: np.ndarray, dst_affine: np.ndarray,
+               dst_shape: Sequence[int]) -> np.ndarray:
+    """A keep-mask moved to another grid so that nothing kept is lost: a destination voxel is kept when any kept
+    source voxel overlaps it (a voxel partly kept is kept).
+
+    Voxels are boxes around their centres. Each kept source voxel is probed at points spanning its box at most one
+    destination voxel apart (along the shortest destination axis), just inside its faces so that boxes that only
+    touch do not count, and every destination voxel a probe falls in is kept. This is exact when the two grids'
+    axes are parallel (any flips, permutations, spacings and shifts) and misses at most slivers narrower than
+    the probe spacing for oblique grids. Nearest-neighbour resampling, by contrast, drops every kept voxel whose
+    centre maps outside the destination's voxel centres (half a voxel shift loses a slab).
+
+    Args:
+        mask: (*src_shape) or (1, *src_shape) keep-mask on the source grid; non-zero = kept.
+        src_affine: 4×4 (or (d+1)×(d+1)) voxel-to-world affine of ``mask``.
+        dst_affine: 4×4 (or (d+1)×(d+1)) voxel-to-world affine of the destination grid.
+        dst_shape: destination spatial shape (d values, d = 2 or 3).
+
+    Returns:
+        bool array (*dst_shape); kept source voxels outside the destination grid mark nothing.
+    """
+    dst_shape = tuple(int(s) for s in dst_shape)
+    d = len(dst_shape)
+    keep = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    if keep.ndim == d + 1 and keep.shape[0] == 1:
+        keep = keep[0]
+    if d not in (2, 3) or keep.ndim != d:
+        raise ValueError(f"expected a {d}D mask (*shape) or (1, *shape) for a {d}D grid, got {keep.shape}")
+    xform = np.linalg.solve(spatial_affine(dst_affine, d), spatial_affine(src_affine, d))  # src voxel -> dst voxel
+    step = np.linalg.norm(xform[:d, :d], axis=0)  # destination voxels per source voxel, along each source axis
+    counts = [int(math.ceil(s)) + 1 for s in step]
+    inset = 0.5 - 1e-4  # just inside the box: neighbours sharing a face do not overlap
+    offsets = np.stack(np.meshgrid(*[np.linspace(-inset, inset, n) for n in counts], indexing="ij"), -1)
+    offsets = offsets.reshape(-1, d) @ xform[:d, :d].T  # (P, d) probe offsets in destination voxels
+    out = np.zeros(dst_shape, dtype=bool)
+    kept = np.argwhere(keep != 0).astype(np.float64)  # (K, d) source voxel indices
+    centres = kept @ xform[:d, :d].T + xform[:d, d]  # (K, d) in destination voxels
+    per_chunk = max(1, _CHUNK_VOXELS // len(offsets))
+    for start in range(0, len(centres), per_chunk):
+        probes = np.rint(centres[start:start + per_chunk, None, :] + offsets[None]).reshape(-1, d).astype(np.int64)
+        inside = ((probes >= 0) & (probes < np.asarray(dst_shape))).all(axis=1)
+        out[tuple(probes[inside].T)] = True
+    return out
+
+
+def inside_grid(src_affine: np.ndarray, src_shape: Sequence[int], grid_affine: np.ndarray,
+                grid_shape: Sequence[int]) -> np.ndarray:
+    """Which voxels of a source grid have their centre within another grid's outermost voxel centres.
+
+    There linear interpolation from that grid reads only its own voxels (no fading into the zero padding), so a
+    value resampled from it is complete. Returns a bool array (*src_shape).
+    """
+    src_shape, grid_shape = tuple(int(s) for s in src_shape), tuple(int(s) for s in grid_shape)
+    d = len(src_shape)
+    xform = np.linalg.solve(spatial_affine(grid_affine, d), spatial_affine(src_affine, d))  # src voxel -> grid voxel
+    upper, tol = np.asarray(grid_shape, dtype=np.float64) - 1, 1e-4
+    out = np.empty(src_shape, dtype=bool)
+    rows = max(1, _CHUNK_VOXELS // max(1, math.prod(src_shape[1:])))
+    for start in range(0, src_shape[0], rows):  # slabs of the first axis bound the coordinate buffers
+        index = np.indices((min(rows, src_shape[0] - start), *src_shape[1:]), dtype=np.float64)
+        index[0] += start
+        voxel = np.tensordot(xform[:d, :d], index, axes=1) + xform[:d, d].reshape(d, *[1] * d)  # (d, r, *rest)
+        upper_b = upper.reshape(d, *[1] * d)
+        out[start:start + rows] = ((voxel >= -tol) & (voxel <= upper_b + tol)).all(axis=0)
     return out
 
 

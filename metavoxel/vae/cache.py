@@ -1,7 +1,9 @@
 """`LatentCache`: VAE latents of image files, computed once and kept in safetensors shards.
 
 An entry is keyed by ``(sha256 of the image file's bytes, vae_hash)`` — never by the path — so a changed
-scan or a different VAE invalidates exactly its own entries, a moved or renamed file stays cached, and two
+scan or a different encoder invalidates exactly its own entries (``vae_hash`` must identify everything that
+changes a latent: `metavoxel.workflows.encode.cache_key` folds in the VAE weights and architecture, the latent
+scale factor, the grid and the preprocessing), a moved or renamed file stays cached, and two
 identical files are encoded once. Layout::
 
     root/index.json                     {"format": "metavoxel-latent-cache", "version": 1,

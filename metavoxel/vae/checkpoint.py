@@ -28,7 +28,8 @@ from metavoxel.io.atomic import write_atomic, write_text
 from metavoxel.io.checkpoint_meta import finite_number, read_checkpoint_meta
 from metavoxel.vae.report import VAEReport
 
-__all__ = ["FORMAT", "META_FILE", "VERSION", "WEIGHTS_FILE", "load_vae", "save_vae", "weights_hash"]
+__all__ = ["FORMAT", "META_FILE", "VERSION", "WEIGHTS_FILE", "load_vae", "recorded_scale_factor", "save_vae",
+           "weights_hash"]
 
 FORMAT, VERSION = "metavoxel-vae", 1
 WEIGHTS_FILE, META_FILE = "vae.safetensors", "vae.json"
@@ -141,6 +142,19 @@ def _read_meta(directory: Path) -> dict[str, Any]:
         "scale_factor": lambda v: finite_number(v) and v > 0,
         "weights_sha256": lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
     })
+
+
+def recorded_scale_factor(weights: str | Path) -> tuple[float, Path] | None:
+    """The latent scale factor `metavoxel train-vae` recorded for a weights file, read from the ``vae.json``
+    beside it, and that file's path; None when the weights have no ``vae.json`` beside them.
+
+    Raises:
+        CheckpointError: the ``vae.json`` is unreadable or invalid (one line, naming it).
+    """
+    directory = Path(weights).parent
+    if not (directory / META_FILE).is_file():
+        return None
+    return float(_read_meta(directory)["scale_factor"]), directory / META_FILE
 
 
 def load_vae(directory: str | Path, *, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -84,12 +84,14 @@ class OwnsFrozenEncoder(Protocol):
     """A variable diffused in the latent space of a frozen autoencoder ``vae`` (encode/decode go through it).
 
     ``vae`` is a `torch.nn.Module` with ``encode(x) -> (mu, sigma)``; ``z_shape`` is the per-record latent
-    shape. Used by ``train-vae`` (trains ``vae``), ``encode`` and ``train --cache`` (latents are cached,
-    keyed by the encoder's weights) and ``evaluate --features vae`` (the encoder's features for FID/MMD).
+    shape; ``scale_factor`` multiplies the encoder's mean into z0. Used by ``train-vae`` (trains ``vae``),
+    ``encode`` and ``train --cache`` (latents are cached, keyed by the encoder's weights, architecture and
+    scale factor) and ``evaluate --features vae`` (the encoder's features for FID/MMD).
     """
 
     vae: torch.nn.Module
     z_shape: tuple[int, ...]
+    scale_factor: float
 
 
 @runtime_checkable

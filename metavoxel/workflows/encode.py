@@ -12,17 +12,28 @@ import torch
 from metavoxel.data import Cohort
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.training.trainer import EncodedRecords
-from metavoxel.variables.capabilities import OwnsFrozenEncoder, PreparesScans
+from metavoxel.variables.capabilities import OwnsFrozenEncoder, PreparesScans, voxel_grid
 
 __all__ = ["cache_key", "encode_cohort"]
 
 
 def cache_key(variable: OwnsFrozenEncoder) -> str:
-    """Identifies a latent variable's encoder: its VAE weights and its preprocessing settings."""
+    """Identifies everything that changes a latent variable's latents: the VAE weights (sha256), the VAE
+    architecture, the latent scale factor, the model grid and channels, and the preprocessing settings.
+
+    Any change gives another key, so `LatentCache` encodes again instead of returning latents of another
+    encoder (a new scale factor used to hit the cache and train on latents scaled by the old one).
+    """
     from metavoxel.vae import weights_hash
 
     prep = variable.preprocessor if isinstance(variable, PreparesScans) else None
-    settings = json.dumps(prep.spec.model_dump() if prep is not None else None, sort_keys=True)
+    channels, shape = voxel_grid(variable)
+    settings = json.dumps({
+        "architecture": repr(variable.vae),  # every layer with its hyper-parameters (groups, eps, ...)
+        "scale_factor": float(variable.scale_factor),
+        "grid": [int(channels), *map(int, shape)],
+        "preprocess": prep.spec.model_dump(mode="json") if prep is not None else None,
+    }, sort_keys=True)
     return f"{weights_hash(variable.vae)[:32]}-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,10 +15,41 @@ from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasCategories
-from metavoxel.variables.protocol import ScalarHead
+from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summaries import checked_summary, summary_cells
 
-__all__ = ["predict_run"]
+__all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
+
+PREDICTIONS_FILE = "predictions.tsv"
+
+
+def predict_output(out: str | Path) -> Path:
+    """The TSV file ``--out`` names: ``out`` itself, or ``out/predictions.tsv`` when ``out`` is an existing folder
+    or ends with a path separator (``d/``). Checked before any work.
+
+    Raises:
+        InputError: the file's folder cannot be created or written, or the file name is taken by a folder.
+    """
+    text = os.fspath(out)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        path = path / PREDICTIONS_FILE
+    if path.is_dir():
+        raise InputError(f"--out {text!r}: expected a file to write the predictions in, got the folder {str(path)!r}; "
+                         "give another file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {text!r}: cannot write into {str(parent)!r} ("
+                         f"{'not a folder' if not parent.is_dir() else 'no write permission'}); choose another --out")
+    return path
+
+
+def subject_seed(seed: int, subject: str, session: str | None) -> int:
+    """A 63-bit seed of ``(seed, subject, session)``: a record's draws depend on nothing else in the table."""
+    digest = hashlib.sha256(f"{int(seed)}\0{subject}\0{session or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path, *,
@@ -28,13 +61,29 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     The columns follow the target's summary (the contract in `metavoxel.variables.summaries`): its point
     estimate (``mean``/``median``/``majority``) as ``target``, ``probs`` as ``target_p_<class>``, any other
     entry ``k`` as ``target_k`` — for the built-in kinds ``target``, ``target_sd``, ``target_lower``,
-    ``target_upper`` (90% interval), or ``target_p_<class>`` per class and the majority ``target``. The true
-    value is added as ``target_true`` when the table has it. Nothing is written if any batch fails.
+    ``target_upper`` (with the interval's real level in ``target_level``), or ``target_p_<class>`` per class
+    and the majority ``target``. The true value is added as ``target_true`` when the table has it.
+    ``source`` is the record's image file (the first given image variable's), else where the record came
+    from (``test.tsv row 7``); ``session`` is ``n/a`` when the record has none. Nothing is written if any
+    record fails.
+
+    Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
+    so the same subject, seed and settings give the same answer whatever other rows the table holds.
+
+    Args:
+        out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
+        seed: default: the model's seed.
+        batch_size: kept for compatibility; records are sampled one at a time (``num_samples`` rows per
+            network call), which is what makes a record's answer independent of the others.
+
+    Returns:
+        The path written.
 
     Raises:
-        InputError: an unknown or image target, unknown ``given`` variables, none of them in the table.
+        InputError: a bad target, given variable, table or ``out`` — all before any sampling.
         PluginError: the target's kind returned a summary outside the contract.
     """
+    out = predict_output(out)
     model = load_run(run_dir)
     if target not in model.variables:
         raise InputError(f"--target {target!r} is not a variable of this model{did_you_mean(target, model.variables)}; "
@@ -51,33 +100,36 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                          f"{', '.join(v for v in model.variables if v != target)}")
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     batch = cohort.batch()
+    present = [g for g in given if g in batch]
+    if not present:
+        raise InputError(f"none of the given variables ({', '.join(given)}) is in {data}; check the columns")
+    images = [g for g in present if isinstance(model.variables[g].head, SpatialHead)]
+    seed = model.spec.seed if seed is None else int(seed)
     labels = list(var.categories) if isinstance(var, HasCategories) else None
     has_truth = target in batch
     columns: list[str] | None = None
     rows = []
-    for start in range(0, len(cohort), batch_size):
-        part = slice(start, start + batch_size)
-        fix = {g: batch[g][part] for g in given if g in batch}
-        if not fix:
-            raise InputError(f"none of the given variables ({', '.join(given)}) is in {data}; check the columns")
-        result = model.sample(fix=fix, num_samples=num_samples, steps=steps, seed=seed, precision=precision)
-        summary = checked_summary(var, result.summary(target), len(cohort.records[part]))
-        for i, record in enumerate(cohort.records[part]):
-            row = [record.subject, record.session or "n/a", record.source]
-            cells = summary_cells(summary, i, labels)
-            names = [f"{target}_{suffix}" if suffix else target for suffix, _ in cells]
-            if columns is None:
-                columns = names
-            elif names != columns:
-                raise PluginError(f"{var.kind}: summarize gave the columns {names} for one batch and {columns} for "
-                                  "another; a kind's summary keys must not depend on the samples")
-            row += [f"{x:.4f}" if isinstance(x, float) else str(x) for _, x in cells]
-            if has_truth:
-                truth = batch[target][start + i]
-                row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
-            rows.append(row)
+    for i, record in enumerate(cohort.records):
+        fix = {g: batch[g][i:i + 1] for g in present}
+        result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision,
+                              seed=subject_seed(seed, record.subject, record.session))
+        summary = checked_summary(var, result.summary(target), 1)
+        image = next((record.values[g] for g in images if record.values.get(g) is not None), None)
+        row = [record.subject, record.session or "n/a", str(image) if image is not None else record.source]
+        cells = summary_cells(summary, 0, labels)
+        names = [f"{target}_{suffix}" if suffix else target for suffix, _ in cells]
+        if columns is None:
+            columns = names
+        elif names != columns:
+            raise PluginError(f"{var.kind}: summarize gave the columns {names} for one record and {columns} for "
+                              "another; a kind's summary keys must not depend on the samples")
+        row += [f"{x:.4f}" if isinstance(x, float) else str(x) for _, x in cells]
+        if has_truth:
+            truth = batch[target][i]
+            row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
+        rows.append(row)
         if progress is not None:
-            progress(min(len(cohort), start + batch_size), len(cohort))
+            progress(i + 1, len(cohort))
     header = ["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")

@@ -11,7 +11,7 @@ import torch
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, did_you_mean
 from metavoxel.io.atomic import write_json
-from metavoxel.io.nifti_write import write_nifti, write_result
+from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
 from metavoxel.io.png import montage, write_png
 from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
 from metavoxel.runs import load_run
@@ -43,7 +43,9 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
 
     Args:
         fix: variable -> text as on the command line (``72.5``, ``F``, ``scan.nii.gz``), parsed by each kind.
-        masks: image variable -> a NIfTI mask in the fixed scan's grid (non-zero = keep that voxel).
+        masks: image variable -> a NIfTI keep-mask (non-zero = keep that voxel), normally on the fixed scan's grid
+            (another grid is moved onto it). Every voxel it keeps is held while sampling (a model voxel partly
+            kept is kept) and comes back unchanged in the written file: see `write_inpainted`.
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
         before_write: called with the result after sampling and before anything is written (the CLI renders
@@ -62,6 +64,11 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             hint = "".join(did_you_mean(u, model.variables) for u in unknown[:1])
             raise InputError(f"{what}: unknown variable(s) {', '.join(unknown)}{hint}; this model has "
                              f"{', '.join(model.variables)}")
+    unfixed = sorted(set(masks) - set(fix))
+    if unfixed:
+        name = unfixed[0]
+        raise InputError(f"--mask {name}=...: a mask says which voxels of a fixed image to keep, but {name!r} is not "
+                         f"fixed; add --fix {name}=SCAN.nii.gz (the scan the mask belongs to)")
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]
@@ -72,9 +79,9 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             parsed = var.parse(text)
             _check_range(var, parsed)
             raw[name] = parsed[None] if isinstance(parsed, torch.Tensor) else [parsed]
-    mask_tensors = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
-    result = model.sample(fix=raw, masks=mask_tensors, num_samples=num_samples, steps=steps, seed=seed,
-                          precision=precision, progress=progress)
+    keeps = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
+    result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, num_samples=num_samples,
+                          steps=steps, seed=seed, precision=precision, progress=progress)
     for name, var in model.variables.items():  # every summary keeps the contract before a file is written
         if not isinstance(var.head, SpatialHead):
             checked_summary(var, result.summary(name), result.num_subjects)
@@ -83,7 +90,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     if before_write is not None:
         before_write(result)
     out = Path(out)
-    files = _write_images(model, result, prepared, set(masks), out, space)
+    files = _write_images(model, result, prepared, keeps, dict(masks), out, space)
     files.append(write_json(out / "samples.json", summary))
     return result, files
 
@@ -98,32 +105,48 @@ def _check_range(var, value) -> None:
                          "the model cannot condition on values it was not trained for")
 
 
-def _mask(model, name: str, path: str, prepared) -> torch.Tensor:
+def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The keep-mask on the model grid (1, 1, *shape), and on the scan's own grid (None without a scan).
+
+    A mask on another grid than the scan's is first moved onto the scan's grid, then onto the model grid, each
+    time with `cover_mask`: a voxel partly kept is kept, so no voxel the user kept is regenerated.
+    """
     from metavoxel.io.nifti import read_nifti
-    from metavoxel.io.resample import resample_to_grid
+    from metavoxel.io.resample import cover_mask
 
     var = model.variables.get(name)
     if var is None or not isinstance(var.head, SpatialHead):
         raise InputError(f"--mask {name}=...: {name!r} is not an image variable of this model")
     _channels, grid = voxel_grid(var)
     data, affine = read_nifti(path, spatial_dims=len(grid), what=f"mask for {name}")
-    if prepared is not None:  # bring the mask from the scan's grid onto the model grid, nearest neighbour
-        data = resample_to_grid(torch.from_numpy(data), affine, prepared.affine, grid, interpolation="nearest")
-    mask = torch.as_tensor(np.asarray(data)) > 0.5
-    if tuple(mask.shape[1:]) != grid:
-        raise InputError(f"mask {path!r} has grid {tuple(mask.shape[1:])}, the model's is {grid}")
-    return mask[None]
+    keep = (data != 0).any(axis=0)  # (*mask grid): a voxel non-zero in any channel is kept
+    if prepared is None:  # no preprocessing: the mask is on the model grid like the image
+        if tuple(keep.shape) != tuple(grid):
+            raise InputError(f"mask {path!r} has grid {tuple(keep.shape)}, the model's is {tuple(grid)}; give "
+                             "the mask on the grid of the fixed image")
+        return torch.from_numpy(keep)[None, None], None
+    source = prepared.source
+    same_grid = tuple(keep.shape) == tuple(source.shape) and np.allclose(affine, source.affine, atol=1e-3)
+    if not same_grid:
+        keep = cover_mask(keep, affine, source.affine, source.shape)
+    on_model = cover_mask(keep, source.affine, prepared.affine, grid)
+    return torch.from_numpy(on_model)[None, None], keep
 
 
-def _write_images(model, result: SampleResult, prepared: dict, masked: set[str], out: Path, space: str) -> list[Path]:
-    """Every sampled (or inpainted) image as NIfTI + JSON sidecar, and one PNG preview."""
+def _write_images(model, result: SampleResult, prepared: dict, keeps: dict, masks: dict[str, str], out: Path,
+                  space: str) -> list[Path]:
+    """Every sampled (or inpainted) image as NIfTI + JSON sidecar, and one PNG preview.
+
+    An inpainted scan (a fixed image with a mask) is written by `write_inpainted`: inside the keep-mask the
+    scan's own voxels, elsewhere the sample in the scan's intensities; its sidecar says which is which.
+    """
     files, previews = [], []
     scalars = {n: result.labels(n)[0] for n, v in model.variables.items() if not isinstance(v.head, SpatialHead)}
     # an image sampled from a given scan (inpainting, or translation to another image variable on the same
     # grid) is derived from that scan, so it goes back into the scan's own grid
     reference = next(iter(prepared.values()), None)
     for name, var in model.variables.items():
-        if not isinstance(var.head, SpatialHead) or (result.is_fixed(name) and name not in masked):
+        if not isinstance(var.head, SpatialHead) or (result.is_fixed(name) and name not in keeps):
             continue  # a whole given image: nothing new to write
         _channels, grid = voxel_grid(var)
         prep_spec = var.preprocessor.spec if isinstance(var, PreparesScans) and var.preprocessor is not None else \
@@ -133,14 +156,19 @@ def _write_images(model, result: SampleResult, prepared: dict, masked: set[str],
             path = out / f"{name}_sample{k:02d}.nii.gz"
             source = prepared.get(name, reference if reference is not None and
                                   tuple(reference.tensor.shape[1:]) == grid else None)
-            if source is not None:
+            caption = {n: values[k] for n, values in scalars.items()}
+            sidecar = {"variable": name, "sample": k, "seed": result.seed, "scalars": caption,
+                       "space": space if source is not None else "model"}
+            model_keep, scan_keep = keeps.get(name, (None, None))
+            if scan_keep is not None:
+                _path, record = write_inpainted(path, volume, source, scan_keep, space=space,
+                                                model_keep=model_keep[0, 0].numpy())
+                sidecar["inpainting"] = {"mask": masks[name], **record}
+            elif source is not None:
                 write_result(path, volume, source, space=space)
             else:
                 write_nifti(path, volume, model_grid_affine(prep_spec, grid))
-            caption = {n: values[k] for n, values in scalars.items()}
-            write_json(path.with_name(path.name.replace(".nii.gz", ".json")),
-                       {"variable": name, "sample": k, "seed": result.seed, "space": space if source is not None else "model",
-                        "scalars": caption})
+            write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
             files += [path]
             previews.append((volume, caption))
     if previews:

@@ -46,11 +46,13 @@ class Continuous(mv.GaussianVariable):
         return cls(spec.name, *spec.range, abar=ctx.schedule("gaussian"), unit=spec.unit)
 
     def parse(self, text: str) -> float:
+        """A number; a top-coded ``89+`` (BIDS ages) reads as 89, as it does in a table (`metavoxel.TOP_CODED`)."""
+        top = mv.TOP_CODED.match(str(text).strip())
         try:
-            value = float(text)
+            value = float(top.group(1) if top else text)
         except ValueError:
-            raise mv.InputError(f"{self.name}: expected a number such as {0.5 * (self.lo + self.hi):g}, "
-                                f"got {text!r}") from None
+            raise mv.InputError(f"{self.name}: expected a number such as {0.5 * (self.lo + self.hi):g} (or a "
+                                f"top-coded one such as 89+), got {text!r}") from None
         if not math.isfinite(value):
             raise mv.InputError(f"{self.name}: expected a finite number, got {text!r}")
         return value

@@ -1,7 +1,9 @@
 """The ``image_latent`` kind: an image passed through a frozen 3D/2D KL-VAE (MONAI ``AutoencoderKL``),
 diffused with the Gaussian process in the VAE's latent space (latent diffusion, Rombach et al. 2022).
 
-z0 = scale_factor * mu(x): the posterior mean, so encoding is deterministic.
+z0 = scale_factor * mu(x): the posterior mean, so encoding is deterministic. The scale factor is the one
+`metavoxel train-vae` recorded in the ``vae.json`` beside the weights unless the spec gives it; a spec file that
+gives another one is refused, since latents encoded with one factor and decoded with another are wrong.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import math
+
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 import metavoxel as mv
 from metavoxel_builtin.image import ImageSpecBase, ImageValues, check_dims, preprocessor
@@ -22,8 +26,11 @@ class ImageLatentSpec(ImageSpecBase):
 
     kind: Literal["image_latent"]
     vae: mv.VAESpec = Field(default_factory=mv.VAESpec)
-    scale_factor: float = Field(1.0, gt=0, description="Latent scale (1/std of the training latents).")
-    weights: str | None = Field(None, description="VAE weights (.safetensors); random if absent (tests only).")
+    scale_factor: float | None = Field(None, gt=0, description=(
+        "Latent scale (1/std of the training latents). Default: the one `train-vae` recorded in the vae.json "
+        "beside the weights (1 without weights). A spec file giving another value than that record is refused."))
+    weights: str | None = Field(None, description=(
+        "VAE weights (.safetensors), relative to the spec file's folder; random if absent (tests only)."))
 
     @model_validator(mode="after")
     def _divisible(self) -> ImageLatentSpec:
@@ -32,6 +39,36 @@ class ImageLatentSpec(ImageSpecBase):
             raise ValueError(f"shape {self.shape} must be divisible by the VAE downsampling factor {f}; "
                              f"crop or pad the grid")
         return self
+
+    @model_validator(mode="after")
+    def _vae_record(self, info: ValidationInfo) -> ImageLatentSpec:
+        """Resolve ``weights`` against the spec file's folder and take the scale factor from the VAE's record.
+
+        ``spec_dir`` in the validation context marks a spec the user wrote (`ModelSpec.from_file`): there a
+        factor that disagrees with the record is refused. Without it (a stored run's spec) the record is only
+        read to fill a missing factor.
+        """
+        spec_dir = (info.context or {}).get("spec_dir")
+        if self.weights is None:
+            return self
+        if spec_dir is not None and not Path(self.weights).is_absolute():
+            self.weights = str((Path(spec_dir) / self.weights).resolve())
+        record = mv.recorded_scale_factor(self.weights)
+        if record is None:
+            return self
+        recorded, where = record
+        if self.scale_factor is None:
+            self.scale_factor = recorded
+        elif spec_dir is not None and not _same_factor(self.scale_factor, recorded):
+            raise ValueError(f"scale_factor {self.scale_factor:g} disagrees with {recorded:.4f} that train-vae "
+                             f"recorded in {str(where)!r} for these weights; remove scale_factor to use the record "
+                             "(latents scaled by one factor and decoded by another are wrong)")
+        return self
+
+
+def _same_factor(given: float, recorded: float) -> bool:
+    """A factor copied by hand from train-vae's output (4 decimals) agrees with the record."""
+    return math.isclose(given, recorded, rel_tol=1e-3) or round(recorded, 4) == given
 
 
 def load_vae_weights(vae: torch.nn.Module, path: str | Path, name: str) -> None:
@@ -78,8 +115,13 @@ class ImageLatent(ImageValues, mv.GaussianVariable):
             vae = mv.build_vae(ctx.spatial_dims, spec.channels, spec.vae)
         if pretrained:
             load_vae_weights(vae, spec.weights, spec.name)
+        scale = spec.scale_factor
+        if scale is None and pretrained:
+            raise mv.SpecError(f"{spec.name}: scale_factor is not given and there is no vae.json from train-vae beside "
+                               f"{spec.weights!r} to read it from; set the variable's scale_factor (1/std of the "
+                               "training latents)")
         variable = cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
-                       spec.vae.latent_channels, ctx.schedule("gaussian"), spec.scale_factor)
+                       spec.vae.latent_channels, ctx.schedule("gaussian"), 1.0 if scale is None else scale)
         variable.preprocessor = preprocessor(spec)
         return variable
 
