@@ -25,8 +25,10 @@ def progress_bar(*, loss: bool = False) -> Progress:
 
 
 def result_table(result) -> Table:
-    """Scalar variables of one subject: fixed value, or mean ± SD and 90% interval, or class probabilities."""
+    """Scalar variables of one subject: fixed value, or mean ± SD and the interval named by its real level
+    (50% from 3 samples, see `metavoxel.variables.summaries`), or class frequencies over the samples."""
     from metavoxel.variables.protocol import ScalarHead
+    from metavoxel.variables.summaries import level_label
 
     table = Table(title=f"{result.num_samples} sample(s), seed {result.seed}, {result.steps} steps")
     for column in ("variable", "status", "value", "detail"):
@@ -41,8 +43,10 @@ def result_table(result) -> Table:
         summary = result.summary(name)
         if "probs" in summary:
             probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(var.categories, summary["probs"][0]))
-            table.add_row(name, "sampled", summary["majority"][0], probs)
+            table.add_row(name, "sampled", summary["majority"][0], f"{probs} (of {result.num_samples} samples)")
         else:
-            table.add_row(name, "sampled", f"{summary['mean'][0]:.2f} ± {summary['sd'][0]:.2f}",
-                          f"90% interval [{summary['lower'][0]:.2f}, {summary['upper'][0]:.2f}]")
+            level = summary.get("level", [0.0])[0]
+            interval = (f"{level_label(level)} interval [{summary['lower'][0]:.2f}, {summary['upper'][0]:.2f}]"
+                        if level > 0 else "one sample: no interval")
+            table.add_row(name, "sampled", f"{summary['mean'][0]:.2f} ± {summary['sd'][0]:.2f}", interval)
     return table

@@ -87,6 +87,7 @@ def crps_ensemble(samples: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
         crps_i = (1/S) sum_s |x_is - y_i|  -  1/(2 S (S-1)) sum_{s != s'} |x_is - x_is'|
 
     so its mean over subjects estimates the CRPS of the sampler's own distribution at any S (Ferro 2014);
+    it is never negative (``|x_s - x_s'| <= |x_s - y| + |x_s' - y|`` bounds the pair term by the first);
     the pair sum is ``2 sum_j (2j - S - 1) x_i(j)`` over the sorted samples, O(S log S). For S = 1 the pair
     term does not exist and ``crps_i = |x_i1 - y_i|``, the CRPS of a point forecast.
 
@@ -186,8 +187,8 @@ def coverage_note(num_samples: int, level: float = DEFAULT_LEVEL, flag: str = "-
     if num_samples < 2:
         return f"one sample per subject has no interval; coverage needs {flag} {COVERAGE_SAMPLES}"
     k, real = interval_rank(num_samples, level), interval_level(num_samples, level)
-    bounds = "minimum to maximum" if k == 1 else f"order statistics {k} to {num_samples + 1 - k}"
-    text = (f"the interval is the {bounds} of {num_samples} samples, a {level_label(real)} interval: a calibrated "
+    bounds = "the minimum to the maximum" if k == 1 else f"sorted sample {k} to sorted sample {num_samples + 1 - k}"
+    text = (f"the interval from {bounds} of {num_samples} samples has level {level_label(real)}: a calibrated "
             f"sampler covers the truth {level_label(real)} of the time")
     if num_samples < COVERAGE_SAMPLES:
         text += f"; coverage of a {level_label(level)} interval needs {flag} {COVERAGE_SAMPLES}"

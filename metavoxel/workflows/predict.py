@@ -23,9 +23,11 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                 progress: Callable[[int, int], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (default: all others) for every record; write a TSV.
 
-    Continuous targets get ``target``, ``target_sd``, ``target_lower``, ``target_upper`` (90% interval);
-    categorical ones a ``target_p_<class>`` column per class and the majority ``target``. The true value is
-    added as ``target_true`` when the table has it.
+    Continuous targets get ``target`` (the sample mean), ``target_sd``, ``target_lower``, ``target_upper`` and
+    ``target_level``: an order-statistic interval and the level it really has at ``num_samples`` (0.5 from 3
+    samples, 0.9 from 19; see `metavoxel.variables.summaries`). Categorical ones get a ``target_p_<class>``
+    column per class (frequencies over the samples) and the majority ``target``. Both get ``target_samples``
+    (S). The true value is added as ``target_true`` when the table has it.
     """
     model = load_run(run_dir)
     if target not in model.variables:
@@ -43,7 +45,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     categories = getattr(var, "categories", None)
     header = ["participant_id", "session", "source"]
     header += [f"{target}_p_{c}" for c in categories] + [target] if categories else \
-        [target, f"{target}_sd", f"{target}_lower", f"{target}_upper"]
+        [target, f"{target}_sd", f"{target}_lower", f"{target}_upper", f"{target}_level"]
+    header += [f"{target}_samples"]
     has_truth = target in batch
     header += [f"{target}_true"] if has_truth else []
     rows = []
@@ -59,7 +62,10 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
             if categories:
                 row += [f"{p:.4f}" for p in summary["probs"][i]] + [summary["majority"][i]]
             else:
-                row += [f"{summary[k][i]:.4f}" for k in ("mean", "sd", "lower", "upper")]
+                # a plugin's summary may lack a key (e.g. a median instead of a mean): say so, never guess
+                row += [f"{summary[k][i]:.4f}" if k in summary else "n/a" for k in ("mean", "sd", "lower", "upper",
+                                                                                      "level")]
+            row += [str(num_samples)]
             if has_truth:
                 truth = batch[target][start + i]
                 row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]

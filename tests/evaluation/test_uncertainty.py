@@ -35,7 +35,9 @@ def test_crps_is_the_energy_form_summed_by_brute_force(n, s, data):
     expected = np.abs(x - y[:, None]).mean(axis=1)
     if s > 1:
         expected -= np.abs(x[:, :, None] - x[:, None, :]).sum(axis=(1, 2)) / (2 * s * (s - 1))
-    assert crps_ensemble(torch.from_numpy(x), torch.from_numpy(y)).numpy() == pytest.approx(expected, abs=1e-9)
+    out = crps_ensemble(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    assert out == pytest.approx(expected, abs=1e-9)
+    assert (out >= -1e-9).all()  # |x_s - x_s'| <= |x_s - y| + |x_s' - y|: the pair term never exceeds the first
 
 
 @given(st.integers(1, 6), finite, finite)
@@ -112,8 +114,9 @@ def test_calibrated_coverage_reaches_the_ceiling_and_the_old_percentile_rule_is_
 
 
 def test_the_note_names_the_real_level_and_what_a_90_percent_coverage_needs():
-    assert "50% interval" in coverage_note(3) and "--num-samples 20" in coverage_note(3)
-    assert "90.5% interval" in coverage_note(20) and "--num-samples" not in coverage_note(20)
+    assert "level 50%" in coverage_note(3) and "--num-samples 20" in coverage_note(3)
+    assert "level 90.5%" in coverage_note(20) and "--num-samples" not in coverage_note(20)
+    assert "sorted sample 2 to sorted sample 39" in coverage_note(40)
     assert "no interval" in coverage_note(1)
 
 

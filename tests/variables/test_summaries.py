@@ -58,7 +58,8 @@ def test_calibrated_samples_cover_at_the_stated_level(s, level, seed):
     draws = centre + scale * torch.randn(n, s + 1, generator=g, dtype=torch.float64)  # truth = column 0
     summary = interval_summary(draws[:, 1:], level)
     truth, real = draws[:, 0], summary["level"][0]
-    covered = float(((torch.tensor(summary["lower"]) <= truth) & (truth <= torch.tensor(summary["upper"]))).double().mean())
+    lower, upper = torch.tensor(summary["lower"]), torch.tensor(summary["upper"])
+    covered = float(((lower <= truth) & (truth <= upper)).double().mean())
     assert abs(covered - real) <= 4.5 * math.sqrt(real * (1 - real) / n) + 1e-9
 
 
