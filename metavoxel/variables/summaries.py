@@ -10,8 +10,8 @@ continuous, the rank of ``y`` among the S + 1 values is uniform on {0, ..., S}, 
     P(x_(k) <= y <= x_(S+1-k)) = (S + 1 - 2k) / (S + 1)
 
 (the classical order-statistic interval; the split-conformal interval of Vovk et al. 2005 and
-Lei et al. 2018 takes its bounds the same way). The 5th-95th percentile of S = 3 samples, sold as a 90%
-interval, is in fact the 50% interval between the minimum and the maximum.
+Lei et al. 2018 takes its bounds the same way). From S = 3 samples even [min, max] is only a 50% interval;
+the 5th-95th percentile of 3 samples, once printed as a "90% interval", lies inside it and covers about 46%.
 
 The rule (`interval_rank`): for a requested level ``a``, take the largest k with
 ``(S + 1 - 2k)/(S + 1) >= a``, i.e. ``k = floor((S + 1)(1 - a)/2)`` — the narrowest such interval, whose
