@@ -78,7 +78,7 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     report = (evaluation / "report.md").read_text()
     assert "paper Table 2" in report and "not comparable with published FIDs" in report
     assert "Uncertainty of age" in report and "coverage of the 33.3% interval" in report and "CRPS" in report
-    assert "coverage of a 90% interval needs --num-samples 20" in capsys.readouterr().out.replace("\n", " ")
+    assert "coverage of a 90% interval needs --num-samples 20" in " ".join(capsys.readouterr().out.split())
     for png in ("age_scatter.png", "sex_calibration.png", "samples.png"):
         assert (evaluation / png).read_bytes().startswith(b"\x89PNG")
     everyone = tmp_path / "eval-all"
