@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 from metavoxel.evaluation.plots import slices_png
-from metavoxel.evaluation.report import coverage_text, fmt, markdown_table, pm, table2_markdown, uncertainty_markdown
+from metavoxel.evaluation.report import (coverage_text, fmt, markdown_table, pm, table2_markdown,
+                                         uncertainty_markdown)
 from metavoxel.evaluation.protocol import class_truth
 from metavoxel.evaluation.scalar_metrics import calibration_curve
 from metavoxel.io.atomic import write_json, write_text

@@ -69,16 +69,16 @@ def uncertainty_markdown(unc: Mapping[str, Any], name: str, unit: str = "", flag
     hist = unc["rank_histogram"]
     units = f" {unit}" if unit else ""
     s = unc["num_samples"]
+    level = unc["coverage_level"]
     rows = [["CRPS (fair estimator; lower is better)", f"{fmt(unc['crps'])}{units}", "—"],
             ["spread-skill: MSE of the mean / ((1 + 1/S) mean sample variance)", fmt(unc["spread_skill"]),
              "1 (> 1: samples too narrow, < 1: too wide)"],
-            ["interval coverage" if fmt(unc["coverage_level"]) == "—" else
-             f"coverage of the {level_label(unc['coverage_level'])} interval", fmt(unc["coverage"]),
-             "—" if fmt(unc["coverage_level"]) == "—" else f"{fmt(unc['coverage_level'])} ± {fmt(unc['coverage_se'])}"],
+            ["interval coverage" if fmt(level) == "—" else f"coverage of the {level_label(level)} interval",
+             fmt(unc["coverage"]), "—" if fmt(level) == "—" else f"{fmt(level)} ± {fmt(unc['coverage_se'])}"],
             [f"rank histogram χ² ({hist['dof']} dof)", f"{fmt(hist['chi2'])} (p = {fmt(hist['p_value'], 3)})",
              f"uniform: {fmt(hist['expected'], 1)} per rank"]]
-    lines = [f"{s} samples of {name} per subject. A calibrated sampler (the truth one more draw from the same distribution "
-             "as the samples) reaches the right-hand column.", "",
+    lines = [f"{s} samples of {name} per subject. A calibrated sampler (the truth one more draw from the same "
+             "distribution as the samples) reaches the right-hand column.", "",
              markdown_table(["score", "measured", "calibrated sampler"], rows), "",
              "Rank of the truth among the samples (0: below all of them; a U shape means overconfident samples, "
              "a hump underconfident ones):", "",
