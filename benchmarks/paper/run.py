@@ -149,7 +149,8 @@ def baseline_rows(trained: dict, test: dict, joint) -> dict:
 
 
 def ablations(bench: BenchConfig, joint, test: dict, features, options: EvaluationOptions, base: dict) -> dict:
-    """Sampling steps (10/20/50/100) and samples per subject (1/3/10): MAE, accuracy, FID, seconds per subject."""
+    """Sampling steps (10/20/50/100) and samples per subject (1/3/10): MAE, accuracy, FID, seconds per subject;
+    per sample count also the age samples' CRPS, spread-skill and coverage with its real level."""
     n = len(test["age"])
     age = torch.as_tensor(test["age"], dtype=torch.float64)
     sex = class_truth(joint, "sex", test["sex"])
@@ -159,10 +160,13 @@ def ablations(bench: BenchConfig, joint, test: dict, features, options: Evaluati
         reg = sample_variable(joint, test, "age", ["image", "sex"], num_samples=samples, steps=steps, **common)
         cls = sample_variable(joint, test, "sex", ["image", "age"], num_samples=samples, steps=steps, **common)
         votes = class_samples(joint, "sex", cls.samples)
-        return {"mae": regression_metrics(reg.samples, age)["mae"],
+        return {**spread(regression_metrics(reg.samples, age)),
                 "accuracy": classification_metrics(sex, samples=votes, probs=sample_frequencies(votes, 2),
                                                    classes=["F", "M"])["accuracy"],
                 "seconds_per_subject": (reg.seconds + cls.seconds) / n}
+
+    def spread(metrics: dict) -> dict:
+        return {k: metrics[k] for k in ("mae", "crps", "spread_skill", "coverage", "coverage_level")}
 
     rows = {"steps": [], "samples": []}
     for steps in bench.step_ablation:
@@ -179,7 +183,7 @@ def ablations(bench: BenchConfig, joint, test: dict, features, options: Evaluati
         print(f"    steps {steps}: {rows['steps'][-1]}", flush=True)
     for samples in bench.sample_ablation:
         if samples == options.num_samples:
-            row = {"mae": base["regression"]["mae"], "accuracy": base["classification"]["accuracy"],
+            row = {**spread(base["regression"]), "accuracy": base["classification"]["accuracy"],
                    "seconds_per_subject": base["regression"]["seconds_per_subject"]
                    + base["classification"]["seconds_per_subject"]}
         else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 from metavoxel.evaluation.plots import slices_png
-from metavoxel.evaluation.report import fmt, markdown_table, pm, table2_markdown
+from metavoxel.evaluation.report import (coverage_text, fmt, markdown_table, pm, table2_markdown,
+                                         uncertainty_markdown)
 from metavoxel.evaluation.protocol import class_truth
 from metavoxel.evaluation.scalar_metrics import calibration_curve
 from metavoxel.io.atomic import write_json, write_text
@@ -71,9 +72,13 @@ def ablation_tables(ablation: dict) -> str:
     steps = markdown_table(["reverse steps", "age MAE", "sex accuracy", "FID", "s / subject (both tasks)"],
                            [[r["steps"], fmt(r["mae"]), fmt(r["accuracy"], 3), fmt(r.get("fid")),
                              fmt(r["seconds_per_subject"], 3)] for r in ablation["steps"]])
-    samples = markdown_table(["samples per subject", "age MAE", "sex accuracy", "s / subject (both tasks)"],
-                             [[r["samples"], fmt(r["mae"]), fmt(r["accuracy"], 3), fmt(r["seconds_per_subject"], 3)]
-                              for r in ablation["samples"]])
+    # coverage is read against the level its interval really has at that S (0.5 at S = 3, see
+    # metavoxel.variables.summaries), never against a nominal 90%
+    samples = markdown_table(["samples per subject", "age MAE", "age CRPS", "age spread-skill (1 = calibrated)",
+                              "age interval coverage (calibrated sampler)", "sex accuracy", "s / subject (both tasks)"],
+                             [[r["samples"], fmt(r["mae"]), fmt(r.get("crps")), fmt(r.get("spread_skill")),
+                               coverage_text(r.get("coverage"), r.get("coverage_level")), fmt(r["accuracy"], 3),
+                               fmt(r["seconds_per_subject"], 3)] for r in ablation["samples"]])
     return steps + "\n\n" + samples
 
 
@@ -97,8 +102,9 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
         "", "### Table 2 analogue: age under each conditioning set", "",
         table2_markdown(metavoxel["table2"], "sex", "years"),
         "", "### Targets (measured in this run)", "", target_table,
-        "", "### Uncertainty, calibration and conditional fidelity", "",
-        f"- Coverage of the 90% sample interval (age | image, sex): {fmt(metavoxel['regression']['coverage'])}.",
+        "", "### Uncertainty of age given image and sex", "",
+        uncertainty_markdown(metavoxel["uncertainty"], "age", "years", flag="`num_samples` ="),
+        "", "### Calibration and conditional fidelity", "",
         f"- Sex by majority of samples: accuracy {fmt(cls['accuracy'], 3)}, probability accuracy "
         f"{fmt(cls['prob_accuracy'], 3)}, ECE {fmt(cls['ece'], 3)}, {fmt(cls['seconds_per_subject'], 3)} s/subject.",
         f"- Sex by likelihood ({bench.likelihood_timesteps} timesteps, temperature {fmt(lik['temperature'], 3)} fitted "

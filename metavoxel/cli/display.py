@@ -29,13 +29,15 @@ def progress_bar(*, loss: bool = False) -> Progress:
 def result_table(result) -> Table:
     """Scalar variables of one subject: the fixed value, or whatever the kind's summary holds.
 
-    Any summary the protocol allows renders (`metavoxel.variables.summaries`): its point estimate
-    (``mean``/``median``/``majority``) as the value, every other entry as ``key value`` in the detail column,
-    ``probs`` labelled by the variable's categories when it declares them.
+    Any summary the protocol allows renders (`metavoxel.variables.summary_contract`): its point estimate
+    (``mean``/``median``/``majority``) as the value (``± sd`` when there is one), ``lower``/``upper`` as an
+    interval named by the level it really has (``level``: 50% from 3 samples, see
+    `metavoxel.variables.summaries`), ``probs`` labelled by the variable's categories when it declares them
+    (the likeliest few), ``num_samples`` as "of S samples", every other entry as ``key value``.
     """
     from metavoxel.variables.capabilities import HasCategories
     from metavoxel.variables.protocol import ScalarHead
-    from metavoxel.variables.summaries import checked_summary, summary_cells
+    from metavoxel.variables.summary_contract import checked_summary, summary_cells
 
     table = Table(title=f"{result.num_samples} sample(s), seed {result.seed}, {result.steps} steps")
     for column in ("variable", "status", "value", "detail"):
@@ -49,13 +51,35 @@ def result_table(result) -> Table:
             continue
         summary = checked_summary(var, result.summary(name), result.num_subjects)
         labels = list(var.categories) if isinstance(var, HasCategories) else None
-        cells = summary_cells(summary, 0, labels)
-        value = next((_short(x) for suffix, x in cells if suffix == ""), "")
-        probs = [(suffix.removeprefix("p_"), x) for suffix, x in cells if suffix.startswith("p_")]
-        detail = ", ".join([f"{suffix} {_short(x)}" for suffix, x in cells if suffix and not suffix.startswith("p_")]
-                           + ([top_probabilities([c for c, _ in probs], [x for _, x in probs])] if probs else []))
+        value, detail = _render(dict(summary_cells(summary, 0, labels)))
         table.add_row(name, "sampled", value, detail)
     return table
+
+
+def _render(cells: dict) -> tuple[str, str]:
+    """(value, detail) text of one subject's summary cells (suffix -> item, see `summary_cells`)."""
+    from metavoxel.variables.summaries import level_label
+
+    cells = dict(cells)
+    value = _short(cells.pop("", ""))
+    if "sd" in cells:
+        value += f" ± {_short(cells.pop('sd'))}"
+    parts = []
+    if "lower" in cells and "upper" in cells:
+        level, lower, upper = cells.pop("level", None), cells.pop("lower"), cells.pop("upper")
+        if isinstance(level, (int, float)) and level <= 0:
+            parts.append("one sample: no interval")
+        else:
+            name = "interval" if level is None else f"{level_label(level)} interval"
+            parts.append(f"{name} [{_short(lower)}, {_short(upper)}]")
+    probs = [(suffix.removeprefix("p_"), x) for suffix, x in cells.items() if suffix.startswith("p_")]
+    if probs:
+        parts.append(top_probabilities([c for c, _ in probs], [x for _, x in probs]))
+    samples = cells.pop("num_samples", None)
+    parts += [f"{suffix} {_short(x)}" for suffix, x in cells.items() if not suffix.startswith("p_")]
+    if samples is not None:
+        parts.append(f"(of {samples} samples)")
+    return value, ", ".join(parts)
 
 
 def _short(x) -> str:

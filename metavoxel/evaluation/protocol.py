@@ -3,7 +3,9 @@
 `evaluate_model` runs, for a joint model (image + continuous + categorical variable):
 
 - regression: the continuous variable from image + categorical (MAE ± SD of the mean of S samples,
-  mean sample variance, coverage of the 90% sample interval);
+  mean sample variance); the spread of its samples judged by the rank (PIT) histogram, CRPS, the
+  spread-skill ratio and interval coverage next to the level the interval really has at S
+  (`metavoxel.evaluation.uncertainty`; coverage of a 90% interval needs S >= 19, so 20 is asked for);
 - classification: the categorical variable from image + continuous (majority-vote accuracy; probability
   accuracy, AUROC and ECE of the sample frequencies); optionally by likelihood (deterministic, calibrated);
 - flexible conditioning (Table 2): the continuous variable under (I, C), (I), (C), (∅) and the
@@ -30,6 +32,7 @@ from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import fid_mmd_3plane, ms_ssim_diversity
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics, sample_frequencies
+from metavoxel.evaluation.uncertainty import uncertainty_metrics
 from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioning_table, likelihood_classification,
                                             sample_variable)
 from metavoxel.variables.capabilities import HasCategories, HasValueRange
@@ -45,7 +48,8 @@ class EvaluationOptions:
     """How much sampling the evaluation spends.
 
     Attributes:
-        num_samples: S samples per subject for regression and classification (paper: 3).
+        num_samples: S samples per subject for regression and classification (paper: 3; coverage of a 90%
+            interval needs at least 19, see `metavoxel.evaluation.uncertainty`).
         steps: reverse steps (default: the model's).
         generate: unconditional images drawn for FID/MMD (default: as many as real images).
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
@@ -138,6 +142,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     reg = sample_variable(model, test, roles.continuous, [roles.image, roles.categorical], **run,
                           progress=lambda d, t: tick(f"{roles.continuous} | image, {roles.categorical}", d, t))
     out["regression"] = {**regression_metrics(reg.samples, truth_c), "seconds_per_subject": reg.seconds / n}
+    out["uncertainty"] = uncertainty_metrics(reg.samples, truth_c, seed=options.seed)
     out["samples"]["regression"] = reg.samples
 
     cls = sample_variable(model, test, roles.categorical, [roles.image, roles.continuous], **run,

@@ -6,7 +6,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["fmt", "generation_text", "markdown_table", "model_report", "pm", "table2_markdown"]
+from metavoxel.variables.summaries import level_label
+
+__all__ = ["coverage_text", "fmt", "generation_text", "markdown_table", "model_report", "pm", "table2_markdown",
+           "uncertainty_markdown"]
 
 _GIVEN = {"I,C": "image + {c}", "I": "image", "C": "{c}", "none": "nothing (∅)", "population mean": "population mean"}
 
@@ -30,13 +33,58 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _coverage_header(level: Any) -> str:
+    """A coverage column named by the interval's real level (the coverage a calibrated sampler reaches)."""
+    if fmt(level) == "—":
+        return "interval coverage"
+    return f"coverage of the {level_label(level)} interval (calibrated: {fmt(level)})"
+
+
+def coverage_text(coverage: Any, level: Any, se: Any = None) -> str:
+    """'0.39 of the 50% interval (calibrated: 0.50 ± 0.05)': a coverage never read against a level it lacks."""
+    if fmt(coverage) == "—" or fmt(level) == "—":
+        return "— (one sample has no interval)"
+    spread = f" ± {fmt(se)}" if fmt(se) != "—" else ""
+    return f"{fmt(coverage)} of the {level_label(level)} interval (calibrated: {fmt(level)}{spread})"
+
+
 def table2_markdown(rows: Sequence[Mapping[str, Any]], categorical: str = "sex", unit: str = "") -> str:
-    """Paper Table 2: MAE ± SD, mean sample variance and 90% coverage per conditioning set."""
+    """Paper Table 2: MAE ± SD, mean sample variance, CRPS, spread-skill and interval coverage per conditioning set.
+
+    The coverage column is named by the interval's real level at the evaluation's S (0.5 from 3 samples);
+    rows without it (reports written before the level was recorded) get a column that claims no level.
+    """
     unit = f" ({unit})" if unit else ""
+    level = next((r.get("coverage_level") for r in rows if fmt(r.get("coverage_level")) != "—"), None)
     return markdown_table(
-        ["given", f"MAE ± SD{unit}", "mean sample variance", "90% interval coverage"],
+        ["given", f"MAE ± SD{unit}", "mean sample variance", f"CRPS{unit}", "spread-skill (1 = calibrated)",
+         _coverage_header(level)],
         [[_GIVEN.get(r["given"], r["given"]).format(c=categorical), pm(r["mae"], r["mae_sd"]),
-          fmt(r.get("mean_sample_variance"), 1), fmt(r.get("coverage"))] for r in rows])
+          fmt(r.get("mean_sample_variance"), 1), fmt(r.get("crps")), fmt(r.get("spread_skill")),
+          fmt(r.get("coverage"))] for r in rows])
+
+
+def uncertainty_markdown(unc: Mapping[str, Any], name: str, unit: str = "", flag: str = "--num-samples") -> str:
+    """The spread of ``name``'s samples judged (what `metavoxel.evaluation.uncertainty_metrics` returns)."""
+    hist = unc["rank_histogram"]
+    units = f" {unit}" if unit else ""
+    s = unc["num_samples"]
+    level = unc["coverage_level"]
+    rows = [["CRPS (fair estimator; lower is better)", f"{fmt(unc['crps'])}{units}", "—"],
+            ["spread-skill: MSE of the mean / ((1 + 1/S) mean sample variance)", fmt(unc["spread_skill"]),
+             "1 (> 1: samples too narrow, < 1: too wide)"],
+            ["interval coverage" if fmt(level) == "—" else f"coverage of the {level_label(level)} interval",
+             fmt(unc["coverage"]), "—" if fmt(level) == "—" else f"{fmt(level)} ± {fmt(unc['coverage_se'])}"],
+            [f"rank histogram χ² ({hist['dof']} dof)", f"{fmt(hist['chi2'])} (p = {fmt(hist['p_value'], 3)})",
+             f"uniform: {fmt(hist['expected'], 1)} per rank"]]
+    lines = [f"{s} samples of {name} per subject. A calibrated sampler (the truth one more draw from the same "
+             "distribution as the samples) reaches the right-hand column.", "",
+             markdown_table(["score", "measured", "calibrated sampler"], rows), "",
+             "Rank of the truth among the samples (0: below all of them; a U shape means overconfident samples, "
+             "a hump underconfident ones):", "",
+             markdown_table(["rank", *(str(r) for r in range(s + 1))], [["subjects", *hist["counts"]]]), "",
+             f"Coverage: {unc['coverage_note'].replace('--num-samples', flag)}."]
+    return "\n".join(lines)
 
 
 def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[str, str], command: str = "") -> str:
@@ -49,7 +97,8 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
     lines += [f"{evaluation['n_test']} held-out records, {evaluation['num_samples']} samples each, "
               f"{evaluation['steps']} reverse steps.", "", "## Tasks", ""]
     rows = [[f"{c} from image + {k}", f"MAE {pm(reg['mae'], reg['mae_sd'])}",
-             f"r = {fmt(reg['pearson_r'])}, coverage(90%) = {fmt(reg['coverage'])}", fmt(reg["seconds_per_subject"])],
+             f"r = {fmt(reg['pearson_r'])}, coverage {coverage_text(reg['coverage'], reg.get('coverage_level'))}",
+             fmt(reg["seconds_per_subject"])],
             [f"{k} from image + {c} (majority of samples)", f"accuracy {fmt(cls['accuracy'], 3)}",
              f"prob. acc. {fmt(cls['prob_accuracy'], 3)}, AUROC {fmt(cls['auroc'], 3)}, ECE {fmt(cls['ece'], 3)}",
              fmt(cls["seconds_per_subject"])]]
@@ -59,6 +108,9 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
                      f"prob. acc. {fmt(lik['prob_accuracy'], 3)}, AUROC {fmt(lik['auroc'], 3)}, "
                      f"ECE {fmt(lik['ece'], 3)}, τ = {fmt(lik['temperature'], 3)}", fmt(lik["seconds_per_subject"])])
     lines += [markdown_table(["task", "result", "detail", "s / subject"], rows), ""]
+    if "uncertainty" in evaluation:
+        lines += [f"## Uncertainty of {c} given image + {k}", "",
+                  uncertainty_markdown(evaluation["uncertainty"], c), ""]
     if "table2" in evaluation:
         lines += [f"## {c} under each conditioning set (paper Table 2)", "",
                   table2_markdown(evaluation["table2"], k), ""]

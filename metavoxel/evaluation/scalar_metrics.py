@@ -2,7 +2,8 @@
 (categorical), computed in float64 from S posterior samples per subject.
 
 Regression: the point prediction is the sample mean ``y_hat_i = mean_s y_is``; the spread of the samples is
-judged by the coverage of the central ``level`` interval (Gneiting & Raftery 2007, sec. 9).
+judged by CRPS, the spread-skill ratio and the coverage of an order-statistic interval next to the level it
+really has at S samples (`metavoxel.evaluation.uncertainty`).
 
 Classification: the point prediction is the majority vote of the samples, or ``argmax_k p_ik`` without
 samples; probabilities come from the sample frequencies (`sample_frequencies`) or from a model. Calibration
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from metavoxel.errors import InputError
+from metavoxel.evaluation.uncertainty import crps_ensemble, interval_coverage, spread_skill
 
 __all__ = ["calibration_curve", "classification_metrics", "regression_metrics", "sample_frequencies"]
 
@@ -52,23 +54,25 @@ def _indices(values: ArrayLike, what: str, ndim: int, num_classes: int) -> torch
 def regression_metrics(samples: ArrayLike, truth: ArrayLike, *, level: float = 0.9) -> dict[str, float]:
     """Point and interval accuracy of sampled continuous values.
 
-    With ``y_hat_i = mean_s y_is`` and ``e_i = y_hat_i - t_i``::
+    With ``y_hat_i = mean_s y_is``, ``e_i = y_hat_i - t_i`` and ``y_i(1) <= ... <= y_i(S)`` the sorted samples::
 
         mae = mean |e_i|      rmse = sqrt(mean e_i^2)      bias = mean e_i
-        coverage = mean 1[q_{(1-level)/2}(y_i.) <= t_i <= q_{(1+level)/2}(y_i.)]
+        coverage = mean 1[y_i(k) <= t_i <= y_i(S+1-k)],   coverage_level = (S + 1 - 2k)/(S + 1)
 
-    where ``q`` are the empirical quantiles of the S samples (linear interpolation).
+    with k chosen for the requested ``level`` by `metavoxel.variables.summaries.interval_rank`;
+    ``coverage_level`` is what a calibrated sampler covers (0.5 for S = 3 whatever ``level`` says).
 
     Args:
         samples: (N, S) sampled values, S samples per subject; (N,) is read as S = 1.
         truth: (N,) true values.
-        level: central probability of the interval scored by ``coverage``, in (0, 1).
+        level: the requested level of the interval scored by ``coverage``, in (0, 1).
 
     Returns:
         ``mae``, ``mae_sd`` (unbiased SD of |e_i| over subjects; NaN if N = 1), ``rmse``, ``bias``,
         ``pearson_r`` (between y_hat and t; NaN if either is constant or N < 2), ``mean_sample_variance``
-        (mean over subjects of the unbiased variance of the S samples; NaN if S = 1), ``coverage``
-        (NaN if S < 2) and ``n`` (N).
+        (mean over subjects of the unbiased variance of the S samples; NaN if S = 1), ``coverage`` and
+        ``coverage_level`` (NaN if S < 2), ``crps`` (`crps_ensemble`, mean over subjects), ``spread_skill``
+        (`spread_skill`; NaN if S = 1) and ``n`` (N).
     """
     y = _float64(samples, "regression samples", (1, 2))
     y = y[:, None] if y.ndim == 1 else y  # (N, S)
@@ -78,25 +82,23 @@ def regression_metrics(samples: ArrayLike, truth: ArrayLike, *, level: float = 0
                          "give samples (N, S) and truth (N,) for the same subjects")
     if not 0.0 < level < 1.0:
         raise InputError(f"regression metrics: level must be in (0, 1), got {level!r}; e.g. 0.9 for a 90% interval")
-    n, s = y.shape
+    n = y.shape[0]
     error = y.mean(dim=1) - t  # (N,)
     absolute = error.abs()
     nan = float("nan")
-    if s >= 2:
-        lo = torch.quantile(y, (1 - level) / 2, dim=1)  # (N,)
-        hi = torch.quantile(y, (1 + level) / 2, dim=1)
-        coverage = float(((lo <= t) & (t <= hi)).double().mean())
-        sample_variance = float(y.var(dim=1, unbiased=True).mean())
-    else:
-        coverage = sample_variance = nan
+    interval = interval_coverage(y, t, level=level)
+    spread = spread_skill(y, t)
     return {
         "mae": float(absolute.mean()),
         "mae_sd": float(absolute.std(unbiased=True)) if n > 1 else nan,
         "rmse": float(error.square().mean().sqrt()),
         "bias": float(error.mean()),
         "pearson_r": _pearson(y.mean(dim=1), t),
-        "mean_sample_variance": sample_variance,
-        "coverage": coverage,
+        "mean_sample_variance": spread["mean_sample_variance"],
+        "coverage": interval["coverage"],
+        "coverage_level": interval["coverage_level"],
+        "crps": float(crps_ensemble(y, t).mean()),
+        "spread_skill": spread["spread_skill"],
         "n": n,
     }
 

@@ -109,7 +109,8 @@ def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles,
 
     Returns:
         (rows, samples): one row per conditioning set with ``given``, ``mae``, ``mae_sd``,
-        ``mean_sample_variance``, ``coverage``, ``seconds``; then the population-mean row.
+        ``mean_sample_variance``, ``coverage`` and its real level ``coverage_level``, ``crps``,
+        ``spread_skill``, ``seconds``; then the population-mean row.
     """
     truth = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
     tick = progress or (lambda phase, done, total: None)
@@ -130,7 +131,8 @@ def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles,
 
 
 def _pick(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("mae", "mae_sd", "mean_sample_variance", "coverage")}
+    return {k: metrics[k] for k in ("mae", "mae_sd", "mean_sample_variance", "coverage", "coverage_level", "crps",
+                                    "spread_skill")}
 
 
 def likelihood_classification(model: JointModel, test: Mapping[str, Any], val: Mapping[str, Any], target: str,

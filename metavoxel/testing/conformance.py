@@ -29,7 +29,7 @@ from metavoxel.plugins.registry import Registry
 from metavoxel.processes.schedules import make_schedule
 from metavoxel.variables.capabilities import HasCategories, HasValueRange, is_lossless
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind, missing_members
-from metavoxel.variables.summaries import summary_problem
+from metavoxel.variables.summary_contract import summary_problem
 from metavoxel.testing.fast_path import check_fast_path
 from metavoxel.testing.joint_check import check_joint_model
 

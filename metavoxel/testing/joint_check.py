@@ -17,7 +17,7 @@ from metavoxel.processes.gaussian import GaussianProcess
 from metavoxel.spec import VariableSpec
 from metavoxel.variables.gaussian import GaussianVariable
 from metavoxel.variables.protocol import ScalarHead, SpatialHead, VariableKind
-from metavoxel.variables.summaries import summary_problem
+from metavoxel.variables.summary_contract import summary_problem
 
 __all__ = ["GRID", "check_joint_model"]
 

@@ -16,7 +16,7 @@ from metavoxel.io.atomic import write_text
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
-from metavoxel.variables.summaries import checked_summary, summary_cells
+from metavoxel.variables.summary_contract import checked_summary, summary_cells
 
 __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
 
@@ -58,11 +58,12 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                 progress: Callable[[int, int], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (default: all others) for every record; write a TSV.
 
-    The columns follow the target's summary (the contract in `metavoxel.variables.summaries`): its point
+    The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
     estimate (``mean``/``median``/``majority``) as ``target``, ``probs`` as ``target_p_<class>``, any other
     entry ``k`` as ``target_k`` — for the built-in kinds ``target``, ``target_sd``, ``target_lower``,
-    ``target_upper`` (with the interval's real level in ``target_level``), or ``target_p_<class>`` per class
-    and the majority ``target``. The true value is added as ``target_true`` when the table has it.
+    ``target_upper``, ``target_level`` (the level the interval really has at ``num_samples``: 0.5 from 3
+    samples, 0.9 from 19; see `metavoxel.variables.summaries`) and ``target_num_samples``, or
+    ``target_p_<class>`` per class and the majority ``target``. The true value is added as ``target_true`` when the table has it.
     ``source`` is the record's image file (the first given image variable's), else where the record came
     from (``test.tsv row 7``); ``session`` is ``n/a`` when the record has none. Nothing is written if any
     record fails.

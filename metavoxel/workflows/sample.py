@@ -17,7 +17,7 @@ from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
 from metavoxel.variables.protocol import SpatialHead
-from metavoxel.variables.summaries import checked_summary
+from metavoxel.variables.summary_contract import checked_summary
 
 __all__ = ["parse_assignments", "sample_run"]
 

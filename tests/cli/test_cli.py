@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from metavoxel.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +73,12 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
         (tmp_path / "model" / "splits.json").read_text())["test"])
     assert [row["given"] for row in metrics["table2"]] == ["I,C", "I", "C", "none", "population mean"]
     assert metrics["generation"]["network"].startswith("metavoxel-vae-encoder")
+    unc = metrics["uncertainty"]  # 2 samples: [min, max] is a 1/3 interval, and the report says so
+    assert unc["coverage_level"] == pytest.approx(1 / 3) and len(unc["rank_histogram"]["counts"]) == 3
     report = (evaluation / "report.md").read_text()
     assert "paper Table 2" in report and "not comparable with published FIDs" in report
+    assert "Uncertainty of age" in report and "coverage of the 33.3% interval" in report and "CRPS" in report
+    assert "coverage of a 90% interval needs --num-samples 20" in " ".join(capsys.readouterr().out.split())
     for png in ("age_scatter.png", "sex_calibration.png", "samples.png"):
         assert (evaluation / png).read_bytes().startswith(b"\x89PNG")
     everyone = tmp_path / "eval-all"

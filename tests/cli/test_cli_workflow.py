@@ -100,14 +100,18 @@ def test_encode_again_encodes_nothing(trained, capsys):
     assert f"{N} images: {N} were cached, 0 encoded" in capsys.readouterr().out
 
 
-def test_sample_with_image_and_sex_fixed_predicts_age(trained):
+def test_sample_with_image_and_sex_fixed_predicts_age(trained, capsys):
     out = trained / "s1"
     scan = trained / "images" / "sub-03_T1w.nii.gz"
     _ok(["sample", "--model", trained / "run", "--fix", f"image={scan}", "--fix", "sex=female", "-n", 3, "--out", out])
+    printed = capsys.readouterr().out
+    assert "50%" in printed and "90%" not in printed  # the printed interval is named by its real level
     summary = json.loads((out / "samples.json").read_text())
     sex, age = summary["variables"]["sex"], summary["variables"]["age"]
     assert sex["samples"] == [["F", "F", "F"]] and sex["fixed"] == [True]
-    assert len(age["samples"][0]) == 3 and set(age["summary"]) == {"mean", "sd", "lower", "upper"}
+    assert len(age["samples"][0]) == 3
+    assert set(age["summary"]) == {"mean", "sd", "lower", "upper", "level", "num_samples"}
+    assert age["summary"]["level"] == [0.5]  # [min, max] of 3 samples: a 50% interval, never called 90%
     assert summary["fixed"] == {"image": str(scan), "sex": "female"}
     assert not list(out.glob("*.nii.gz"))  # the whole image was given: nothing generated to write
 
@@ -144,12 +148,14 @@ def test_predict_writes_one_row_per_subject(trained):
          "image,sex", "-n", 2, "--out", out])
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert len(rows) == N
-    assert set(rows[0]) == {"participant_id", "session", "source", "age", "age_sd", "age_lower", "age_upper", "age_true"}
+    assert set(rows[0]) == {"participant_id", "session", "source", "age", "age_sd", "age_lower", "age_upper",
+                            "age_level", "age_samples", "age_true"}
     assert rows[0]["participant_id"] == "sub-00" and float(rows[0]["age_lower"]) <= float(rows[0]["age_upper"])
+    assert float(rows[0]["age_level"]) == pytest.approx(1 / 3, abs=1e-4) and rows[0]["age_samples"] == "2"
     out = trained / "sex.tsv"
     _ok(["predict", "--model", trained / "run", "--data", trained / "cohort.tsv", "--target", "sex", "--out", out])
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
-    assert {"sex_p_F", "sex_p_M", "sex", "sex_true"} <= set(rows[0])
+    assert {"sex_p_F", "sex_p_M", "sex", "sex_samples", "sex_true"} <= set(rows[0]) and rows[0]["sex_samples"] == "3"
     assert rows[0]["sex"] in ("F", "M")
 
 

@@ -32,6 +32,10 @@ def test_every_question_is_answered(model):
     ages = torch.tensor(test["age"], dtype=torch.float64)
     assert out["n_test"] == 6 and out["samples"]["regression"].shape == (6, 2)
     assert 0 <= out["regression"]["coverage"] <= 1 and out["regression"]["mae"] >= 0
+    assert out["regression"]["coverage_level"] == pytest.approx(1 / 3)  # [min, max] of 2 samples
+    unc = out["uncertainty"]
+    assert unc["num_samples"] == 2 and sum(unc["rank_histogram"]["counts"]) == 6 and unc["crps"] >= 0
+    assert unc["coverage"] == out["regression"]["coverage"] and "--num-samples 20" in unc["coverage_note"]
     assert [r["given"] for r in out["table2"]] == [*CONDITIONING_SETS, "population mean"]
     assert out["table2"][0]["mae"] == out["regression"]["mae"]  # (I, C) reuses the Table 1 draws
     assert out["table2"][-1]["mae"] == pytest.approx(float((ages - 67.0).abs().mean()))

@@ -36,7 +36,7 @@ def test_mae_is_non_negative_and_the_hand_formula(case):
     assert out["bias"] == pytest.approx(error.mean(), rel=1e-12, abs=1e-9)
     assert out["rmse"] >= out["mae"] - 1e-9
     assert out["n"] == len(truth)
-    assert math.isnan(out["coverage"]) == (samples.shape[1] < 2)
+    assert math.isnan(out["coverage"]) == (samples.shape[1] < 2) == math.isnan(out["coverage_level"])
     assert math.isnan(out["mean_sample_variance"]) == (samples.shape[1] == 1)
 
 
@@ -48,7 +48,10 @@ def test_regression_values_on_a_small_case():
     assert out["bias"] == pytest.approx(-1 / 3)
     assert out["mean_sample_variance"] == pytest.approx((2 + 0 + 2) / 3)
     assert out["pearson_r"] == pytest.approx(np.corrcoef([2, 2, 6], [1, 2, 8])[0, 1])
-    assert out["coverage"] == pytest.approx(1 / 3)  # 50% intervals [1.5, 2.5], [2, 2], [5.5, 6.5]
+    # two samples: [min, max] is the only interval, a 1/3 interval whatever level asks for
+    assert out["coverage"] == pytest.approx(2 / 3) and out["coverage_level"] == pytest.approx(1 / 3)
+    assert out["crps"] == pytest.approx(((1 - 1) + 0 + (2 - 1)) / 3)  # fair CRPS: mean |x - y| - |x1 - x2|/2
+    assert out["spread_skill"] == pytest.approx(((1 + 0 + 4) / 3) / (1.5 * 4 / 3))
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9])

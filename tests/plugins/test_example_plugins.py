@@ -329,5 +329,6 @@ def test_joint_model_trains_and_samples_with_plugin_kinds(registry):
     m = free.samples["mmse"]
     assert m.shape == (16, 2) and torch.isfinite(m).all() and ((m >= 0) & (m <= 30)).all()
     summary = free.to_dict()["variables"]
-    assert set(summary["cdr"]["summary"]) == {"probs", "majority", "expected"}
-    assert set(summary["mmse"]["summary"]) == {"mean", "sd", "lower", "upper"}
+    assert set(summary["cdr"]["summary"]) == {"probs", "majority", "num_samples", "expected"}
+    assert set(summary["mmse"]["summary"]) == {"mean", "sd", "lower", "upper", "level", "num_samples"}
+    assert summary["mmse"]["summary"]["level"] == [1 / 3] * 16  # two samples: [min, max], a 1/3 interval

@@ -38,6 +38,9 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     assert set(metrics["baselines"]) == {"densenet121", "vit"}
     assert [row["steps"] for row in metrics["ablation"]["steps"]] == [2, 3]
     assert [row["samples"] for row in metrics["ablation"]["samples"]] == [1, 2]
+    # coverage is stored with the level its interval really has: none for 1 sample, [min, max] = 1/3 for 2
+    assert [row["coverage_level"] for row in metrics["ablation"]["samples"]] == [None, pytest.approx(1 / 3)]
+    assert metrics["metavoxel"]["uncertainty"]["num_samples"] == 2
     # the continuous-sex variant is evaluated on its own 0/1 codes, and every sampled age is in [40, 95]
     assert metrics["continuous_sex"]["classification"]["accuracy"] is not None
     table2 = {row["given"]: row for row in metrics["metavoxel"]["table2"]}
@@ -45,8 +48,10 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     assert all(row["mae"] <= 55 for row in table2.values())  # an untrained model, but its ages stay in range
 
     report = (out / "report.md").read_text()
-    for heading in ("Table 1 analogue", "Table 2 analogue", "Targets (measured in this run)", "Ablations"):
+    for heading in ("Table 1 analogue", "Table 2 analogue", "Targets (measured in this run)", "Ablations",
+                    "Uncertainty of age given image and sex", "coverage of the 33.3% interval"):
         assert heading in report
+    assert "90%" not in report.replace("coverage of a 90% interval needs", "")  # no interval sold as 90%
     appended = results.read_text()
     assert appended.startswith("# earlier results\n") and "`python benchmarks/paper/run.py --config tiny" in appended
 
