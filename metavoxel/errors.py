@@ -30,7 +30,8 @@ class PluginError(MetavoxelError):
 class KernelError(MetavoxelError, RuntimeError):
     """A kernel backend setting that cannot be honoured: an unknown backend name, or an explicitly requested
     backend that cannot run the given inputs (`metavoxel.kernels.KernelUnavailable`). Exit code 2 on the CLI:
-    the fix is a setting (``METAVOXEL_KERNELS`` or the spec's ``network.kernels``)."""
+    the fix is a setting (``METAVOXEL_KERNELS``, or the spec's ``diffusion.kernels`` /
+    ``network.attention_backend``)."""
 
     exit_code = 2
 

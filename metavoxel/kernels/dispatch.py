@@ -3,7 +3,8 @@
 ``auto`` (the default) runs Triton on CUDA tensors when the kernel supports the inputs and the PyTorch
 reference elsewhere, logging once which backend ran (and why it fell back). An explicit ``triton`` that
 cannot run raises `KernelUnavailable` with the reason. The environment variable ``METAVOXEL_KERNELS``
-sets the default; a per-call ``backend=`` argument (or the spec's ``network.kernels``) overrides it.
+sets the default; a per-call ``backend=`` argument (or the spec's ``diffusion.kernels``, and
+``network.attention_backend`` for attention) overrides it.
 
 Triton is optional: nothing here imports it unless a kernel is about to run. For tests on CPU, an
 explicit ``backend="triton"`` runs the kernels in Triton's interpreter on CPU tensors when
@@ -49,7 +50,7 @@ def requested_backend(backend: str | None = None) -> str:
     if choice not in BACKENDS:
         raise UnknownBackend(
             f"kernel backend must be one of {', '.join(BACKENDS)}, got {choice!r}; "
-            "fix METAVOXEL_KERNELS or the spec's network.kernels"
+            "fix METAVOXEL_KERNELS or the spec's diffusion.kernels / network.attention_backend"
         )
     return choice
 
