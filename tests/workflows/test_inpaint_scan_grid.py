@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from tiny_runs import save_tiny_run
+from sample_runs import save_tiny_run
 from tiny_specs import TINY_NET_2D
 
 from metavoxel.workflows.sample import sample_run

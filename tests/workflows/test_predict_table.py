@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from tiny_runs import save_tiny_run
+from sample_runs import save_tiny_run
 from tiny_specs import tiny_spec_2d
 
 from metavoxel.errors import InputError

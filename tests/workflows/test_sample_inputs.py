@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_runs import save_tiny_run
+from sample_runs import save_tiny_run
 from tiny_specs import tiny_spec_2d
 
 from metavoxel.errors import InputError
