@@ -155,7 +155,7 @@ def test_predict_writes_one_row_per_subject(trained):
     out = trained / "sex.tsv"
     _ok(["predict", "--model", trained / "run", "--data", trained / "cohort.tsv", "--target", "sex", "--out", out])
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
-    assert {"sex_p_F", "sex_p_M", "sex", "sex_samples", "sex_true"} <= set(rows[0]) and rows[0]["sex_samples"] == "3"
+    assert {"sex_p_F", "sex_p_M", "sex", "sex_num_samples", "sex_true"} <= set(rows[0]) and rows[0]["sex_num_samples"] == "3"
     assert rows[0]["sex"] in ("F", "M")
 
 
