@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["fmt", "generation_text", "markdown_table", "model_report", "pm", "table2_markdown"]
+__all__ = ["figure_links", "fmt", "generation_text", "markdown_table", "model_report", "pm", "table2_markdown"]
 
 _GIVEN = {"I,C": "image + {c}", "I": "image", "C": "{c}", "none": "nothing (∅)", "population mean": "population mean"}
 
@@ -39,8 +39,13 @@ def table2_markdown(rows: Sequence[Mapping[str, Any]], categorical: str = "sex",
           fmt(r.get("mean_sample_variance"), 1), fmt(r.get("coverage"))] for r in rows])
 
 
-def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[str, str], command: str = "") -> str:
-    """A one-model report (what `metavoxel evaluate` writes): every section the evaluation holds."""
+def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[str, str], command: str = "",
+                 figures: Sequence[str] = ()) -> str:
+    """A one-model report (what `metavoxel evaluate` writes): every section the evaluation holds.
+
+    Args:
+        figures: file names of the figures beside the report; each PNG is shown, with a link to its PDF/SVG.
+    """
     c, k = roles["continuous"], roles["categorical"]
     reg, cls = evaluation["regression"], evaluation["classification"]
     lines = [f"# {title}", ""]
@@ -70,7 +75,21 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
                   f"Images generated with the held-out ({c}, {k}) values, read back by {fid['reader']}: "
                   f"{c} MAE {pm(fid['continuous_mae'], fid['continuous_mae_sd'])} (r = {fmt(fid['continuous_r'])}), "
                   f"{k} accuracy {fmt(fid['categorical_accuracy'], 3)}.", ""]
+    if figures:
+        lines += ["## Figures", "", *figure_links(figures), ""]
     return "\n".join(lines)
+
+
+def figure_links(files: Sequence[str]) -> list[str]:
+    """Markdown lines showing each PNG of ``files``, each with a link to its vector copy when there is one."""
+    vectors = {f.rsplit(".", 1)[0]: f for f in files if f.endswith((".pdf", ".svg"))}
+    lines = []
+    for f in files:
+        if f.endswith(".png"):
+            stem = f.rsplit(".", 1)[0]
+            vector = f" ([{vectors[stem].rsplit('.', 1)[1].upper()}]({vectors[stem]}))" if stem in vectors else ""
+            lines.append(f"![{stem}]({f}){vector}")
+    return lines
 
 
 def generation_text(gen: Mapping[str, Any]) -> str:

@@ -20,7 +20,8 @@ __all__ = ["train_run"]
 
 def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config: TrainConfig, *,
               resume: bool = False, cache_dir: str | Path | None = None,
-              progress: Callable[[str, int, int, float], None] | None = None) -> TrainResult:
+              progress: Callable[[str, int, int, float], None] | None = None,
+              log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Validate the cohort, split it by subject, encode it once, train, and write the run directory.
 
     Args:
@@ -30,6 +31,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         resume: continue the newest training state in ``out``.
         cache_dir: latent cache for image_latent variables (default: ``out/latents``).
         progress: ``progress(phase, done, total, loss)``.
+        log: called with every metrics row as it is logged (e.g. a `TensorBoardLog`).
     """
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     out = Path(out)
@@ -52,7 +54,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
     records = encode_cohort(model, cohort.select(splits["train"]), cache_dir=cache)
     val = (encode_cohort(model, cohort.select(splits["val"]), cache_dir=cache) if splits.get("val") else None)
     result = train(model, records, config, val=val, run_dir=out, resume=resume,
-                   progress=lambda d, t, loss: tick("training", d, t, loss))
+                   progress=lambda d, t, loss: tick("training", d, t, loss), log=log)
     if ddp.rank == 0:
         write_model_card(out, model, cohort, splits, config, result)
     return result
