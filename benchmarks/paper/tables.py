@@ -116,7 +116,7 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
              + ", ".join(f"`{f.name}`" for f in figures if f.suffix == ".png") + ".", ""]
     text = "\n".join(body)
     # report.md sits beside the figures, so it shows them; RESULTS.md only names them
-    files = [write_text(out / "report.md", text + "\n" + "\n".join(figure_links([f.name for f in figures])) + "\n")]
+    files = [write_text(out / "report.md", text + "\n" + "\n\n".join(figure_links([f.name for f in figures])) + "\n")]
     metrics = {"config": bench.recipe.to_dict(), "command": command, "machine": machine, "minutes": minutes,
                "vae": vae, "targets": checks, **json_ready({"metavoxel": metavoxel, "image_only": image_only,
                                                               "continuous_sex": continuous_sex,

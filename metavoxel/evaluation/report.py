@@ -76,7 +76,7 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
                   f"{c} MAE {pm(fid['continuous_mae'], fid['continuous_mae_sd'])} (r = {fmt(fid['continuous_r'])}), "
                   f"{k} accuracy {fmt(fid['categorical_accuracy'], 3)}.", ""]
     if figures:
-        lines += ["## Figures", "", *figure_links(figures), ""]
+        lines += ["## Figures", ""] + [line for link in figure_links(figures) for line in (link, "")]
     return "\n".join(lines)
 
 

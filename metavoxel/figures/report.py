@@ -31,7 +31,7 @@ def predicted_vs_true(path: str | Path, series: Mapping[str, tuple[np.ndarray, n
     Args:
         series: model name -> (truth (N,), predicted (N,)); non-finite pairs are left out.
         name: the variable (axis labels), e.g. ``age``; unit: e.g. ``years``.
-        limits: both axes' range (default: the data's, padded 3%).
+        limits: both axes' range, e.g. the variable's declared range (padded 2%); default: the data's, padded 3%.
 
     Raises:
         InputError: no series, or a series whose two arrays differ in length.
@@ -52,7 +52,9 @@ def predicted_vs_true(path: str | Path, series: Mapping[str, tuple[np.ndarray, n
         lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
         pad = 0.03 * (hi - lo or 1.0)
         limits = (lo - pad, hi + pad)
-    with figure(3.6, 3.6) as fig:
+    else:
+        limits = _padded(limits)
+    with figure(3.6, 3.6 + 0.16 * len(pairs)) as fig:
         ax = fig.add_subplot()
         ax.plot(limits, limits, color="0.5", linestyle="--", linewidth=0.8, label="identity (perfect)")
         for k, (model, (t, p)) in enumerate(pairs.items()):
@@ -65,7 +67,7 @@ def predicted_vs_true(path: str | Path, series: Mapping[str, tuple[np.ndarray, n
         ax.set_xlabel(f"true {name}{suffix}")
         ax.set_ylabel(f"predicted {name}{suffix}")
         ax.set_title(title or f"predicted vs true {name}")
-        ax.legend(loc="upper left", frameon=False)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", frameon=False)
         return save_figure(fig, path, vector=vector)
 
 
@@ -88,7 +90,7 @@ def reliability_diagram(path: str | Path, curves: Mapping[str, Sequence[tuple[fl
     if not curves:
         raise InputError("reliability_diagram needs at least one curve (model name -> calibration points)")
     width = 1.0 / bins / max(1, len(curves))
-    with figure(3.6, 4.2) as fig:
+    with figure(3.6, 4.2 + 0.16 * len(curves)) as fig:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.2))
         top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="perfectly calibrated")
         for k, (model, points) in enumerate(curves.items()):
@@ -109,7 +111,7 @@ def reliability_diagram(path: str | Path, curves: Mapping[str, Sequence[tuple[fl
         top.set_ylim(0.0, 1.02)
         top.set_ylabel("accuracy in bin")
         top.set_title(title or f"reliability of {name} predictions".replace("of  ", "of "))
-        top.legend(loc="upper left", frameon=False)
+        fig.legend(*top.get_legend_handles_labels(), loc="outside lower center", frameon=False)
         bottom.set_xlabel("confidence (probability of the predicted class)")
         bottom.set_ylabel("predictions")
         return save_figure(fig, path, vector=vector)
@@ -182,7 +184,8 @@ def conditioning_panels(path: str | Path, sets: Mapping[str, np.ndarray], truth:
         sets: conditioning set (``I,C``, ``I``, ``C``, ``none`` or any label) -> (N, S) samples of ``name``.
         truth: (N,) true values.
         population_mean: drawn as a horizontal line in every panel (the trivial predictor).
-        limits: both axes' range (default: the truth's and the samples', padded 3%).
+        limits: both axes' range, e.g. the variable's declared range (padded 2%); default: the truth's and the
+            samples', padded 3%.
 
     Raises:
         InputError: no sets, or samples whose subject count differs from ``truth``.
@@ -198,6 +201,8 @@ def conditioning_panels(path: str | Path, sets: Mapping[str, np.ndarray], truth:
         values = np.concatenate([t] + [y.ravel() for y in draws.values()])
         lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
         limits = (lo - 0.03 * (hi - lo or 1.0), hi + 0.03 * (hi - lo or 1.0))
+    else:
+        limits = _padded(limits)
     suffix = f" ({unit})" if unit else ""
     with figure(2.4 * len(draws) + 0.3, 2.8) as fig:
         axes = fig.subplots(1, len(draws), sharex=True, sharey=True, squeeze=False)[0]
@@ -211,13 +216,15 @@ def conditioning_panels(path: str | Path, sets: Mapping[str, np.ndarray], truth:
                         color=COLOURS[k % len(COLOURS)], label=f"mean ± SD of {y.shape[1]} samples")
             given = _GIVEN.get(key, key).format(c=categorical)
             ax.set_title(f"given {given}\nMAE {mae:.2f}{' ' + unit if unit else ''}, "
-                         f"mean SD {float(sd.mean()):.2f}")
+                         f"mean sample SD {float(sd.mean()):.2f}")
             ax.set_xlim(limits)
             ax.set_ylim(limits)
             ax.set_aspect("equal")
             ax.set_xlabel(f"true {name}{suffix}")
         axes[0].set_ylabel(f"predicted {name}{suffix}")
-        axes[0].legend(loc="upper left", frameon=False, fontsize=6)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles[:2] + [handles[-1]], labels[:2] + ["mean ± SD of the samples"], loc="outside lower center",
+                   ncols=3, frameon=False)
         fig.suptitle(f"{name} under each conditioning set (paper Table 2)")
         return save_figure(fig, path, vector=vector)
 
@@ -273,3 +280,10 @@ def ablation_lines(path: str | Path, ablation: Mapping[str, Sequence[Mapping[str
 
 def _number(value) -> float:
     return float("nan") if value is None else float(value)
+
+
+def _padded(limits: tuple[float, float]) -> tuple[float, float]:
+    """A range widened by 2% on each side, so points on a declared bound (e.g. clipped samples) stay whole."""
+    lo, hi = float(limits[0]), float(limits[1])
+    pad = 0.02 * (hi - lo or 1.0)
+    return lo - pad, hi + pad

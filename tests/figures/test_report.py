@@ -34,8 +34,9 @@ def _written(paths) -> None:
     assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
 
 
-def _legend(ax) -> list[str]:
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+def _legend(fig) -> list[str]:
+    (legend,) = fig.legends
+    return [t.get_text() for t in legend.get_texts()]
 
 
 def test_predicted_vs_true_one_colour_per_model_with_mae(tmp_path, drawn):
@@ -46,7 +47,7 @@ def test_predicted_vs_true_one_colour_per_model_with_mae(tmp_path, drawn):
     _written(paths)
     (fig,) = drawn
     (ax,) = fig.axes
-    legend = _legend(ax)
+    legend = _legend(fig)
     assert legend[0].startswith("identity")
     assert "MetaVoxel: MAE 2.00 years (n = 4)" in legend and "DenseNet121: MAE 4.00 years (n = 4)" in legend
     colours = {tuple(np.round(c.get_facecolor()[0][:3], 3)) for c in ax.collections}
@@ -60,7 +61,7 @@ def test_reliability_diagram_shows_the_bin_counts(tmp_path, drawn):
     _written(reliability_diagram(tmp_path / "sex.png", curves, name="sex", min_confidence=0.5))
     (fig,) = drawn
     top, bottom = fig.axes
-    assert _legend(top) == ["perfectly calibrated", "samples: ECE 0.050", "likelihood: ECE 0.000"]
+    assert _legend(fig) == ["perfectly calibrated", "samples: ECE 0.050", "likelihood: ECE 0.000"]
     assert sorted(int(round(p.get_height())) for p in bottom.patches) == [10, 30, 40]
     assert sorted(t.get_text() for t in bottom.texts) == ["10", "30", "40"]
 
