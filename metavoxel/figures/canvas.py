@@ -68,6 +68,7 @@ def save_figure(fig: Any, path: str | Path, *, vector: str | None = "pdf", dpi: 
     """Write ``fig`` to ``path`` (a ``.png``) and, unless ``vector`` is None, a PDF or SVG beside it.
 
     Both files are written atomically and carry no date, so saving the same figure twice gives the same bytes.
+    The layout is solved once, for the PNG, then frozen (the figure's layout engine becomes ``"none"``).
 
     Args:
         fig: a `matplotlib.figure.Figure` (as made by `figure`).
@@ -95,4 +96,6 @@ def save_figure(fig: Any, path: str | Path, *, vector: str | None = "pdf", dpi: 
         for fmt, target in (("png", path), *(((vector, path.with_suffix(f".{vector}")),) if vector else ())):
             written.append(write_atomic(target, lambda tmp, f=fmt: fig.savefig(
                 tmp, format=f, dpi=dpi, metadata=_METADATA[f], facecolor="white")))
+            # the layout is solved once, for the PNG; the vector copy reuses it (same positions, half the work)
+            fig.set_layout_engine("none")
     return written

@@ -21,7 +21,9 @@ class TensorBoardLog:
     """``log(row)`` for `metavoxel.training.train`: every number of a metrics row becomes a scalar at ``row["step"]``.
 
     The event file is created on the first row, so under ``torchrun`` only the process that logs (rank 0)
-    writes one. Non-finite values are skipped, as TensorBoard cannot draw them.
+    writes one; it purges what earlier event files hold from that row's step on, so a resumed run (which
+    repeats the steps after its last checkpoint) shows each step once, as ``metrics.jsonl`` does.
+    Non-finite values are skipped, as TensorBoard cannot draw them.
 
     Args:
         log_dir: where the event files go (e.g. ``RUN_DIR/tensorboard``).
@@ -41,9 +43,9 @@ class TensorBoardLog:
         self._writer: Any = None
 
     def __call__(self, row: Mapping[str, Any]) -> None:
-        if self._writer is None:
-            self._writer = self._make(log_dir=str(self.log_dir))
         step = int(row["step"])
+        if self._writer is None:
+            self._writer = self._make(log_dir=str(self.log_dir), purge_step=step)
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(float(value)):
                 self._writer.add_scalar(key, float(value), step)

@@ -17,8 +17,8 @@ from metavoxel.training.tensorboard import TensorBoardLog
 class _Writer:
     made: list[_Writer] = []
 
-    def __init__(self, log_dir):
-        self.log_dir, self.scalars, self.closed = log_dir, [], False
+    def __init__(self, log_dir, purge_step=None):
+        self.log_dir, self.purge_step, self.scalars, self.closed = log_dir, purge_step, [], False
         _Writer.made.append(self)
 
     def add_scalar(self, tag, value, step):
@@ -41,7 +41,7 @@ def test_every_finite_number_becomes_a_scalar_at_its_step(tmp_path, monkeypatch)
     log({"step": 10, "loss": 0.5, "loss/age": 0.1, "lr": 1e-4})
     log({"step": 20, "loss": math.nan, "val_loss": 0.4})
     (writer,) = _Writer.made
-    assert writer.log_dir == str(tmp_path / "tensorboard")
+    assert writer.log_dir == str(tmp_path / "tensorboard") and writer.purge_step == 10
     assert writer.scalars == [("loss", 0.5, 10), ("loss/age", 0.1, 10), ("lr", 1e-4, 10), ("val_loss", 0.4, 20)]
     log.close()
     assert writer.closed
@@ -59,15 +59,20 @@ def test_without_tensorboard_train_stops_at_once_naming_the_extra(tmp_path, monk
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out.exists()
 
 
-def test_real_tensorboard_event_files_hold_the_scalars(tmp_path):
+def test_real_tensorboard_event_files_hold_the_scalars_once_per_step_after_a_resume(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    log = TensorBoardLog(tmp_path)
-    log({"step": 5, "loss": 0.25, "loss/age": 0.125})
-    log.close()
+    first = TensorBoardLog(tmp_path)
+    for step in (5, 10, 15):  # then killed after the checkpoint at step 5
+        first({"step": step, "loss": 1.0, "loss/age": 0.125})
+    first.close()
+    resumed = TensorBoardLog(tmp_path)
+    for step in (10, 15, 20):
+        resumed({"step": step, "loss": 0.5})
+    resumed.close()
     assert "torchvision" not in sys.modules
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert set(events.Tags()["scalars"]) == {"loss", "loss/age"}
-    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(5, 0.25)]
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(5, 1.0), (10, 0.5), (15, 0.5), (20, 0.5)]
