@@ -57,7 +57,7 @@ def brain_figure(rows: Sequence[Sequence[BrainImage]], *, convention: str = "rad
     inspected (``fig.axes``: three image panels per 3D image, one per 2D image, then the colour bar).
     Arguments are those of `brain_views`.
     """
-    with figure(1, 1) as fig:
+    with figure(1, 1, layout=None) as fig:
         _draw(fig, rows, convention=convention, title=title, units=units, row_labels=row_labels, point=point)
     return fig
 
@@ -85,7 +85,7 @@ def brain_views(path: str | Path, rows: Sequence[Sequence[BrainImage]], *, conve
         InputError: an empty grid, an image that is not 2D/3D or whose mask is on another grid, a bad affine
             or an unknown convention.
     """
-    with figure(1, 1) as fig:
+    with figure(1, 1, layout=None) as fig:
         _draw(fig, rows, convention=convention, title=title, units=units, row_labels=row_labels, point=point)
         return save_figure(fig, path, vector=vector)
 
@@ -100,15 +100,14 @@ def _draw(fig, rows: Sequence[Sequence[BrainImage]], *, convention: str, title: 
     planes = [[orthogonal_planes(_array(im.data), im.affine, convention=convention, point=point,
                                  mask=None if im.keep is None else _array(im.keep)) for im in row] for row in rows]
     per_image = max(len(p) for row in planes for p in row)
-    columns = max(len(row) for row in rows) * per_image
     lo, hi = _range([pl.image for row in planes for p in row for pl in p])
     has_mask = any(im.keep is not None for row in rows for im in row)
-    fig.set_size_inches(columns * _PANEL_INCHES + 1.0, len(rows) * (_PANEL_INCHES + 0.35) + 0.6)
-    grid = fig.add_gridspec(len(rows), columns)
+    layout = _Layout(len(rows), max(len(row) for row in rows), per_image, row_labels is not None)
+    fig.set_size_inches(layout.width, layout.height)
     shown = None
     for r, (row, row_planes) in enumerate(zip(rows, planes)):
         for c, (image, image_planes) in enumerate(zip(row, row_planes)):
-            axes = [fig.add_subplot(grid[r, c * per_image + k]) for k in range(len(image_planes))]
+            axes = [fig.add_axes(layout.panel(r, c, k)) for k in range(len(image_planes))]
             for ax, plane in zip(axes, image_planes):
                 shown = ax.imshow(plane.image, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect=plane.aspect)
                 if plane.mask is not None and plane.mask.any() and not plane.mask.all():
@@ -121,17 +120,45 @@ def _draw(fig, rows: Sequence[Sequence[BrainImage]], *, convention: str, title: 
             axes[len(axes) // 2].set_xlabel(image.caption, fontsize=7)
             if c == 0 and row_labels is not None:
                 axes[0].set_ylabel(row_labels[r], fontsize=8)
-    bar = fig.colorbar(shown, ax=fig.axes, shrink=0.8, fraction=0.03, pad=0.01)
+    bar = fig.colorbar(shown, cax=fig.add_axes(layout.colour_bar()))
     bar.set_label(units)
     note = convention_note(convention)
     if has_mask:
         note += "; outline: the given (kept) region, the rest was generated"
-    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=8)
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=8, y=1 - 0.06 / layout.height, va="top")
+
+
+class _Layout:
+    """Where each panel goes, in figure fractions, from fixed sizes in inches (no layout solver: a brain grid is
+    regular, and solving it took most of the drawing time)."""
+
+    panel_size, panel_gap, image_gap = _PANEL_INCHES, 0.05, 0.15
+    title, caption, top, bottom, bar = 0.2, 0.22, 0.45, 0.05, 0.75
+
+    def __init__(self, rows: int, columns: int, per_image: int, labelled: bool):
+        self.per_image = per_image
+        self.left = 0.3 if labelled else 0.05
+        self.image_width = per_image * self.panel_size + (per_image - 1) * self.panel_gap
+        self.row_height = self.title + self.panel_size + self.caption
+        self.width = self.left + columns * self.image_width + (columns - 1) * self.image_gap + self.bar
+        self.height = self.top + rows * self.row_height + self.bottom
+        self.rows = rows
+
+    def panel(self, row: int, column: int, k: int) -> list[float]:
+        x = self.left + column * (self.image_width + self.image_gap) + k * (self.panel_size + self.panel_gap)
+        y = self.height - self.top - row * self.row_height - self.title - self.panel_size
+        return [x / self.width, y / self.height, self.panel_size / self.width, self.panel_size / self.height]
+
+    def colour_bar(self) -> list[float]:
+        grid = self.rows * self.row_height
+        x = self.width - self.bar + 0.12
+        y = self.bottom + self.caption + 0.1 * grid
+        return [x / self.width, y / self.height, 0.12 / self.width, (0.8 * grid - self.caption) / self.height]
 
 
 def _letters(ax, plane) -> None:
     """The patient direction at each edge of a panel, inside the image so it cannot be cropped away."""
-    style = dict(transform=ax.transAxes, color="yellow", fontsize=6, fontweight="bold", clip_on=True)
+    style = dict(transform=ax.transAxes, color="yellow", fontsize=6, clip_on=True)
     ax.text(0.03, 0.5, plane.left, ha="left", va="center", gid="edge-left", **style)
     ax.text(0.97, 0.5, plane.right, ha="right", va="center", gid="edge-right", **style)
     ax.text(0.5, 0.03, plane.bottom, ha="center", va="bottom", gid="edge-bottom", **style)
