@@ -253,8 +253,10 @@ def ablation_lines(path: str | Path, ablation: Mapping[str, Sequence[Mapping[str
     if not rows:
         raise InputError("ablation_lines needs rows under 'steps' or 'samples'")
     xlabel = {"steps": "reverse steps", "samples": "samples per subject"}
-    with figure(7.2, 2.4 * len(rows)) as fig:
-        grid = fig.add_gridspec(len(rows), len(metrics))
+    height = 2.4 * len(rows) + 0.4
+    with figure(7.8, height, layout=None) as fig:  # a fixed grid: twin axes make the layout solver slow
+        grid = fig.add_gridspec(len(rows), len(metrics), left=0.07, right=0.93, wspace=0.75, hspace=0.55,
+                                bottom=0.5 / height, top=1 - 0.45 / height)
         for r, (key, points) in enumerate(rows):
             points = sorted(points, key=lambda p: p[key])
             x = np.array([p[key] for p in points], dtype=np.float64)
@@ -274,7 +276,8 @@ def ablation_lines(path: str | Path, ablation: Mapping[str, Sequence[Mapping[str
                 twin.plot(x, seconds, marker="s", markersize=2.5, linestyle="--", linewidth=0.8, color="0.4")
                 twin.set_ylabel("s / subject", color="0.4")
                 twin.spines["right"].set_visible(True)
-        fig.suptitle("sampling ablations (dashed grey: seconds per subject, right axis)")
+        fig.suptitle("sampling ablations (dashed grey: seconds per subject, right axis)", y=1 - 0.08 / height,
+                     va="top")
         return save_figure(fig, path, vector=vector)
 
 
