@@ -131,7 +131,7 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
 
 def write_paper_figures(out: Path, *, metavoxel: dict, image_only: dict, baselines: dict, ablation: dict, test: dict,
                         joint) -> list[Path]:
-    """Every figure of the report (PNG + PDF): `write_figures`' with the baselines beside MetaVoxel, the
+    """Every figure of the report (PNG + PDF): `write_figures`' plots with the baselines beside MetaVoxel, the
     ablations as line plots, and real, MetaVoxel and image-only brains as orthogonal planes."""
     from metavoxel.evaluation import Roles
     from metavoxel.figures import BrainImage, ablation_lines, brain_views
@@ -143,7 +143,8 @@ def write_paper_figures(out: Path, *, metavoxel: dict, image_only: dict, baselin
         extra_scatter={f"{label} (task-specific)": baselines[arch]["predictions"].numpy()
                        for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))},
         extra_calibration={f"{label} (task-specific)": calibration_curve(truth_k, baselines[arch]["probs"])
-                           for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))})
+                           for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))},
+        brains=False)  # samples_by_model below shows the real and MetaVoxel images, and the image-only LDM's
     files += ablation_lines(out / "ablations.png", ablation, name="age", categorical="sex", unit="years")
     affine = grid_affine(joint.variables["image"])
     rows = {"real (held out)": test["image"], "MetaVoxel": metavoxel["generation"]["images"],

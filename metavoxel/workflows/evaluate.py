@@ -111,7 +111,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
 
 def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, Any], roles, model: JointModel,
                   extra_scatter: Mapping[str, np.ndarray] | None = None,
-                  extra_calibration: Mapping[str, Any] | None = None) -> list[Path]:
+                  extra_calibration: Mapping[str, Any] | None = None, brains: bool = True) -> list[Path]:
     """The report's figures, each a PNG with a PDF beside it; returns the written paths.
 
     ``<continuous>_scatter``: predicted (mean of the samples) vs true, one colour per model, MAE in the
@@ -123,6 +123,7 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     Args:
         extra_scatter: other models' predictions (N,) of the continuous variable, by name.
         extra_calibration: other models' calibration curves (see `calibration_curve`), by name.
+        brains: draw ``samples`` (False when the caller draws its own brain views).
     """
     from metavoxel.evaluation.protocol import binary_classes, class_truth
     from metavoxel.evaluation.scalar_metrics import calibration_curve, sample_frequencies
@@ -157,6 +158,8 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     files += reliability_diagram(out / f"{k}_calibration.png", curves, name=k, min_confidence=1 / classes,
                                  title=f"{k} from image + {c}: reliability")
 
+    if not brains:
+        return files
     affine = grid_affine(model.variables[roles.image])
     rows = [[BrainImage(v[0], affine, f"real {i}") for i, v in enumerate(test[roles.image][:4])]]
     labels = ["real (held out)"]
