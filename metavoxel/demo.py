@@ -3,7 +3,8 @@
 A small synthetic T1w cohort (`metavoxel.phantom`, BIDS) → a KL-VAE → one joint model of image, age and
 sex (`metavoxel.workflows.study.DEMO`) → five questions with no retraining: unconditional samples,
 conditional generation (age and sex fixed), age from image + sex, sex from image + age, and half-brain
-inpainting. `run_demo` returns plain tables and PNG paths; the CLI renders them with rich.
+inpainting. `run_demo` returns plain tables and figure paths (PNG + PDF brain views); the CLI renders the
+tables with rich.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
         progress: ``progress(phase, done, total)``.
     """
     from metavoxel.data import DataSpec, load_splits, read_cohort
-    from metavoxel.evaluation.plots import slices_png
+    from metavoxel.figures import BrainImage, brain_views
     from metavoxel.runs import load_run
     from metavoxel.variables.summaries import level_label
     from metavoxel.workflows.evaluate import records
+    from metavoxel.workflows.previews import UNITS, caption, grid_affine, wrap
     from metavoxel.workflows.study import DEMO, make_cohort, train_study_model, train_study_vae
 
     out = Path(out)
@@ -80,6 +82,7 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
     splits = load_splits(run_dir / "splits.json", cohort)
     train, test = cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image")
     sexes = model.variables["sex"].categories
+    affine = grid_affine(model.variables["image"])
 
     def sample(phase: str, **kwargs: Any):
         return model.sample(steps=steps, seed=seed, batch_size=96, progress=lambda d, t: tick(phase, d, t), **kwargs)
@@ -94,14 +97,18 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
         ["age mean", f"{ages.mean():.1f}", f"{train_ages.mean():.1f}"],
         ["age SD", f"{ages.std():.1f}", f"{train_ages.std():.1f}"],
         [f"P(sex={sexes[0]})", f"{p_female:.2f}", f"{train_female:.2f}"]]))
-    report.files.append(slices_png(out / "unconditional.png", {"GENERATED": free.samples["image"][:8, 0, 0].numpy()}))
+    report.files += brain_views(out / "unconditional.png", wrap([BrainImage(v, affine, f"sample {i}") for i, v in
+                                                                 enumerate(free.samples["image"][:8, 0, 0])]),
+                                title="unconditional samples", units=UNITS)
 
     # 2. conditional generation: images for requested (age, sex)
     wanted = [(a, s) for s in sexes for a in (45.0, 70.0, 90.0)]
     cond = sample("conditional", fix={"age": [a for a, _ in wanted], "sex": [s for _, s in wanted]})
     images = cond.samples["image"][:, 0, 0].numpy()
-    report.files.append(slices_png(out / "conditional.png", {f"{s} 45 70 90": images[3 * i:3 * i + 3]
-                                                             for i, s in enumerate(sexes)}))
+    grid = [[BrainImage(images[j], affine, caption({"age": a, "sex": s})) for j, (a, s) in enumerate(wanted)
+             if s == sex] for sex in sexes]  # one row per sex, ages 45, 70, 90
+    report.files += brain_views(out / "conditional.png", grid, units=UNITS,
+                                title="conditional generation: each image was generated for the values under it")
     report.tables.append(Table("Conditional generation (conditional.png: one row per sex, ages 45, 70, 90)",
                                ["sex", "ages", "brain voxels (mean intensity > 0.1)"],
                                [[s, "45, 70, 90", ", ".join(str(int((images[3 * i + j] > 0.1).sum())) for j in range(3))]
@@ -144,10 +151,12 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
     result = inp.samples["image"][:, 0]
     exact = bool((result[mask] == known[mask]).all())
     report.metrics["inpainting_known_voxels_exact"] = float(exact)
-    report.files.append(slices_png(out / "inpainting.png", {"ORIGINAL": known[:, 0].numpy(),
-                                                            "KNOWN HALF": (known * mask)[:, 0].numpy(),
-                                                            "INPAINTED": result[:, 0].numpy()}))
-    report.tables.append(Table("Half-brain inpainting (inpainting.png: original, known half, result)",
+    pairs = [[BrainImage(known[i, 0], affine, f"given subject {i}"),
+              BrainImage(result[i, 0], affine, f"inpainted {i}", keep=mask[i, 0])] for i in range(len(known))]
+    report.files += brain_views(out / "inpainting.png", pairs, units=UNITS,
+                                title="half-brain inpainting: the left hemisphere given, the right one generated")
+    report.tables.append(Table("Half-brain inpainting (inpainting.png: given subject, result with the kept half "
+                               "outlined)",
                                ["known voxels kept exactly", "subjects"], [[str(exact), len(known)]]))
     report.metrics["total_seconds"] = time.perf_counter() - start
     report.metrics["vae_val_psnr"] = float((vae_summary.get("val") or {}).get("psnr") or float("nan"))

@@ -5,8 +5,8 @@
 
 Stages (each reused when its output already exists in --out, so an interrupted run continues):
 phantom cohort → KL-VAE → three diffusion models (MetaVoxel, image-only LDM, continuous-sex variant) →
-baselines (MONAI DenseNet121 and ViT, age and sex) → evaluation → ``report.md``, ``metrics.json`` and PNG
-figures in --out; with --append the report is also appended to benchmarks/RESULTS.md.
+baselines (MONAI DenseNet121 and ViT, age and sex) → evaluation → ``report.md``, ``metrics.json`` and
+figures (PNG + PDF) in --out; with --append the report is also appended to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

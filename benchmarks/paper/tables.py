@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from metavoxel.evaluation.plots import slices_png
-from metavoxel.evaluation.report import (coverage_text, fmt, markdown_table, pm, table2_markdown,
+from metavoxel.evaluation.report import (coverage_text, figure_links, fmt, markdown_table, pm, table2_markdown,
                                          uncertainty_markdown)
 from metavoxel.evaluation.protocol import class_truth
 from metavoxel.evaluation.scalar_metrics import calibration_curve
@@ -115,27 +114,48 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
         f"(r = {fmt(fidelity['continuous_r'])}), sex accuracy {fmt(fidelity['categorical_accuracy'], 3)}.",
         f"- Population-mean predictor (training mean {population_mean:.1f} years): MAE "
         f"{fmt(metavoxel['table2'][-1]['mae'])} years.",
-        "", "### Ablations (MetaVoxel)", "", ablation_tables(ablation),
-        "", f"Figures in `{out}`: `age_scatter.png`, `sex_calibration.png`, `samples.png`.", "",
+        "", "### Ablations (MetaVoxel)", "", ablation_tables(ablation), "",
     ]
+    figures = write_paper_figures(out, metavoxel=metavoxel, image_only=image_only, baselines=baselines,
+                                  ablation=ablation, test=test, joint=joint)
+    body += ["### Figures", "", f"PNG and PDF in `{out}`: "
+             + ", ".join(f"`{f.name}`" for f in figures if f.suffix == ".png") + ".", ""]
     text = "\n".join(body)
-    files = [write_text(out / "report.md", text)]
+    # report.md sits beside the figures, so it shows them; RESULTS.md only names them
+    files = [write_text(out / "report.md", text + "\n" + "\n\n".join(figure_links([f.name for f in figures])) + "\n")]
     metrics = {"config": bench.recipe.to_dict(), "command": command, "machine": machine, "minutes": minutes,
                "vae": vae, "targets": checks, **json_ready({"metavoxel": metavoxel, "image_only": image_only,
                                                               "continuous_sex": continuous_sex,
                                                               "baselines": baselines, "ablation": ablation})}
     files.append(write_json(out / "metrics.json", metrics))
-    from metavoxel.evaluation import Roles
-
-    truth_k = class_truth(joint, "sex", test["sex"])
-    files += write_figures(
-        out, metavoxel, test, Roles(), joint,
-        extra_scatter={"DENSENET": baselines["densenet121"]["predictions"].numpy()},
-        extra_calibration={"DENSENET": calibration_curve(truth_k, baselines["densenet121"]["probs"])})
-    files.append(slices_png(out / "samples_by_model.png", {
-        "REAL": test["image"][:8, 0].numpy(), "METAVOXEL": gen["images"][:8, 0].numpy(),
-        "IMAGE-ONLY": image_only["images"][:8, 0].numpy()}))
+    files += figures
     if results is not None:
         previous = results.read_text() if results.is_file() else "# Benchmark results\n"
         files.append(write_text(results, previous.rstrip("\n") + "\n\n" + text))
+    return files
+
+
+def write_paper_figures(out: Path, *, metavoxel: dict, image_only: dict, baselines: dict, ablation: dict, test: dict,
+                        joint) -> list[Path]:
+    """Every figure of the report (PNG + PDF): `write_figures`' plots with the baselines beside MetaVoxel, the
+    ablations as line plots, and real, MetaVoxel and image-only brains as orthogonal planes."""
+    from metavoxel.evaluation import Roles
+    from metavoxel.figures import BrainImage, ablation_lines, brain_views
+    from metavoxel.workflows.previews import UNITS, grid_affine
+
+    truth_k = class_truth(joint, "sex", test["sex"])
+    files = write_figures(
+        out, metavoxel, test, Roles(), joint,
+        extra_scatter={f"{label} (task-specific)": baselines[arch]["predictions"].numpy()
+                       for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))},
+        extra_calibration={f"{label} (task-specific)": calibration_curve(truth_k, baselines[arch]["probs"])
+                           for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))},
+        brains=False)  # samples_by_model below shows the real and MetaVoxel images, and the image-only LDM's
+    files += ablation_lines(out / "ablations.png", ablation, name="age", categorical="sex", unit="years")
+    affine = grid_affine(joint.variables["image"])
+    rows = {"real (held out)": test["image"], "MetaVoxel": metavoxel["generation"]["images"],
+            "image-only LDM": image_only["images"]}
+    grid = [[BrainImage(v[0], affine, f"image {i}") for i, v in enumerate(images[:4])] for images in rows.values()]
+    files += brain_views(out / "samples_by_model.png", grid, row_labels=list(rows), units=UNITS,
+                         title="real images and unconditional samples of each model")
     return files

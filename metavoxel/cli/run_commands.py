@@ -1,4 +1,4 @@
-"""Commands over run directories and cohorts: train-vae, encode, train, sample, predict."""
+"""Commands over run directories and cohorts: train-vae, encode, train, sample, predict, evaluate, plot."""
 
 from __future__ import annotations
 
@@ -67,10 +67,16 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
           checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.", min=1)] = 500,
           cache: Annotated[Path | None, typer.Option(help="Latent cache (default OUT/latents).")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-          seed: Annotated[int, typer.Option(help="Data order and noise seed.")] = 0) -> None:
+          seed: Annotated[int, typer.Option(help="Data order and noise seed.")] = 0,
+          tensorboard: Annotated[bool, typer.Option(
+              "--tensorboard", help="Also log the metrics to OUT/tensorboard (needs metavoxel[tensorboard]).")]
+          = False) -> None:
     """Train the joint model on a cohort (one or many GPUs with torchrun, or the CPU)."""
     from metavoxel.training import TrainConfig
+    from metavoxel.training.tensorboard import TensorBoardLog
     from metavoxel.workflows import train_run
+
+    board = TensorBoardLog(out / "tensorboard") if tensorboard else None  # a missing package fails before any work
 
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=val_every,
                          checkpoint_every=checkpoint_every, warmup_steps=min(500, steps // 10), seed=seed)
@@ -88,10 +94,15 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
             rate = done * per_step / max(1e-9, time.perf_counter() - started[phase])
             bar.update(tasks[phase], completed=done, total=total, loss=loss, rate=rate)
 
-        result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress,
-                           report=lambda line: console().print(line, markup=False, highlight=False))
+        try:
+            result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress,
+                               report=lambda line: console().print(line, markup=False, highlight=False), log=board)
+        finally:
+            if board is not None:
+                board.close()
     best = f", best validation loss {result.best_val:.4f}" if result.best_val is not None else ""
-    console().print(f"trained {result.steps} steps, final loss {result.last_loss:.4f}{best}; run directory {out}")
+    console().print(f"trained {result.steps} steps, final loss {result.last_loss:.4f}{best}; run directory {out}; "
+                    f"curves: metavoxel plot {out}")
 
 
 def sample(model: Model,
@@ -189,7 +200,7 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
 
 
 def _written(files: list[Path], out: Path) -> str:
-    """``wrote a.nii.gz, b.nii.gz (with JSON sidecars), preview.png, samples.json to OUT``: what was written."""
+    """``wrote a.nii.gz, b.nii.gz with JSON sidecars, preview.png, preview.pdf, samples.json to OUT``: what was written."""
     names = [Path(f).relative_to(out).as_posix() if Path(f).is_relative_to(out) else str(f) for f in files]
     images = [n for n in names if n.endswith((".nii", ".nii.gz"))]
     parts = [n for n in names if n not in images]
@@ -199,3 +210,15 @@ def _written(files: list[Path], out: Path) -> str:
                        for n in images)
         parts.insert(0, shown + (" with JSON sidecars" if sidecars else ""))
     return f"wrote {', '.join(parts)} to {out}"
+
+
+def plot(run_dir: Annotated[Path, typer.Argument(help="Run directory written by `metavoxel train`.")],
+         out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default "
+                                                  "RUN_DIR/training_curves.png); the vector copy goes beside it.")]
+         = None,
+         vector: Annotated[str, typer.Option("--vector", help="Vector copy: pdf or svg.")] = "pdf") -> None:
+    """Draw a run's training curves (total and per-variable loss, validation metrics) against step."""
+    from metavoxel.figures import training_curves
+
+    files = training_curves(run_dir, out, vector=vector)
+    console().print("wrote " + ", ".join(str(f) for f in files))

@@ -125,7 +125,8 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
         readers: baselines for conditional fidelity (skipped when None).
 
     Returns:
-        A JSON-ready dict of metrics, plus ``"samples"``: the raw draws (tensors) for figures.
+        A JSON-ready dict of metrics, plus ``"samples"``: the raw draws (tensors) for figures (``regression``
+        (N, S), ``classification`` (N, S), ``table2`` {conditioning set: (N, S)}, ``likelihood_probs`` (N, K)).
     """
     options = options or EvaluationOptions()
     roles = options.roles.check(model)
@@ -153,9 +154,10 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     out["samples"]["classification"] = votes
 
     if options.table2:
-        rows, _ = conditioning_table(model, test, roles, population_mean, **run, progress=tick,
-                                     reuse={"I,C": reg})
-        out["table2"] = rows
+        rows, drawn = conditioning_table(model, test, roles, population_mean, **run, progress=tick,
+                                         reuse={"I,C": reg})
+        out["table2"], out["population_mean"] = rows, float(population_mean)
+        out["samples"]["table2"] = {given: sampled.samples for given, sampled in drawn.items()}
     if options.likelihood_timesteps and val is not None and isinstance(model.variables[roles.categorical], HasCategories):
         given = [roles.image, roles.continuous]
         result = likelihood_classification(model, test, val, roles.categorical, given,

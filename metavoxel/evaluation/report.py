@@ -8,8 +8,8 @@ from typing import Any
 
 from metavoxel.variables.summaries import level_label
 
-__all__ = ["coverage_text", "fmt", "generation_text", "markdown_table", "model_report", "pm", "table2_markdown",
-           "uncertainty_markdown"]
+__all__ = ["coverage_text", "figure_links", "fmt", "generation_text", "markdown_table", "model_report", "pm",
+           "table2_markdown", "uncertainty_markdown"]
 
 _GIVEN = {"I,C": "image + {c}", "I": "image", "C": "{c}", "none": "nothing (∅)", "population mean": "population mean"}
 
@@ -87,8 +87,13 @@ def uncertainty_markdown(unc: Mapping[str, Any], name: str, unit: str = "", flag
     return "\n".join(lines)
 
 
-def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[str, str], command: str = "") -> str:
-    """A one-model report (what `metavoxel evaluate` writes): every section the evaluation holds."""
+def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[str, str], command: str = "",
+                 figures: Sequence[str] = ()) -> str:
+    """A one-model report (what `metavoxel evaluate` writes): every section the evaluation holds.
+
+    Args:
+        figures: file names of the figures beside the report; each PNG is shown, with a link to its PDF/SVG.
+    """
     c, k = roles["continuous"], roles["categorical"]
     reg, cls = evaluation["regression"], evaluation["classification"]
     lines = [f"# {title}", ""]
@@ -122,7 +127,21 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
                   f"Images generated with the held-out ({c}, {k}) values, read back by {fid['reader']}: "
                   f"{c} MAE {pm(fid['continuous_mae'], fid['continuous_mae_sd'])} (r = {fmt(fid['continuous_r'])}), "
                   f"{k} accuracy {fmt(fid['categorical_accuracy'], 3)}.", ""]
+    if figures:
+        lines += ["## Figures", ""] + [line for link in figure_links(figures) for line in (link, "")]
     return "\n".join(lines)
+
+
+def figure_links(files: Sequence[str]) -> list[str]:
+    """Markdown lines showing each PNG of ``files``, each with a link to its vector copy when there is one."""
+    vectors = {f.rsplit(".", 1)[0]: f for f in files if f.endswith((".pdf", ".svg"))}
+    lines = []
+    for f in files:
+        if f.endswith(".png"):
+            stem = f.rsplit(".", 1)[0]
+            vector = f" ([{vectors[stem].rsplit('.', 1)[1].upper()}]({vectors[stem]}))" if stem in vectors else ""
+            lines.append(f"![{stem}]({f}){vector}")
+    return lines
 
 
 def generation_text(gen: Mapping[str, Any]) -> str:

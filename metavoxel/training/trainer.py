@@ -99,7 +99,8 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, val: EncodedRecords | None = None,
           run_dir: str | Path | None = None, resume: bool = False,
-          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, int, float], None] | None = None,
+          log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Train ``model`` on encoded records; returns with the EMA weights loaded into ``model``.
 
     Args:
@@ -108,6 +109,8 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
         run_dir: where checkpoints and metrics go (None: keep nothing on disk).
         resume: continue from the newest state in ``run_dir``.
         progress: ``progress(step, steps, loss)`` after every step (rank 0 only).
+        log: ``log(row)`` with every metrics row as it is written to ``metrics.jsonl`` (rank 0 only), e.g.
+            `metavoxel.training.tensorboard.TensorBoardLog`.
 
     Raises:
         TrainingDiverged: a non-finite loss; the message names the step and the kept checkpoint.
@@ -168,6 +171,8 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
             if run_dir is not None and ddp.rank == 0:
                 with (run_dir / "metrics.jsonl").open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
+            if log is not None and ddp.rank == 0:
+                log(row)
         if run_dir is not None and (step % config.checkpoint_every == 0 or step == config.steps):
             if ddp.rank == 0:
                 _checkpoint(run_dir, step, best_val, model, params, ema, optimiser, schedule, noise, order, config)

@@ -1,7 +1,8 @@
 """`evaluate_run`: the paper's evaluation of a trained run on its held-out split (or any cohort).
 
-Writes ``metrics.json``, ``report.md`` and PNG figures (age scatter, calibration, sample slices) to
-``out``, each file atomically.
+Writes ``metrics.json``, ``report.md`` and figures (PNG + PDF: predicted vs true, reliability diagram,
+rank histogram, Table 2 panels, real and generated brains; see `write_figures`) to ``out``, each file
+atomically.
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[i
 def json_ready(value: Any) -> Any:
     """Metrics without tensors or mappings of tensors (raw draws stay in memory for figures); NaN becomes null."""
     def tensors(v: Any) -> bool:
-        return isinstance(v, torch.Tensor) or (isinstance(v, Mapping) and bool(v)
-                                               and all(isinstance(x, torch.Tensor) for x in v.values()))
+        return isinstance(v, torch.Tensor) or (isinstance(v, Mapping) and bool(v) and all(map(tensors, v.values())))
 
     if isinstance(value, Mapping):
         return {k: json_ready(v) for k, v in value.items() if not tensors(v)}
@@ -106,40 +106,83 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     command = "metavoxel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     metrics = {"run": str(run_dir), "data": str(data), "split": split, **json_ready(evaluation)}
     write_json(out / "metrics.json", metrics)
+    figures = write_figures(out, evaluation, test, roles, model)
     write_text(out / "report.md", model_report(evaluation, title=f"Evaluation of {run_dir}", command=command,
                                                roles={"continuous": roles.continuous,
-                                                      "categorical": roles.categorical}) + "\n")
-    write_figures(out, evaluation, test, roles, model)
+                                                      "categorical": roles.categorical},
+                                               figures=[f.name for f in figures]) + "\n")
     return metrics
 
 
 def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, Any], roles, model: JointModel,
                   extra_scatter: Mapping[str, np.ndarray] | None = None,
-                  extra_calibration: Mapping[str, Any] | None = None) -> list[Path]:
-    """Predicted-vs-true scatter, reliability diagram and real/generated slices."""
-    from metavoxel.evaluation.plots import reliability_png, scatter_png, slices_png
-    from metavoxel.evaluation.scalar_metrics import calibration_curve, sample_frequencies
+                  extra_calibration: Mapping[str, Any] | None = None, brains: bool = True) -> list[Path]:
+    """The report's figures, each a PNG with a PDF beside it; returns the written paths.
 
-    truth = np.asarray(test[roles.continuous], dtype=float)
-    var = model.variables[roles.continuous]
-    lo, hi = var.value_range if isinstance(var, HasValueRange) else (truth.min(), truth.max())
-    series = {"METAVOXEL": (truth, evaluation["samples"]["regression"].double().mean(dim=1).numpy())}
-    series.update({k: (truth, v) for k, v in (extra_scatter or {}).items()})
-    files = [scatter_png(out / f"{roles.continuous}_scatter.png", series, lo=lo, hi=hi,
-                         title=f"PREDICTED VS TRUE {roles.continuous}", label_x="TRUE", label_y="PREDICTED")]
+    ``<continuous>_scatter``: predicted (mean of the samples) vs true, one colour per model, MAE in the
+    legend; ``<categorical>_calibration``: reliability diagram with bin counts; ``<continuous>_rank``: the
+    rank (PIT) histogram of the truth among the samples; ``<continuous>_table2``: one panel per
+    conditioning set (when the evaluation ran Table 2); ``samples``: real and generated images as
+    orthogonal planes.
+
+    Args:
+        extra_scatter: other models' predictions (N,) of the continuous variable, by name.
+        extra_calibration: other models' calibration curves (see `calibration_curve`), by name.
+        brains: draw ``samples`` (False when the caller draws its own brain views).
+    """
     from metavoxel.evaluation.protocol import binary_classes, class_truth
+    from metavoxel.evaluation.scalar_metrics import calibration_curve, sample_frequencies
+    from metavoxel.figures import (BrainImage, brain_views, conditioning_panels, predicted_vs_true, rank_histogram,
+                                   reliability_diagram)
+    from metavoxel.workflows.previews import UNITS, grid_affine
 
-    truth_k = class_truth(model, roles.categorical, test[roles.categorical])
+    c, k = roles.continuous, roles.categorical
+    var = model.variables[c]
+    unit = _spec_unit(model, c)
+    limits = tuple(var.value_range) if isinstance(var, HasValueRange) else None
+    truth = np.asarray(test[c], dtype=float)
+    draws = evaluation["samples"]["regression"].double().numpy()  # (N, S)
+    series = {"MetaVoxel": (truth, draws.mean(axis=1))}
+    series.update({name: (truth, np.asarray(v, dtype=float)) for name, v in (extra_scatter or {}).items()})
+    files = predicted_vs_true(out / f"{c}_scatter.png", series, name=c, unit=unit, limits=limits,
+                              title=f"{c} from image + {k}")
+    files += rank_histogram(out / f"{c}_rank.png", draws, truth, name=c, title=f"rank of the true {c} among "
+                            f"the samples ({c} | image, {k})")
+    if "table2" in evaluation["samples"]:
+        sets = {key: v.double().numpy() for key, v in evaluation["samples"]["table2"].items()}  # (N, S) each
+        files += conditioning_panels(out / f"{c}_table2.png", sets, truth, name=c, categorical=k, unit=unit,
+                                     limits=limits, population_mean=evaluation.get("population_mean"))
+
+    truth_k = class_truth(model, k, test[k])
     votes = evaluation["samples"]["classification"]
-    classes = len(binary_classes(model, roles.categorical))
-    curves = {"SAMPLES": calibration_curve(truth_k, sample_frequencies(votes, classes).double())}
+    classes = len(binary_classes(model, k))
+    curves = {"MetaVoxel, sample frequencies": calibration_curve(truth_k, sample_frequencies(votes, classes).double())}
     if "likelihood_probs" in evaluation["samples"]:
-        curves["LIKELIHOOD"] = calibration_curve(truth_k, evaluation["samples"]["likelihood_probs"])
+        curves["MetaVoxel, likelihood"] = calibration_curve(truth_k, evaluation["samples"]["likelihood_probs"])
     curves.update(extra_calibration or {})
-    files.append(reliability_png(out / f"{roles.categorical}_calibration.png", curves,
-                                 title=f"{roles.categorical} CALIBRATION"))
-    rows = {"REAL": test[roles.image][:8, 0].numpy()}
+    files += reliability_diagram(out / f"{k}_calibration.png", curves, name=k, min_confidence=1 / classes,
+                                 title=f"{k} from image + {c}: reliability")
+
+    if not brains:
+        return files
+    affine = grid_affine(model.variables[roles.image])
+    rows = [[BrainImage(v[0], affine, f"real {i}") for i, v in enumerate(test[roles.image][:4])]]
+    labels = ["real (held out)"]
     if "generation" in evaluation:
-        rows["GENERATED"] = evaluation["generation"]["images"][:8, 0].numpy()
-    files.append(slices_png(out / "samples.png", rows))
+        generated = evaluation["generation"]["images"][:4]  # (4, C, *shape)
+        rows.append([BrainImage(v[0], affine, f"generated {i}") for i, v in enumerate(generated)])
+        labels.append("generated")
+    files += brain_views(out / "samples.png", rows, row_labels=labels, units=UNITS,
+                         title="held-out images and unconditional samples")
     return files
+
+
+def _spec_unit(model: JointModel, name: str) -> str:
+    """The unit the spec gives variable ``name`` (its optional ``unit`` field, e.g. ``years``), or ``""``.
+
+    Read from the spec the run was built from, not probed on the variable: a unit is not a capability."""
+    for v in model.spec.variables:
+        if v.name == name:
+            unit = v.model_dump().get("unit", "")
+            return unit if isinstance(unit, str) else ""
+    return ""

@@ -12,7 +12,6 @@ from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, did_you_mean
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
-from metavoxel.io.png import montage, write_png
 from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
 from metavoxel.runs import load_run
 from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
@@ -135,11 +134,15 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
 
 def _write_images(model, result: SampleResult, prepared: dict, keeps: dict, masks: dict[str, str], out: Path,
                   space: str) -> list[Path]:
-    """Every sampled (or inpainted) image as NIfTI + JSON sidecar, and one PNG preview.
+    """Every sampled (or inpainted) image as NIfTI + JSON sidecar, and one brain-view preview (PNG + PDF).
 
     An inpainted scan (a fixed image with a mask) is written by `write_inpainted`: inside the keep-mask the
-    scan's own voxels, elsewhere the sample in the scan's intensities; its sidecar says which is which.
+    scan's own voxels, elsewhere the sample in the scan's intensities; its sidecar says which is which. The
+    preview shows the model grid: the given scan beside each result, the kept region outlined.
     """
+    from metavoxel.figures import BrainImage
+    from metavoxel.workflows.previews import caption as describe
+
     files, previews = [], []
     scalars = {n: result.labels(n)[0] for n, v in model.variables.items() if not isinstance(v.head, SpatialHead)}
     # an image sampled from a given scan (inpainting, or translation to another image variable on the same
@@ -170,48 +173,25 @@ def _write_images(model, result: SampleResult, prepared: dict, keeps: dict, mask
                 write_nifti(path, volume, model_grid_affine(prep_spec, grid))
             write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
             files += [path]
-            previews.append((volume, caption))
+            # the preview: the given scan (inpainting, translation) beside each result, on the model grid
+            affine = source.affine if source is not None else model_grid_affine(prep_spec, grid)
+            keep = model_keep[0, 0] if model_keep is not None else None
+            given = name if name in prepared else next(iter(prepared), "")
+            row = [BrainImage(source.tensor[0], affine, f"given {given}")] if source is not None else []
+            previews.append(row + [BrainImage(volume[0], affine, f"{name} sample {k}: {describe(caption)}", keep=keep)])
     if previews:
-        files.append(_preview(out / "preview.png", previews))
+        files += _preview(out / "preview.png", previews)
     return files
 
 
-def _preview(path: Path, previews: list) -> Path:
-    """Sagittal, coronal and axial mid-slices per sample (one row each, radiological: patient left on the
-    right, marked R and L), each row captioned with the sample's scalar values."""
-    from metavoxel.io.font import render_text
+def _preview(path: Path, rows: list) -> list[Path]:
+    """One row per sample (after the given scan, if any), or a grid of up to four per row for generation."""
+    from metavoxel.figures import brain_views
+    from metavoxel.workflows.previews import UNITS, wrap
 
-    rows = []
-    for k, (volume, caption) in enumerate(previews):
-        v = volume[0].numpy()
-        if v.ndim == 2:
-            tiles = [_tile(np.rot90(v), marks=True)]
-        else:
-            x, y, z = (n // 2 for n in v.shape)
-            tiles = [_tile(np.rot90(v[x])), _tile(np.rot90(v[:, y]), marks=True), _tile(np.rot90(v[:, :, z]), marks=True)]
-        row = np.concatenate([np.pad(t, ((0, 0), (0, 4))) for t in tiles], axis=1)
-        text = render_text(f"{k}: " + " ".join(f"{n}={_short(val)}" for n, val in caption.items()), scale=2)
-        width = max(row.shape[1], text.shape[1])
-        rows += [np.pad(row, ((0, 2), (0, width - row.shape[1]))), np.pad(text, ((0, 6), (0, width - text.shape[1])))]
-    width = max(r.shape[1] for r in rows)
-    return write_png(path, np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in rows]))
-
-
-def _tile(slice2d: np.ndarray, marks: bool = False, zoom: int = 4) -> np.ndarray:
-    """One slice scaled to [0, 255] and enlarged; with ``marks``, R on the left edge and L on the right."""
-    from metavoxel.io.font import render_text
-
-    tile = montage([slice2d], columns=1, pad=0, zoom=zoom)
-    if marks:
-        for letter, col in (("R", 1), ("L", tile.shape[1] - 7)):
-            glyph = render_text(letter, scale=2)[:, :6]
-            region = tile[1:1 + glyph.shape[0], col:col + glyph.shape[1]]
-            region[...] = np.maximum(region, glyph[:region.shape[0], :region.shape[1]])
-    return tile
-
-
-def _short(value) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    if all(len(row) == 1 for row in rows):
+        rows = wrap([row[0] for row in rows])
+    return brain_views(path, rows, title="metavoxel sample", units=UNITS)
 
 
 def _version() -> str:

@@ -23,7 +23,8 @@ __all__ = ["train_run"]
 def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config: TrainConfig, *,
               resume: bool = False, cache_dir: str | Path | None = None,
               progress: Callable[[str, int, int, float], None] | None = None,
-              report: Callable[[str], None] | None = None) -> TrainResult:
+              report: Callable[[str], None] | None = None,
+              log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Validate the cohort, split it by subject, encode it once, train, and write the run directory.
 
     Nothing is written until the whole cohort — every cell and every image's voxels — has passed
@@ -41,6 +42,9 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         progress: ``progress(phase, done, total, loss)``.
         report: receives one-line messages for the user before training: the cohort's summary (records,
             subjects, how many have no image).
+        log: called with every metrics row as it is logged (e.g. a `TensorBoardLog`, which creates its event
+            file on the first row; files it adds under ``out`` go with the rest of a run that fails before its
+            first saved state).
 
     Raises:
         CohortError: the cohort's problems, all at once (nothing written).
@@ -76,7 +80,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
             save_spec(out, model)
             write_train_config(out, config, {"data": str(data)})
         result = train(model, records, config, val=val, run_dir=out, resume=resume,
-                       progress=lambda d, t, loss: tick("training", d, t, loss))
+                       progress=lambda d, t, loss: tick("training", d, t, loss), log=log)
     except BaseException:
         if clean_up and not (out / "state.json").exists():
             _remove_added(out, before)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_the_commands(capsys):
     assert run(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("plugins", "schema", "demo", "evaluate", "phantom"):
+    for command in ("plugins", "schema", "demo", "evaluate", "phantom", "plot"):
         assert command in out
 
 
@@ -49,6 +49,15 @@ def test_console_script_is_installed_and_errors_have_no_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+def _figure(png: Path) -> None:
+    """A readable, non-blank PNG with its PDF beside it."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image[..., :3].std() > 0.01, png
+    assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF"), png
+
+
 def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     """`metavoxel demo` (phantom → VAE → model → five questions) on a tiny budget, then `metavoxel evaluate`."""
     assert run(["demo", "--out", str(tmp_path), "--subjects", "40", "--vae-steps", "2", "--train-steps", "5",
@@ -58,8 +67,7 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
                   "Half-brain inpainting", "metavoxel train --spec"):
         assert title in out
     for png in ("unconditional.png", "conditional.png", "inpainting.png"):
-        data = (tmp_path / png).read_bytes()
-        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 100
+        _figure(tmp_path / png)
     assert (tmp_path / "cohort" / "participants.tsv").is_file() and (tmp_path / "model" / "spec.json").is_file()
     assert "True" in out  # inpainting kept the known voxels exactly
 
@@ -79,8 +87,9 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert "paper Table 2" in report and "not comparable with published FIDs" in report
     assert "Uncertainty of age" in report and "coverage of the 33.3% interval" in report and "CRPS" in report
     assert "coverage of a 90% interval needs --num-samples 20" in " ".join(capsys.readouterr().out.split())
-    for png in ("age_scatter.png", "sex_calibration.png", "samples.png"):
-        assert (evaluation / png).read_bytes().startswith(b"\x89PNG")
+    for png in ("age_scatter.png", "sex_calibration.png", "age_rank.png", "age_table2.png", "samples.png"):
+        _figure(evaluation / png)
+        assert f"]({png})" in report, f"report.md shows {png}"
     everyone = tmp_path / "eval-all"
     assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
                 str(everyone), "--split", "all", "--num-samples", "1", "--steps", "2", "--features", "none"]) == 0

@@ -63,6 +63,15 @@ def cohort(tmp_path_factory):
     return root, spec
 
 
+def _preview_shows_images_side_by_side(out) -> None:
+    """preview.png (with preview.pdf beside it) holds one row: the given scan, then the result, 3 planes each."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "preview.png")
+    assert image.shape[1] > 3 * image.shape[0] and image[..., :3].std() > 0.01
+    assert (out / "preview.pdf").read_bytes().startswith(b"%PDF")
+
+
 def _ok(argv: list[str]) -> None:
     code = run([str(a) for a in argv])
     assert code == 0, f"metavoxel {' '.join(map(str, argv))} exited {code}"
@@ -129,7 +138,7 @@ def test_inpainting_is_written_back_in_the_scans_own_grid(trained):
     assert result.get_data_dtype() == np.float32
     np.testing.assert_allclose(result.affine, source.affine)
     assert result.shape == source.shape and int(result.header["sform_code"]) > 0
-    assert (out / "preview.png").read_bytes().startswith(b"\x89PNG")
+    _preview_shows_images_side_by_side(out)
     assert json.loads((out / "image_sample00.json").read_text())["space"] == "source"
 
 
@@ -215,5 +224,6 @@ def test_translation_to_another_image_is_written_in_the_given_scans_grid(cohort,
     flair = nib.load(tmp_path / "s" / "flair_sample00.nii.gz")
     np.testing.assert_allclose(flair.affine, nib.load(scan).affine)
     assert flair.shape == nib.load(scan).shape and flair.get_data_dtype() == np.float32
+    _preview_shows_images_side_by_side(tmp_path / "s")  # the given T1 beside the generated FLAIR
     _ok(["sample", "--model", tmp_path / "run", "--fix", f"t1={scan}", "--space", "model", "--out", tmp_path / "m"])
     assert json.loads((tmp_path / "m" / "flair_sample00.json").read_text())["space"] == "model"

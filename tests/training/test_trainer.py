@@ -124,8 +124,10 @@ def test_non_finite_loss_stops_naming_the_step_and_keeping_the_checkpoint(tmp_pa
 
 def test_metrics_validation_best_and_ema(tmp_path):
     model = _model()
-    result = train(model, _records(model), _config(6), val=_records(model), run_dir=tmp_path)
+    rows = []  # what a `log` hook (e.g. TensorBoard) receives: exactly the rows of metrics.jsonl
+    result = train(model, _records(model), _config(6), val=_records(model), run_dir=tmp_path, log=rows.append)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == lines
     assert {"step", "loss", "loss/image", "loss/age", "loss/group", "lr", "records_per_s"} <= set(lines[0])
     assert [x["step"] for x in lines if "val_loss" in x] == [3, 6]
     assert result.best_val == min(x["val_loss"] for x in lines if "val_loss" in x)

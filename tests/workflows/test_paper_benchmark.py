@@ -28,9 +28,11 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     results.write_text("# earlier results\n")
     assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(results), "--append"]) == 0
 
-    for name in ("report.md", "metrics.json", "age_scatter.png", "sex_calibration.png", "samples.png",
-                 "samples_by_model.png"):
+    for name in ("report.md", "metrics.json", "age_scatter.png", "sex_calibration.png", "samples_by_model.png",
+                 "age_rank.png", "age_table2.png", "ablations.png"):
         assert (out / name).is_file(), name
+        if name.endswith(".png"):
+            assert (out / name).with_suffix(".pdf").is_file(), name
     for variant in ("joint", "image-only", "continuous-sex"):
         assert (out / variant / "model.safetensors").is_file(), variant
     metrics = json.loads((out / "metrics.json").read_text())

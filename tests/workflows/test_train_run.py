@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -87,3 +89,26 @@ def test_a_scan_refused_while_encoding_is_named_by_its_row_and_nothing_is_left(c
         train_run(mv.ModelSpec.model_validate(SPEC), cohort, tmp_path / "run", CONFIG)
     assert str(err.value).startswith("cohort.tsv row 5, column 'image': image: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_log_gets_every_metrics_row_and_what_it_wrote_goes_with_a_failed_run(cohort, tmp_path):
+    """`train --tensorboard`'s `log=` pass-through: it sees the rows of metrics.jsonl, and files it adds under the
+    run directory (TensorBoard's event file) are removed with the run when training fails before a saved state."""
+    out = tmp_path / "run"
+    rows = []
+
+    def log(row):
+        (out / "tensorboard").mkdir(exist_ok=True)
+        (out / "tensorboard" / "events.out").write_text("scalars")
+        rows.append(row)
+        raise mv.InputError("the log failed")
+
+    with pytest.raises(mv.InputError, match="the log failed"):
+        train_run(mv.ModelSpec.model_validate(SPEC), cohort, out, CONFIG, log=log)
+    assert [row["step"] for row in rows] == [1] and "loss" in rows[0]
+    assert not out.exists()
+
+    seen = []
+    train_run(mv.ModelSpec.model_validate(SPEC), cohort, out, CONFIG, log=seen.append)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert seen == logged and (out / "state.json").exists()
