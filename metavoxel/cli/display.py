@@ -77,9 +77,7 @@ def _render(cells: dict) -> tuple[str, str]:
         parts.append(top_probabilities([c for c, _ in probs], [x for _, x in probs]))
     samples = cells.pop("num_samples", None)
     parts += [f"{suffix} {_short(x)}" for suffix, x in cells.items() if not suffix.startswith("p_")]
-    if samples is not None:
-        parts.append(f"(of {samples} samples)")
-    return value, ", ".join(parts)
+    return value, ", ".join(parts) + (f" (of {samples} samples)" if samples is not None else "")
 
 
 def _short(x) -> str:

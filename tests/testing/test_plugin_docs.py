@@ -169,13 +169,13 @@ def test_the_tutorial_runs_from_an_empty_folder_to_a_trained_model(tutorial):
     assert fixed["variables"]["lesion"]["fixed"] == [True] and (tutorial.root / "samples" / "given-volume" /
                                                               "image_sample00.nii.gz").is_file()
     free = json.loads((tutorial.root / "samples" / "free" / "samples.json").read_text())
-    assert set(free["variables"]["lesion"]["summary"]) == {"median", "lower", "upper"}
+    assert set(free["variables"]["lesion"]["summary"]) == {"median", "lower", "upper", "level", "num_samples"}
     assert all(v > 0 for v in free["variables"]["lesion"]["samples"][0])
     free_table = outputs["metavoxel sample --model runs/lesions --num-samples 2 --out samples/free"]
-    assert re.search(r"lesion\s.*sampled\s.*lower [\d.]+, upper [\d.]+", free_table), free_table
+    assert re.search(r"lesion\s.*sampled\s.*% interval \[[\d.]+, [\d.]+\] \(of 2 samples\)", free_table), free_table
     rows = (tutorial.root / "lesion.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["participant_id", "session", "source", "lesion", "lesion_lower", "lesion_upper",
-                                   "lesion_true"]
+    assert rows[0].split("\t") == ["participant_id", "session", "source", "lesion", "lesion_lower", "lesion_upper", "lesion_level",
+                                   "lesion_num_samples", "lesion_true"]
     assert len(rows) == 25
 
 
