@@ -35,7 +35,8 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 
 def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path, *,
                num_samples: int = 1, steps: int | None = None, seed: int | None = None, space: str = "source",
-               precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> tuple[SampleResult, list[Path]]:
+               precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+               conditioning: str | None = None, guidance: float = 0.0) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview.
 
     Args:
@@ -43,6 +44,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         masks: image variable -> a NIfTI mask in the fixed scan's grid (non-zero = keep that voxel).
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
+        conditioning, guidance: see `metavoxel.JointModel.sample` (default: the model's conditioning, no guidance).
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
@@ -62,7 +64,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             raw[name] = parsed[None] if isinstance(parsed, torch.Tensor) else [parsed]
     mask_tensors = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks=mask_tensors, num_samples=num_samples, steps=steps, seed=seed,
-                          precision=precision, progress=progress)
+                          precision=precision, progress=progress, conditioning=conditioning, guidance=guidance)
     out = Path(out)
     files = _write_images(model, result, prepared, set(masks), out, space)
     summary = {"model": str(Path(run_dir).resolve()), "metavoxel": _version(), "created": _now(),
