@@ -20,7 +20,7 @@ from metavoxel.errors import SpecError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.processes.schedules import make_schedule
 
-__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "PAPER_TRAINING", "ScheduleSpec", "TrainingSpec", "VariableSpec",
+__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "PAPER_TRAINING", "RECOMMENDED_TRAINING", "ScheduleSpec", "TrainingSpec", "VariableSpec",
            "spec_json_schema"]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -61,7 +61,8 @@ class TrainingSpec(BaseModel):
     """How training draws each variable's noise level: a mixture of recipes, one drawn per record.
 
     The weights are relative (they need not sum to one). ``{shared: 1}`` alone, with ``keep_masks: 0``, is
-    the MetaVoxel paper's recipe (`PAPER_TRAINING`). Per-variable levels follow UniDiffuser (Bao et al.
+    the MetaVoxel paper's recipe (`PAPER_TRAINING`) and the default. The mixture of `RECOMMENDED_TRAINING`
+    won conditional generation on the toy (``benchmarks/RESULTS.md``, ``docs/conditioning.md``). Per-variable levels follow UniDiffuser (Bao et al.
     2023: one timestep per modality, t = 0 for a condition) and CSDI (Tashiro et al. 2021: conditional
     masks); see `metavoxel.diffusion.mixture`.
     """
@@ -100,6 +101,9 @@ class TrainingSpec(BaseModel):
 
 #: The MetaVoxel paper's training recipe: one shared t for all variables, no keep-masks.
 PAPER_TRAINING: dict[str, float] = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
+#: The mixture measured in benchmarks/RESULTS.md (2026-11-29): clean conditioning, guidance, point predictions.
+RECOMMENDED_TRAINING: dict[str, float] = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15,
+                                          "keep_masks": 0.25}
 
 
 class DiffusionSpec(BaseModel):
@@ -117,12 +121,14 @@ class DiffusionSpec(BaseModel):
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
         "than the deterministic 0 on the toy benchmark), 0 = deterministic DDIM."))
     training: TrainingSpec = Field(default_factory=TrainingSpec, description=(
-        "How training draws each variable's noise level (a mixture of recipes); the default is the paper's "
-        "recipe, one shared t."))
-    conditioning: Literal["repaint", "clean"] = Field("repaint", description=(
+        "How training draws each variable's noise level (a mixture of recipes). The default is exactly the "
+        "paper's recipe (shared: 1, the rest 0); {shared: 0.5, clean: 0.25, independent: 0.1, prior: 0.15, "
+        "keep_masks: 0.25} enables clean conditioning, guidance and point predictions (docs/conditioning.md)."))
+    conditioning: Literal["repaint", "clean"] | None = Field(None, description=(
         "Default way sampling holds fixed variables: repaint = re-noise the known value to the current level "
         "at every step (Lugmayr et al. 2022, the paper's method); clean = feed it clean at level 0 at every "
-        "step (needs a model trained with training.clean > 0)."))
+        "step (needs training.clean > 0). Unset: clean when the model is trained with clean subsets, else "
+        "repaint."))
 
     @model_validator(mode="after")
     def _steps_fit(self) -> DiffusionSpec:
@@ -132,6 +138,13 @@ class DiffusionSpec(BaseModel):
             raise ValueError("conditioning 'clean' needs a model trained with clean subsets; set training.clean > 0 "
                              "or conditioning: repaint")
         return self
+
+    @property
+    def sampling_conditioning(self) -> str:
+        """The conditioning mode sampling uses by default (``conditioning``, or chosen from the training)."""
+        if self.conditioning is not None:
+            return self.conditioning
+        return "clean" if self.training.clean > 0 else "repaint"
 
     def schedules(self) -> dict[str, Any]:
         """Process family -> abar table (T + 1,). A Gaussian cosine schedule clips betas at 0.999."""

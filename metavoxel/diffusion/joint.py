@@ -89,7 +89,7 @@ class JointModel(nn.Module):
         return JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
                               loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
                               seed=self.spec.seed, mixture=LevelMixture(**d.training.model_dump()),
-                              conditioning=d.conditioning)
+                              conditioning=d.sampling_conditioning)
 
     # -- the network ----------------------------------------------------------------------------
     def denoise(self, z: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:

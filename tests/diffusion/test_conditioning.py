@@ -12,7 +12,7 @@ import metavoxel as mv
 from metavoxel.diffusion.conditioning import Conditions, call_network
 from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
 from metavoxel.errors import InputError, SpecError
-from metavoxel.spec import PAPER_TRAINING, ModelSpec
+from metavoxel.spec import PAPER_TRAINING, RECOMMENDED_TRAINING, ModelSpec
 
 MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}
 GROUPS = [["image"], ["age"], ["group"]]
@@ -34,9 +34,13 @@ def model():
     return m
 
 
+def paper_spec() -> dict:
+    return tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": dict(PAPER_TRAINING)})
+
+
 @pytest.fixture(scope="module")
 def paper_model():
-    return mv.JointModel(tiny_spec_2d())
+    return mv.JointModel(paper_spec())
 
 
 # -- the mixture ------------------------------------------------------------------------------------
@@ -105,12 +109,12 @@ def test_missing_values_sit_at_T_outside_the_paper_recipe(model):
 def test_mask_channels_exist_only_with_keep_masks():
     with_masks = mv.JointModel(mixture_spec()).net.unet.in_channels
     without = mv.JointModel(mixture_spec(keep_masks=0.0)).net.unet.in_channels
-    paper = mv.JointModel(tiny_spec_2d()).net.unet.in_channels
+    paper = mv.JointModel(paper_spec()).net.unet.in_channels
     assert without == paper and with_masks == paper + 2  # [mask, mask * z0] for the 1-channel image
 
 
 def test_saved_specs_without_a_training_recipe_load_as_the_paper_recipe():
-    old = tiny_spec_2d()
+    old = tiny_spec_2d(diffusion={"timesteps": T})
     old["network"] = {**old["network"], "kernels": "torch"}  # before 0.2
     saved = tiny_spec_2d(diffusion={"timesteps": T, "kernels": "auto"})  # written before training recipes
     for data in (old, saved):
@@ -121,11 +125,19 @@ def test_saved_specs_without_a_training_recipe_load_as_the_paper_recipe():
 
 def test_training_spec_refuses_bad_weights():
     with pytest.raises(SpecError, match="must not all be 0"):
-        ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"shared": 0}}))
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"shared": 0, "clean": 0, "independent": 0, "prior": 0}}))
     with pytest.raises(SpecError, match="greater than or equal to 0"):
         ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"clean": -1}}))
     with pytest.raises(SpecError, match="needs a model trained with clean subsets"):
-        ModelSpec.from_dict(tiny_spec_2d(diffusion={"conditioning": "clean"}))
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"conditioning": "clean", "training": dict(PAPER_TRAINING)}))
+
+
+def test_conditioning_defaults_follow_the_training_recipe():
+    plain = ModelSpec.from_dict(tiny_spec_2d(diffusion={"timesteps": T}))  # no recipe, no conditioning given
+    assert plain.diffusion.training.model_dump() == PAPER_TRAINING and plain.diffusion.sampling_conditioning == "repaint"
+    assert ModelSpec.from_dict(mixture_spec()).diffusion.sampling_conditioning == "clean"
+    assert mv.JointModel(mixture_spec()).diffusion.conditioning == "clean"
+    assert RECOMMENDED_TRAINING == MIXTURE
 
 
 # -- sampling -----------------------------------------------------------------------------------------
@@ -170,7 +182,7 @@ def test_clean_inpainting_conditions_through_the_mask_channels_and_pastes_the_kn
 
 
 def test_repaint_is_unchanged_by_the_new_options(model):
-    a = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3)
+    a = model.diffusion.sample(model.net, fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint")
     b = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint", guidance=0.0)
     assert torch.equal(a.samples["image"], b.samples["image"])
 
