@@ -20,7 +20,8 @@ from metavoxel.errors import PluginError, SpecError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.processes.schedules import make_schedule
 
-__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "ScheduleSpec", "VariableSpec", "spec_json_schema"]
+__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "PAPER_TRAINING", "RECOMMENDED_TRAINING", "ScheduleSpec", "TrainingSpec", "VariableSpec",
+           "spec_json_schema"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -56,6 +57,55 @@ class ScheduleSpec(BaseModel):
         return {k: v for k, v in self.model_dump(exclude={"name"}).items() if v is not None}
 
 
+class TrainingSpec(BaseModel):
+    """How training draws each variable's noise level: a mixture of recipes, one drawn per record.
+
+    The weights are relative (they need not sum to one). ``{shared: 1}`` alone, with ``keep_masks: 0``, is
+    the MetaVoxel paper's recipe (`PAPER_TRAINING`) and the default. The mixture of `RECOMMENDED_TRAINING`
+    won conditional generation on the toy (``benchmarks/RESULTS.md``, ``docs/conditioning.md``). Per-variable levels follow UniDiffuser (Bao et al.
+    2023: one timestep per modality, t = 0 for a condition) and CSDI (Tashiro et al. 2021: conditional
+    masks); see `metavoxel.diffusion.mixture`.
+    """
+
+    model_config = _STRICT
+    shared: float = Field(1.0, ge=0.0, description=(
+        "Weight of the paper's recipe: one t ~ U[1, T] for every variable of the record. Keep it a large share: "
+        "RePaint sampling walks this shared diagonal."))
+    clean: float = Field(0.0, ge=0.0, description=(
+        "Weight of 'some variables given': a random non-empty proper subset of the variables at t = 0 (clean), "
+        "the rest at one shared t ~ U[1, T], which is T itself 20% of the time (a target from prior noise "
+        "given clean conditions, what point predictions read). Needed for clean conditioning."))
+    independent: float = Field(0.0, ge=0.0, description=(
+        "Weight of independent levels: every variable (the image variables together) draws its own t ~ U[1, T]."))
+    prior: float = Field(0.0, ge=0.0, description=(
+        "Weight of 'some variables unknown': a random non-empty proper subset at t = T (prior noise, as for a "
+        "missing value), the rest either all clean or all at one shared t. Needed for guidance (the marginal)."))
+    keep_masks: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "Probability that a record's noised image gets a random keep-mask (a half, a box or a blob of known, "
+        "clean voxels shown to the network as extra [mask, mask * z0] input channels, as inpainting models "
+        "and CSDI do). Above 0 the network has those channels; needed to condition on partly known images in "
+        "clean mode."))
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> TrainingSpec:
+        if self.shared + self.clean + self.independent + self.prior <= 0:
+            raise ValueError("the weights shared, clean, independent and prior must not all be 0; "
+                             "give at least one a positive weight (shared: 1 is the paper's recipe)")
+        return self
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether this is exactly the paper's recipe (one shared t, no keep-masks)."""
+        return self.clean == self.independent == self.prior == self.keep_masks == 0.0
+
+
+#: The MetaVoxel paper's training recipe: one shared t for all variables, no keep-masks.
+PAPER_TRAINING: dict[str, float] = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
+#: The mixture measured in benchmarks/RESULTS.md (2026-11-29): clean conditioning, guidance, point predictions.
+RECOMMENDED_TRAINING: dict[str, float] = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15,
+                                          "keep_masks": 0.25}
+
+
 class DiffusionSpec(BaseModel):
     """One shared time axis of T integer steps; one schedule per process family."""
 
@@ -70,12 +120,31 @@ class DiffusionSpec(BaseModel):
     eta: float = Field(1.0, ge=0.0, le=1.0, description=(
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
         "than the deterministic 0 on the toy benchmark), 0 = deterministic DDIM."))
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description=(
+        "How training draws each variable's noise level (a mixture of recipes). The default is exactly the "
+        "paper's recipe (shared: 1, the rest 0); {shared: 0.5, clean: 0.25, independent: 0.1, prior: 0.15, "
+        "keep_masks: 0.25} enables clean conditioning, guidance and point predictions (docs/conditioning.md)."))
+    conditioning: Literal["repaint", "clean"] | None = Field(None, description=(
+        "Default way sampling holds fixed variables: repaint = re-noise the known value to the current level "
+        "at every step (Lugmayr et al. 2022, the paper's method); clean = feed it clean at level 0 at every "
+        "step (needs training.clean > 0). Unset: clean when the model is trained with clean subsets, else "
+        "repaint."))
 
     @model_validator(mode="after")
     def _steps_fit(self) -> DiffusionSpec:
         if self.sampling_steps > self.timesteps:
             raise ValueError(f"sampling_steps ({self.sampling_steps}) cannot exceed timesteps ({self.timesteps})")
+        if self.conditioning == "clean" and self.training.clean <= 0:
+            raise ValueError("conditioning 'clean' needs a model trained with clean subsets; set training.clean > 0 "
+                             "or conditioning: repaint")
         return self
+
+    @property
+    def sampling_conditioning(self) -> str:
+        """The conditioning mode sampling uses by default (``conditioning``, or chosen from the training)."""
+        if self.conditioning is not None:
+            return self.conditioning
+        return "clean" if self.training.clean > 0 else "repaint"
 
     def schedules(self) -> dict[str, Any]:
         """Process family -> abar table (T + 1,). A Gaussian cosine schedule clips betas at 0.999."""
@@ -140,6 +209,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def _split_legacy_kernels(cls, data: Any) -> Any:
         """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
+        data = _legacy_training(data)
         network = data.get("network") if isinstance(data, dict) else None
         if not isinstance(network, dict) or "kernels" not in network:
             return data
@@ -255,6 +325,25 @@ def _syntax_error(path: Path, exc: Exception) -> str:
             what += f" ({context}" + (f" at {start.line + 1}:{start.column + 1})" if start is not None else ")")
     place = f"{path}:{where}" if where else str(path)
     return f"{place}: invalid {language}: {what}; fix the syntax there"
+
+
+def _legacy_training(data: Any) -> Any:
+    """Saved specs from before per-variable levels load as the paper's recipe, so their checkpoints still fit.
+
+    A spec written by `ModelSpec.to_dict` holds every field; one that has ``network.kernels`` (before 0.2) or
+    ``diffusion.kernels`` but no ``diffusion.training`` was saved before training recipes existed.
+    """
+    if not isinstance(data, dict):
+        return data
+    network, diffusion = data.get("network"), data.get("diffusion")
+    saved_before = ((isinstance(network, dict) and "kernels" in network)
+                    or (isinstance(diffusion, dict) and "kernels" in diffusion))
+    if not saved_before or (isinstance(diffusion, dict) and "training" in diffusion):
+        return data
+    diffusion = dict(diffusion) if isinstance(diffusion, dict) else {}
+    diffusion.setdefault("training", dict(PAPER_TRAINING))
+    diffusion.setdefault("conditioning", "repaint")
+    return {**data, "diffusion": diffusion}
 
 
 def format_errors(err: ValidationError) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 
+# The paper's training recipe (one shared t): the suite's tiny models keep the behaviour their tests were
+# written for; tests of the level mixture build their own specs (tests/diffusion/test_conditioning.py).
+PAPER = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
+
 TINY_NET_2D = {"spatial_dims": 2, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
                "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16}
 
@@ -17,7 +21,7 @@ def tiny_spec_2d(**overrides) -> dict:
             {"name": "age", "kind": "continuous", "range": [40.0, 95.0]},
             {"name": "group", "kind": "categorical", "categories": ["A", "B", "C"], "aliases": {"alpha": "A"}},
         ],
-        "diffusion": {"timesteps": 100, "sampling_steps": 5},
+        "diffusion": {"timesteps": 100, "sampling_steps": 5, "training": dict(PAPER)},
         "network": copy.deepcopy(TINY_NET_2D),
     }
     spec.update(overrides)
@@ -34,6 +38,6 @@ def tiny_latent_spec_3d() -> dict:
             {"name": "age", "kind": "continuous", "range": [40.0, 95.0]},
             {"name": "sex", "kind": "categorical", "categories": ["F", "M"]},
         ],
-        "diffusion": {"timesteps": 50, "sampling_steps": 4},
+        "diffusion": {"timesteps": 50, "sampling_steps": 4, "training": dict(PAPER)},
         "network": {**TINY_NET_2D, "spatial_dims": 3},
     }

@@ -19,6 +19,11 @@ Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (defau
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
 Samples = Annotated[int, typer.Option("--num-samples", "-n", help="Samples per subject.", min=1)]
 Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 network autocast.")]
+Conditioning = Annotated[str | None, typer.Option("--conditioning", help="How fixed variables are held: repaint "
+                                                   "(re-noised every step, the paper) or clean (fed at level 0; a "
+                                                   "model trained with clean subsets). Default: the model's.")]
+Guidance = Annotated[float, typer.Option("--guidance", help="Classifier-free guidance weight w >= 0 towards the "
+                                         "fixed variables (a model trained with prior subsets).", min=0.0)]
 
 
 def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
@@ -112,7 +117,8 @@ def sample(model: Model,
                                                           "only where the mask is non-zero (inpainting).")] = None,
            num_samples: Samples = 1, steps: Steps = None, seed: Seed = None, out: Out = Path("samples"),
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
-           = "source", precision: Precision = "fp32") -> None:
+           = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
+           guidance: Guidance = 0.0) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.workflows.sample import parse_assignments, sample_run
 
@@ -121,7 +127,7 @@ def sample(model: Model,
     with progress_bar() as bar:
         task = bar.add_task("sampling", total=None)
         _result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
-                                    space=space, precision=precision,
+                                    space=space, precision=precision, conditioning=conditioning, guidance=guidance,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
                                     before_write=lambda result: tables.append(result_table(result)))
     console().print(tables[0])
@@ -135,7 +141,10 @@ def predict(model: Model, data: Data,
             num_samples: Samples = 3, steps: Steps = None, seed: Seed = None,
             batch_size: Annotated[int, typer.Option(help="Kept for compatibility: each subject is sampled alone, so "
                                                     "its answer does not depend on the other rows.", min=1)] = 16,
-            out: OutTable = "predictions.tsv", precision: Precision = "fp32") -> None:
+            out: OutTable = "predictions.tsv", precision: Precision = "fp32",
+            method: Annotated[str, typer.Option("--method", help="sample (S samples per subject) or point (the "
+                                                "model's x0 prediction, <= 5 network calls per subject).")] = "sample",
+            conditioning: Conditioning = None, guidance: Guidance = 0.0) -> None:
     """Predict one variable for every subject of a table (mean, SD and an interval with its real level, or
     class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval."""
     from metavoxel.workflows.predict import predict_run
@@ -144,8 +153,8 @@ def predict(model: Model, data: Data,
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, given=names, num_samples=num_samples, steps=steps, seed=seed,
-                           batch_size=batch_size, precision=precision,
-                           progress=lambda d, t: bar.update(task, completed=d, total=t))
+                           batch_size=batch_size, precision=precision, method=method, conditioning=conditioning,
+                           guidance=guidance, progress=lambda d, t: bar.update(task, completed=d, total=t))
     console().print(f"wrote {path}")
 
 

@@ -8,13 +8,15 @@
 from metavoxel.diffusion.grid import repaint_walk, time_grid
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.diffusion.likelihood import class_probabilities, class_scores, fit_temperature
+from metavoxel.diffusion.mixture import LevelMixture
 from metavoxel.diffusion.network import JointNetwork
+from metavoxel.diffusion.point import PointPrediction
 from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.diffusion.sampler import reverse_chain
 
 __all__ = ["class_probabilities", "class_scores", "Corrupted", "fit_temperature", "JointDiffusion", "JointModel",
-           "JointNetwork", "repaint_walk", "reverse_chain", "SampleResult", "sample", "time_grid"]
+           "JointNetwork", "LevelMixture", "PointPrediction", "repaint_walk", "reverse_chain", "SampleResult", "sample", "time_grid"]
 
 
 def sample(model: JointModel, fix=None, masks=None, **options) -> SampleResult:

@@ -88,7 +88,7 @@ class GaussianGroup:
         abar = torch.stack([p.process.abar_at(levels[n], z0[n]) for n, p in self.paths.items()], dim=1)  # (B, V)
         eps = seed = None
         if self.in_kernel_noise:
-            seed = int(torch.randint(0, 2**62, (), generator=generator, device=t.device))
+            seed = int(torch.randint(0, 2**62, (), generator=generator, device=x0[0].device))
         else:
             eps = [_normal(x, generator) for x in x0]
         x_t, eps = kernels.q_sample(x0, abar, eps=eps, seed=seed, backend=self.backend)

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from metavoxel.diffusion.mixture import LevelMixture
 from metavoxel.diffusion.network import JointNetwork
+from metavoxel.diffusion.point import PointPrediction
 from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import PluginError
@@ -66,6 +68,7 @@ class JointModel(nn.Module):
             attention_levels=net.attention_levels, num_res_blocks=net.num_res_blocks,
             num_head_channels=net.num_head_channels, norm_num_groups=net.norm_num_groups,
             cross_attention_dim=net.cross_attention_dim, attention_backend=net.attention_backend, seed=spec.seed,
+            keep_channels=spec.diffusion.training.keep_masks > 0,
         )
         self.spatial, self.scalars, self.grid = self.net.spatial, self.net.scalars, self.net.grid
         self._register_load_state_dict_pre_hook(_legacy_network_keys)
@@ -85,7 +88,8 @@ class JointModel(nn.Module):
         d = self.spec.diffusion
         return JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
                               loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
-                              seed=self.spec.seed)
+                              seed=self.spec.seed, mixture=LevelMixture(**d.training.model_dump()),
+                              conditioning=d.sampling_conditioning)
 
     # -- the network ----------------------------------------------------------------------------
     def denoise(self, z: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -125,8 +129,9 @@ class JointModel(nn.Module):
                num_subjects: int | None = None, num_samples: int = 1, steps: int | None = None,
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
-               progress: Callable[[int, int], None] | None = None) -> SampleResult:
-        """Sample every free variable given the fixed ones (RePaint); see `JointDiffusion.sample`.
+               progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
+               guidance: float = 0.0) -> SampleResult:
+        """Sample every free variable given the fixed ones (RePaint or clean); see `JointDiffusion.sample`.
 
         The network runs in inference mode and the model's training mode is restored afterwards.
         """
@@ -136,7 +141,20 @@ class JointModel(nn.Module):
             return self.diffusion.sample(self.net, fix, masks, num_subjects=num_subjects, num_samples=num_samples,
                                          steps=steps, seed=seed, eta=eta, batch_size=batch_size,
                                          jump_length=jump_length, jump_rounds=jump_rounds, precision=precision,
-                                         progress=progress)
+                                         progress=progress, conditioning=conditioning, guidance=guidance)
+        finally:
+            self.train(was_training)
+
+    def point_predict(self, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
+                      masks: Mapping[str, Any] | None = None, draws: int = 4, seed: int | None = None,
+                      batch_size: int | None = None) -> PointPrediction:
+        """Posterior means and class probabilities of ``targets`` given ``fix`` in one network call per draw
+        (see `JointDiffusion.point_predict`). Needs a model trained with clean subsets."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, draws=draws, seed=seed,
+                                                batch_size=batch_size)
         finally:
             self.train(was_training)
 

@@ -114,7 +114,8 @@ def _shared_noise(diffusion: JointDiffusion, z0, present, t, b: int, k: int, see
                                     {name: p[one] for name, p in present.items()}, t=t[one], generator=generator))
     z_t = {name: torch.cat([cp.z_t[name] for cp in copies]) for name in z0}
     targets = {name: torch.cat([cp.targets[name] for cp in copies]) for name in z0}
-    return Corrupted(z_t, targets, t, dict(present))
+    levels = {name: torch.cat([cp.levels[name] for cp in copies]) for name in copies[0].levels}  # missing: T
+    return Corrupted(z_t, targets, t, dict(present), levels)
 
 
 def class_probabilities(scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -31,6 +31,8 @@ class JointNetwork(nn.Module):
             the U-Net's architecture (see `metavoxel.nn.JointUNet`).
         attention_backend: ``auto`` | ``triton`` | ``torch`` for the attention kernels.
         seed: initialisation seed (the global RNG is left as it was).
+        keep_channels: give every spatial variable 2C extra input channels [keep-mask, keep-mask * z0]: the
+            voxels known clean (a model trained with keep-masks; CSDI's conditional mask, Tashiro et al. 2021).
 
     Raises:
         SpecError: no image variable, image variables on different grids, or a grid the U-Net cannot halve.
@@ -38,7 +40,8 @@ class JointNetwork(nn.Module):
 
     def __init__(self, variables: Mapping[str, Variable], *, spatial_dims: int, channels: list[int],
                  attention_levels: list[bool], num_res_blocks: int, num_head_channels: int, norm_num_groups: int,
-                 cross_attention_dim: int, attention_backend: str = "auto", seed: int = 0):
+                 cross_attention_dim: int, attention_backend: str = "auto", seed: int = 0,
+                 keep_channels: bool = False):
         super().__init__()
         from metavoxel.nn import JointUNet  # the network is heavy; import it only when one is built
 
@@ -46,7 +49,8 @@ class JointNetwork(nn.Module):
         self.spatial = [n for n, v in variables.items() if isinstance(v.head, SpatialHead)]
         self.scalars = [n for n, v in variables.items() if isinstance(v.head, ScalarHead)]
         self.grid = _common_grid(variables, self.spatial, self.scalars, spatial_dims, 2 ** (len(channels) - 1))
-        in_channels = (sum(variables[n].head.channels for n in self.spatial)
+        self.keep_channels = bool(keep_channels)
+        in_channels = (sum(variables[n].head.channels for n in self.spatial) * (3 if keep_channels else 1)
                        + sum(variables[n].head.channel_features for n in self.scalars))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -60,8 +64,8 @@ class JointNetwork(nn.Module):
                 cross_attention_dim=cross_attention_dim, attention_backend=attention_backend,
             )
 
-    def forward(self, z: Mapping[str, torch.Tensor], t: torch.Tensor | Mapping[str, torch.Tensor]
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, z: Mapping[str, torch.Tensor], t: torch.Tensor | Mapping[str, torch.Tensor],
+                keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Each variable's output for the states ``z[name]`` (B, *z) at steps ``t``.
 
         Args:
@@ -69,6 +73,8 @@ class JointNetwork(nn.Module):
             t: (B,) one step shared by every variable, or name -> (B,) each variable's own step. The
                 spatial variables share the U-Net's level (they must agree); each scalar token and head
                 is told its own.
+            keep: spatial variable -> (B, 2C, *grid) [keep-mask, keep-mask * z0] of its known clean voxels;
+                a variable not named gets zeros (nothing kept). Only for a network built with ``keep_channels``.
 
         Returns:
             name -> the network output for that variable: spatial (B, C, *grid), scalar (B, out_features).
@@ -76,6 +82,15 @@ class JointNetwork(nn.Module):
         variables = self._variables
         fields = [variables[n].channel_input(z[n]) for n in self.spatial]  # each (B, C, *grid)
         batch = fields[0].shape[0]
+        if keep and not self.keep_channels:
+            raise InputError(f"keep-mask channels given for {', '.join(keep)} but this network has none (its model "
+                             "was trained without keep-masks); condition on partly known images with repaint")
+        if self.keep_channels:
+            keep = keep or {}
+            for n, f in zip(self.spatial, list(fields)):
+                k = keep.get(n)
+                fields.append(torch.zeros(batch, 2 * f.shape[1], *f.shape[2:], dtype=f.dtype, device=f.device)
+                              if k is None else k.to(f.dtype))  # (B, 2C, *grid)
         for n in self.scalars:
             c = variables[n].channel_input(z[n]).to(fields[0].dtype)  # (B, F)
             fields.append(c.reshape(batch, -1, *([1] * len(self.grid))).expand(-1, -1, *self.grid))

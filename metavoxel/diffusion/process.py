@@ -10,36 +10,55 @@ by `metavoxel.diffusion.fused`. Time follows `metavoxel.processes.schedules` (in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from metavoxel.diffusion.fused import CategoricalGroup, GaussianGroup
 from metavoxel.diffusion.grid import repaint_walk, time_grid
+from metavoxel.diffusion.conditioning import CONDITIONING_MODES
 from metavoxel.diffusion.known import known_values
+from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
+from metavoxel.diffusion.point import PointPrediction, point_predict
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.diffusion.sampler import Network, decode, reverse_chain
 from metavoxel.errors import InputError
-from metavoxel.variables.protocol import Variable
+from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["Corrupted", "JointDiffusion"]
 
 
 @dataclass
 class Corrupted:
-    """Records at their training timestep: states z_t, loss targets, steps t (B,) and presence masks."""
+    """Records at their training levels.
+
+    Attributes:
+        z_t: name -> state (B, *z).
+        targets: name -> what the kind's loss compares the output with.
+        t: (B,) the image grid's step (the paper's one shared t when ``levels`` is empty).
+        present: name -> (B,) bool, the value was observed.
+        levels: name -> (B,) each variable's own step; empty = every variable at ``t``.
+        keep: image variable -> (B, 2C, *grid) keep-mask channels [mask, mask * z0]; empty = none.
+    """
 
     z_t: dict[str, torch.Tensor]
     targets: dict[str, Any]
     t: torch.Tensor
     present: dict[str, torch.Tensor]
+    levels: dict[str, torch.Tensor] = field(default_factory=dict)
+    keep: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def rows(self, index: torch.Tensor | slice) -> Corrupted:
         """The same records restricted to ``index`` (e.g. one rank's share of a global batch)."""
         take = lambda x: x[index] if isinstance(x, torch.Tensor) else x  # noqa: E731
-        return Corrupted({k: take(v) for k, v in self.z_t.items()}, {k: take(v) for k, v in self.targets.items()},
-                         take(self.t), {k: take(v) for k, v in self.present.items()})
+        part = lambda d: {k: take(v) for k, v in d.items()}  # noqa: E731
+        return Corrupted(part(self.z_t), part(self.targets), take(self.t), part(self.present), part(self.levels),
+                         part(self.keep))
+
+    def level(self, name: str) -> torch.Tensor:
+        """(B,) the step of variable ``name``."""
+        return self.levels.get(name, self.t)
 
 
 class JointDiffusion:
@@ -52,17 +71,24 @@ class JointDiffusion:
         device: where states are created.
         loss_weights: name -> weight of its term in the total loss (default 1 each).
         sampling_steps, eta, seed: sampling defaults (reverse steps, DDIM eta, RNG seed).
+        mixture: how training draws per-variable levels (default: the paper's one shared t).
+        conditioning: the default sampling mode, ``repaint`` or ``clean``.
     """
 
     def __init__(self, variables: Mapping[str, Variable], timesteps: int, *, kernels: str = "auto",
                  device: torch.device | str = "cpu", loss_weights: Mapping[str, float] | None = None,
-                 sampling_steps: int = 50, eta: float = 1.0, seed: int = 0):
+                 sampling_steps: int = 50, eta: float = 1.0, seed: int = 0, mixture: LevelMixture | None = None,
+                 conditioning: str = "repaint"):
         self.variables = dict(variables)
         self.timesteps = int(timesteps)
         self.kernels = kernels
         self.device = torch.device(device)
         self.loss_weights = {n: 1.0 for n in self.variables} | dict(loss_weights or {})
         self.sampling_steps, self.eta, self.seed = int(sampling_steps), float(eta), int(seed)
+        self.mixture = LevelMixture() if mixture is None else mixture
+        self.conditioning = conditioning
+        spatial = [n for n, v in self.variables.items() if isinstance(v.head, SpatialHead)]
+        self.groups = ([spatial] if spatial else []) + [[n] for n in self.variables if n not in spatial]
 
     def gaussian_group(self) -> GaussianGroup:
         return GaussianGroup(self.variables, self.kernels, self.device)
@@ -93,15 +119,27 @@ class JointDiffusion:
 
     def corrupt(self, z0: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], *,
                 t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Corrupted:
-        """The forward half of the joint loss: one t per record, each variable corrupted by its kind.
+        """The forward half of the joint loss: levels per record, each variable corrupted by its kind.
 
-        A missing variable is replaced by fresh prior noise (the network sees noise where it knows nothing).
+        With the paper's recipe (or an explicit ``t``) every variable shares one t ~ U[1, T]; otherwise
+        the levels come from the spec's mixture (`metavoxel.diffusion.mixture.draw_levels`) and the noised
+        image of a record gets a random keep-mask with probability ``keep_masks``. A missing variable is
+        replaced by fresh prior noise (the network sees noise where it knows nothing); outside the paper's
+        recipe it is also told so, at level T.
         """
         n = len(next(iter(present.values())))
         device = next(iter(present.values())).device
-        if t is None:
-            t = torch.randint(1, self.timesteps + 1, (n,), generator=generator, device=device)
-        levels = {name: t for name in self.variables}
+        paper, drawn = self.mixture.is_paper, t is None
+        if t is None and not paper:
+            _, levels = draw_levels(self.groups, n, self.timesteps, self.mixture, generator, device)
+            t = levels[self.groups[0][0]]
+        else:
+            if t is None:
+                t = torch.randint(1, self.timesteps + 1, (n,), generator=generator, device=device)
+            levels = {name: t for name in self.variables}
+        if not paper:
+            full = torch.full_like(t, self.timesteps)
+            levels = {name: torch.where(present[name], level, full) for name, level in levels.items()}
         gaussian = GaussianGroup(self.variables, self.kernels, device)
         noisy, targets = gaussian.corrupt(z0, levels, generator)  # every fused Gaussian variable in one launch
         for name, var in self.variables.items():
@@ -111,19 +149,42 @@ class JointDiffusion:
         for name, var in self.variables.items():
             prior = var.prior(n, generator=generator, device=device)
             z_t[name] = torch.where(_expand(present[name], noisy[name]), noisy[name], prior)
-        return Corrupted(z_t, targets, t, dict(present))
+        if paper:
+            return Corrupted(z_t, targets, t, dict(present))
+        keep = self._keep(z0, present, levels, generator) if drawn else {}  # an explicit t: no keep-masks
+        return Corrupted(z_t, targets, t, dict(present), levels, keep)
+
+    def _keep(self, z0, present, levels, generator) -> dict[str, torch.Tensor]:
+        """Random keep-mask channels [mask, mask * z0] (B, 2C, *grid) for the noised, present images."""
+        if self.mixture.keep_masks <= 0:
+            return {}
+        keep = {}
+        for name, var in self.variables.items():
+            if not isinstance(var.head, SpatialHead):
+                continue
+            x0 = z0[name]
+            n = x0.shape[0]
+            chosen = (torch.rand(n, generator=generator, device=x0.device) < self.mixture.keep_masks)
+            chosen &= present[name] & (levels[name] > 0)
+            m = keep_mask(n, x0.shape[2:], generator, x0.device) * _expand(chosen, x0).to(x0.dtype)  # (B, 1, *grid)
+            m = m.expand_as(x0)  # (B, C, *grid)
+            keep[name] = torch.cat([m, m * x0], dim=1)  # (B, 2C, *grid)
+        return keep
 
     def loss(self, network: Network, batch: Corrupted) -> dict[str, torch.Tensor]:
         """The joint loss of corrupted records: per-record terms ``{"loss": (B,), "loss/<name>": (B,)}``.
 
-        A missing variable contributes no loss; the total weights each term by its ``loss_weight``.
+        A missing variable contributes no loss, nor does one given clean (level 0: nothing to denoise); the
+        total weights each term by its ``loss_weight``.
         """
-        out = network(batch.z_t, batch.t)
+        t = batch.levels if batch.levels else batch.t
+        out = network(batch.z_t, t, batch.keep) if batch.keep else network(batch.z_t, t)
         n = len(batch.t)
         terms = {}
         total = torch.zeros(n, device=batch.t.device)
         for name, var in self.variables.items():
-            term = var.loss(out[name], batch.targets[name]) * batch.present[name].float()
+            counted = batch.present[name] & (batch.level(name) > 0) if batch.levels else batch.present[name]
+            term = var.loss(out[name], batch.targets[name]) * counted.float()
             terms[f"loss/{name}"] = term
             total = total + self.loss_weights[name] * term
         return {"loss": total, **terms}
@@ -140,7 +201,8 @@ class JointDiffusion:
                *, num_subjects: int | None = None, num_samples: int = 1, steps: int | None = None,
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
-               progress: Callable[[int, int], None] | None = None) -> SampleResult:
+               progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
+               guidance: float = 0.0) -> SampleResult:
         """Draw ``num_samples`` joint samples for each of N subjects, with the ``fix``ed variables held.
 
         Args:
@@ -156,13 +218,17 @@ class JointDiffusion:
             jump_length, jump_rounds: RePaint resampling; ``jump_rounds = 1`` disables it.
             precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast.
             progress: called as ``progress(done, total)`` after every network call.
+            conditioning: ``repaint`` (re-noise fixed values every step) or ``clean`` (feed them at level 0);
+                default: the spec's ``diffusion.conditioning``. See `metavoxel.diffusion.conditioning`.
+            guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022): each prediction is
+                (1 + w) out(cond) - w out(marginal), the marginal seeing the fixed variables at level T.
 
         Returns:
             A `SampleResult` with values of shape (N, S, ...) per variable.
 
         Raises:
-            InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``
-                or an unknown precision.
+            InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``,
+                an unknown precision, or a conditioning mode or guidance the model was not trained for.
         """
         steps = self.sampling_steps if steps is None else int(steps)
         eta = self.eta if eta is None else float(eta)
@@ -174,6 +240,7 @@ class JointDiffusion:
         grid = time_grid(self.timesteps, steps)
         walk = repaint_walk(steps, jump_length, jump_rounds)
         known, n = known_values(self.variables, dict(fix or {}), dict(masks or {}), num_subjects, self.device)
+        conditioning = self.check_conditioning(conditioning, guidance, known)
         rows = n * num_samples
         known = {name: k.repeat(num_samples) for name, k in known.items()}
         batch_size = rows if batch_size is None else max(1, int(batch_size))
@@ -194,12 +261,81 @@ class JointDiffusion:
             chunk_known = {name: k.rows(part) for name, k in known.items()}
             z = reverse_chain(self.variables, network, chunk_known, grid, walk, rows=part.stop - part.start, eta=eta,
                               gaussian=gaussian, categorical=categorical, generator=generator, device=self.device,
-                              bf16=precision == "bf16", on_call=on_call)
+                              bf16=precision == "bf16", on_call=on_call, conditioning=conditioning,
+                              guidance=float(guidance), timesteps=self.timesteps)
             chunks.append(decode(self.variables, z, chunk_known))
         samples = {name: torch.cat([c[name] for c in chunks]).reshape(n, num_samples, *chunks[0][name].shape[1:])
                    for name in self.variables}
         fixed = {name: k.value_mask.reshape(n, num_samples, -1)[:, 0].any(dim=1) for name, k in known.items()}
         return SampleResult(self.variables, samples, fixed, seed=seed, steps=steps, eta=eta)
+
+
+    @torch.no_grad()
+    def point_predict(self, network: Network, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
+                      masks: Mapping[str, Any] | None = None, draws: int = 4, seed: int | None = None,
+                      batch_size: int | None = None) -> PointPrediction:
+        """Posterior means (Gaussian kinds) and class probabilities (D3PM kinds) of ``targets`` given ``fix``.
+
+        One network call over N · ``draws`` rows: the fixed variables clean at level 0, the free ones prior
+        noise at level T; the x0 prediction averaged over the draws (`metavoxel.diffusion.point`).
+
+        Args:
+            network: ``network(z, t[, keep])`` in inference mode.
+            fix: variable -> raw values for N subjects.
+            targets: variables to predict (default: every variable not fixed).
+            masks: image variable -> keep-mask, as in `sample` (needs a model trained with keep-masks).
+            draws: prior-noise draws per subject (1..5: at most 5 network calls' worth per subject).
+            seed: RNG seed (default: ``seed``).
+            batch_size: rows per network call (default all at once).
+
+        Raises:
+            InputError: a model trained without clean subsets, an unknown target, or ``draws`` outside 1..5.
+        """
+        if self.mixture.clean <= 0:
+            raise InputError("point prediction needs a model trained with clean subsets (diffusion.training.clean "
+                             "> 0), this one was not; sample instead (--method sample) or retrain")
+        if not 1 <= int(draws) <= 5:
+            raise InputError(f"draws must be between 1 and 5 (network calls per subject), got {draws}")
+        known, n = known_values(self.variables, dict(fix), dict(masks or {}), None, self.device)
+        self.check_conditioning("clean", 0.0, known)
+        targets = [targets] if isinstance(targets, str) else targets
+        free = [name for name in self.variables if name not in known or not known[name].complete]
+        targets = free if targets is None else list(targets)
+        unknown = [t for t in targets if t not in self.variables]
+        if unknown:
+            raise InputError(f"unknown target(s) {', '.join(unknown)}; this model has {', '.join(self.variables)}")
+        generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
+        return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, draws=int(draws),
+                             generator=generator, device=self.device, batch_size=batch_size)
+
+    def check_conditioning(self, conditioning: str | None, guidance: float, known: Mapping[str, Any]) -> str:
+        """The conditioning mode to use, or InputError with the reason this model cannot honour the request."""
+        mode = self.conditioning if conditioning is None else conditioning
+        m = self.mixture
+        if mode not in CONDITIONING_MODES:
+            raise InputError(f"conditioning must be one of {', '.join(CONDITIONING_MODES)}, got {mode!r}")
+        if mode == "clean" and m.clean <= 0:
+            raise InputError("conditioning 'clean' needs a model trained with clean subsets (diffusion.training.clean "
+                             "> 0), this one was not; use --conditioning repaint or retrain")
+        if mode == "clean" and m.keep_masks <= 0:
+            partial = [n for n, k in known.items() if isinstance(self.variables[n].head, SpatialHead)
+                       and bool((k.z_mask.flatten(1).any(1) & ~k.z_mask.flatten(1).all(1)).any())]
+            if partial:
+                raise InputError(f"{', '.join(partial)} is partly known (a mask), which clean conditioning can only "
+                                 "condition on in a model trained with keep-masks (diffusion.training.keep_masks > 0); "
+                                 "use --conditioning repaint or retrain")
+        spatial = [n for n in self.groups[0] if isinstance(self.variables[n].head, SpatialHead)] if self.groups else []
+        if mode == "clean" and len(spatial) > 1:
+            held = [known[n].z_mask.flatten(1).all(1) if n in known else None for n in spatial]
+            if any(h is None or not torch.equal(h, held[0]) for h in held):
+                raise InputError(f"image variables {', '.join(spatial)} share one level, so in clean mode they must "
+                                 "be fixed together or left free together; fix all of them or use repaint")
+        if guidance < 0:
+            raise InputError(f"guidance must be >= 0, got {guidance}")
+        if guidance > 0 and m.prior <= 0:
+            raise InputError("guidance needs a model trained with prior subsets (diffusion.training.prior > 0) to "
+                             "know the marginal, this one was not; drop --guidance or retrain")
+        return mode
 
 
 def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json
+from metavoxel.spec import PAPER_TRAINING
 
 __all__ = ["DEMO", "VARIANTS", "StudyRecipe", "make_cohort", "phantom_config", "study_spec", "train_study_model",
            "train_study_vae"]
@@ -99,7 +100,8 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
         "name": f"phantom-{recipe.name}-{variant}",
         "variables": variables,
         "diffusion": {"timesteps": 1000, "gaussian": {"name": "scaled_linear", "beta_start": 0.0015, "beta_end": 0.0195},
-                      "discrete": {"name": "cosine"}, "sampling_steps": recipe.sampling_steps, "eta": 1.0},
+                      "discrete": {"name": "cosine"}, "sampling_steps": recipe.sampling_steps, "eta": 1.0,
+                      "training": dict(PAPER_TRAINING)},  # the paper's recipe: Table 1/2 stay reproducible
         "network": copy.deepcopy(recipe.network),
         "data": data,
         "seed": recipe.seed,

@@ -54,7 +54,8 @@ def cohort(tmp_path_factory):
             {"name": "sex", "kind": "categorical", "categories": ["F", "M"],
              "aliases": {"female": "F", "male": "M"}},
         ],
-        "diffusion": {"timesteps": 50, "sampling_steps": 4},
+        "diffusion": {"timesteps": 50, "sampling_steps": 4,
+                      "training": {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}},
         "network": {"spatial_dims": 3, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
                     "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16},
         "data": {"columns": {"image": "t1"}, "split": {"val": 0.2, "test": 0.2, "seed": 0}},
@@ -179,6 +180,8 @@ def test_predict_writes_one_row_per_subject(trained):
     (["--fix", "image=nope.nii.gz"], "does not exist"),
     (["--fix", "age"], "is not NAME=VALUE"),
     (["--fix", "age=60", "--fix", "sex=F", "--fix", "image=IMG"], "every variable is fixed"),
+    (["--fix", "age=60", "--conditioning", "clean"], "needs a model trained with clean subsets"),
+    (["--fix", "age=60", "--guidance", "1"], "needs a model trained with prior subsets"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
     args = [a.replace("IMG", str(trained / "images" / "sub-01_T1w.nii.gz")) for a in args]
@@ -188,6 +191,33 @@ def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
     assert code == 2, err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists(), "nothing is written for bad input"
+
+
+def test_point_prediction_of_a_paper_recipe_model_is_refused_in_one_line(trained, capsys):
+    out = trained / "point.tsv"
+    code = run(["predict", "--model", str(trained / "run"), "--data", str(trained / "cohort.tsv"), "--target", "age",
+                "--method", "point", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "point prediction needs a model trained with clean subsets" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(trained, cohort):
+    _root, spec = cohort
+    mixture = {**spec, "diffusion": {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.25,
+               "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}, "conditioning": "clean"}}
+    (trained / "mixture.yaml").write_text(yaml.safe_dump(mixture))
+    _ok(["train", "--spec", trained / "mixture.yaml", "--data", trained / "cohort.tsv", "--out", trained / "mix",
+         "--steps", 2, "--batch-size", 2, "--val-every", 2, "--checkpoint-every", 2, "--cache", trained / "cache"])
+    out = trained / "point.tsv"
+    _ok(["predict", "--model", trained / "mix", "--data", trained / "cohort.tsv", "--target", "sex", "--method",
+         "point", "--out", out])
+    rows = list(csv.DictReader(out.open(), delimiter="\t"))
+    assert len(rows) == N and rows[0]["sex"] in ("F", "M")
+    assert abs(float(rows[0]["sex_p_F"]) + float(rows[0]["sex_p_M"]) - 1) < 1e-3
+    _ok(["sample", "--model", trained / "mix", "--fix", "age=70", "--fix", "sex=M", "--guidance", 1.5,
+         "--out", trained / "guided"])
+    assert (trained / "guided" / "samples.json").is_file()
 
 
 def test_not_a_run_directory_exits_2(tmp_path, capsys):

@@ -1,0 +1,168 @@
+"""Conditioning benchmark on the 2D toy: the paper's recipe against the per-variable-level mixture.
+
+Trains two toy models with the same steps, seed and data — the paper's recipe (one shared t) and the
+mixture (`diffusion.training`) — and measures, side by side in one run:
+
+- age from image + group: MAE of the sample mean (S samples) for repaint / clean / clean + guidance, and
+  of the point prediction (x0 read from the network, `JointModel.point_predict`);
+- group from image + age: accuracy of the sample majority for the same modes and of the point
+  prediction's class probabilities; likelihood classification (`class_scores`) as the reference for what
+  the model knows;
+- conditional generation: images generated for requested (age, group) pairs, read back by probes fitted
+  on real toy images (ridge regression of age, nearest class mean of group): r and slope of read-back
+  against requested age, group read-back accuracy; the probes' ceiling on real test images;
+- seconds per subject of every method.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps 1500`` (about 10 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+
+import torch
+
+import metavoxel as mv
+from metavoxel.errors import InputError
+from metavoxel.toy import GROUPS, TOY_SPEC, toy_cohort
+from metavoxel.training import fit
+
+MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}
+PAPER = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
+
+
+def train(recipe: dict, steps: int, seed: int, train_data: dict) -> tuple[mv.JointModel, float]:
+    spec = copy.deepcopy(TOY_SPEC)
+    spec["diffusion"] = {**spec["diffusion"], "training": recipe}
+    torch.manual_seed(seed)
+    model = mv.JointModel(spec)
+    start = time.perf_counter()
+    fit(model, train_data, steps=steps, batch_size=32, seed=seed)
+    return model, time.perf_counter() - start
+
+
+class Probes:
+    """Read-back of age (ridge regression on pixels) and group (nearest class mean) fitted on real images."""
+
+    def __init__(self, data: dict, lam: float = 1.0):
+        x = data["image"].flatten(1).double()  # (N, 256)
+        self.mu = x.mean(0)
+        xc = x - self.mu
+        y = data["age"].double()
+        self.y0 = y.mean()
+        self.w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(xc.shape[1], dtype=torch.float64), xc.T @ (y - self.y0))
+        g = torch.tensor([GROUPS.index(v) for v in data["group"]])
+        self.centres = torch.stack([x[g == k].mean(0) for k in range(len(GROUPS))])  # (K, 256)
+
+    def age(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.flatten(1).double() - self.mu) @ self.w + self.y0
+
+    def group(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(images.flatten(1).double(), self.centres).argmin(dim=1)
+
+
+def pearson_slope(requested: torch.Tensor, read: torch.Tensor) -> tuple[float, float]:
+    a, b = requested.double() - requested.double().mean(), read.double() - read.double().mean()
+    return float((a * b).sum() / (a.norm() * b.norm())), float((a * b).sum() / (a * a).sum())
+
+
+def timed(fn):
+    start = time.perf_counter()
+    try:
+        out = fn()
+    except InputError as err:
+        return None, time.perf_counter() - start, str(err)
+    return out, time.perf_counter() - start, None
+
+
+def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, guidance: float) -> dict:
+    n = len(test["age"])
+    truth_group = torch.tensor([GROUPS.index(g) for g in test["group"]])
+    modes = {"repaint": dict(conditioning="repaint"), "clean": dict(conditioning="clean"),
+             f"clean+guidance {guidance:g}": dict(conditioning="clean", guidance=guidance)}
+    rows = {}
+    for label, options in modes.items():
+        row = {}
+        reg, sec_a, err = timed(lambda: model.sample(fix={"image": test["image"], "group": test["group"]},
+                                                      num_samples=samples, seed=0, **options))
+        if err:
+            rows[label] = {"refused": err}
+            continue
+        row["age MAE"] = float((torch.tensor(reg.summary("age")["mean"]) - test["age"]).abs().mean())
+        cls, sec_g, _ = timed(lambda: model.sample(fix={"image": test["image"], "age": test["age"]},
+                                                    num_samples=samples, seed=0, **options))
+        majority = torch.tensor([GROUPS.index(g) for g in cls.summary("group")["majority"]])
+        row["group acc"] = float((majority == truth_group).double().mean())
+        gen, sec_c, _ = timed(lambda: model.sample(fix={"age": test["age"], "group": test["group"]}, num_samples=1,
+                                                    seed=0, **options))
+        images = gen.samples["image"][:, 0]
+        row["gen r"], row["gen slope"] = pearson_slope(test["age"], probes.age(images))
+        row["gen group acc"] = float((probes.group(images) == truth_group).double().mean())
+        row["s/subject"] = (sec_a + sec_g + sec_c) / (3 * n)
+        rows[label] = row
+    fix_age = {"image": test["image"], "group": test["group"]}
+    fix_grp = {"image": test["image"], "age": test["age"]}
+    pa, sec_a, err = timed(lambda: model.point_predict(fix_age, "age", draws=4, seed=0))
+    if err:
+        rows["point (4 draws)"] = {"refused": err}
+    else:
+        pg, sec_g, _ = timed(lambda: model.point_predict(fix_grp, "group", draws=4, seed=0))
+        rows["point (4 draws)"] = {"age MAE": float((pa.mean["age"] - test["age"]).abs().mean()),
+                                   "group acc": float((pg.probs["group"].argmax(1) == truth_group).double().mean()),
+                                   "s/subject": (sec_a + sec_g) / (2 * n)}
+    scores, sec, _ = timed(lambda: mv.diffusion.class_scores(model, fix_grp, "group", timesteps=10, seed=0))
+    rows["likelihood (10 t)"] = {"group acc": float((scores.argmin(1) == truth_group).double().mean()),
+                                 "s/subject": sec / n}
+    return rows
+
+
+COLUMNS = ["age MAE", "group acc", "gen r", "gen slope", "gen group acc", "s/subject"]
+
+
+def table(results: dict) -> str:
+    lines = ["| recipe | method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for recipe, rows in results.items():
+        for method, row in rows.items():
+            if "refused" in row:
+                cells = ["refused"] + [""] * (len(COLUMNS) - 1)
+            else:
+                cells = [f"{row[c]:.3f}" if c in row else "" for c in COLUMNS]
+            lines.append(f"| {recipe} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--test", type=int, default=96)
+    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    train_data, test = toy_cohort(args.train, seed=args.seed), toy_cohort(args.test, seed=args.seed + 1)
+    probes = Probes(train_data)
+    truth_group = torch.tensor([GROUPS.index(g) for g in test["group"]])
+    ceiling_r, ceiling_slope = pearson_slope(test["age"], probes.age(test["image"]))
+    ceiling_acc = float((probes.group(test["image"]) == truth_group).double().mean())
+    baseline = float((train_data["age"].mean() - test["age"]).abs().mean())
+    results, seconds = {}, {}
+    for name, recipe in (("paper", PAPER), ("mixture", MIXTURE)):
+        model, seconds[name] = train(recipe, args.steps, args.seed, train_data)
+        results[name] = evaluate(model, test, probes, args.samples, args.guidance)
+        print(f"trained and evaluated {name} ({seconds[name]:.0f} s training)", file=sys.stderr, flush=True)
+    print(f"command: OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps {args.steps} --train {args.train} "
+          f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed}")
+    print(f"mixture: {MIXTURE}; training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    print(f"read-back ceiling on real test images: r {ceiling_r:.3f}, slope {ceiling_slope:.3f}, "
+          f"group acc {ceiling_acc:.3f}; training-mean age MAE {baseline:.2f}; majority group acc "
+          f"{float((truth_group == 0).double().mean()):.3f}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Per-variable training levels, keep-mask channels, clean conditioning, guidance and point predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny_specs import tiny_spec_2d
+
+import metavoxel as mv
+from metavoxel.diffusion.conditioning import Conditions, call_network
+from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
+from metavoxel.errors import InputError, SpecError
+from metavoxel.spec import PAPER_TRAINING, RECOMMENDED_TRAINING, ModelSpec
+
+MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}
+GROUPS = [["image"], ["age"], ["group"]]
+T = 100
+
+
+def mixture_spec(**training) -> dict:
+    return tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": {**MIXTURE, **training}})
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = mv.JointModel(mixture_spec())
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-zero outputs everywhere (the U-Net's output convs start at zero)
+        for p in m.net.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    return m
+
+
+def paper_spec() -> dict:
+    return tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": dict(PAPER_TRAINING)})
+
+
+@pytest.fixture(scope="module")
+def paper_model():
+    return mv.JointModel(paper_spec())
+
+
+# -- the mixture ------------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(weights=st.lists(st.floats(0, 1), min_size=4, max_size=4).filter(lambda w: sum(w) > 0.1),
+       seed=st.integers(0, 2**31 - 1))
+def test_every_record_follows_its_recipe(weights, seed):
+    mixture = LevelMixture(*weights)
+    component, levels = draw_levels(GROUPS, 64, T, mixture, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    lv = torch.stack([levels[g[0]] for g in GROUPS], dim=1)  # (B, G)
+    assert ((lv >= 0) & (lv <= T)).all()
+    assert (torch.tensor(weights)[component] > 0).all()  # a zero-weight recipe is never drawn
+    for row, c in zip(lv, component.tolist()):
+        if c == 0:  # shared: one t >= 1
+            assert (row == row[0]).all() and row[0] >= 1
+        elif c == 1:  # clean: a non-empty proper subset at 0, the rest at one t >= 1
+            clean = row == 0
+            assert 0 < int(clean.sum()) < len(GROUPS) and len(set(row[~clean].tolist())) == 1
+        elif c == 2:
+            assert (row >= 1).all()
+        else:  # prior: a non-empty proper subset at T, the rest all clean or all at one t
+            rest = row[row != T]
+            assert 0 < int((row == T).sum()) < len(GROUPS) or len(set(row.tolist())) == 1
+            assert len(set(rest.tolist())) <= 1
+
+
+def test_recipes_are_drawn_in_proportion_and_clean_targets_often_sit_at_T():
+    mixture = LevelMixture(**{k: v for k, v in MIXTURE.items()})
+    component, levels = draw_levels(GROUPS, 20000, T, mixture, torch.Generator().manual_seed(1), torch.device("cpu"))
+    freq = torch.bincount(component, minlength=4).double() / 20000
+    want = torch.tensor([0.5, 0.25, 0.1, 0.15], dtype=torch.float64)
+    assert (freq - want).abs().max() < 0.015, freq.tolist()
+    lv = torch.stack([levels[g[0]] for g in GROUPS], dim=1)[component == 1]
+    noised = lv.max(dim=1).values
+    assert 0.18 < float((noised == T).double().mean()) < 0.26  # 20% + the 1/T of U[1, T]
+
+
+def test_keep_masks_are_binary_non_empty_and_not_full():
+    m = keep_mask(64, (8, 8), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert m.shape == (64, 1, 8, 8) and set(m.unique().tolist()) <= {0.0, 1.0}
+    kept = m.flatten(1).sum(1)
+    assert (kept > 0).all() and (kept < 64).all()
+
+
+def test_corrupted_records_carry_levels_keep_channels_and_skip_the_loss_of_clean_variables(model):
+    batch = {"image": torch.rand(64, 1, 8, 8), "age": torch.linspace(40, 90, 64), "group": [0, 1, 2, 0] * 16}
+    z0, present = model.encode_batch(batch)
+    c = model.corrupt(z0, present, generator=torch.Generator().manual_seed(0))
+    assert set(c.levels) == {"image", "age", "group"} and c.keep["image"].shape == (64, 2, 8, 8)
+    clean_age = c.levels["age"] == 0
+    assert clean_age.any() and torch.equal(c.z_t["age"][clean_age], z0["age"][clean_age])  # level 0 is z0 exactly
+    losses = model.loss(c)
+    assert (losses["loss/age"][clean_age] == 0).all()
+    part = c.rows(slice(0, 5))
+    assert part.levels["age"].shape == (5,) and part.keep["image"].shape == (5, 2, 8, 8)
+    kept = c.keep["image"][:, 0].flatten(1).any(1)
+    assert kept.any() and (c.levels["image"][kept] > 0).all()  # only noised images get a keep-mask
+
+
+def test_missing_values_sit_at_T_outside_the_paper_recipe(model):
+    z0, present = model.encode_batch({"image": torch.rand(8, 1, 8, 8), "age": [float("nan")] * 8})
+    c = model.corrupt(z0, present, generator=torch.Generator().manual_seed(0))
+    assert (c.levels["age"] == T).all() and (c.levels["group"] == T).all()
+
+
+def test_mask_channels_exist_only_with_keep_masks():
+    with_masks = mv.JointModel(mixture_spec()).net.unet.in_channels
+    without = mv.JointModel(mixture_spec(keep_masks=0.0)).net.unet.in_channels
+    paper = mv.JointModel(paper_spec()).net.unet.in_channels
+    assert without == paper and with_masks == paper + 2  # [mask, mask * z0] for the 1-channel image
+
+
+def test_saved_specs_without_a_training_recipe_load_as_the_paper_recipe():
+    old = tiny_spec_2d(diffusion={"timesteps": T})
+    old["network"] = {**old["network"], "kernels": "torch"}  # before 0.2
+    saved = tiny_spec_2d(diffusion={"timesteps": T, "kernels": "auto"})  # written before training recipes
+    for data in (old, saved):
+        spec = ModelSpec.from_dict(data)
+        assert spec.diffusion.training.model_dump() == PAPER_TRAINING and spec.diffusion.conditioning == "repaint"
+    assert ModelSpec.from_dict(mixture_spec()).diffusion.training.clean == 0.25
+
+
+def test_training_spec_refuses_bad_weights():
+    with pytest.raises(SpecError, match="must not all be 0"):
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"shared": 0, "clean": 0, "independent": 0, "prior": 0}}))
+    with pytest.raises(SpecError, match="greater than or equal to 0"):
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"clean": -1}}))
+    with pytest.raises(SpecError, match="needs a model trained with clean subsets"):
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"conditioning": "clean", "training": dict(PAPER_TRAINING)}))
+
+
+def test_conditioning_defaults_follow_the_training_recipe():
+    plain = ModelSpec.from_dict(tiny_spec_2d(diffusion={"timesteps": T}))  # no recipe, no conditioning given
+    assert plain.diffusion.training.model_dump() == PAPER_TRAINING and plain.diffusion.sampling_conditioning == "repaint"
+    assert ModelSpec.from_dict(mixture_spec()).diffusion.sampling_conditioning == "clean"
+    assert mv.JointModel(mixture_spec()).diffusion.conditioning == "clean"
+    assert RECOMMENDED_TRAINING == MIXTURE
+
+
+# -- sampling -----------------------------------------------------------------------------------------
+class Recorder:
+    """Wraps a network; records each call's levels and row count."""
+
+    def __init__(self, net):
+        self.net, self.calls = net, []
+
+    def __call__(self, z, t, keep=None):
+        self.calls.append((t, len(next(iter(z.values()))), keep))
+        return self.net(z, t, keep) if keep else self.net(z, t)
+
+
+def test_clean_conditioning_holds_fixed_values_at_level_0_and_never_renoises_them(model, monkeypatch):
+    renoised = []
+    for name in ("age", "group"):
+        original = model.variables[name].renoise
+        monkeypatch.setattr(model.variables[name], "renoise",
+                            lambda *a, _n=name, _o=original, **k: renoised.append(_n) or _o(*a, **k))
+    net = Recorder(model.net)
+    ages, groups = [45.0, 80.0, float("nan")], ["A", "C", "B"]
+    result = model.diffusion.sample(net, fix={"age": ages, "group": groups}, num_samples=2, conditioning="clean")
+    assert renoised == []
+    assert result.samples["age"][:2].tolist() == [[45.0, 45.0], [80.0, 80.0]]
+    assert result.samples["group"].tolist() == [[0, 0], [2, 2], [1, 1]]
+    for levels, rows, _ in net.calls:
+        assert rows == 6
+        assert (levels["age"][:4] == 0).all() and (levels["age"][4:] > 0).all()  # subject 3's age is free
+        assert (levels["group"] == 0).all() and (levels["image"] > 0).all()
+
+
+def test_clean_inpainting_conditions_through_the_mask_channels_and_pastes_the_known_voxels(model):
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :, :4] = 1
+    net = Recorder(model.net)
+    result = model.diffusion.sample(net, fix={"image": image}, masks={"image": mask}, conditioning="clean")
+    assert torch.equal(result.samples["image"][:, 0, :, :, :4], image[..., :4])
+    keep = net.calls[0][2]["image"]  # (B, 2, 8, 8): [mask, mask * z0]
+    assert torch.equal(keep[:, 0], mask.expand(2, 8, 8)) and torch.equal(keep[:, 1, :, 4:], torch.zeros(2, 8, 4))
+
+
+def test_repaint_is_unchanged_by_the_new_options(model):
+    a = model.diffusion.sample(model.net, fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint")
+    b = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint", guidance=0.0)
+    assert torch.equal(a.samples["image"], b.samples["image"])
+
+
+def test_guidance_zero_equals_no_guidance_and_w_combines_the_two_calls(model):
+    fix = {"age": [50.0, 70.0]}
+    plain = model.sample(fix=fix, seed=1, conditioning="clean")
+    zero = model.sample(fix=fix, seed=1, conditioning="clean", guidance=0.0)
+    assert torch.equal(plain.samples["image"], zero.samples["image"])
+    known, _ = mv.diffusion.known.known_values(model.variables, fix, {}, None, torch.device("cpu"))
+    cond = Conditions(model.variables, known, "clean", T, 2)
+    z = {n: v.prior(2, generator=torch.Generator().manual_seed(0), device="cpu") for n, v in model.variables.items()}
+    z = cond.hold(z)
+    t = torch.full((2,), 40)
+    prior = {"age": torch.randn(2, 1)}
+    net = Recorder(model.net)
+    with torch.no_grad():
+        guided = call_network(net, cond, z, t, guidance=2.0, prior=prior)
+        c = model.net(z, cond.levels(t))
+        m = model.net(*cond.marginal(z, t, prior))
+    assert len(net.calls) == 1 and net.calls[0][1] == 4  # both halves in one forward
+    assert (net.calls[0][0]["age"][2:] == T).all()
+    for name in guided:
+        torch.testing.assert_close(guided[name], 3.0 * c[name] - 2.0 * m[name], rtol=1e-4, atol=1e-5)
+
+
+def test_refusals_name_the_reason(model, paper_model):
+    with pytest.raises(InputError, match="clean subsets.*use --conditioning repaint"):
+        paper_model.sample(fix={"age": [50.0]}, conditioning="clean")
+    with pytest.raises(InputError, match="prior subsets.*drop --guidance"):
+        paper_model.sample(fix={"age": [50.0]}, guidance=1.0)
+    with pytest.raises(InputError, match="point prediction needs a model trained with clean subsets"):
+        paper_model.point_predict({"age": [50.0]})
+    with pytest.raises(InputError, match="conditioning must be one of"):
+        model.sample(fix={"age": [50.0]}, conditioning="paste")
+    no_masks = mv.JointModel(mixture_spec(keep_masks=0.0))
+    with pytest.raises(InputError, match="partly known.*keep_masks > 0"):
+        half = (torch.arange(8) < 4).float().expand(1, 8, 8)
+        no_masks.sample(fix={"image": torch.rand(1, 1, 8, 8)}, masks={"image": half}, conditioning="clean")
+    for line in ("clean", "guidance"):
+        try:
+            paper_model.sample(fix={"age": [50.0]}, **({"conditioning": "clean"} if line == "clean" else {"guidance": 1}))
+        except InputError as err:
+            assert "\n" not in str(err)
+
+
+def test_point_prediction_takes_at_most_5_calls_per_subject_and_returns_shapes(model):
+    net = Recorder(model.net)
+    image = torch.rand(3, 1, 8, 8)
+    p = model.diffusion.point_predict(net, {"image": image}, draws=4)
+    assert len(net.calls) == 1 and net.calls[0][1] == 12  # N · draws rows in one forward
+    assert p.mean["age"].shape == (3,) and ((p.mean["age"] >= 40) & (p.mean["age"] <= 95)).all()
+    assert p.probs["group"].shape == (3, 3) and torch.allclose(p.probs["group"].sum(1), torch.ones(3))
+    levels = net.calls[0][0]
+    assert (levels["image"] == 0).all() and (levels["age"] == T).all() and (levels["group"] == T).all()
+    with pytest.raises(InputError, match="between 1 and 5"):
+        model.point_predict({"image": image}, draws=6)
+    again = model.point_predict({"image": image}, "age", draws=4)
+    assert set(again.mean) == {"age"} and not again.probs
