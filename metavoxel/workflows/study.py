@@ -47,6 +47,8 @@ class StudyRecipe:
     vae_steps: int = 600
     vae_batch_size: int = 8
     vae_lr: float = 2e-3
+    vae_lr_schedule: str = "constant"  # `VAETrainConfig.lr_schedule`
+    vae_patch_size: int | None = None  # train the VAE on random cubes of this side (None: whole volumes)
     network: dict[str, Any] = field(default_factory=lambda: {
         "spatial_dims": 3, "channels": [32, 64, 64], "attention_levels": [False, True, True], "num_res_blocks": 1,
         "num_head_channels": 32, "norm_num_groups": 16, "cross_attention_dim": 64})
@@ -147,8 +149,10 @@ def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *,
 
     out = Path(out)
     tick = progress or (lambda phase, done, total: None)
+    patch = None if recipe.vae_patch_size is None else [recipe.vae_patch_size] * 3
     config = VAETrainConfig(steps=recipe.vae_steps, batch_size=recipe.vae_batch_size, lr=recipe.vae_lr,
-                            adv_start=recipe.vae_steps, val_every=recipe.vae_steps, seed=recipe.seed)
+                            lr_schedule=recipe.vae_lr_schedule, patch_size=patch, adv_start=recipe.vae_steps,
+                            val_every=recipe.vae_steps, seed=recipe.seed)
     report = train_vae_run(ModelSpec.from_dict(study_spec(recipe)), data, out, config,
                            progress=lambda step, total, record: tick("VAE", step, total))
     summary = report.summary()
