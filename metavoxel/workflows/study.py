@@ -70,7 +70,9 @@ class StudyRecipe:
         return list(self.size) if isinstance(self.size, tuple) else [self.size] * 3
 
 
-#: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores.
+#: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores. Its VAE
+#: (250 steps, ×4, 8 latent channels) was the best of the recipes tried at this budget, and still keeps
+#: too little of the age signal (benchmarks/RESULTS.md, "VAE recipes at the demo's size").
 DEMO = StudyRecipe(name="demo", subjects=240, vae_steps=250, train_steps=700, test_fraction=0.15)
 
 
