@@ -15,11 +15,14 @@ residuals ``e_i / (1 - H_ii)``, Allen 1974); the view is chosen per variable the
 leave-one-out error. A categorical variable is a ridge regression on one-hot targets whose largest output
 is the predicted class (a regularised least-squares classifier).
 
-What it can and cannot show: the probe is linear in coarse intensities and their histogram, so it is a *lower bound* on the
-signal either image carries. A ratio near 1 says the reconstructions keep what this probe can read, not
-that they keep everything (fine texture and sub-pooling detail may be lost unseen); a raw MAE no better
-than the training-mean baseline (``mae_baseline``) says the probe reads nothing, and its ratio then means
-nothing either. With tens of held-out subjects the figures carry sampling noise of several percent.
+What it can and cannot show: the probe is linear in coarse intensities and their histogram, so it is a
+*lower bound* on the signal either image carries. A ratio near 1 says the reconstructions keep what this
+probe can read, not that they keep everything (fine texture and sub-pooling detail may be lost unseen).
+A raw MAE no better than the training-mean baseline (``mae_baseline``) says the probe reads nothing, and
+its ratio then means nothing either. Reconstructions whose features fall outside the raw training images'
+(e.g. blurred histograms) are extrapolated linearly and can score far worse than the baseline: read that
+as "the signal is gone", not as predictions. With tens of held-out subjects the figures carry sampling
+noise of several percent.
 """
 
 from __future__ import annotations
@@ -212,7 +215,8 @@ def signal_probe(train_images: torch.Tensor, train_values: dict[str, Sequence[An
                          f"{tuple(test_images.shape)}; give one reconstruction per held-out image")
     unknown = [v for v in views if v not in FEATURE_VIEWS]
     if unknown or not views:
-        raise InputError(f"unknown probe feature views {unknown or list(views)}; choose from {', '.join(FEATURE_VIEWS)}")
+        raise InputError(f"unknown probe feature views {unknown or list(views)}; "
+                         f"choose from {', '.join(FEATURE_VIEWS)}")
     features = {view: [_features(x, view, grid) for x in (train_images, test_images, test_recon)] for view in views}
     results = {}
     for name, values in train_values.items():
