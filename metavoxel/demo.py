@@ -160,4 +160,6 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
                                ["known voxels kept exactly", "subjects"], [[str(exact), len(known)]]))
     report.metrics["total_seconds"] = time.perf_counter() - start
     report.metrics["vae_val_psnr"] = float((vae_summary.get("val") or {}).get("psnr") or float("nan"))
+    for name, probe in (vae_summary.get("probe") or {}).items():  # the VAE's signal probe (metavoxel.vae.probe)
+        report.metrics[f"vae_probe_{name}_ratio"] = float("nan") if probe["ratio"] is None else float(probe["ratio"])
     return report

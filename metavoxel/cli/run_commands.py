@@ -30,6 +30,8 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
               steps: Annotated[int, typer.Option(help="Optimiser steps.", min=1)] = 2000,
               batch_size: Annotated[int, typer.Option(help="Volumes per step.", min=1)] = 2,
               lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
+              lr_schedule: Annotated[str, typer.Option(help="constant, or cosine (decays to 0 by the last step).")]
+              = "constant",
               adv_start: Annotated[int, typer.Option(help="Step the adversarial loss switches on.")] = 500,
               perceptual_weights: Annotated[Path | None, typer.Option(
                   help="Pretrained feature-network weights (.safetensors) for the perceptual loss; off without.")] = None,
@@ -39,7 +41,8 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
     from metavoxel.vae import VAETrainConfig
     from metavoxel.workflows.vae import train_vae_run
 
-    config = VAETrainConfig(steps=steps, batch_size=batch_size, lr=lr, adv_start=min(adv_start, steps),
+    config = VAETrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                            adv_start=min(adv_start, steps),
                             perceptual_weights=perceptual_weights, disc_layers=disc_layers)
     with progress_bar() as bar:
         task = bar.add_task("training VAE", total=steps)
@@ -47,9 +50,21 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
                                progress=lambda step, total, record: bar.update(task, completed=step))
     console().print(f"validation PSNR {report.val_psnr:.2f} dB, SSIM {report.val_ssim:.3f}; latent scale factor "
                     f"{report.scale_factor:.4f}; saved {out}/vae.safetensors")
+    for name, probe in report.probe.items():
+        console().print(probe_line(name, probe))
     console().print(f"next: set weights: {out}/vae.safetensors on the image variable of your spec (its scale factor "
                     f"{report.scale_factor:.4f} is read from {out}/vae.json), then `metavoxel encode` and "
                     "`metavoxel train`")
+
+
+def probe_line(name: str, probe: dict) -> str:
+    """One line of the signal probe: raw vs reconstructed validation images, and the constant guess."""
+    metric = "MAE" if probe["kind"] == "continuous" else "accuracy"
+    key = metric.lower()
+    ratio = "n/a" if probe["ratio"] is None else f"{probe['ratio']:.2f}x"
+    return (f"{name} probe ({probe['features']} features, {probe['test']} validation images): {metric} raw "
+            f"{probe[f'{key}_raw']:.3g}, reconstructed {probe[f'{key}_recon']:.3g} ({ratio}; keeps the signal at "
+            f"<= 1.2x), constant guess {probe[f'{key}_baseline']:.3g}")
 
 
 def encode(spec: Spec, data: Data, cache: Annotated[Path, typer.Option("--cache", help="Latent cache directory.")]

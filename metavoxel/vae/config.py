@@ -8,12 +8,13 @@ downloads anything.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["VAETrainConfig", "PERCEPTUAL_NETWORKS"]
+__all__ = ["PERCEPTUAL_NETWORKS", "VAETrainConfig", "learning_rate_factor"]
 
 # MONAI ResNets shaped like MedicalNet (Chen et al. 2019), whose 3D weights a user may convert and supply.
 PERCEPTUAL_NETWORKS = ("resnet10", "resnet18", "resnet34", "resnet50")
@@ -28,7 +29,8 @@ class VAETrainConfig(BaseModel):
             + [i >= adv_start] * adv_weight * LSGAN_G(D(x_hat))
 
     and, from ``adv_start`` on, the patch discriminator ``D`` takes one least-squares step per generator
-    step (alternating). ``P`` is on only when ``perceptual_weights`` is given.
+    step (alternating). ``P`` is on only when ``perceptual_weights`` is given. Both optimisers follow the
+    same learning-rate schedule (`learning_rate_factor`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +38,10 @@ class VAETrainConfig(BaseModel):
     steps: int = Field(2000, ge=1, description="Optimiser steps of the autoencoder.")
     batch_size: int = Field(2, ge=1, description="Volumes (or patches) per step.")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate of the autoencoder and the discriminator.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant: lr throughout; cosine: lr * 0.5 (1 + cos(pi i / steps)) at step i, "
+                                "from lr down to 0 (Loshchilov & Hutter 2017, one cycle), after the warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up from lr / warmup_steps to lr.")
     kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term (kept light: a near-deterministic "
                                                       "latent with a roughly unit scale).")
     adv_weight: float = Field(0.01, ge=0, description="Weight of the generator's adversarial term.")
@@ -66,3 +72,17 @@ class VAETrainConfig(BaseModel):
         if self.patch_size is not None and any(s < 1 for s in self.patch_size):
             raise ValueError(f"patch_size must be positive, got {self.patch_size}")
         return self
+
+
+def learning_rate_factor(config: VAETrainConfig, step: int) -> float:
+    """The multiplier of ``config.lr`` at optimiser step ``step`` (0-based).
+
+    ``(step + 1) / warmup_steps`` during the warm-up; then 1 (``constant``) or, with ``s`` the steps after the
+    warm-up and ``S`` their total, ``0.5 (1 + cos(pi s / S))`` (``cosine``), which decays from 1 towards 0.
+    """
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return 1.0
+    span = max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - config.warmup_steps, span) / span))

@@ -18,7 +18,7 @@ import torch
 from metavoxel.errors import InputError
 from metavoxel.vae.volumes import VolumeSet
 
-__all__ = ["latent_scale_factor", "reconstruction_metrics", "ssim_window"]
+__all__ = ["latent_scale_factor", "reconstruct", "reconstruction_metrics", "ssim_window"]
 
 
 def ssim_window(spatial_shape: tuple[int, ...], largest: int = 11) -> list[int]:
@@ -64,6 +64,19 @@ def reconstruction_metrics(vae: torch.nn.Module, volumes: VolumeSet, *, batch_si
         ssim_values.append(ssim(x_hat, x).reshape(-1).cpu())  # (B,)
     return {"l1": l1_sum / count, "psnr": torch.cat(psnr_values).double().mean().item(),
             "ssim": torch.cat(ssim_values).double().mean().item()}
+
+
+@torch.no_grad()
+def reconstruct(vae: torch.nn.Module, volumes: VolumeSet, *, batch_size: int, device: str | torch.device,
+                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> torch.Tensor:
+    """``decode(mu(x))`` clamped to [0, 1] for every image of ``volumes``: (N, C, *shape) float32 on the CPU."""
+    vae.eval()
+    out = []
+    for x in volumes.batches(batch_size):
+        with autocast():
+            x_hat = vae.decode(vae.encode(x.to(device))[0])
+        out.append(x_hat.float().clamp(0, 1).cpu())
+    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """`VAEReport`: what `train_vae` hands back — the last step's losses, validation PSNR/SSIM, the latent
-scale factor, and the per-step history."""
+scale factor, the per-step history, and (filled by `metavoxel.workflows.train_vae_run`, which knows the
+cohort's metadata) the signal probe of `metavoxel.vae.probe`."""
 
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ class VAEReport:
         scale_factor: ``1 / latent_std``; the ``image_latent`` kind encodes ``z0 = scale_factor * mu(x)``.
         latent_std: unbiased std of the posterior means of every training image after training.
         perceptual: whether the perceptual term was on (only with user-supplied weights).
-        history: one dict per step (the ``final`` keys plus ``step``; ``val_l1``/``val_psnr``/``val_ssim`` on
-            validation steps).
+        history: one dict per step (the ``final`` keys plus ``step`` and ``lr``; ``val_l1``/``val_psnr``/
+            ``val_ssim`` on validation steps).
+        probe: variable -> `metavoxel.vae.probe.ProbeResult.to_dict` of the validation images, raw vs
+            reconstructed (``{}`` when not measured); ``ratio`` is the reconstruction's MAE (or error rate)
+            over the raw images'.
+        seconds: wall time of training (validation included, the probe excluded).
     """
 
     steps: int
@@ -34,6 +39,8 @@ class VAEReport:
     latent_std: float
     perceptual: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    probe: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = float("nan")
 
     @property
     def val_psnr(self) -> float | None:
@@ -49,7 +56,8 @@ class VAEReport:
             return {k: (float(v) if math.isfinite(v) else None) for k, v in d.items()}
 
         return {"steps": self.steps, "final": clean(self.final), "val": clean(self.val),
-                "scale_factor": self.scale_factor, "latent_std": self.latent_std, "perceptual": self.perceptual}
+                "scale_factor": self.scale_factor, "latent_std": self.latent_std, "perceptual": self.perceptual,
+                "probe": self.probe, "seconds": self.seconds if math.isfinite(self.seconds) else None}
 
     def to_dict(self) -> dict[str, Any]:
         """The whole report as plain data, history included."""

@@ -10,20 +10,23 @@ Per step ``i`` (0-based), with ``x`` a minibatch (or random patches) and ``x_hat
 
 with ``D`` a MONAI ``PatchDiscriminator`` and the squares averaged over its patch logits (MONAI
 ``PatchAdversarialLoss(criterion="least_squares")``). The generator and the discriminator alternate:
-one Adam step each. After training the latent scale factor is measured on the whole training set.
+one Adam step each, both at the learning rate of ``VAETrainConfig.lr_schedule`` (constant, or a cosine
+decay) after an optional linear warm-up. After training the latent scale factor is measured on the whole
+training set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from metavoxel.errors import InputError, MetavoxelError
-from metavoxel.vae.config import VAETrainConfig
+from metavoxel.vae.config import VAETrainConfig, learning_rate_factor
 from metavoxel.vae.evaluation import latent_scale_factor, reconstruction_metrics
 from metavoxel.vae.perceptual import FeaturePerceptualLoss
 from metavoxel.vae.report import VAEReport
@@ -162,6 +165,7 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     batches = index_stream(len(train), config.batch_size, generator)
     history: list[dict[str, float]] = []
     val_metrics: dict[str, float] = {}
+    start = time.perf_counter()
 
     # The reparameterisation noise comes from the global RNG (MONAI's sampling); seed it without leaking.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -172,6 +176,9 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
                 x = random_crop(x, config.patch_size, generator)
             x = x.to(device)
             adversarial = step >= config.adv_start and config.adv_weight > 0
+            lr = config.lr * learning_rate_factor(config, step)
+            for group in (*opt_g.param_groups, *opt_d.param_groups):
+                group["lr"] = lr
             vae.train()
             discriminator.train()
             with autocast():
@@ -207,7 +214,8 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
                 opt_d.step()
                 terms["adv_d"] = loss_d.detach()
 
-            record = {"step": float(step + 1), "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+            record = {"step": float(step + 1), "loss": loss.item(), "lr": lr,
+                      **{k: v.item() for k, v in terms.items()}}
             last = step + 1 == config.steps
             if val is not None and len(val) and ((step + 1) % config.val_every == 0 or last):
                 val_metrics = reconstruction_metrics(vae, val, batch_size=config.batch_size, device=device,
@@ -217,8 +225,9 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
             if progress is not None:
                 progress(step + 1, config.steps, record)
 
+    seconds = time.perf_counter() - start
     scale, std = latent_scale_factor(vae, train, batch_size=config.batch_size, device=device, autocast=autocast)
     vae.eval()
-    final = {k: v for k, v in history[-1].items() if k != "step" and not k.startswith("val_")}
+    final = {k: v for k, v in history[-1].items() if k not in ("step", "lr") and not k.startswith("val_")}
     return VAEReport(steps=config.steps, final=final, val=val_metrics, scale_factor=scale, latent_std=std,
-                     perceptual=perceptual is not None, history=history)
+                     perceptual=perceptual is not None, history=history, seconds=seconds)

@@ -48,6 +48,8 @@ class StudyRecipe:
     vae_steps: int = 600
     vae_batch_size: int = 8
     vae_lr: float = 2e-3
+    vae_lr_schedule: str = "constant"  # `VAETrainConfig.lr_schedule`
+    vae_patch_size: int | None = None  # train the VAE on random cubes of this side (None: whole volumes)
     network: dict[str, Any] = field(default_factory=lambda: {
         "spatial_dims": 3, "channels": [32, 64, 64], "attention_levels": [False, True, True], "num_res_blocks": 1,
         "num_head_channels": 32, "norm_num_groups": 16, "cross_attention_dim": 64})
@@ -69,7 +71,9 @@ class StudyRecipe:
         return list(self.size) if isinstance(self.size, tuple) else [self.size] * 3
 
 
-#: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores.
+#: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores. Its VAE
+#: (250 steps, ×4, 8 latent channels) was the best of the recipes tried at this budget, and still keeps
+#: too little of the age signal (benchmarks/RESULTS.md, "VAE recipes at the demo's size").
 DEMO = StudyRecipe(name="demo", subjects=240, vae_steps=250, train_steps=700, test_fraction=0.15)
 
 
@@ -149,8 +153,10 @@ def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *,
 
     out = Path(out)
     tick = progress or (lambda phase, done, total: None)
+    patch = None if recipe.vae_patch_size is None else [recipe.vae_patch_size] * 3
     config = VAETrainConfig(steps=recipe.vae_steps, batch_size=recipe.vae_batch_size, lr=recipe.vae_lr,
-                            adv_start=recipe.vae_steps, val_every=recipe.vae_steps, seed=recipe.seed)
+                            lr_schedule=recipe.vae_lr_schedule, patch_size=patch, adv_start=recipe.vae_steps,
+                            val_every=recipe.vae_steps, seed=recipe.seed)
     report = train_vae_run(ModelSpec.from_dict(study_spec(recipe)), data, out, config,
                            progress=lambda step, total, record: tick("VAE", step, total))
     summary = report.summary()

@@ -13,7 +13,7 @@ from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
 
-__all__ = ["encode_run", "latent_variable", "train_vae_run"]
+__all__ = ["encode_run", "latent_variable", "probe_signal", "train_vae_run"]
 
 
 def latent_variable(model: JointModel, name: str | None = None) -> str:
@@ -30,19 +30,52 @@ def latent_variable(model: JointModel, name: str | None = None) -> str:
     return names[0]
 
 
-def _images(model: JointModel, name: str, cohort: Cohort, indices: list[int]) -> torch.Tensor:
-    paths = [p for p in cohort.batch(indices).get(name, []) if p is not None]
-    if not paths:
+def _images(model: JointModel, name: str, cohort: Cohort, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
+    """The split's images (N, C, *shape) on the model grid, preprocessed, and the records they come from."""
+    rows = [i for i, p in zip(indices, cohort.batch(indices).get(name, [])) if p is not None]
+    if not rows:
         raise InputError(f"no {name} images in this split; the cohort needs image files to train a VAE")
     var = model.variables[name]
-    return torch.stack([var.parse(p) for p in paths])  # (N, C, *shape) on the model grid, preprocessed
+    return torch.stack([var.parse(p) for p in cohort.batch(rows)[name]]), rows
+
+
+def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train: tuple[torch.Tensor, list[int]],
+                 held_out: tuple[torch.Tensor, list[int]], *, device: str | torch.device = "cpu",
+                 batch_size: int = 8) -> dict[str, dict]:
+    """How much of each scalar's signal the VAE's reconstructions keep (`metavoxel.vae.probe`).
+
+    The probe is fitted on the raw ``train`` images and scored on the raw ``held_out`` images and on their
+    reconstructions; the scalars are the model's variables with a declared range (regressed, MAE) or
+    categories (classified, accuracy).
+
+    Returns:
+        variable -> `metavoxel.vae.probe.ProbeResult.to_dict`.
+    """
+    from metavoxel.variables.capabilities import HasCategories, HasValueRange
+    from metavoxel.vae.evaluation import reconstruct
+    from metavoxel.vae.probe import signal_probe
+    from metavoxel.vae.volumes import VolumeSet
+
+    scalars = [n for n, v in model.variables.items()
+               if n in cohort.variables and isinstance(v, (HasCategories, HasValueRange))]
+    if not scalars:
+        return {}
+    (train_images, train_rows), (test_images, test_rows) = train, held_out
+    recon = reconstruct(vae, VolumeSet(test_images, "held-out images"), batch_size=batch_size, device=device)
+    train_values, test_values = cohort.batch(train_rows), cohort.batch(test_rows)
+    results = signal_probe(train_images, {n: train_values[n] for n in scalars}, test_images, recon,
+                           {n: test_values[n] for n in scalars},
+                           categorical=[n for n in scalars if isinstance(model.variables[n], HasCategories)])
+    return {n: r.to_dict() for n, r in results.items()}
 
 
 def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config, *,
                   variable: str | None = None, progress: Callable | None = None):
     """Train the spec's VAE on the cohort's training split; save vae.safetensors + vae.json in ``out``.
 
-    Returns the `metavoxel.vae.VAEReport` (validation PSNR/SSIM and the latent scale factor).
+    Returns the `metavoxel.vae.VAEReport`: validation PSNR/SSIM, the latent scale factor and, when there
+    are validation images, the signal probe (`probe_signal`: fitted on the raw training images, scored on
+    the raw and reconstructed validation images).
     """
     from metavoxel.vae import save_vae, train_vae
 
@@ -51,11 +84,13 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
     name = latent_variable(model, variable)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
     splits = split_subjects(cohort, (spec.data or DataSpec()).split)
-    train_images = _images(model, name, cohort, splits["train"])
-    val_images = _images(model, name, cohort, splits["val"]) if splits.get("val") else None
+    train = _images(model, name, cohort, splits["train"])
+    val = _images(model, name, cohort, splits["val"]) if splits.get("val") else None
     vae = model.variables[name].vae.requires_grad_(True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = train_vae(vae, train_images, val_images, config, progress=progress, device=device)
+    report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device)
+    if val is not None:
+        report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size)
     save_vae(out, vae, spec.variable(name).vae, report)
     return report
 

@@ -105,6 +105,15 @@ def test_run_directory_is_complete(trained):
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_train_vae_reports_how_much_signal_the_reconstructions_keep(trained):
+    metrics = json.loads((trained / "vae" / "vae.json").read_text())["metrics"]
+    age, sex = metrics["probe"]["age"], metrics["probe"]["sex"]
+    assert age["kind"] == "continuous" and {"mae_raw", "mae_recon", "mae_baseline", "ratio"} <= set(age)
+    assert sex["kind"] == "categorical" and 0 <= sex["accuracy_recon"] <= 1
+    assert age["test"] == len(json.loads((trained / "run" / "splits.json").read_text())["val"])
+    assert metrics["val"]["psnr"] > 0 and metrics["seconds"] > 0
+
+
 def test_encode_again_encodes_nothing(trained, capsys):
     _ok(["encode", "--spec", trained / "spec.yaml", "--data", trained / "cohort.tsv", "--cache", trained / "cache"])
     assert f"{N} images: {N} were cached, 0 encoded" in capsys.readouterr().out

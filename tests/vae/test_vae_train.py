@@ -42,7 +42,7 @@ def test_reconstruction_learns_and_adversary_waits_for_adv_start(tiny_vae, blob_
     assert all(torch.equal(snapshots[0], s) for s in snapshots[1:adv_start + 1])
     assert not torch.equal(snapshots[adv_start], snapshots[adv_start + 1])
     assert report.steps == 24 and len(report.history) == 24
-    assert report.final == {k: v for k, v in report.history[-1].items() if k != "step" and "val" not in k}
+    assert report.final == {k: v for k, v in report.history[-1].items() if k not in ("step", "lr") and "val" not in k}
     assert report.val == {k.removeprefix("val_"): v for k, v in report.history[-1].items() if "val" in k}
 
 
@@ -151,3 +151,23 @@ def test_config_is_strict():
     with pytest.raises(ValueError, match="perceptual_weight is 0"):
         VAETrainConfig(perceptual_weights="w.safetensors", perceptual_weight=0)
     assert VAETrainConfig().lr == 1e-4 and VAETrainConfig().kl_weight == 1e-6
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_zero():
+    from metavoxel.vae.config import learning_rate_factor
+
+    config = _config(steps=10, warmup_steps=2, lr_schedule="cosine")
+    factors = [learning_rate_factor(config, i) for i in range(10)]
+    assert factors[:3] == [0.5, 1.0, 1.0]  # warm-up, then the top of the cosine
+    assert all(a > b for a, b in zip(factors[2:], factors[3:]))  # strictly decreasing after the warm-up
+    assert factors[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert [learning_rate_factor(_config(steps=4), i) for i in range(4)] == [1.0] * 4
+    with pytest.raises(ValueError, match="lr_schedule"):
+        VAETrainConfig(lr_schedule="linear")
+
+
+def test_the_learning_rate_each_step_used_is_recorded(tiny_vae, blob_data):
+    train, val = blob_data
+    report = train_vae(tiny_vae, train, None, _config(steps=3, adv_start=1, lr_schedule="cosine"))
+    assert [r["lr"] for r in report.history] == pytest.approx([2e-3, 2e-3 * 0.75, 2e-3 * 0.25])
+    assert "lr" not in report.final and report.seconds > 0
