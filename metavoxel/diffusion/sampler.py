@@ -73,7 +73,7 @@ def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Ma
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = call_network(network, conditions, z, t, guidance=guidance, prior=prior)
         z_s = gaussian.step(z, out, t, s, dict(repaint), eta, generator)  # stepped and overwritten
-        z_s.update(categorical.step(z, out, t, s, dict(repaint), generator))  # on CUDA (or explicit triton)
+        z_s.update(categorical.step(z, out, t, s, dict(repaint), generator))  # on CUDA; else empty
         for name in others:
             z_s[name] = variables[name].reverse_step(z[name], out[name], t, s, eta=eta, generator=generator)
         z = overwrite(variables, z_s, {n: k for n, k in repaint.items() if n in others}, int(grid[nxt]), rows,

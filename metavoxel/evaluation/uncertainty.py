@@ -25,7 +25,7 @@ from metavoxel.errors import InputError
 from metavoxel.variables.summaries import (DEFAULT_LEVEL, interval_level, interval_rank, level_label,
                                           order_statistic_interval)
 
-__all__ = ["COVERAGE_SAMPLES", "coverage_note", "crps_ensemble", "gaussian_crps", "interval_coverage",
+__all__ = ["COVERAGE_SAMPLES", "coverage_note", "crps_ensemble", "gaussian_crps", "interval_coverage", "truth_ranks",
            "rank_histogram", "spread_skill", "uncertainty_metrics"]
 
 #: Samples per subject from which evaluate's coverage is of an interval at the requested 90% or just above.
@@ -42,6 +42,20 @@ def _pair(samples: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, tor
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise InputError("uncertainty scores: samples or truth hold NaN or infinite values; drop those subjects first")
     return x, y
+
+
+def truth_ranks(samples: torch.Tensor, truth: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """(N,) rank of each truth among its S samples, ties broken at random (seeded): see `rank_histogram`.
+
+    Raises:
+        InputError: shapes that do not match, or non-finite values.
+    """
+    x, y = _pair(samples, truth)
+    below = (x < y[:, None]).sum(dim=1)  # (N,)
+    ties = (x == y[:, None]).sum(dim=1)  # (N,)
+    generator = torch.Generator().manual_seed(seed)
+    extra = torch.floor(torch.rand(len(y), generator=generator, dtype=torch.float64) * (ties + 1)).long()
+    return below + extra
 
 
 def rank_histogram(samples: torch.Tensor, truth: torch.Tensor, *, seed: int = 0) -> dict[str, Any]:
@@ -66,11 +80,7 @@ def rank_histogram(samples: torch.Tensor, truth: torch.Tensor, *, seed: int = 0)
     """
     x, y = _pair(samples, truth)
     n, s = x.shape
-    below = (x < y[:, None]).sum(dim=1)  # (N,)
-    ties = (x == y[:, None]).sum(dim=1)  # (N,)
-    generator = torch.Generator().manual_seed(seed)
-    extra = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (ties + 1)).long()
-    counts = torch.bincount(below + extra, minlength=s + 1).double()  # (S + 1,)
+    counts = torch.bincount(truth_ranks(x, y, seed=seed), minlength=s + 1).double()  # (S + 1,)
     expected = n / (s + 1)
     chi2 = float(((counts - expected) ** 2).sum() / expected)
     p_value = float(torch.special.gammaincc(torch.tensor(s / 2, dtype=torch.float64),

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from metavoxel.errors import InputError
 from metavoxel.figures.canvas import COLOURS, figure, save_figure
@@ -121,7 +122,8 @@ def pit_ranks(samples: np.ndarray, truth: np.ndarray, *, seed: int = 0) -> np.nd
     """The rank of each true value among its S samples: an integer in 0..S per subject.
 
     ``rank_i = #{s : y_is < t_i} + U_i`` with ``U_i`` uniform on ``0..#{s : y_is = t_i}`` (ties split at
-    random, seeded, so clipped or discrete samples do not pile up in one bin). For a calibrated sampler the
+    random, seeded, so clipped or discrete samples do not pile up in one bin) — the rule of
+    `metavoxel.evaluation.uncertainty.truth_ranks`, so the figure shows the counts the report tabulates. For a calibrated sampler the
     ranks are uniform on ``0..S`` (the discrete probability integral transform; Anderson 1996, Hamill 2001).
 
     Args:
@@ -133,16 +135,13 @@ def pit_ranks(samples: np.ndarray, truth: np.ndarray, *, seed: int = 0) -> np.nd
     Raises:
         InputError: shapes that do not match, or non-finite values.
     """
+    from metavoxel.evaluation.uncertainty import truth_ranks  # one rank rule for the report table and figure
+
     y = np.asarray(samples, dtype=np.float64)
     t = np.asarray(truth, dtype=np.float64).ravel()
     if y.ndim != 2 or y.shape[0] != t.shape[0]:
         raise InputError(f"pit_ranks: expected samples (N, S) and truth (N,), got {y.shape} and {t.shape}")
-    if not (np.isfinite(y).all() and np.isfinite(t).all()):
-        raise InputError("pit_ranks: samples and truth must be finite; drop subjects with missing values first")
-    below = (y < t[:, None]).sum(axis=1)  # (N,)
-    ties = (y == t[:, None]).sum(axis=1)  # (N,)
-    extra = np.random.default_rng(seed).integers(0, ties + 1)  # (N,) uniform on 0..ties
-    return (below + extra).astype(np.int64)
+    return truth_ranks(torch.from_numpy(y), torch.from_numpy(t), seed=seed).numpy()
 
 
 def rank_histogram(path: str | Path, samples: np.ndarray, truth: np.ndarray, *, name: str, model: str = "MetaVoxel",
