@@ -154,8 +154,9 @@ def predict(model: Model, data: Data,
             given: Annotated[str | None, typer.Option("--given", help="Comma-separated variables to condition on "
                                                       "(default: all others).")] = None,
             num_samples: Samples = 3, steps: Steps = None, seed: Seed = None,
-            batch_size: Annotated[int, typer.Option(help="Kept for compatibility: each subject is sampled alone, so "
-                                                    "its answer does not depend on the other rows.", min=1)] = 16,
+            batch_size: Annotated[int, typer.Option(help="Rows per network call (whole subjects). Each subject draws "
+                                                    "from its own seeded generator, so its answer does not depend "
+                                                    "on the other rows or on this.", min=1)] = 16,
             out: OutTable = "predictions.tsv", precision: Precision = "fp32",
             method: Annotated[str, typer.Option("--method", help="sample (S samples per subject) or point (the "
                                                 "model's x0 prediction, <= 5 network calls per subject).")] = "sample",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from metavoxel.data.problems import list_places
 
-__all__ = ["Cohort", "Record", "session_id", "subject_id", "without_image_note"]
+__all__ = ["Cohort", "Record", "session_id", "subject_id", "subject_seed", "without_image_note"]
 
 
 def subject_id(text: str | None) -> str | None:
@@ -25,6 +26,13 @@ def session_id(text: str | None) -> str | None:
     if not text or text == "ses-":
         return None
     return text if text.startswith("ses-") else f"ses-{text}"
+
+
+def subject_seed(seed: int, subject: str, session: str | None) -> int:
+    """A 63-bit seed of ``(seed, subject, session)`` (SHA-256): a record's random draws depend on nothing else
+    in the table — not its row, not the records sampled beside it."""
+    digest = hashlib.sha256(f"{int(seed)}\0{subject}\0{session or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,10 @@ class Cohort:
         chosen = range(len(self.records)) if indices is None else indices
         records = [self.records[int(i)] for i in chosen]
         return {name: [r.values.get(name) for r in records] for name in self.variables}
+
+    def seeds(self, seed: int) -> list[int]:
+        """`subject_seed` of every record, in order: per-record random streams for sampling."""
+        return [subject_seed(seed, r.subject, r.session) for r in self.records]
 
     def subjects(self) -> list[str]:
         """The distinct subject ids, sorted."""

@@ -8,7 +8,7 @@ the README's API on top (``training_losses``, ``sample``, ...); nothing in the e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,9 @@ class JointModel(nn.Module):
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
                progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
-               guidance: float = 0.0) -> SampleResult:
-        """Sample every free variable given the fixed ones (RePaint or clean); see `JointDiffusion.sample`.
+               guidance: float = 0.0, seeds: Sequence[int] | None = None) -> SampleResult:
+        """Sample every free variable given the fixed ones (RePaint or clean); see `JointDiffusion.sample`
+        (``seeds``: one per subject, so each subject's answer is independent of the rest of the batch).
 
         The network runs in inference mode and the model's training mode is restored afterwards.
         """
@@ -141,7 +142,8 @@ class JointModel(nn.Module):
             return self.diffusion.sample(self.net, fix, masks, num_subjects=num_subjects, num_samples=num_samples,
                                          steps=steps, seed=seed, eta=eta, batch_size=batch_size,
                                          jump_length=jump_length, jump_rounds=jump_rounds, precision=precision,
-                                         progress=progress, conditioning=conditioning, guidance=guidance)
+                                         progress=progress, conditioning=conditioning, guidance=guidance,
+                                         seeds=seeds)
         finally:
             self.train(was_training)
 

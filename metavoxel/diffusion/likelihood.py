@@ -21,7 +21,7 @@ is secretly a zero-shot classifier"), applied to one variable of the joint model
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,7 +42,8 @@ def _timesteps(total: int, count: int) -> list[int]:
 @torch.no_grad()
 def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, timesteps: int = 25, seed: int = 0,
                  terms: list[str] | None = None, batch_size: int = 64,
-                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                 progress: Callable[[int, int], None] | None = None, seeds: Sequence[int] | None = None
+                 ) -> torch.Tensor:
     """Mean denoising loss of every record under every class of ``target``: (N, K), lower is likelier.
 
     Args:
@@ -50,7 +51,10 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
         fix: variable -> raw values for N records; variables not given are treated as missing.
         target: a categorical variable of the model (it must not be in ``fix``).
         timesteps: J, the number of stratified timesteps averaged over.
-        seed: seed of the shared noise; the same seed gives the same scores.
+        seed: seed of the shared noise; the same seed gives the same scores (a record's noise is keyed by
+            its row, so its score depends on its position in ``fix``, not on ``batch_size``).
+        seeds: one seed per record instead (e.g. `metavoxel.data.records.subject_seed`): a record's score
+            then depends on nothing else in ``fix``.
         terms: the variables whose loss is scored (default: the spatial ones, i.e. the image).
         batch_size: records per network call (each call holds one record's K classes at one timestep).
         progress: ``progress(done, total)`` after each network call.
@@ -69,6 +73,13 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
     diffusion, network = model.diffusion, model.net
     z0, present = diffusion.encode_batch(dict(fix))
     n, k = len(next(iter(present.values()))), len(classes)
+    if seeds is not None and len(seeds) != n:
+        raise InputError(f"seeds: expected one per record ({n}), got {len(seeds)}")
+    seeds = None if seeds is None else [int(x) for x in seeds]
+
+    def noise_seed(i: int, j: int) -> int:  # record i at the j-th timestep
+        return (seed * 1009 + j) * 1_000_003 + i if seeds is None else (seeds[i] + j * 1_000_003) % 2**63
+
     grid = _timesteps(model.timesteps, timesteps)
     device = model.device
     scores = torch.zeros(n, k, dtype=torch.float64)
@@ -87,7 +98,7 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
             p_rep[target] = torch.ones(b * k, dtype=torch.bool, device=device)
             for j, level in enumerate(grid):
                 t = torch.full((b * k,), level, dtype=torch.long, device=device)
-                noisy = _shared_noise(diffusion, z_rep, p_rep, t, b, k, seed * 1009 + j, first=start)
+                noisy = _shared_noise(diffusion, z_rep, p_rep, t, b, k, [noise_seed(i, j) for i in range(start, start + b)])
                 losses = diffusion.loss(network, noisy)
                 loss = sum(losses[f"loss/{name}"] for name in terms)  # (b·K,)
                 scores[start:start + b] += loss.double().reshape(b, k).cpu() / len(grid)
@@ -99,16 +110,16 @@ def class_scores(model: JointModel, fix: Mapping[str, Any], target: str, *, time
     return scores
 
 
-def _shared_noise(diffusion: JointDiffusion, z0, present, t, b: int, k: int, seed: int, first: int = 0) -> Corrupted:
+def _shared_noise(diffusion: JointDiffusion, z0, present, t, b: int, k: int, seeds: list[int]) -> Corrupted:
     """Corrupt (b·K) rows so that the K class copies of a record share every random draw.
 
-    Row i·K + c is record ``first + i`` under class c. Each record's copies are corrupted with a generator
-    seeded from (seed, record index); the draws depend only on shapes, so a record gets the same noise under
-    every class and whatever batch it is scored in.
+    Row i·K + c is record i under class c. Each record's copies are corrupted with a generator seeded from
+    ``seeds[i]``; the draws depend only on shapes, so a record gets the same noise under every class and
+    whatever batch it is scored in.
     """
     copies = []
     for row in range(b * k):
-        generator = torch.Generator(device=diffusion.device).manual_seed(seed * 1_000_003 + first + row // k)
+        generator = torch.Generator(device=diffusion.device).manual_seed(seeds[row // k])
         one = slice(row, row + 1)
         copies.append(diffusion.corrupt({name: z[one] for name, z in z0.items()},
                                     {name: p[one] for name, p in present.items()}, t=t[one], generator=generator))

@@ -9,7 +9,7 @@ by `metavoxel.diffusion.fused`. Time follows `metavoxel.processes.schedules` (in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from metavoxel.diffusion.known import known_values
 from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
 from metavoxel.diffusion.point import PointPrediction, point_predict
 from metavoxel.diffusion.results import SampleResult
-from metavoxel.diffusion.sampler import Network, decode, reverse_chain
+from metavoxel.diffusion.sampler import Network, Streams, decode, reverse_chain
 from metavoxel.errors import InputError
 from metavoxel.variables.protocol import SpatialHead, Variable
 
@@ -202,7 +202,7 @@ class JointDiffusion:
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
                progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
-               guidance: float = 0.0) -> SampleResult:
+               guidance: float = 0.0, seeds: Sequence[int] | None = None) -> SampleResult:
         """Draw ``num_samples`` joint samples for each of N subjects, with the ``fix``ed variables held.
 
         Args:
@@ -213,6 +213,9 @@ class JointDiffusion:
             num_samples: samples per subject (S).
             steps: reverse steps on the strided grid (default: ``sampling_steps``).
             seed: RNG seed (default: ``seed``); results are reproducible for the same seed and batch_size.
+            seeds: one seed per subject (N): each subject's S samples draw from their own generator, so a
+                subject's samples do not depend on the other subjects in the request or on ``batch_size``
+                (which is then rounded down to whole subjects, at least one); ``seed`` is ignored.
             eta: DDIM eta for Gaussian kinds (default: ``eta``).
             batch_size: rows (subjects × samples) per network call; default all N·S at once.
             jump_length, jump_rounds: RePaint resampling; ``jump_rounds = 1`` disables it.
@@ -228,7 +231,8 @@ class JointDiffusion:
 
         Raises:
             InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``,
-                an unknown precision, or a conditioning mode or guidance the model was not trained for.
+                an unknown precision, ``seeds`` not one per subject, or a conditioning mode or guidance the
+                model was not trained for.
         """
         steps = self.sampling_steps if steps is None else int(steps)
         eta = self.eta if eta is None else float(eta)
@@ -244,8 +248,16 @@ class JointDiffusion:
         rows = n * num_samples
         known = {name: k.repeat(num_samples) for name, k in known.items()}
         batch_size = rows if batch_size is None else max(1, int(batch_size))
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        total = sum(1 for a, b in walk if b < a) * -(-rows // batch_size)
+        if seeds is not None:
+            seeds = [int(x) for x in seeds]
+            if len(seeds) != n:
+                raise InputError(f"seeds: expected one per subject ({n}), got {len(seeds)}")
+            per_chunk = max(1, batch_size // num_samples)  # whole subjects per network call
+            bounds = [(i * num_samples, min(n, i + per_chunk) * num_samples) for i in range(0, n, per_chunk)]
+        else:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            bounds = [(a, min(rows, a + batch_size)) for a in range(0, rows, batch_size)]
+        total = sum(1 for a, b in walk if b < a) * len(bounds)
         done = 0
 
         def on_call() -> None:
@@ -256,11 +268,17 @@ class JointDiffusion:
 
         gaussian, categorical = self.gaussian_group(), self.categorical_group()
         chunks: list[dict[str, torch.Tensor]] = []
-        for start in range(0, rows, batch_size):
-            part = slice(start, min(rows, start + batch_size))
+        for first, last in bounds:
+            part = slice(first, last)
             chunk_known = {name: k.rows(part) for name, k in known.items()}
-            z = reverse_chain(self.variables, network, chunk_known, grid, walk, rows=part.stop - part.start, eta=eta,
-                              gaussian=gaussian, categorical=categorical, generator=generator, device=self.device,
+            if seeds is not None:
+                streams: torch.Generator | Streams = Streams(
+                    [(num_samples, torch.Generator(device=self.device).manual_seed(seeds[i]))
+                     for i in range(first // num_samples, last // num_samples)])
+            else:
+                streams = generator
+            z = reverse_chain(self.variables, network, chunk_known, grid, walk, rows=last - first, eta=eta,
+                              gaussian=gaussian, categorical=categorical, generator=streams, device=self.device,
                               bf16=precision == "bf16", on_call=on_call, conditioning=conditioning,
                               guidance=float(guidance), timesteps=self.timesteps)
             chunks.append(decode(self.variables, z, chunk_known))

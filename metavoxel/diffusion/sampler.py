@@ -23,14 +23,14 @@ from metavoxel.diffusion.fused import CategoricalGroup, GaussianGroup
 from metavoxel.diffusion.known import Known
 from metavoxel.variables.protocol import Variable
 
-__all__ = ["decode", "overwrite", "reverse_chain"]
+__all__ = ["decode", "overwrite", "reverse_chain", "Streams"]
 
 Network = Callable[..., Mapping[str, torch.Tensor]]  # network(z, t[, keep]) -> {name: output}
 
 
 def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Mapping[str, Known],
                   grid: torch.Tensor, walk: list[tuple[int, int]], *, rows: int, eta: float,
-                  gaussian: GaussianGroup, categorical: CategoricalGroup, generator: torch.Generator,
+                  gaussian: GaussianGroup, categorical: CategoricalGroup, generator: torch.Generator | Streams,
                   device: torch.device, bf16: bool = False, on_call: Callable[[], None] | None = None,
                   conditioning: str = "repaint", guidance: float = 0.0, timesteps: int | None = None
                   ) -> dict[str, torch.Tensor]:
@@ -45,7 +45,10 @@ def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Ma
         rows: B, the number of records in this chain.
         eta: DDIM eta for Gaussian kinds.
         gaussian, categorical: the fused groups (their members skip their own step and renoise).
-        generator: every random draw, in a fixed order, so a seed gives the same chain.
+        generator: every random draw, in a fixed order, so a seed gives the same chain; or `Streams`, one
+            generator per block of rows (e.g. per subject): each block draws only from its own generator,
+            so its chain does not depend on the other rows of the batch (the network still runs once over
+            all rows).
         device: where the states live.
         bf16: run the network under bfloat16 autocast (states and updates stay float32).
         on_call: called after every network call (progress).
@@ -56,32 +59,87 @@ def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Ma
     Returns:
         name -> z0 (B, *z).
     """
+    streams = generator if isinstance(generator, Streams) else Streams.single(rows, generator)
+    if streams.rows != rows:
+        raise ValueError(f"streams cover {streams.rows} rows, the chain has {rows}")
     others = [name for name in variables if name not in gaussian and name not in categorical]
     conditions = Conditions(variables, known, conditioning, int(grid[-1]) if timesteps is None else timesteps, rows)
     repaint = conditions.repaint_known
-    z = {name: var.prior(rows, generator=generator, device=device) for name, var in variables.items()}
-    z = conditions.hold(overwrite(variables, z, repaint, int(grid[walk[0][0]]), rows, generator, device))
-    prior = None
-    if guidance != 0.0:  # the marginal's prior noise for the fixed variables, drawn once per chain
-        prior = {name: variables[name].prior(rows, generator=generator, device=device) for name in known}
+    others_repaint = {n: k for n, k in repaint.items() if n in others}
+
+    def start(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        b = part.stop - part.start
+        z = {name: var.prior(b, generator=gen, device=device) for name, var in variables.items()}
+        z = overwrite(variables, z, _known_rows(repaint, part), int(grid[walk[0][0]]), b, gen, device)
+        if guidance != 0.0:  # the marginal's prior noise for the fixed variables, drawn once per chain
+            z.update({("prior", name): variables[name].prior(b, generator=gen, device=device) for name in known})
+        return z
+
+    z = streams.each(start)
+    prior = {name: z.pop(("prior", name)) for name in known} if guidance != 0.0 else None  # type: ignore[call-overload]
+    z = conditions.hold(z)
     for pos, nxt in walk:
         t = torch.full((rows,), int(grid[pos]), device=device, dtype=torch.long)
         s = torch.full((rows,), int(grid[nxt]), device=device, dtype=torch.long)
         if nxt > pos:  # RePaint undo: jump forward from level t to level s > t
-            z = conditions.hold({name: var.undo(z[name], t, s, generator=generator) for name, var in variables.items()})
+            z = conditions.hold(streams.each(lambda part, gen: {
+                name: var.undo(z[name][part], t[part], s[part], generator=gen) for name, var in variables.items()}))
             continue
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = call_network(network, conditions, z, t, guidance=guidance, prior=prior)
-        z_s = gaussian.step(z, out, t, s, dict(repaint), eta, generator)  # stepped and overwritten
-        z_s.update(categorical.step(z, out, t, s, dict(repaint), generator))  # on CUDA; else empty
-        for name in others:
-            z_s[name] = variables[name].reverse_step(z[name], out[name], t, s, eta=eta, generator=generator)
-        z = overwrite(variables, z_s, {n: k for n, k in repaint.items() if n in others}, int(grid[nxt]), rows,
-                      generator, device)
-        z = conditions.hold(z)
+
+        def step(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:
+            zp, op, tp, sp, kp = _rows(z, part), _rows(out, part), t[part], s[part], _known_rows(repaint, part)
+            z_s = gaussian.step(zp, op, tp, sp, kp, eta, gen)  # stepped and overwritten
+            z_s.update(categorical.step(zp, op, tp, sp, kp, gen))  # on CUDA; else empty
+            for name in others:
+                z_s[name] = variables[name].reverse_step(zp[name], op[name], tp, sp, eta=eta, generator=gen)
+            return overwrite(variables, z_s, _known_rows(others_repaint, part), int(grid[nxt]),
+                             part.stop - part.start, gen, device)
+
+        z = conditions.hold(streams.each(step))
         if on_call is not None:
             on_call()
     return z
+
+
+class Streams:
+    """Where a chain's random draws come from: blocks of consecutive rows, each with its own generator.
+
+    A block draws, in the chain's fixed order, only from its own generator, so one block's samples are the
+    same whatever other blocks share its batch (up to the network's floating-point batch invariance). One
+    block over all rows is the plain single-generator chain, draw for draw.
+
+    Args:
+        blocks: (rows in the block, its generator) in row order.
+    """
+
+    def __init__(self, blocks: list[tuple[int, torch.Generator]]):
+        self.parts: list[tuple[slice, torch.Generator]] = []
+        first = 0
+        for count, gen in blocks:
+            self.parts.append((slice(first, first + int(count)), gen))
+            first += int(count)
+        self.rows = first
+
+    @classmethod
+    def single(cls, rows: int, generator: torch.Generator) -> Streams:
+        return cls([(rows, generator)])
+
+    def each(self, fn: Callable[[slice, torch.Generator], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``fn(rows, generator)`` for every block, its outputs concatenated back in row order."""
+        parts = [fn(part, gen) for part, gen in self.parts]
+        if len(parts) == 1:
+            return parts[0]
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def _rows(values: Mapping[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
+    return {name: v[part] for name, v in values.items()}
+
+
+def _known_rows(known: Mapping[str, Known], part: slice) -> dict[str, Known]:
+    return {name: k.rows(part) for name, k in known.items()}
 
 
 def overwrite(variables: Mapping[str, Variable], z: dict[str, torch.Tensor], known: Mapping[str, Known], level: int,

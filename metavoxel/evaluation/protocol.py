@@ -22,12 +22,13 @@ thresholding its samples at the midpoint of its declared range (`metavoxel.HasVa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from metavoxel.data.records import subject_seed
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import fid_mmd_3plane, ms_ssim_diversity
@@ -115,7 +116,9 @@ def class_samples(model: JointModel, name: str, samples: torch.Tensor) -> torch.
 
 def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[str, Any] | None = None,
                    population_mean: float, options: EvaluationOptions | None = None, features=None,
-                   readers: Readers | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                   readers: Readers | None = None, progress: Progress | None = None,
+                   subjects: Sequence[tuple[str, str | None]] | None = None,
+                   val_subjects: Sequence[tuple[str, str | None]] | None = None) -> dict[str, Any]:
     """Every question of the protocol on ``test`` (raw values per variable, images as (N, 1, *shape) tensors).
 
     Args:
@@ -123,6 +126,10 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
         population_mean: training-set mean of the continuous variable.
         features: a `metavoxel.evaluation.features.FeatureNetwork` for FID/MMD (skipped when None).
         readers: baselines for conditional fidelity (skipped when None).
+        subjects, val_subjects: (subject, session) of each test / validation record: every record then draws
+            from its own generator (`metavoxel.data.records.subject_seed`), so its answers do not depend on
+            which other records are evaluated beside it or on ``options.batch_size``. Without them one
+            generator seeded by ``options.seed`` serves the whole set.
 
     Returns:
         A JSON-ready dict of metrics, plus ``"samples"``: the raw draws (tensors) for figures (``regression``
@@ -132,8 +139,9 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     roles = options.roles.check(model)
     tick = progress or (lambda phase, done, total: None)
     n = len(test[roles.continuous])
+    seeds = _seeds(subjects, options.seed)
     run = dict(num_samples=options.num_samples, steps=options.steps, seed=options.seed,
-               batch_size=options.batch_size, precision=options.precision)
+               batch_size=options.batch_size, precision=options.precision, seeds=seeds)
     out: dict[str, Any] = {"n_test": n, "num_samples": options.num_samples,
                            "steps": options.steps or model.spec.diffusion.sampling_steps, "samples": {}}
     truth_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
@@ -162,14 +170,21 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
         given = [roles.image, roles.continuous]
         result = likelihood_classification(model, test, val, roles.categorical, given,
                                            timesteps=options.likelihood_timesteps, seed=options.seed,
+                                           seeds=seeds, val_seeds=_seeds(val_subjects, options.seed),
                                            progress=lambda d, t: tick("likelihood", d, t))
         out["samples"]["likelihood_probs"] = result.pop("probs")
         out["likelihood"] = {**result, "seconds_per_subject": result["seconds"] / n}
     if features is not None:
         out["generation"] = evaluate_generation(model, test[roles.image], features, options, progress=tick)
     if readers is not None:
-        out["conditional_fidelity"] = conditional_fidelity(model, test, roles, readers, options, progress=tick)
+        out["conditional_fidelity"] = conditional_fidelity(model, test, roles, readers, options, progress=tick,
+                                                           seeds=_seeds(subjects, options.seed + 2))
     return out
+
+
+def _seeds(subjects: Sequence[tuple[str, str | None]] | None, seed: int) -> list[int] | None:
+    """Per-record seeds of (subject, session) pairs under ``seed``, or None without subjects."""
+    return None if subjects is None else [subject_seed(seed, subject, session) for subject, session in subjects]
 
 
 def evaluate_generation(model: JointModel, real: torch.Tensor, features, options: EvaluationOptions, *,
@@ -191,12 +206,15 @@ def evaluate_generation(model: JointModel, real: torch.Tensor, features, options
 
 
 def conditional_fidelity(model: JointModel, test: Mapping[str, Any], roles: Roles, readers: Readers,
-                         options: EvaluationOptions, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Generate images for the test records' (continuous, categorical) values; read them back with baselines."""
+                         options: EvaluationOptions, *, progress: Progress | None = None,
+                         seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Generate images for the test records' (continuous, categorical) values; read them back with baselines.
+
+    ``seeds``: one per record (each record's image from its own generator), else ``options.seed + 2``."""
     tick = progress or (lambda phase, done, total: None)
     fix = {roles.continuous: test[roles.continuous], roles.categorical: test[roles.categorical]}
     result = model.sample(fix=fix, steps=options.steps, seed=options.seed + 2, batch_size=options.batch_size,
-                          precision=options.precision, progress=lambda d, t: tick("conditional images", d, t))
+                          precision=options.precision, seeds=seeds, progress=lambda d, t: tick("conditional images", d, t))
     images = result.samples[roles.image][:, 0].float()
     wanted_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
     wanted_k = class_truth(model, roles.categorical, test[roles.categorical])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +77,18 @@ class Sampled:
 
 def sample_variable(model: JointModel, test: Mapping[str, Any], target: str, given: list[str], *, num_samples: int,
                     steps: int | None = None, seed: int = 0, batch_size: int | None = None, precision: str = "fp32",
-                    progress: Callable[[int, int], None] | None = None) -> Sampled:
-    """``target`` sampled ``num_samples`` times per test record with ``given`` fixed: (N, S) values."""
+                    progress: Callable[[int, int], None] | None = None,
+                    seeds: Sequence[int] | None = None) -> Sampled:
+    """``target`` sampled ``num_samples`` times per test record with ``given`` fixed: (N, S) values.
+
+    ``seeds`` (one per record, e.g. `metavoxel.data.records.subject_seed`) make each record's samples
+    independent of the others and of ``batch_size``; without them one generator seeded by ``seed`` serves all.
+    """
     start = time.perf_counter()
     n = len(test[target]) if target in test else len(next(iter(test.values())))
     fix = {name: test[name] for name in given}
     result = model.sample(fix=fix or None, num_subjects=None if fix else n, num_samples=num_samples, steps=steps,
-                          seed=seed, batch_size=batch_size, precision=precision, progress=progress)
+                          seed=seed, batch_size=batch_size, precision=precision, progress=progress, seeds=seeds)
     samples = result.samples[target]
     return Sampled(samples.reshape(samples.shape[0], samples.shape[1]), time.perf_counter() - start)
 
@@ -100,7 +105,8 @@ def categorical_truth(model: JointModel, name: str, raw: Any) -> torch.Tensor:
 def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles, population_mean: float, *,
                        num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                        precision: str = "fp32", progress: Callable[[str, int, int], None] | None = None,
-                       reuse: Mapping[str, Sampled] | None = None) -> tuple[list[dict[str, Any]], dict[str, Sampled]]:
+                       reuse: Mapping[str, Sampled] | None = None, seeds: Sequence[int] | None = None
+                       ) -> tuple[list[dict[str, Any]], dict[str, Sampled]]:
     """Paper Table 2: the continuous variable predicted under each conditioning set, plus the population mean.
 
     Args:
@@ -119,7 +125,7 @@ def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles,
         if conditioning not in drawn:
             drawn[conditioning] = sample_variable(
                 model, test, roles.continuous, roles.given(conditioning), num_samples=num_samples, steps=steps,
-                seed=seed, batch_size=batch_size, precision=precision,
+                seed=seed, batch_size=batch_size, precision=precision, seeds=seeds,
                 progress=lambda d, t, c=conditioning: tick(f"{roles.continuous} | {c}", d, t))
         sampled = drawn[conditioning]
         metrics = regression_metrics(sampled.samples[:, :num_samples], truth)
@@ -137,21 +143,25 @@ def _pick(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 def likelihood_classification(model: JointModel, test: Mapping[str, Any], val: Mapping[str, Any], target: str,
                               given: list[str], *, timesteps: int = 25, seed: int = 0, batch_size: int = 64,
-                              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                              progress: Callable[[int, int], None] | None = None,
+                              seeds: Sequence[int] | None = None,
+                              val_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Classify ``target`` by likelihood on ``test``; the temperature is fitted on ``val``.
+
+    ``seeds``/``val_seeds``: one per record of ``test``/``val`` (see `class_scores`).
 
     Returns the `classification_metrics` of the calibrated probabilities, plus ``temperature``,
     ``seconds`` (test scoring only) and ``probs`` (N, K).
     """
     classes = list(model.variables[target].categories)
     val_scores = class_scores(model, {g: val[g] for g in given}, target, timesteps=timesteps, seed=seed,
-                              batch_size=batch_size)
+                              batch_size=batch_size, seeds=val_seeds)
     val_truth = categorical_truth(model, target, val[target])
     tau = fit_temperature(val_scores, val_truth, lo=TEMPERATURE_LIMITS[0], hi=TEMPERATURE_LIMITS[1])
     at_limit = _warn_at_limit(tau, val_truth, classes, target)
     start = time.perf_counter()
     scores = class_scores(model, {g: test[g] for g in given}, target, timesteps=timesteps, seed=seed,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, progress=progress, seeds=seeds)
     seconds = time.perf_counter() - start
     probs = class_probabilities(scores, tau)
     metrics = classification_metrics(categorical_truth(model, target, test[target]), probs=probs, classes=classes)

@@ -100,8 +100,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
                              f"{roles.categorical!r} ({cat.kind}); drop --regressor/--classifier")
         readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.value_range),
                                          num_classes=len(cat.categories))
+    ids = lambda indices: [(cohort[i].subject, cohort[i].session) for i in indices]  # noqa: E731
     evaluation = evaluate_model(model, test, val=val, population_mean=population_mean, options=options,
-                                features=net, readers=readers, progress=progress)
+                                features=net, readers=readers, progress=progress, subjects=ids(splits["test"]),
+                                val_subjects=ids(splits["val"]) if val is not None else None)
     out.mkdir(parents=True, exist_ok=True)
     command = "metavoxel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     metrics = {"run": str(run_dir), "data": str(data), "split": split, **json_ready(evaluation)}

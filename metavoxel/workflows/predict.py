@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import os
@@ -11,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metavoxel.data import DataSpec, read_cohort
+from metavoxel.data.records import subject_seed
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
 from metavoxel.runs import load_run
@@ -46,12 +46,6 @@ def predict_output(out: str | Path) -> Path:
     return path
 
 
-def subject_seed(seed: int, subject: str, session: str | None) -> int:
-    """A 63-bit seed of ``(seed, subject, session)``: a record's draws depend on nothing else in the table."""
-    digest = hashlib.sha256(f"{int(seed)}\0{subject}\0{session or ''}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path, *,
                 given: Sequence[str] | None = None, num_samples: int = 3, steps: int | None = None,
                 seed: int | None = None, batch_size: int = 16, precision: str = "fp32",
@@ -75,13 +69,13 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     ``method="sample"``.
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
-    so the same subject, seed and settings give the same answer whatever other rows the table holds.
+    so the same subject, seed and settings give the same answer whatever other rows the table holds and
+    whatever ``batch_size`` is (`metavoxel.JointModel.sample` with ``seeds``).
 
     Args:
         out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
         seed: default: the model's seed.
-        batch_size: kept for compatibility; records are sampled one at a time (``num_samples`` rows per
-            network call), which is what makes a record's answer independent of the others.
+        batch_size: rows per network call (whole records of ``num_samples`` rows each, at least one record).
 
     Returns:
         The path written.
@@ -118,32 +112,40 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     has_truth = target in batch
     columns: list[str] | None = None
     rows = []
-    for i, record in enumerate(cohort.records):
-        fix = {g: batch[g][i:i + 1] for g in present}
-        record_seed = subject_seed(seed, record.subject, record.session)
+    records = list(cohort.records)
+    # whole records per call: `batch_size` rows of `num_samples` samples each (one record per point call)
+    per_call = 1 if method == "point" else max(1, batch_size // num_samples)
+    done = 0
+    for first in range(0, len(records), per_call):
+        chunk = range(first, min(len(records), first + per_call))
+        fix = {g: batch[g][chunk.start:chunk.stop] for g in present}
+        seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
         if method == "point":
-            summary = _point_summary(model.point_predict(fix, target, draws=draws, seed=record_seed), target, var)
+            summary = _point_summary(model.point_predict(fix, target, draws=draws, seed=seeds[0]), target, var)
         else:
-            result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision,
-                                  seed=record_seed, conditioning=conditioning, guidance=guidance)
+            result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
+                                  batch_size=batch_size, conditioning=conditioning, guidance=guidance)
             summary = result.summary(target)
-        summary = checked_summary(var, summary, 1)
-        image = next((record.values[g] for g in images if record.values.get(g) is not None), None)
-        row = [record.subject, record.session or "n/a", str(image) if image is not None else record.source]
-        cells = summary_cells(summary, 0, labels)
-        names = [f"{target}_{suffix}" if suffix else target for suffix, _ in cells]
-        if columns is None:
-            columns = names
-        elif names != columns:
-            raise PluginError(f"{var.kind}: summarize gave the columns {names} for one record and {columns} for "
-                              "another; a kind's summary keys must not depend on the samples")
-        row += [f"{x:.4f}" if isinstance(x, float) else str(x) for _, x in cells]
-        if has_truth:
-            truth = batch[target][i]
-            row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
-        rows.append(row)
+        summary = checked_summary(var, summary, len(chunk))
+        for j, i in enumerate(chunk):
+            record = records[i]
+            image = next((record.values[g] for g in images if record.values.get(g) is not None), None)
+            row = [record.subject, record.session or "n/a", str(image) if image is not None else record.source]
+            cells = summary_cells(summary, j, labels)
+            names = [f"{target}_{suffix}" if suffix else target for suffix, _ in cells]
+            if columns is None:
+                columns = names
+            elif names != columns:
+                raise PluginError(f"{var.kind}: summarize gave the columns {names} for one record and {columns} for "
+                                  "another; a kind's summary keys must not depend on the samples")
+            row += [f"{x:.4f}" if isinstance(x, float) else str(x) for _, x in cells]
+            if has_truth:
+                truth = batch[target][i]
+                row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
+            rows.append(row)
+        done += len(chunk)
         if progress is not None:
-            progress(i + 1, len(cohort))
+            progress(done, len(records))
     header = ["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")

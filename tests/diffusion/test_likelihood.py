@@ -28,7 +28,7 @@ def test_class_copies_share_every_random_draw(model):
     z["group"] = torch.arange(k).repeat(3)
     p["group"] = torch.ones(9, dtype=torch.bool)
     t = torch.full((9,), 40, dtype=torch.long)
-    noisy = _shared_noise(model.diffusion, z, p, t, 3, k, seed=5)
+    noisy = _shared_noise(model.diffusion, z, p, t, 3, k, [5, 6, 7])
     for name in ("image", "age"):
         rows = noisy.z_t[name].reshape(3, k, -1)
         assert torch.equal(rows[:, 0], rows[:, 1]) and torch.equal(rows[:, 0], rows[:, 2])

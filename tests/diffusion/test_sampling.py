@@ -9,6 +9,8 @@ import torch
 
 import metavoxel as mv
 import metavoxel.diffusion.fused as fused_module
+from metavoxel.spec import RECOMMENDED_TRAINING
+from tiny_specs import tiny_spec_2d
 
 
 def _perturb(model: mv.JointModel) -> None:
@@ -98,6 +100,29 @@ def test_batch_size_splits_rows_without_changing_shapes(model_2d):
     result = model_2d.sample(fix={"group": ["A", "B", "C"]}, num_samples=3, batch_size=4, seed=0)
     assert result.samples["image"].shape == (3, 3, 1, 8, 8)
     assert result.samples["age"].shape == (3, 3)
+
+
+@pytest.mark.parametrize("conditioning", ["repaint", "clean"])
+def test_per_subject_seeds_give_a_subject_the_same_samples_whatever_shares_its_batch(conditioning):
+    """The same subject and seed answer the same alone, among others, and under any batch size (issue 14)."""
+    torch.manual_seed(0)
+    model = mv.JointModel(tiny_spec_2d(diffusion={"timesteps": 100, "sampling_steps": 6,
+                                                  "training": {**RECOMMENDED_TRAINING}}))
+    _perturb(model)
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    groups = ["A", "B", "C", "A"]
+    seeds = [11, 12, 13, 14]
+    options = dict(num_samples=3, conditioning=conditioning, guidance=0.5)
+    together = model.sample(fix={"image": images, "group": groups}, seeds=seeds, batch_size=7, **options)
+    for i in (0, 3):
+        alone = model.sample(fix={"image": images[i:i + 1], "group": groups[i:i + 1]}, seeds=seeds[i:i + 1], **options)
+        assert torch.allclose(alone.samples["age"][0], together.samples["age"][i], atol=1e-4)
+    others = model.sample(fix={"image": images.flip(0), "group": groups[::-1]}, seeds=seeds[::-1], **options)
+    assert torch.allclose(others.samples["age"].flip(0), together.samples["age"], atol=1e-4)
+    shared = model.sample(fix={"image": images, "group": groups}, seed=11, **options)
+    assert not torch.allclose(shared.samples["age"], together.samples["age"], atol=1e-4)  # seeds matter
+    with pytest.raises(mv.InputError, match="one per subject"):
+        model.sample(fix={"image": images, "group": groups}, seeds=seeds[:3])
 
 
 def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:

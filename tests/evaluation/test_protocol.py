@@ -47,6 +47,24 @@ def test_every_question_is_answered(model):
     assert fidelity["categorical_accuracy"] == pytest.approx(float(female.mean()))  # the reader always says F
 
 
+def test_a_record_gets_the_same_answers_whatever_is_evaluated_beside_it(model):
+    """With (subject, session) ids every record draws from its own generator (issue 14): a subset of the
+    test set, in another order and batch size, gets the draws the full set gave those records."""
+    test, val = records(6, 0), records(4, 1)
+    ids = [(f"sub-{i}", None) for i in range(6)]
+    val_ids = [(f"sub-v{i}", "ses-1") for i in range(4)]
+    run = dict(val=val, population_mean=67.0, val_subjects=val_ids)
+    full = evaluate_model(model, test, subjects=ids, **run,
+                          options=EvaluationOptions(num_samples=2, steps=3, likelihood_timesteps=2, batch_size=12))
+    pick = [4, 1]
+    part = evaluate_model(model, {k: [v[i] for i in pick] if isinstance(v, list) else v[pick] for k, v in test.items()},
+                          subjects=[ids[i] for i in pick], **run,
+                          options=EvaluationOptions(num_samples=2, steps=3, likelihood_timesteps=2, batch_size=2))
+    for key in ("regression", "classification", "likelihood_probs"):
+        assert torch.allclose(part["samples"][key].double(), full["samples"][key][pick].double(), atol=1e-6), key
+    assert not torch.equal(full["samples"]["regression"][0], full["samples"]["regression"][1])
+
+
 def test_roles_must_exist(model):
     with pytest.raises(mv.InputError, match="--categorical"):
         Roles(categorical="group").check(model)
