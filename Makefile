@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# Two worker processes of one torch thread each (tests/conftest.py): most tests are Python-bound, and a
+# file's tests stay in one worker so its module fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"

@@ -27,6 +27,7 @@ import torch
 
 import metavoxel as mv
 from metavoxel.errors import InputError
+from metavoxel.evaluation.image_metrics import gaussian_mmd
 from metavoxel.toy import GROUPS, TOY_SPEC, toy_cohort
 from metavoxel.training import fit
 
@@ -101,6 +102,8 @@ def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, gui
         images = gen.samples["image"][:, 0]
         row["gen r"], row["gen slope"] = pearson_slope(test["age"], probes.age(images))
         row["gen group acc"] = float((probes.group(images) == truth_group).double().mean())
+        # pixel MMD^2 of the generated images against the real test images with the same conditions
+        row["gen MMD"] = gaussian_mmd(test["image"].flatten(1).double(), images.flatten(1).double(), seed=0)[0]
         row["s/subject"] = (sec_a + sec_g + sec_c) / (3 * n)
         rows[label] = row
     fix_age = {"image": test["image"], "group": test["group"]}
@@ -119,17 +122,48 @@ def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, gui
     return rows
 
 
-COLUMNS = ["age MAE", "group acc", "gen r", "gen slope", "gen group acc", "s/subject"]
+def inpainting(model: mv.JointModel, test: dict, jumps: tuple[int, int]) -> dict:
+    """The left half of every test image kept, the right half generated: error against the truth (RMS over the
+    generated pixels; unconditional samples as the reference) and the seam ratio (`evaluation.inpainting`)."""
+    from metavoxel.evaluation.inpainting import region_error, seam_ratio
+
+    images = test["image"]
+    keep = torch.zeros_like(images, dtype=torch.bool)
+    keep[..., : images.shape[-2] // 2, :] = True  # first half along x
+    free, sec_u, _ = timed(lambda: model.sample(num_subjects=len(images), seed=0))
+    reference = float(region_error(free.samples["image"][:, 0], images, keep).mean())
+    rows = {"truth": {"seam": float(seam_ratio(images, keep).nanmean())},
+            "unconditional": {"inpaint RMS": reference, "vs uncond": 1.0, "s/subject": sec_u / len(images)}}
+    modes = {"repaint": dict(conditioning="repaint"),
+             f"repaint, jumps {jumps[0]}x{jumps[1]}": dict(conditioning="repaint", jump_length=jumps[0],
+                                                          jump_rounds=jumps[1]),
+             "clean": dict(conditioning="clean")}
+    for label, options in modes.items():
+        out, sec, err = timed(lambda: model.sample(fix={"image": images}, masks={"image": keep}, seed=0, **options))
+        if err:
+            rows[label] = {"refused": err}
+            continue
+        filled = out.samples["image"][:, 0]
+        error = float(region_error(filled, images, keep).mean())
+        rows[label] = {"inpaint RMS": error, "vs uncond": error / reference,
+                       "seam": float(seam_ratio(filled, keep).nanmean()), "s/subject": sec / len(images)}
+    return rows
 
 
-def table(results: dict) -> str:
-    lines = ["| recipe | method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+INPAINT_COLUMNS = ["inpaint RMS", "vs uncond", "seam", "s/subject"]
+
+
+COLUMNS = ["age MAE", "group acc", "gen r", "gen slope", "gen group acc", "gen MMD", "s/subject"]
+
+
+def table(results: dict, columns: list[str] = COLUMNS) -> str:
+    lines = ["| recipe | method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
     for recipe, rows in results.items():
         for method, row in rows.items():
             if "refused" in row:
-                cells = ["refused"] + [""] * (len(COLUMNS) - 1)
+                cells = ["refused"] + [""] * (len(columns) - 1)
             else:
-                cells = [f"{row[c]:.3f}" if c in row else "" for c in COLUMNS]
+                cells = [f"{row[c]:.3f}" if c in row else "" for c in columns]
             lines.append(f"| {recipe} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -142,6 +176,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jump-length", type=int, default=5, help="RePaint resampling: jump length (steps)")
+    parser.add_argument("--jump-rounds", type=int, default=3, help="RePaint resampling: rounds per jump")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_data, test = toy_cohort(args.train, seed=args.seed), toy_cohort(args.test, seed=args.seed + 1)
@@ -150,18 +186,23 @@ def main() -> None:
     ceiling_r, ceiling_slope = pearson_slope(test["age"], probes.age(test["image"]))
     ceiling_acc = float((probes.group(test["image"]) == truth_group).double().mean())
     baseline = float((train_data["age"].mean() - test["age"]).abs().mean())
-    results, seconds = {}, {}
+    results, inpainted, seconds = {}, {}, {}
     for name, recipe in (("paper", PAPER), ("mixture", MIXTURE)):
         model, seconds[name] = train(recipe, args.steps, args.seed, train_data)
         results[name] = evaluate(model, test, probes, args.samples, args.guidance)
+        inpainted[name] = inpainting(model, test, (args.jump_length, args.jump_rounds))
         print(f"trained and evaluated {name} ({seconds[name]:.0f} s training)", file=sys.stderr, flush=True)
     print(f"command: OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps {args.steps} --train {args.train} "
-          f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed}")
+          f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed} "
+          f"--jump-length {args.jump_length} --jump-rounds {args.jump_rounds}")
     print(f"mixture: {MIXTURE}; training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"read-back ceiling on real test images: r {ceiling_r:.3f}, slope {ceiling_slope:.3f}, "
           f"group acc {ceiling_acc:.3f}; training-mean age MAE {baseline:.2f}; majority group acc "
           f"{float((truth_group == 0).double().mean()):.3f}")
     print(table(results))
+    print("\ninpainting (left half kept; RMS over the generated half, vs an unconditional sample's; seam = border "
+          "gradient / inside gradient, the truth's own for reference):")
+    print(table(inpainted, INPAINT_COLUMNS))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers, one thread each, on a 2-core machine
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import pytest
 import torch
+
 from hypothesis import settings
 from tiny_specs import tiny_latent_spec_3d, tiny_spec_2d
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 settings.register_profile("metavoxel", deadline=None, max_examples=50)
 # Under CI (CI set, as .ci/run runs) every run draws the same examples: a property test fails for a reason,
