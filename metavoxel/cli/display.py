@@ -15,7 +15,9 @@ TOP_CLASSES = 5  # class probabilities shown on the CLI; samples.json keeps all 
 
 @functools.cache
 def console() -> Console:
-    return Console()
+    """The console of every command's output. Text is not wrapped (``soft_wrap``): a path or a message stays on
+    one line, whole for copying, and the terminal folds it where it must."""
+    return Console(soft_wrap=True)
 
 
 def progress_bar(*, loss: bool = False) -> Progress:
