@@ -10,7 +10,14 @@ mixture (`diffusion.training`) — and measures, side by side in one run:
   the model knows;
 - conditional generation: images generated for requested (age, group) pairs, read back by probes fitted
   on real toy images (ridge regression of age, nearest class mean of group): r and slope of read-back
-  against requested age, group read-back accuracy; the probes' ceiling on real test images;
+  against requested age, group read-back accuracy; the probes' ceiling on real test images; pixel MMD^2
+  of the generated images against the real test images with the same conditions;
+- the spread of the age samples, from ``--calibration-samples`` (20) per subject: spread-skill ratio,
+  CRPS, and coverage of the order-statistic interval next to the level it really has at that S
+  (`metavoxel.evaluation.uncertainty`);
+- inpainting (left half kept): RMS error of the generated half against the truth, next to an
+  unconditional sample's, and the seam ratio (`metavoxel.evaluation.inpainting`), for repaint, repaint
+  with RePaint's resampling jumps, and clean;
 - seconds per subject of every method.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps 1500`` (about 10 minutes on 2 CPU cores).
@@ -28,6 +35,7 @@ import torch
 import metavoxel as mv
 from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import gaussian_mmd
+from metavoxel.evaluation.uncertainty import uncertainty_metrics
 from metavoxel.toy import GROUPS, TOY_SPEC, toy_cohort
 from metavoxel.training import fit
 
@@ -79,7 +87,8 @@ def timed(fn):
     return out, time.perf_counter() - start, None
 
 
-def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, guidance: float) -> dict:
+def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, guidance: float,
+             calibration: int = 20) -> dict:
     n = len(test["age"])
     truth_group = torch.tensor([GROUPS.index(g) for g in test["group"]])
     modes = {"repaint": dict(conditioning="repaint"), "clean": dict(conditioning="clean"),
@@ -93,6 +102,12 @@ def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, gui
             rows[label] = {"refused": err}
             continue
         row["age MAE"] = float((torch.tensor(reg.summary("age")["mean"]) - test["age"]).abs().mean())
+        if calibration:  # the spread judged from enough samples to mean its level (evaluation.uncertainty)
+            wide = model.sample(fix={"image": test["image"], "group": test["group"]}, num_samples=calibration,
+                                seed=1, **options).samples["age"].double()
+            scores = uncertainty_metrics(wide, test["age"].double())
+            row["spread-skill"], row["CRPS"] = scores["spread_skill"], scores["crps"]
+            row["coverage"], row["calibrated"] = scores["coverage"], scores["coverage_level"]
         cls, sec_g, _ = timed(lambda: model.sample(fix={"image": test["image"], "age": test["age"]},
                                                     num_samples=samples, seed=0, **options))
         majority = torch.tensor([GROUPS.index(g) for g in cls.summary("group")["majority"]])
@@ -153,7 +168,8 @@ def inpainting(model: mv.JointModel, test: dict, jumps: tuple[int, int]) -> dict
 INPAINT_COLUMNS = ["inpaint RMS", "vs uncond", "seam", "s/subject"]
 
 
-COLUMNS = ["age MAE", "group acc", "gen r", "gen slope", "gen group acc", "gen MMD", "s/subject"]
+COLUMNS = ["age MAE", "group acc", "gen r", "gen slope", "gen group acc", "gen MMD", "spread-skill", "CRPS",
+           "coverage", "calibrated", "s/subject"]
 
 
 def table(results: dict, columns: list[str] = COLUMNS) -> str:
@@ -176,6 +192,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-samples", type=int, default=20,
+                        help="samples per subject for spread-skill, CRPS and interval coverage (0: skip)")
     parser.add_argument("--jump-length", type=int, default=5, help="RePaint resampling: jump length (steps)")
     parser.add_argument("--jump-rounds", type=int, default=3, help="RePaint resampling: rounds per jump")
     args = parser.parse_args()
@@ -189,12 +207,12 @@ def main() -> None:
     results, inpainted, seconds = {}, {}, {}
     for name, recipe in (("paper", PAPER), ("mixture", MIXTURE)):
         model, seconds[name] = train(recipe, args.steps, args.seed, train_data)
-        results[name] = evaluate(model, test, probes, args.samples, args.guidance)
+        results[name] = evaluate(model, test, probes, args.samples, args.guidance, args.calibration_samples)
         inpainted[name] = inpainting(model, test, (args.jump_length, args.jump_rounds))
         print(f"trained and evaluated {name} ({seconds[name]:.0f} s training)", file=sys.stderr, flush=True)
     print(f"command: OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps {args.steps} --train {args.train} "
           f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed} "
-          f"--jump-length {args.jump_length} --jump-rounds {args.jump_rounds}")
+          f"--jump-length {args.jump_length} --jump-rounds {args.jump_rounds} --calibration-samples {args.calibration_samples}")
     print(f"mixture: {MIXTURE}; training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"read-back ceiling on real test images: r {ceiling_r:.3f}, slope {ceiling_slope:.3f}, "
           f"group acc {ceiling_acc:.3f}; training-mean age MAE {baseline:.2f}; majority group acc "
