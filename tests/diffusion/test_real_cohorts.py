@@ -50,6 +50,7 @@ def test_thirty_percent_missing_ages_predict_nearly_as_well_as_complete_data(cap
     assert mae_missing < 1.5 * mae_complete + 0.5
 
 
+@pytest.mark.slow  # 300 training steps on 1200 records; `make test-all` runs it
 def test_twelve_sites_train_without_nan_or_collapse():
     g = torch.Generator().manual_seed(0)
     n = 1200
