@@ -285,7 +285,8 @@ class JointDiffusion:
         samples = {name: torch.cat([c[name] for c in chunks]).reshape(n, num_samples, *chunks[0][name].shape[1:])
                    for name in self.variables}
         fixed = {name: k.value_mask.reshape(n, num_samples, -1)[:, 0].any(dim=1) for name, k in known.items()}
-        return SampleResult(self.variables, samples, fixed, seed=seed, steps=steps, eta=eta)
+        return SampleResult(self.variables, samples, fixed, seed=seed, steps=steps, eta=eta, conditioning=conditioning,
+                            guidance=float(guidance))
 
 
     @torch.no_grad()
@@ -327,7 +328,13 @@ class JointDiffusion:
                              generator=generator, device=self.device, batch_size=batch_size)
 
     def check_conditioning(self, conditioning: str | None, guidance: float, known: Mapping[str, Any]) -> str:
-        """The conditioning mode to use, or InputError with the reason this model cannot honour the request."""
+        """The conditioning mode to use, or InputError with the reason this model cannot honour the request.
+
+        ``conditioning=None`` takes the spec's default; where that default is ``clean`` but this request is one
+        clean conditioning cannot serve (an image partly known in a model trained without keep-masks, or one of
+        several image variables fixed and another free: they share one level), the default falls back to
+        ``repaint``. A mode asked for by name is honoured or refused, never swapped.
+        """
         mode = self.conditioning if conditioning is None else conditioning
         m = self.mixture
         if mode not in CONDITIONING_MODES:
@@ -335,25 +342,36 @@ class JointDiffusion:
         if mode == "clean" and m.clean <= 0:
             raise InputError("conditioning 'clean' needs a model trained with clean subsets (diffusion.training.clean "
                              "> 0), this one was not; use --conditioning repaint or retrain")
-        if mode == "clean" and m.keep_masks <= 0:
-            partial = [n for n, k in known.items() if isinstance(self.variables[n].head, SpatialHead)
-                       and bool((k.z_mask.flatten(1).any(1) & ~k.z_mask.flatten(1).all(1)).any())]
-            if partial:
-                raise InputError(f"{', '.join(partial)} is partly known (a mask), which clean conditioning can only "
-                                 "condition on in a model trained with keep-masks (diffusion.training.keep_masks > 0); "
-                                 "use --conditioning repaint or retrain")
-        spatial = [n for n in self.groups[0] if isinstance(self.variables[n].head, SpatialHead)] if self.groups else []
-        if mode == "clean" and len(spatial) > 1:
-            held = [known[n].z_mask.flatten(1).all(1) if n in known else None for n in spatial]
-            if any(h is None or not torch.equal(h, held[0]) for h in held):
-                raise InputError(f"image variables {', '.join(spatial)} share one level, so in clean mode they must "
-                                 "be fixed together or left free together; fix all of them or use repaint")
+        reason = self._clean_refusal(known) if mode == "clean" else None
+        if reason is not None and conditioning is None:
+            mode = "repaint"
+        elif reason is not None:
+            raise InputError(reason)
         if guidance < 0:
             raise InputError(f"guidance must be >= 0, got {guidance}")
         if guidance > 0 and m.prior <= 0:
             raise InputError("guidance needs a model trained with prior subsets (diffusion.training.prior > 0) to "
                              "know the marginal, this one was not; drop --guidance or retrain")
         return mode
+
+    def _clean_refusal(self, known: Mapping[str, Any]) -> str | None:
+        """Why clean conditioning cannot serve a request with these fixed values, or None when it can."""
+        if self.mixture.keep_masks <= 0:
+            partial = [n for n, k in known.items() if isinstance(self.variables[n].head, SpatialHead)
+                       and bool((k.z_mask.flatten(1).any(1) & ~k.z_mask.flatten(1).all(1)).any())]
+            if partial:
+                return (f"{', '.join(partial)} is partly known (a mask), which clean conditioning can only condition "
+                        "on in a model trained with keep-masks (diffusion.training.keep_masks > 0); use "
+                        "--conditioning repaint or retrain")
+        spatial = [n for n in self.groups[0] if isinstance(self.variables[n].head, SpatialHead)] if self.groups else []
+        if len(spatial) > 1:
+            held = [known[n].z_mask.flatten(1).all(1) if n in known else None for n in spatial]
+            rows = next((h for h in held if h is not None), None)
+            held = [torch.zeros_like(rows) if h is None else h for h in held] if rows is not None else []
+            if any(not torch.equal(h, held[0]) for h in held):
+                return (f"image variables {', '.join(spatial)} share one level, so in clean mode they must be fixed "
+                        "together or left free together; fix all of them or use --conditioning repaint")
+        return None
 
 
 def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

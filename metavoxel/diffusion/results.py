@@ -17,7 +17,8 @@ class SampleResult:
     """Samples of every variable, shape (N subjects, S samples, ...) in value space.
 
     Continuous values are in their own units, categorical values are class indices (see `labels`),
-    images are voxel tensors. ``fixed[name]`` (N,) says for which subjects a variable was given.
+    images are voxel tensors. ``fixed[name]`` (N,) says for which subjects a variable was given;
+    ``conditioning`` and ``guidance`` say how the fixed variables were held (``repaint`` or ``clean``).
     """
 
     variables: dict[str, Variable]
@@ -26,6 +27,8 @@ class SampleResult:
     seed: int = 0
     steps: int = 0
     eta: float = 0.0
+    conditioning: str = "repaint"
+    guidance: float = 0.0
 
     @property
     def num_subjects(self) -> int:
@@ -51,6 +54,7 @@ class SampleResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: scalar samples and summaries; image variables by shape only."""
         out: dict[str, Any] = {"seed": self.seed, "steps": self.steps, "eta": self.eta,
+                               "conditioning": self.conditioning, "guidance": self.guidance,
                                "num_subjects": self.num_subjects, "num_samples": self.num_samples, "variables": {}}
         for name, var in self.variables.items():
             entry: dict[str, Any] = {"kind": var.kind, "fixed": self.fixed.get(name, torch.zeros(0)).tolist()}

@@ -140,6 +140,21 @@ def test_conditioning_defaults_follow_the_training_recipe():
     assert RECOMMENDED_TRAINING == MIXTURE
 
 
+def test_two_images_sample_freely_in_clean_mode_and_translation_falls_back_to_repaint_by_default():
+    """Two image variables share one level: clean mode samples both free or both fixed; fixing one (translation)
+    uses repaint when the mode is the spec's default, and is refused when clean is asked for by name."""
+    spec = mixture_spec()
+    spec["variables"] = [*spec["variables"], {"name": "flair", "kind": "image", "channels": 1, "shape": [8, 8]}]
+    torch.manual_seed(0)
+    model = mv.JointModel(spec)
+    free = model.sample(num_subjects=2, seed=0)
+    assert free.conditioning == "clean" and free.to_dict()["conditioning"] == "clean"
+    translated = model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, seed=0)
+    assert translated.conditioning == "repaint" and translated.samples["flair"].shape == (2, 1, 1, 8, 8)
+    with pytest.raises(InputError, match="share one level"):
+        model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, conditioning="clean")
+
+
 # -- sampling -----------------------------------------------------------------------------------------
 class Recorder:
     """Wraps a network; records each call's levels and row count."""
