@@ -22,6 +22,7 @@ import argparse
 import copy
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,14 +35,26 @@ MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "kee
 PAPER = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
 
 
-def train(recipe: dict, steps: int, seed: int, train_data: dict) -> tuple[mv.JointModel, float]:
+def train(recipe: dict, steps: int, seed: int, train_data: dict, cache: Path | None = None
+          ) -> tuple[mv.JointModel, float]:
+    """A toy model trained with ``recipe``; with ``cache``, its weights are saved there and reused by a later
+    run with the same recipe, steps, data size and seed (training is deterministic on one thread)."""
     spec = copy.deepcopy(TOY_SPEC)
     spec["diffusion"] = {**spec["diffusion"], "training": recipe}
     torch.manual_seed(seed)
     model = mv.JointModel(spec)
+    key = "-".join(f"{k}{v:g}" for k, v in sorted(recipe.items()))
+    file = None if cache is None else cache / f"toy-{key}-steps{steps}-train{len(train_data['age'])}-seed{seed}.pt"
+    if file is not None and file.is_file():
+        model.load_state_dict(torch.load(file))
+        return model, float("nan")
     start = time.perf_counter()
     fit(model, train_data, steps=steps, batch_size=32, seed=seed)
-    return model, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), file)
+    return model, seconds
 
 
 class Probes:
@@ -105,14 +118,18 @@ def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, gui
         rows[label] = row
     fix_age = {"image": test["image"], "group": test["group"]}
     fix_grp = {"image": test["image"], "age": test["age"]}
-    pa, sec_a, err = timed(lambda: model.point_predict(fix_age, "age", draws=4, seed=0))
-    if err:
-        rows["point (4 draws)"] = {"refused": err}
-    else:
-        pg, sec_g, _ = timed(lambda: model.point_predict(fix_grp, "group", draws=4, seed=0))
-        rows["point (4 draws)"] = {"age MAE": float((pa.mean["age"] - test["age"]).abs().mean()),
-                                   "group acc": float((pg.probs["group"].argmax(1) == truth_group).double().mean()),
-                                   "s/subject": (sec_a + sec_g) / (2 * n)}
+    T = model.timesteps
+    for label, draws, levels in (("point, level T only (4 draws x 1 call)", 4, [T]),
+                                 ("point, renoise-and-read (2 draws x 2 calls)", 2, None),
+                                 ("point, renoise-and-read (1 draw x 2 calls)", 1, None)):
+        pa, sec_a, err = timed(lambda: model.point_predict(fix_age, "age", draws=draws, levels=levels, seed=0))
+        if err:
+            rows[label] = {"refused": err}
+            break
+        pg, sec_g, _ = timed(lambda: model.point_predict(fix_grp, "group", draws=draws, levels=levels, seed=0))
+        rows[label] = {"age MAE": float((pa.mean["age"] - test["age"]).abs().mean()),
+                       "group acc": float((pg.probs["group"].argmax(1) == truth_group).double().mean()),
+                       "s/subject": (sec_a + sec_g) / (2 * n)}
     scores, sec, _ = timed(lambda: mv.diffusion.class_scores(model, fix_grp, "group", timesteps=10, seed=0))
     rows["likelihood (10 t)"] = {"group acc": float((scores.argmin(1) == truth_group).double().mean()),
                                  "s/subject": sec / n}
@@ -142,6 +159,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipes", default="paper,mixture", help="comma-separated: paper, mixture")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="folder to save trained weights in and reuse them from (same recipe, steps, data, seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_data, test = toy_cohort(args.train, seed=args.seed), toy_cohort(args.test, seed=args.seed + 1)
@@ -151,12 +171,17 @@ def main() -> None:
     ceiling_acc = float((probes.group(test["image"]) == truth_group).double().mean())
     baseline = float((train_data["age"].mean() - test["age"]).abs().mean())
     results, seconds = {}, {}
-    for name, recipe in (("paper", PAPER), ("mixture", MIXTURE)):
-        model, seconds[name] = train(recipe, args.steps, args.seed, train_data)
+    recipes = {"paper": PAPER, "mixture": MIXTURE}
+    chosen = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if not chosen or any(r not in recipes for r in chosen):
+        parser.error(f"--recipes: choose among {', '.join(recipes)}, got {args.recipes!r}")
+    for name in chosen:
+        model, seconds[name] = train(recipes[name], args.steps, args.seed, train_data, args.models)
         results[name] = evaluate(model, test, probes, args.samples, args.guidance)
         print(f"trained and evaluated {name} ({seconds[name]:.0f} s training)", file=sys.stderr, flush=True)
     print(f"command: OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps {args.steps} --train {args.train} "
-          f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed}")
+          f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed} "
+          f"--recipes {','.join(chosen)}")
     print(f"mixture: {MIXTURE}; training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"read-back ceiling on real test images: r {ceiling_r:.3f}, slope {ceiling_slope:.3f}, "
           f"group acc {ceiling_acc:.3f}; training-mean age MAE {baseline:.2f}; majority group acc "

@@ -209,6 +209,12 @@ def test_point_prediction_of_a_paper_recipe_model_is_refused_in_one_line(trained
     err = capsys.readouterr().err
     assert code == 2 and "point prediction needs a model trained with clean subsets" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+    evaluation = trained / "point-eval"
+    code = run(["evaluate", "--model", str(trained / "run"), "--data", str(trained / "cohort.tsv"), "--split", "all",
+                "--method", "point", "--out", str(evaluation)])
+    err = capsys.readouterr().err
+    assert code == 2 and "point prediction needs a model trained with clean subsets" in err and "--method" in err
+    assert len(err.strip().splitlines()) == 1 and not evaluation.exists()
 
 
 def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(trained, cohort):
@@ -224,6 +230,12 @@ def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(train
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert len(rows) == N and rows[0]["sex"] in ("F", "M")
     assert abs(float(rows[0]["sex_p_F"]) + float(rows[0]["sex_p_M"]) - 1) < 1e-3
+    evaluation = trained / "mix-eval"
+    _ok(["evaluate", "--model", trained / "mix", "--data", trained / "cohort.tsv", "--split", "all", "--method", "point",
+         "-n", 1, "--steps", 2, "--likelihood-timesteps", 0, "--features", "none", "--out", evaluation])
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["point"]["calls_per_subject"] <= 5 and metrics["point"]["classification"]["n"] == N
+    assert "(point prediction, 4 network calls)" in (evaluation / "report.md").read_text()
     _ok(["sample", "--model", trained / "mix", "--fix", "age=70", "--fix", "sex=M", "--guidance", 1.5,
          "--out", trained / "guided"])
     assert (trained / "guided" / "samples.json").is_file()

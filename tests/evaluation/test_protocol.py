@@ -78,3 +78,32 @@ def test_a_class_role_without_categories_or_range_is_refused():
     model = mv.JointModel(spec)
     with pytest.raises(mv.InputError, match="--categorical"):
         class_truth(model, "image", [0.0])
+
+
+def test_point_prediction_is_reported_beside_sampling():
+    spec = tiny_latent_spec_3d()
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    mixture = mv.JointModel(spec)
+    test = records(4, 0)
+    options = EvaluationOptions(num_samples=1, steps=2, likelihood_timesteps=0, table2=False, method="point")
+    out = evaluate_model(mixture, test, population_mean=67.0, options=options)
+    point = out["point"]
+    assert point["calls_per_subject"] == 4 and point["levels"][0] == mixture.timesteps
+    means = out["samples"]["point"]["continuous"]
+    ages = torch.tensor(test["age"], dtype=torch.float64)
+    assert point["regression"]["mae"] == pytest.approx(float((means - ages).abs().mean()))
+    probs = out["samples"]["point"]["probs"]
+    truth = class_truth(mixture, "sex", test["sex"])
+    assert point["classification"]["accuracy"] == pytest.approx(float((probs.argmax(1) == truth).double().mean()))
+    assert point["regression"]["seconds_per_subject"] > 0 and "regression" in out  # beside sampling, not instead
+    assert "mean_sample_variance" not in point["regression"]  # one answer per subject has no spread
+
+
+def test_point_prediction_of_a_paper_recipe_model_is_refused_before_any_sampling(model, monkeypatch):
+    monkeypatch.setattr(model, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
+    options = EvaluationOptions(num_samples=1, steps=2, method="point")
+    with pytest.raises(mv.InputError, match="clean subsets.*drop --method point") as err:
+        evaluate_model(model, records(2, 0), population_mean=67.0, options=options)
+    assert "\n" not in str(err.value)
+    with pytest.raises(mv.InputError, match="--method must be one of sample, point"):
+        evaluate_model(model, records(2, 0), population_mean=67.0, options=EvaluationOptions(method="mean"))
