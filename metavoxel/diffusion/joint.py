@@ -146,8 +146,8 @@ class JointModel(nn.Module):
             self.train(was_training)
 
     def point_predict(self, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
-                      masks: Mapping[str, Any] | None = None, draws: int = 2,
-                      levels: tuple[int, ...] | list[int] | None = None, seed: int | None = None,
+                      masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
+                      draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
                       batch_size: int | None = None) -> PointPrediction:
         """Posterior means and class probabilities of ``targets`` given ``fix`` in at most 5 network calls per
         subject (renoise-and-read; see `JointDiffusion.point_predict`). Needs a model trained with clean subsets.
@@ -157,7 +157,7 @@ class JointModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, draws=draws, levels=levels,
+            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, levels=levels, draws=draws,
                                                 seed=seed, batch_size=batch_size)
         finally:
             self.train(was_training)

@@ -62,7 +62,6 @@ class EvaluationOptions:
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
         table2: run the four conditioning sets of Table 2.
         method: ``sample``, or ``point`` to add point predictions (`point_prediction`) beside sampling.
-        point_draws: chains per subject of a point prediction (x 2 levels <= 5 network calls).
     """
 
     roles: Roles = field(default_factory=Roles)
@@ -75,7 +74,6 @@ class EvaluationOptions:
     likelihood_timesteps: int = 25
     table2: bool = True
     method: str = "sample"
-    point_draws: int = 2
 
 
 @dataclass
@@ -165,8 +163,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
                                                       classes=classes), "seconds_per_subject": cls.seconds / n}
     out["samples"]["classification"] = votes
     if options.method == "point":
-        point = point_prediction(model, test, roles, draws=options.point_draws, seed=options.seed,
-                                 batch_size=options.batch_size)
+        point = point_prediction(model, test, roles, seed=options.seed, batch_size=options.batch_size)
         out["samples"]["point"] = {"continuous": point.pop("continuous"), "probs": point.pop("probs")}
         out["point"] = point
 
@@ -204,18 +201,17 @@ def check_method(model: JointModel, method: str) -> None:
         check_point(model)
 
 
-def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *, draws: int = 2, seed: int = 0,
+def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *, seed: int = 0,
                      batch_size: int | None = None) -> dict[str, Any]:
     """The regression and classification questions answered by point prediction instead of sampling.
 
     ``roles.continuous`` from image + categorical: its posterior mean; ``roles.categorical`` from image +
     continuous: its class probabilities (a D3PM kind), or, for a continuous variable in the categorical
     role, its posterior mean cut at the midpoint of its declared range (`class_truth`'s rule). Each answer
-    costs ``draws`` x 2 network calls per subject (`metavoxel.diffusion.point`, its default levels).
+    costs at most 5 network calls per subject (`metavoxel.diffusion.point`, its default plan).
 
     Args:
         test: raw values per variable, images as (N, C, *shape) tensors.
-        draws: chains per subject (draws x 2 levels <= 5).
         seed: RNG seed of the prior draws and the re-noising.
         batch_size: rows per network call (default all at once).
 
@@ -232,13 +228,13 @@ def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *
     n = len(test[roles.continuous])
     truth_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
     start = time.perf_counter()
-    reg = model.point_predict({g: test[g] for g in roles.given("I,C")}, roles.continuous, draws=draws, seed=seed,
+    reg = model.point_predict({g: test[g] for g in roles.given("I,C")}, roles.continuous, seed=seed,
                               batch_size=batch_size)
     seconds_reg = time.perf_counter() - start
     means = reg.mean[roles.continuous].reshape(n).double()  # (N,)
     start = time.perf_counter()
     cls = model.point_predict({roles.image: test[roles.image], roles.continuous: test[roles.continuous]},
-                              roles.categorical, draws=draws, seed=seed, batch_size=batch_size)
+                              roles.categorical, seed=seed, batch_size=batch_size)
     seconds_cls = time.perf_counter() - start
     classes = binary_classes(model, roles.categorical)
     truth_k = class_truth(model, roles.categorical, test[roles.categorical])
@@ -253,7 +249,7 @@ def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *
     regression = {k: regression[k] for k in ("mae", "mae_sd", "rmse", "bias", "pearson_r")}  # no spread
     return {"regression": {**regression, "seconds_per_subject": seconds_reg / n},
             "classification": {**classification, "seconds_per_subject": seconds_cls / n},
-            "draws": reg.draws, "levels": list(reg.levels), "calls_per_subject": reg.draws * len(reg.levels),
+            "levels": list(reg.levels), "draws": list(reg.draws), "calls_per_subject": reg.calls_per_subject,
             "continuous": means, "probs": probs}
 
 

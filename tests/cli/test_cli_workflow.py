@@ -235,7 +235,7 @@ def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(train
          "-n", 1, "--steps", 2, "--likelihood-timesteps", 0, "--features", "none", "--out", evaluation])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["point"]["calls_per_subject"] <= 5 and metrics["point"]["classification"]["n"] == N
-    assert "(point prediction, 4 network calls)" in (evaluation / "report.md").read_text()
+    assert "(point prediction, 5 network calls)" in (evaluation / "report.md").read_text()
     _ok(["sample", "--model", trained / "mix", "--fix", "age=70", "--fix", "sex=M", "--guidance", 1.5,
          "--out", trained / "guided"])
     assert (trained / "guided" / "samples.json").is_file()

@@ -88,7 +88,7 @@ def test_point_prediction_is_reported_beside_sampling():
     options = EvaluationOptions(num_samples=1, steps=2, likelihood_timesteps=0, table2=False, method="point")
     out = evaluate_model(mixture, test, population_mean=67.0, options=options)
     point = out["point"]
-    assert point["calls_per_subject"] == 4 and point["levels"][0] == mixture.timesteps
+    assert point["calls_per_subject"] == 5 and point["draws"] == [1, 2, 2] and point["levels"][0] == mixture.timesteps
     means = out["samples"]["point"]["continuous"]
     ages = torch.tensor(test["age"], dtype=torch.float64)
     assert point["regression"]["mae"] == pytest.approx(float((means - ages).abs().mean()))
