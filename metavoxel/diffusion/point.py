@@ -203,8 +203,7 @@ def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Map
                 given[name] = torch.where(conditions.held.get(name, torch.zeros_like(t, dtype=torch.bool)),
                                           given[name], torch.full_like(t, levels[0]))
         out = network(z, given, conditions.keep) if conditions.keep else network(z, given)
-        for name in free:
-            path = paths[name]
+        for name, path in paths.items():  # a fully given variable too: a target may be one
             if path is None:
                 continue
             held = conditions.held.get(name)  # (rows,) rows where this variable is given: its value, as is

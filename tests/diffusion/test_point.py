@@ -106,6 +106,8 @@ def test_class_probabilities_average_every_call_and_given_rows_come_back_exact(m
     torch.testing.assert_close(p.probs["group"], expected.expand(2, 3))
     assert set(p.mean) == {"age"} and p.mean["age"][0] == pytest.approx(50.0, abs=1e-4)  # given: returned as is
     assert 40 <= float(p.mean["age"][1]) <= 95
+    given = diffusion.point_predict(oracle(model, 0.0), {"image": image, "age": [50.0, 60.0]}, "age")
+    torch.testing.assert_close(given.mean["age"], torch.tensor([50.0, 60.0]), atol=1e-4, rtol=0)
 
 
 def test_a_paper_recipe_model_is_refused_in_one_line():
