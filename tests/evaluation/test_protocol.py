@@ -7,7 +7,7 @@ import torch
 
 import metavoxel as mv
 from metavoxel.evaluation import CONDITIONING_SETS, EvaluationOptions, Readers, Roles, evaluate_model
-from metavoxel.evaluation.protocol import binary_classes, class_samples, class_truth
+from metavoxel.evaluation.protocol import binary_classes, class_samples, class_truth, point_prediction
 from tiny_specs import tiny_latent_spec_3d
 
 
@@ -107,3 +107,15 @@ def test_point_prediction_of_a_paper_recipe_model_is_refused_before_any_sampling
     assert "\n" not in str(err.value)
     with pytest.raises(mv.InputError, match="--method must be one of sample, point"):
         evaluate_model(model, records(2, 0), population_mean=67.0, options=EvaluationOptions(method="mean"))
+
+
+def test_a_continuous_sex_is_classified_by_its_point_mean_cut_at_the_midpoint():
+    spec = tiny_latent_spec_3d()
+    spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 1.0]}
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    model = mv.JointModel(spec)
+    test = {**records(4, 0), "sex": [0.0, 1.0, 1.0, 0.0]}
+    point = point_prediction(model, test, Roles(), seed=0)
+    cut = (point["probs"].argmax(1) == class_truth(model, "sex", test["sex"])).double().mean()
+    assert point["classification"]["accuracy"] == pytest.approx(float(cut))
+    assert point["probs"].shape == (4, 2) and set(point["probs"].flatten().tolist()) <= {0.0, 1.0}
