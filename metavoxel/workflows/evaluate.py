@@ -127,7 +127,8 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     """The report's figures, each a PNG with a PDF beside it; returns the written paths.
 
     ``<continuous>_scatter``: predicted (mean of the samples; and the point prediction when evaluated) vs
-    true, one colour per model, MAE in the legend; ``<categorical>_calibration``: reliability diagram with bin counts; ``<continuous>_rank``: the
+    true, one colour per model, MAE in the legend; ``<categorical>_calibration``: reliability diagram with
+    bin counts (and the point prediction's probabilities when evaluated); ``<continuous>_rank``: the
     rank (PIT) histogram of the truth among the samples; ``<continuous>_table2``: one panel per
     conditioning set (when the evaluation ran Table 2); ``samples``: real and generated images as
     orthogonal planes.

@@ -244,8 +244,8 @@ def test_evaluate_reports_point_predictions_beside_sampling(trained, cohort, cap
         _ok(["train", "--spec", trained / "mixture.yaml", "--data", trained / "cohort.tsv", "--out", trained / "mix",
              "--steps", 2, "--batch-size", 2, "--cache", trained / "cache"])
     evaluation = trained / "mix-eval"
-    _ok(["evaluate", "--model", trained / "mix", "--data", trained / "cohort.tsv", "--split", "all", "--method", "point",
-         "-n", 1, "--steps", 2, "--likelihood-timesteps", 0, "--features", "none", "--out", evaluation])
+    _ok(["evaluate", "--model", trained / "mix", "--data", trained / "cohort.tsv", "--split", "all",
+         "--method", "point", "-n", 1, "--steps", 2, "--likelihood-timesteps", 0, "--features", "none", "--out", evaluation])
     assert "point prediction (5 network calls per subject): age MAE" in " ".join(capsys.readouterr().out.split())
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["point"]["calls_per_subject"] == 5 and metrics["point"]["classification"]["n"] == N
