@@ -37,6 +37,7 @@ import torch
 
 from metavoxel.diffusion.conditioning import Conditions
 from metavoxel.diffusion.known import Known
+from metavoxel.diffusion.sampler import Streams
 from metavoxel.errors import InputError
 from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
 from metavoxel.variables.protocol import Variable
@@ -113,7 +114,8 @@ def point_plan(timesteps: int, levels: Sequence[int] | None = None, draws: int |
 
 
 def point_predict(variables: Mapping[str, Variable], network: Callable, known: Mapping[str, Known], n: int,
-                  targets: list[str], *, timesteps: int, generator: torch.Generator, device: torch.device,
+                  targets: list[str], *, timesteps: int, generator: torch.Generator | Sequence[torch.Generator],
+                  device: torch.device,
                   levels: Sequence[int] | None = None, draws: int | Sequence[int] | None = None,
                   batch_size: int | None = None) -> PointPrediction:
     """Posterior means and class probabilities of ``targets`` for N subjects: renoise-and-read (module doc).
@@ -128,7 +130,8 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
         n: N subjects.
         targets: the variables to predict (Gaussian or D3PM kinds, declared by their fast-path capability).
         timesteps: T.
-        generator, device: random draws and where states live.
+        generator, device: random draws and where states live; ``generator`` may be one per subject (N), so
+            that a subject's answer does not depend on the other subjects.
         levels, draws: the plan (`point_plan`; default `READ_LEVELS`: T, 0.52 T, 0.26 T with 1, 2, 2 draws).
         batch_size: rows per network call (default all N · max(draws)).
 
@@ -146,13 +149,17 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
             raise InputError(f"point prediction reads a Gaussian (eps) or D3PM (x0-logit) prediction; {name!r} "
                              f"(kind {var.kind}) declares neither; sample it instead (--method sample)")
     per_chunk = n if batch_size is None else max(1, int(batch_size) // max(draws))  # subjects per forward
+    own = not isinstance(generator, torch.Generator)
+    if own and len(generator) != n:
+        raise InputError(f"point prediction: expected one generator per subject ({n}), got {len(generator)}")
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in targets}
     calls = 0
     for start in range(0, n, per_chunk):
         subjects = slice(start, min(n, start + per_chunk))
         chunk = {k: v.rows(subjects) for k, v in known.items()}
+        gens = list(generator[subjects]) if own else generator
         answer = _read_chunk(variables, network, chunk, paths, subjects.stop - subjects.start, levels, draws,
-                             generator, device)
+                             gens, device)
         calls += len(levels)
         for name in targets:
             parts[name].append(answer[name])
@@ -174,8 +181,8 @@ def _path(var: Variable) -> GaussianFastPath | DiscreteFastPath | None:
 
 
 def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Mapping[str, Known], paths: Mapping,
-                n: int, levels: tuple[int, ...], draws: tuple[int, ...], generator: torch.Generator,
-                device: torch.device) -> dict[str, torch.Tensor]:
+                n: int, levels: tuple[int, ...], draws: tuple[int, ...],
+                generator: torch.Generator | list[torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
     """N subjects through every level: each readable free variable's estimate, x0 (N, *z) or probabilities (N, K)."""
     estimate: dict[str, torch.Tensor] = {}  # name -> (N, *z) x0 or (N, K) probabilities, shared by the draws
     probs: dict[str, list[torch.Tensor]] = {}
@@ -185,16 +192,24 @@ def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Map
         conditions = Conditions(variables, rows_known, "clean", levels[0], rows)
         free = [name for name in variables if name not in conditions.held or not bool(conditions.held[name].all())]
         t = torch.full((rows,), level, device=device, dtype=torch.long)
-        z = {name: var.prior(rows, generator=generator, device=device) for name, var in variables.items()}
-        for name in free:
-            if name not in estimate:
-                continue  # the first level (prior noise), or a kind without a readable process
-            m = estimate[name].repeat_interleave(d, dim=0)  # (rows, ...)
-            if isinstance(paths[name], GaussianFastPath):
-                z[name] = variables[name].renoise(m.to(z[name].dtype), t, generator=generator)
-            else:  # D3PM: re-noise a class drawn from the estimated probabilities
-                drawn = torch.multinomial(m, 1, generator=generator)[:, 0]  # (rows,)
-                z[name] = variables[name].renoise(drawn.to(z[name].dtype), t, generator=generator)
+        streams = (Streams([(d, g) for g in generator]) if isinstance(generator, list)
+                   else Streams.single(rows, generator))
+
+        def draw(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:  # one block's draws, fixed order
+            b = part.stop - part.start
+            zp = {name: var.prior(b, generator=gen, device=device) for name, var in variables.items()}
+            for name in free:
+                if name not in estimate:
+                    continue  # the first level (prior noise), or a kind without a readable process
+                m = estimate[name].repeat_interleave(d, dim=0)[part]  # (b, ...)
+                if isinstance(paths[name], GaussianFastPath):
+                    zp[name] = variables[name].renoise(m.to(zp[name].dtype), t[part], generator=gen)
+                else:  # D3PM: re-noise a class drawn from the estimated probabilities
+                    drawn = torch.multinomial(m, 1, generator=gen)[:, 0]  # (b,)
+                    zp[name] = variables[name].renoise(drawn.to(zp[name].dtype), t[part], generator=gen)
+            return zp
+
+        z = streams.each(draw)
         z = conditions.hold(z)
         given = conditions.levels(t)
         given = {name: given[name] if isinstance(given, dict) else t for name in variables}

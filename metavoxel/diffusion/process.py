@@ -293,7 +293,7 @@ class JointDiffusion:
     def point_predict(self, network: Network, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
                       masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
                       draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
-                      batch_size: int | None = None) -> PointPrediction:
+                      batch_size: int | None = None, seeds: Sequence[int] | None = None) -> PointPrediction:
         """Posterior means (Gaussian kinds) and class probabilities (D3PM kinds) of ``targets`` given ``fix``.
 
         Renoise-and-read (`metavoxel.diffusion.point`): the fixed variables clean at level 0; a first call
@@ -310,13 +310,15 @@ class JointDiffusion:
                 every level). Default `metavoxel.diffusion.point.READ_LEVELS`: T, 0.52 T, 0.26 T with 1, 2, 2.
             seed: RNG seed (default: ``seed``).
             batch_size: rows per network call (default all N · max(draws) at once).
+            seeds: one seed per subject instead of ``seed``: each subject draws from its own generator, so its
+                answer does not depend on the other subjects or on ``batch_size``.
 
         Returns:
             A `PointPrediction` with ``mean[name]`` (N, ...) in value space and ``probs[name]`` (N, K).
 
         Raises:
-            InputError: a model trained without clean subsets, an unknown target, or a plan over 5 network calls
-                per subject (see `metavoxel.diffusion.point.point_plan`).
+            InputError: a model trained without clean subsets, an unknown target, a plan over 5 network calls
+                per subject (see `metavoxel.diffusion.point.point_plan`), or ``seeds`` not one per subject.
         """
         if self.mixture.clean <= 0:
             raise InputError("point prediction needs a model trained with clean subsets (diffusion.training.clean "
@@ -330,7 +332,13 @@ class JointDiffusion:
         unknown = [t for t in targets if t not in self.variables]
         if unknown:
             raise InputError(f"unknown target(s) {', '.join(unknown)}; this model has {', '.join(self.variables)}")
-        generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
+        if seeds is not None:
+            if len(seeds) != n:
+                raise InputError(f"seeds: expected one per subject ({n}), got {len(seeds)}")
+            generator: torch.Generator | list[torch.Generator] = [
+                torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
+        else:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
         return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, levels=levels,
                              draws=draws, generator=generator, device=self.device, batch_size=batch_size)
 

@@ -113,15 +113,16 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     columns: list[str] | None = None
     rows = []
     records = list(cohort.records)
-    # whole records per call: `batch_size` rows of `num_samples` samples each (one record per point call)
-    per_call = 1 if method == "point" else max(1, batch_size // num_samples)
+    # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each
+    per_call = max(1, batch_size // (max(draws or 1, 2) if method == "point" else num_samples))
     done = 0
     for first in range(0, len(records), per_call):
         chunk = range(first, min(len(records), first + per_call))
         fix = {g: batch[g][chunk.start:chunk.stop] for g in present}
         seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
         if method == "point":
-            summary = _point_summary(model.point_predict(fix, target, draws=draws, seed=seeds[0]), target, var)
+            summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size),
+                                     target, var)
         else:
             result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
                                   batch_size=batch_size, conditioning=conditioning, guidance=guidance)

@@ -115,3 +115,22 @@ def test_a_paper_recipe_model_is_refused_in_one_line():
     with pytest.raises(InputError, match="point prediction needs a model trained with clean subsets") as err:
         paper.point_predict({"age": [50.0]})
     assert "\n" not in str(err.value)
+
+
+def test_per_subject_seeds_make_a_point_prediction_independent_of_its_batch(model):
+    """With one seed per subject (as predict and evaluate pass them) a subject's answer is the same alone, among
+    others and under any batch size (issue 14)."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # non-zero outputs (the U-Net's output convs start at zero)
+        perturbed = mv.JointModel(tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": MIXTURE}))
+        perturbed.load_state_dict(model.state_dict())
+        for p in perturbed.net.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    images, groups, seeds = torch.rand(3, 1, 8, 8, generator=g), ["A", "B", "C"], [7, 8, 9]
+    together = perturbed.point_predict({"image": images, "group": groups}, ["age"], seeds=seeds, batch_size=4)
+    alone = perturbed.point_predict({"image": images[2:], "group": groups[2:]}, ["age"], seeds=seeds[2:])
+    assert torch.allclose(alone.mean["age"][0], together.mean["age"][2], atol=1e-5)
+    other = perturbed.point_predict({"image": images, "group": groups}, ["age"], seeds=[1, 2, 3])
+    assert not torch.allclose(other.mean["age"], together.mean["age"], atol=1e-5)
+    with pytest.raises(InputError, match="one per subject"):
+        perturbed.point_predict({"image": images, "group": groups}, ["age"], seeds=seeds[:2])
