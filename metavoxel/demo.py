@@ -234,8 +234,9 @@ def _round_trip(ctx: _Context, report: DemoReport, guidance: float, per_request:
     r = float(np.corrcoef(requested, read)[0, 1]) if read.std() > 0 else float("nan")
     slope = float(np.polyfit(requested, read, 1)[0])
     report.metrics.update(round_trip_r=r, round_trip_slope=slope)
+    guided = f" (guidance {guidance:g})" if guidance else ""
     report.tables.append(Table(
-        f"Conditional generation, read back: {per_request} brains generated per (sex, age){f' (guidance {guidance:g})' if guidance else ''}, "
+        f"Conditional generation, read back: {per_request} brains generated per (sex, age){guided}, "
         f"age read back from each by the same model (mean of {num_samples} samples; conditional.png)",
         ["sex", "requested age", "read back (mean ± SD over brains)", "each brain"],
         rows + [["all", "", f"r {r:.2f}, slope {slope:.2f}", ""]]))

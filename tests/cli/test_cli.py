@@ -144,6 +144,7 @@ def test_demo_help_states_the_demo_recipe():
     hints = typing.get_type_hints(commands.demo, include_extras=True)
     helps = {name: hint.__metadata__[0].help for name, hint in hints.items() if hasattr(hint, "__metadata__")}
     assert f"recipe's {DEMO.subjects})" in helps["subjects"] and f"(default {DEMO.vae_steps})" in helps["vae_steps"]
-    assert f"(default {DEMO.train_steps})" in helps["train_steps"] and f"(default {DEMO.guidance:g};" in helps["guidance"]
+    assert f"(default {DEMO.train_steps})" in helps["train_steps"]
+    assert f"(default {DEMO.guidance:g};" in helps["guidance"]
     doc = " ".join(commands.demo.__doc__.split())
     assert all(f"{k}={v:g}" in doc for k, v in DEMO.phantom.items())
