@@ -1,8 +1,8 @@
 """VAE recipes at the demo's size: seconds, PSNR, SSIM and the signal probe, side by side in one run.
 
-Each trial trains a KL-VAE (`metavoxel.vae.train_vae`) on the training split of the `DEMO` phantom cohort
-(240 subjects, 32³ at 5.5 mm) and measures, on every subject it did not train on (validation + test,
-60 subjects): PSNR/SSIM (MONAI) of ``decode(mu(x))`` and the ridge probe of `metavoxel.vae.probe`
+Each trial trains a KL-VAE (`metavoxel.vae.train_vae`) on the training split of `COHORT`: the demo's
+size before its phantom changed (240 subjects, 32³ at 5.5 mm, the default phantom) and measures, on every
+subject it did not train on (validation + test, 60 subjects): PSNR/SSIM (MONAI) of ``decode(mu(x))`` and the ridge probe of `metavoxel.vae.probe`
 (fitted on the raw training images; age MAE and sex accuracy on raw vs reconstructed images).
 
     OMP_NUM_THREADS=1 python benchmarks/vae_recipes.py --trials demo-before,cosine [--append]
@@ -14,6 +14,7 @@ Seconds are the training loop's wall time on this machine as it is (shared or no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -25,13 +26,16 @@ import torch
 
 from metavoxel.data import DataSpec, read_cohort, split_subjects
 from metavoxel.diffusion.joint import JointModel
-from metavoxel.spec import ModelSpec
+from metavoxel.spec import PAPER_TRAINING, ModelSpec
 from metavoxel.vae import VAETrainConfig, train_vae
 from metavoxel.vae.architecture import VAESpec, build_vae
 from metavoxel.vae.evaluation import reconstruct, reconstruction_metrics
 from metavoxel.vae.probe import signal_probe
 from metavoxel.vae.volumes import VolumeSet
 from metavoxel.workflows.study import DEMO, make_cohort, study_spec
+
+#: The cohort every trial uses: DEMO's grid with 240 subjects of the default phantom (the rows in RESULTS.md).
+COHORT = dataclasses.replace(DEMO, subjects=240, phantom={}, training=dict(PAPER_TRAINING))
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BASE_ARCH = {"channels": [8, 16, 32], "latent_channels": 8, "num_res_blocks": 1, "norm_num_groups": 8}
@@ -48,9 +52,9 @@ TRIALS: dict[str, tuple[dict, dict]] = {
 
 
 def load_demo(root: Path) -> dict[str, dict]:
-    """The DEMO cohort's images and scalars per split (written to ``root`` once)."""
-    data = make_cohort(DEMO, root)
-    spec = ModelSpec.from_dict(study_spec(DEMO))
+    """The `COHORT`'s images and scalars per split (written to ``root`` once)."""
+    data = make_cohort(COHORT, root)
+    spec = ModelSpec.from_dict(study_spec(COHORT))
     model = JointModel(spec, load_weights=False)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
     out = {}

@@ -70,11 +70,19 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
         _figure(tmp_path / png)
     assert (tmp_path / "cohort" / "participants.tsv").is_file() and (tmp_path / "model" / "spec.json").is_file()
     assert "True" in out  # inpainting kept the known voxels exactly
+    import json
+
+    demo = json.loads((tmp_path / "demo.json").read_text())  # every printed figure, with its constant
+    checks = {c["name"]: c for c in demo["checks"]}
+    assert {"age MAE (years)", "sex accuracy", "round-trip ages in increasing order (each sex)"} <= set(checks)
+    assert checks["age MAE (years)"]["constant"] == pytest.approx(demo["metrics"]["age_mae_baseline"])
+    assert "Does the demo beat its constants" in out and ("NOT beat" in out) == (not all(
+        c["met"] for c in demo["checks"]))
+    assert [t["title"] for t in demo["tables"]][-1].startswith("Does the demo beat")
 
     evaluation = tmp_path / "eval"
     assert run(["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "cohort"), "--out",
                 str(evaluation), "--num-samples", "2", "--steps", "2", "--likelihood-timesteps", "2"]) == 0
-    import json
 
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n_test"] == len(json.loads(
@@ -124,3 +132,19 @@ def test_plugins_reports_a_broken_plugin_and_still_lists_the_others(capsys, monk
         assert "blocked: plugin 'broken_kind'" in out and "failed" not in out and "continuous" in out
     finally:
         registry._cached_default.cache_clear()
+
+
+def test_demo_help_states_the_demo_recipe():
+    """`metavoxel demo --help` names the DEMO recipe's budget, guidance and phantom settings as they are."""
+    import typing
+
+    from metavoxel.cli import commands
+    from metavoxel.workflows.study import DEMO
+
+    hints = typing.get_type_hints(commands.demo, include_extras=True)
+    helps = {name: hint.__metadata__[0].help for name, hint in hints.items() if hasattr(hint, "__metadata__")}
+    assert f"recipe's {DEMO.subjects})" in helps["subjects"] and f"(default {DEMO.vae_steps})" in helps["vae_steps"]
+    assert f"(default {DEMO.train_steps})" in helps["train_steps"]
+    assert f"(default {DEMO.guidance:g};" in helps["guidance"]
+    doc = " ".join(commands.demo.__doc__.split())
+    assert all(f"{k}={v:g}" in doc for k, v in DEMO.phantom.items())
