@@ -4,7 +4,8 @@ Trains two toy models with the same steps, seed and data — the paper's recipe 
 mixture (`diffusion.training`) — and measures, side by side in one run:
 
 - age from image + group: MAE of the sample mean (S samples) for repaint / clean / clean + guidance, and
-  of the point prediction (x0 read from the network, `JointModel.point_predict`);
+  of point predictions (x0 read from the network, `JointModel.point_predict`: read at T only, the
+  renoise-and-read plan at two levels, and its default plan);
 - group from image + age: accuracy of the sample majority for the same modes and of the point
   prediction's class probabilities; likelihood classification (`class_scores`) as the reference for what
   the model knows;
@@ -21,6 +22,9 @@ mixture (`diffusion.training`) — and measures, side by side in one run:
 - seconds per subject of every method.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps 1500`` (about 10 minutes on 2 CPU cores).
+``--recipes mixture`` trains and measures only the mixture (the paper recipe refuses clean conditioning,
+guidance and point predictions); ``--models DIR`` saves the trained weights there and reuses them in a later
+run with the same recipe, steps, data size and seed (training is deterministic on one thread).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import argparse
 import copy
 import sys
 import time
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 import metavoxel as mv
 from metavoxel.errors import InputError
@@ -43,14 +49,26 @@ MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "kee
 PAPER = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
 
 
-def train(recipe: dict, steps: int, seed: int, train_data: dict) -> tuple[mv.JointModel, float]:
+def train(recipe: dict, steps: int, seed: int, train_data: dict, cache: Path | None = None
+          ) -> tuple[mv.JointModel, float]:
+    """A toy model trained with ``recipe``; with ``cache``, its weights are saved there and reused by a later
+    run with the same recipe, steps, data size and seed (training is deterministic on one thread)."""
     spec = copy.deepcopy(TOY_SPEC)
     spec["diffusion"] = {**spec["diffusion"], "training": recipe}
     torch.manual_seed(seed)
     model = mv.JointModel(spec)
+    key = "-".join(f"{k}{v:g}" for k, v in sorted(recipe.items()))
+    file = None if cache is None else cache / f"toy-{key}-steps{steps}-train{len(train_data['age'])}-seed{seed}.safetensors"
+    if file is not None and file.is_file():
+        model.load_state_dict(load_file(file))
+        return model, float("nan")
     start = time.perf_counter()
     fit(model, train_data, steps=steps, batch_size=32, seed=seed)
-    return model, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, file)
+    return model, seconds
 
 
 class Probes:
@@ -123,14 +141,19 @@ def evaluate(model: mv.JointModel, test: dict, probes: Probes, samples: int, gui
         rows[label] = row
     fix_age = {"image": test["image"], "group": test["group"]}
     fix_grp = {"image": test["image"], "age": test["age"]}
-    pa, sec_a, err = timed(lambda: model.point_predict(fix_age, "age", draws=4, seed=0))
-    if err:
-        rows["point (4 draws)"] = {"refused": err}
-    else:
-        pg, sec_g, _ = timed(lambda: model.point_predict(fix_grp, "group", draws=4, seed=0))
-        rows["point (4 draws)"] = {"age MAE": float((pa.mean["age"] - test["age"]).abs().mean()),
-                                   "group acc": float((pg.probs["group"].argmax(1) == truth_group).double().mean()),
-                                   "s/subject": (sec_a + sec_g) / (2 * n)}
+    T = model.timesteps
+    low = round(0.26 * T)
+    for label, levels, draws in (("point, level T only (4 calls)", [T], 4),
+                                 (f"point, T then {low} (2 + 2 calls)", [T, low], 2),
+                                 ("point, default plan (1 + 2 + 2 calls)", None, None)):
+        pa, sec_a, err = timed(lambda: model.point_predict(fix_age, "age", levels=levels, draws=draws, seed=0))
+        if err:
+            rows[label] = {"refused": err}
+            break
+        pg, sec_g, _ = timed(lambda: model.point_predict(fix_grp, "group", levels=levels, draws=draws, seed=0))
+        rows[label] = {"age MAE": float((pa.mean["age"] - test["age"]).abs().mean()),
+                       "group acc": float((pg.probs["group"].argmax(1) == truth_group).double().mean()),
+                       "s/subject": (sec_a + sec_g) / (2 * n)}
     scores, sec, _ = timed(lambda: mv.diffusion.class_scores(model, fix_grp, "group", timesteps=10, seed=0))
     rows["likelihood (10 t)"] = {"group acc": float((scores.argmin(1) == truth_group).double().mean()),
                                  "s/subject": sec / n}
@@ -196,6 +219,9 @@ def main() -> None:
                         help="samples per subject for spread-skill, CRPS and interval coverage (0: skip)")
     parser.add_argument("--jump-length", type=int, default=5, help="RePaint resampling: jump length (steps)")
     parser.add_argument("--jump-rounds", type=int, default=3, help="RePaint resampling: rounds per jump")
+    parser.add_argument("--recipes", default="paper,mixture", help="comma-separated: paper, mixture")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="folder to save trained weights in and reuse them from (same recipe, steps, data, seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train_data, test = toy_cohort(args.train, seed=args.seed), toy_cohort(args.test, seed=args.seed + 1)
@@ -205,14 +231,19 @@ def main() -> None:
     ceiling_acc = float((probes.group(test["image"]) == truth_group).double().mean())
     baseline = float((train_data["age"].mean() - test["age"]).abs().mean())
     results, inpainted, seconds = {}, {}, {}
-    for name, recipe in (("paper", PAPER), ("mixture", MIXTURE)):
-        model, seconds[name] = train(recipe, args.steps, args.seed, train_data)
+    recipes = {"paper": PAPER, "mixture": MIXTURE}
+    chosen = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if not chosen or any(r not in recipes for r in chosen):
+        parser.error(f"--recipes: choose among {', '.join(recipes)}, got {args.recipes!r}")
+    for name in chosen:
+        model, seconds[name] = train(recipes[name], args.steps, args.seed, train_data, args.models)
         results[name] = evaluate(model, test, probes, args.samples, args.guidance, args.calibration_samples)
         inpainted[name] = inpainting(model, test, (args.jump_length, args.jump_rounds))
         print(f"trained and evaluated {name} ({seconds[name]:.0f} s training)", file=sys.stderr, flush=True)
     print(f"command: OMP_NUM_THREADS=1 python benchmarks/conditioning.py --steps {args.steps} --train {args.train} "
           f"--test {args.test} --samples {args.samples} --guidance {args.guidance:g} --seed {args.seed} "
-          f"--jump-length {args.jump_length} --jump-rounds {args.jump_rounds} --calibration-samples {args.calibration_samples}")
+          f"--jump-length {args.jump_length} --jump-rounds {args.jump_rounds} "
+          f"--calibration-samples {args.calibration_samples} --recipes {','.join(chosen)}")
     print(f"mixture: {MIXTURE}; training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"read-back ceiling on real test images: r {ceiling_r:.3f}, slope {ceiling_slope:.3f}, "
           f"group acc {ceiling_acc:.3f}; training-mean age MAE {baseline:.2f}; majority group acc "

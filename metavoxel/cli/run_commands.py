@@ -194,14 +194,17 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
              classifier: Annotated[Path | None, typer.Option(help="Baseline classifier directory (conditional "
                                                              "fidelity).")] = None,
              batch_size: Annotated[int, typer.Option(help="Rows per network call.", min=1)] = 96,
-             precision: Precision = "fp32") -> None:
+             precision: Precision = "fp32",
+             method: Annotated[str, typer.Option("--method", help="sample, or point: also the point prediction "
+                                                 "(<= 5 network calls per subject; a model trained with clean "
+                                                 "subsets) beside the sampled answers.")] = "sample") -> None:
     """The paper's evaluation of a run: age MAE, PIT/CRPS/spread-skill/coverage, sex accuracy/AUROC/ECE, Table 2,
     FID/MMD, MS-SSIM. Coverage of a 90% interval needs -n 20; with fewer samples its real level is reported."""
     from metavoxel.evaluation import EvaluationOptions, Roles
     from metavoxel.workflows.evaluate import evaluate_run
 
     options = EvaluationOptions(num_samples=num_samples, steps=steps, seed=seed, batch_size=batch_size,
-                                precision=precision, likelihood_timesteps=likelihood_timesteps)
+                                precision=precision, likelihood_timesteps=likelihood_timesteps, method=method)
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
@@ -220,6 +223,12 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
     console().print(f"{continuous} MAE {reg['mae']:.2f} ± {reg['mae_sd']:.2f}, CRPS {fmt(unc['crps'])}, spread-skill "
                     f"{fmt(unc['spread_skill'])}, coverage {coverage_text(unc['coverage'], unc['coverage_level'])}; "
                     f"{categorical} accuracy {cls['accuracy']:.3f}; wrote {out}/report.md, metrics.json and figures")
+    if "point" in metrics:
+        preg, pcls = metrics["point"]["regression"], metrics["point"]["classification"]
+        console().print(f"point prediction ({metrics['point']['calls_per_subject']} network calls per subject): "
+                        f"{continuous} MAE {preg['mae']:.2f} in {preg['seconds_per_subject']:.4f} s/subject (sampling "
+                        f"{reg['seconds_per_subject']:.4f}); {categorical} accuracy {pcls['accuracy']:.3f} in "
+                        f"{pcls['seconds_per_subject']:.4f} s/subject (sampling {cls['seconds_per_subject']:.4f})")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
 

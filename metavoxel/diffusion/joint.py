@@ -148,15 +148,20 @@ class JointModel(nn.Module):
             self.train(was_training)
 
     def point_predict(self, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
-                      masks: Mapping[str, Any] | None = None, draws: int = 4, seed: int | None = None,
-                      batch_size: int | None = None) -> PointPrediction:
-        """Posterior means and class probabilities of ``targets`` given ``fix`` in one network call per draw
-        (see `JointDiffusion.point_predict`). Needs a model trained with clean subsets."""
+                      masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
+                      draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
+                      batch_size: int | None = None, seeds: Sequence[int] | None = None) -> PointPrediction:
+        """Posterior means and class probabilities of ``targets`` given ``fix`` in at most 5 network calls per
+        subject (renoise-and-read; see `JointDiffusion.point_predict`; ``seeds``: one per subject). Needs a
+        model trained with clean subsets.
+
+        The network runs in inference mode and the model's training mode is restored afterwards.
+        """
         was_training = self.training
         self.eval()
         try:
-            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, draws=draws, seed=seed,
-                                                batch_size=batch_size)
+            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, levels=levels, draws=draws,
+                                                seed=seed, batch_size=batch_size, seeds=seeds)
         finally:
             self.train(was_training)
 

@@ -20,7 +20,7 @@ from metavoxel.diffusion.grid import repaint_walk, time_grid
 from metavoxel.diffusion.conditioning import CONDITIONING_MODES
 from metavoxel.diffusion.known import known_values
 from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
-from metavoxel.diffusion.point import PointPrediction, point_predict
+from metavoxel.diffusion.point import PointPrediction, point_plan, point_predict
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.diffusion.sampler import Network, Streams, decode, reverse_chain
 from metavoxel.errors import InputError
@@ -291,30 +291,39 @@ class JointDiffusion:
 
     @torch.no_grad()
     def point_predict(self, network: Network, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
-                      masks: Mapping[str, Any] | None = None, draws: int = 4, seed: int | None = None,
-                      batch_size: int | None = None) -> PointPrediction:
+                      masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
+                      draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
+                      batch_size: int | None = None, seeds: Sequence[int] | None = None) -> PointPrediction:
         """Posterior means (Gaussian kinds) and class probabilities (D3PM kinds) of ``targets`` given ``fix``.
 
-        One network call over N · ``draws`` rows: the fixed variables clean at level 0, the free ones prior
-        noise at level T; the x0 prediction averaged over the draws (`metavoxel.diffusion.point`).
+        Renoise-and-read (`metavoxel.diffusion.point`): the fixed variables clean at level 0; a first call
+        with the free variables prior noise at level T, then at each lower level the free variables re-noised
+        from the previous estimate (averaged over that level's draws) and read again, where an eps error is not
+        amplified ~80x. At most 5 network calls per subject (the draws summed over the levels).
 
         Args:
             network: ``network(z, t[, keep])`` in inference mode.
             fix: variable -> raw values for N subjects.
             targets: variables to predict (default: every variable not fixed).
             masks: image variable -> keep-mask, as in `sample` (needs a model trained with keep-masks).
-            draws: prior-noise draws per subject (1..5: at most 5 network calls' worth per subject).
+            levels: integer steps read, T first, strictly decreasing; draws: per level (an int: the same at
+                every level). Default `metavoxel.diffusion.point.READ_LEVELS`: T, 0.52 T, 0.26 T with 1, 2, 2.
             seed: RNG seed (default: ``seed``).
-            batch_size: rows per network call (default all at once).
+            batch_size: rows per network call (default all N · max(draws) at once).
+            seeds: one seed per subject instead of ``seed``: each subject draws from its own generator, so its
+                answer does not depend on the other subjects or on ``batch_size``.
+
+        Returns:
+            A `PointPrediction` with ``mean[name]`` (N, ...) in value space and ``probs[name]`` (N, K).
 
         Raises:
-            InputError: a model trained without clean subsets, an unknown target, or ``draws`` outside 1..5.
+            InputError: a model trained without clean subsets, an unknown target, a plan over 5 network calls
+                per subject (see `metavoxel.diffusion.point.point_plan`), or ``seeds`` not one per subject.
         """
         if self.mixture.clean <= 0:
             raise InputError("point prediction needs a model trained with clean subsets (diffusion.training.clean "
                              "> 0), this one was not; sample instead (--method sample) or retrain")
-        if not 1 <= int(draws) <= 5:
-            raise InputError(f"draws must be between 1 and 5 (network calls per subject), got {draws}")
+        levels, draws = point_plan(self.timesteps, levels, draws)
         known, n = known_values(self.variables, dict(fix), dict(masks or {}), None, self.device)
         self.check_conditioning("clean", 0.0, known)
         targets = [targets] if isinstance(targets, str) else targets
@@ -323,9 +332,15 @@ class JointDiffusion:
         unknown = [t for t in targets if t not in self.variables]
         if unknown:
             raise InputError(f"unknown target(s) {', '.join(unknown)}; this model has {', '.join(self.variables)}")
-        generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
-        return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, draws=int(draws),
-                             generator=generator, device=self.device, batch_size=batch_size)
+        if seeds is not None:
+            if len(seeds) != n:
+                raise InputError(f"seeds: expected one per subject ({n}), got {len(seeds)}")
+            generator: torch.Generator | list[torch.Generator] = [
+                torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
+        else:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
+        return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, levels=levels,
+                             draws=draws, generator=generator, device=self.device, batch_size=batch_size)
 
     def check_conditioning(self, conditioning: str | None, guidance: float, known: Mapping[str, Any]) -> str:
         """The conditioning mode to use, or InputError with the reason this model cannot honour the request.

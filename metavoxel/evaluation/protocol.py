@@ -10,6 +10,9 @@
   accuracy, AUROC and ECE of the sample frequencies); optionally by likelihood (deterministic, calibrated);
 - flexible conditioning (Table 2): the continuous variable under (I, C), (I), (C), (∅) and the
   population mean;
+- point prediction (``method="point"``, beside sampling): the regression and classification questions
+  answered in at most 5 network calls per subject (`metavoxel.JointModel.point_predict`, renoise-and-read;
+  a model trained with clean subsets), with their seconds per subject;
 - generation: unconditional images against the real held-out images (3-plane FID/MMD with a named
   feature network, MS-SSIM diversity);
 - conditional fidelity: images generated for the held-out records' (continuous, categorical) values, read
@@ -38,8 +41,12 @@ from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioni
                                             sample_variable)
 from metavoxel.variables.capabilities import HasCategories, HasValueRange
 
-__all__ = ["EvaluationOptions", "Readers", "binary_classes", "class_samples", "class_truth", "conditional_fidelity",
-           "evaluate_generation", "evaluate_model"]
+__all__ = ["METHODS", "EvaluationOptions", "Readers", "binary_classes", "check_point", "class_samples", "class_truth",
+           "conditional_fidelity", "evaluate_generation", "evaluate_model", "point_prediction"]
+
+#: How `evaluate_model` answers the regression and classification questions: by sampling, or by sampling and
+#: point prediction side by side.
+METHODS = ("sample", "point")
 
 Progress = Callable[[str, int, int], None]
 
@@ -55,6 +62,7 @@ class EvaluationOptions:
         generate: unconditional images drawn for FID/MMD (default: as many as real images).
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
         table2: run the four conditioning sets of Table 2.
+        method: ``sample``, or ``point`` to add point predictions (`point_prediction`) beside sampling.
     """
 
     roles: Roles = field(default_factory=Roles)
@@ -66,6 +74,7 @@ class EvaluationOptions:
     generate: int | None = None
     likelihood_timesteps: int = 25
     table2: bool = True
+    method: str = "sample"
 
 
 @dataclass
@@ -137,6 +146,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     """
     options = options or EvaluationOptions()
     roles = options.roles.check(model)
+    check_method(model, options.method)
     tick = progress or (lambda phase, done, total: None)
     n = len(test[roles.continuous])
     seeds = _seeds(subjects, options.seed)
@@ -160,6 +170,10 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     out["classification"] = {**classification_metrics(truth_k, samples=votes, probs=sample_frequencies(votes, len(classes)),
                                                       classes=classes), "seconds_per_subject": cls.seconds / n}
     out["samples"]["classification"] = votes
+    if options.method == "point":
+        point = point_prediction(model, test, roles, seed=options.seed, batch_size=options.batch_size, seeds=seeds)
+        out["samples"]["point"] = {"continuous": point.pop("continuous"), "probs": point.pop("probs")}
+        out["point"] = point
 
     if options.table2:
         rows, drawn = conditioning_table(model, test, roles, population_mean, **run, progress=tick,
@@ -185,6 +199,74 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
 def _seeds(subjects: Sequence[tuple[str, str | None]] | None, seed: int) -> list[int] | None:
     """Per-record seeds of (subject, session) pairs under ``seed``, or None without subjects."""
     return None if subjects is None else [subject_seed(seed, subject, session) for subject, session in subjects]
+
+
+def check_point(model: JointModel) -> None:
+    """Raise a one-line InputError unless ``model`` was trained with clean subsets (what point prediction reads)."""
+    if model.spec.diffusion.training.clean <= 0:
+        raise InputError("point prediction needs a model trained with clean subsets (diffusion.training.clean > 0), "
+                         "this one was not; evaluate by sampling (drop --method point) or retrain")
+
+
+def check_method(model: JointModel, method: str) -> None:
+    """Raise a one-line InputError for an unknown ``method``, or ``point`` on a model that cannot answer it."""
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "point":
+        check_point(model)
+
+
+def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *, seed: int = 0,
+                     batch_size: int | None = None, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """The regression and classification questions answered by point prediction instead of sampling.
+
+    ``roles.continuous`` from image + categorical: its posterior mean; ``roles.categorical`` from image +
+    continuous: its class probabilities (a D3PM kind), or, for a continuous variable in the categorical
+    role, its posterior mean cut at the midpoint of its declared range (`class_truth`'s rule). Each answer
+    costs at most 5 network calls per subject (`metavoxel.diffusion.point`, its default plan).
+
+    Args:
+        test: raw values per variable, images as (N, C, *shape) tensors.
+        seed: RNG seed of the prior draws and the re-noising.
+        batch_size: rows per network call (default all at once).
+        seeds: one per record (`subject_seed`): each record's draws from its own generator, instead of ``seed``.
+
+    Returns:
+        ``regression`` (`regression_metrics` of the means as one sample each, + ``seconds_per_subject``),
+        ``classification`` (`classification_metrics` of the probabilities, + ``seconds_per_subject``),
+        ``draws``, ``levels``, ``calls_per_subject``, and the tensors ``continuous`` (N,) and ``probs`` (N, K).
+
+    Raises:
+        InputError: a model trained without clean subsets (`check_point`), or a role whose kind point
+            prediction cannot read (neither Gaussian nor D3PM).
+    """
+    check_point(model)
+    n = len(test[roles.continuous])
+    truth_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
+    start = time.perf_counter()
+    reg = model.point_predict({g: test[g] for g in roles.given("I,C")}, roles.continuous, seed=seed,
+                              batch_size=batch_size, seeds=seeds)
+    seconds_reg = time.perf_counter() - start
+    means = reg.mean[roles.continuous].reshape(n).double()  # (N,)
+    start = time.perf_counter()
+    cls = model.point_predict({roles.image: test[roles.image], roles.continuous: test[roles.continuous]},
+                              roles.categorical, seed=seed, batch_size=batch_size, seeds=seeds)
+    seconds_cls = time.perf_counter() - start
+    classes = binary_classes(model, roles.categorical)
+    truth_k = class_truth(model, roles.categorical, test[roles.categorical])
+    if roles.categorical in cls.probs:
+        probs = cls.probs[roles.categorical].double()  # (N, K)
+        classification = classification_metrics(truth_k, probs=probs, classes=classes)
+    else:  # a continuous variable in the categorical role: its mean, cut into two classes
+        votes = class_samples(model, roles.categorical, cls.mean[roles.categorical].reshape(n, 1))  # (N, 1)
+        classification = classification_metrics(truth_k, samples=votes, classes=classes)
+        probs = torch.nn.functional.one_hot(votes[:, 0], len(classes)).double()  # (N, K)
+    regression = regression_metrics(means[:, None], truth_c)
+    regression = {k: regression[k] for k in ("mae", "mae_sd", "rmse", "bias", "pearson_r")}  # no spread
+    return {"regression": {**regression, "seconds_per_subject": seconds_reg / n},
+            "classification": {**classification, "seconds_per_subject": seconds_cls / n},
+            "levels": list(reg.levels), "draws": list(reg.draws), "calls_per_subject": reg.calls_per_subject,
+            "continuous": means, "probs": probs}
 
 
 def evaluate_generation(model: JointModel, real: torch.Tensor, features, options: EvaluationOptions, *,

@@ -107,6 +107,16 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
             [f"{k} from image + {c} (majority of samples)", f"accuracy {fmt(cls['accuracy'], 3)}",
              f"prob. acc. {fmt(cls['prob_accuracy'], 3)}, AUROC {fmt(cls['auroc'], 3)}, ECE {fmt(cls['ece'], 3)}",
              fmt(cls["seconds_per_subject"])]]
+    if "point" in evaluation:
+        point = evaluation["point"]
+        preg, pcls = point["regression"], point["classification"]
+        how = f"point prediction, {point['calls_per_subject']} network calls"
+        rows += [[f"{c} from image + {k} ({how})", f"MAE {pm(preg['mae'], preg['mae_sd'])}",
+                  f"r = {fmt(preg['pearson_r'])}, bias {fmt(preg['bias'])}; no spread",
+                  fmt(preg["seconds_per_subject"], 4)],
+                 [f"{k} from image + {c} ({how})", f"accuracy {fmt(pcls['accuracy'], 3)}",
+                  f"prob. acc. {fmt(pcls['prob_accuracy'], 3)}, AUROC {fmt(pcls['auroc'], 3)}, "
+                  f"ECE {fmt(pcls['ece'], 3)}", fmt(pcls["seconds_per_subject"], 4)]]
     if "likelihood" in evaluation:
         lik = evaluation["likelihood"]
         rows.append([f"{k} from image + {c} (likelihood)", f"accuracy {fmt(lik['accuracy'], 3)}",

@@ -68,8 +68,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
                  roles=None, options=None, features: str | None = "vae", regressor: Path | None = None,
                  classifier: Path | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Evaluate a run directory on ``data`` and write the report to ``out``; returns the metrics."""
+    """Evaluate a run directory on ``data`` and write the report to ``out``; returns the metrics.
+
+    With ``options.method == "point"`` the report adds point predictions (`metavoxel.evaluation.protocol.
+    point_prediction`) beside the sampled answers; a model trained without clean subsets is refused
+    (InputError) before the cohort is read.
+    """
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
+    from metavoxel.evaluation.protocol import check_method
     from metavoxel.evaluation.report import model_report
     from metavoxel.runs import load_run
 
@@ -78,6 +84,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     roles = (roles or Roles()).check(model)
     options = options or EvaluationOptions()
     options = dataclasses.replace(options, roles=roles)
+    check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     splits = split_indices(run_dir, cohort, split)
     test = records(model, cohort, splits["test"], roles.image)
@@ -121,8 +128,9 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
                   extra_calibration: Mapping[str, Any] | None = None, brains: bool = True) -> list[Path]:
     """The report's figures, each a PNG with a PDF beside it; returns the written paths.
 
-    ``<continuous>_scatter``: predicted (mean of the samples) vs true, one colour per model, MAE in the
-    legend; ``<categorical>_calibration``: reliability diagram with bin counts; ``<continuous>_rank``: the
+    ``<continuous>_scatter``: predicted (mean of the samples; and the point prediction when evaluated) vs
+    true, one colour per model, MAE in the legend; ``<categorical>_calibration``: reliability diagram with
+    bin counts (and the point prediction's probabilities when evaluated); ``<continuous>_rank``: the
     rank (PIT) histogram of the truth among the samples; ``<continuous>_table2``: one panel per
     conditioning set (when the evaluation ran Table 2); ``samples``: real and generated images as
     orthogonal planes.
@@ -145,6 +153,8 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     truth = np.asarray(test[c], dtype=float)
     draws = evaluation["samples"]["regression"].double().numpy()  # (N, S)
     series = {"MetaVoxel": (truth, draws.mean(axis=1))}
+    if "point" in evaluation["samples"]:
+        series["MetaVoxel, point prediction"] = (truth, evaluation["samples"]["point"]["continuous"].numpy())
     series.update({name: (truth, np.asarray(v, dtype=float)) for name, v in (extra_scatter or {}).items()})
     files = predicted_vs_true(out / f"{c}_scatter.png", series, name=c, unit=unit, limits=limits,
                               title=f"{c} from image + {k}")
@@ -159,6 +169,8 @@ def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, A
     votes = evaluation["samples"]["classification"]
     classes = len(binary_classes(model, k))
     curves = {"MetaVoxel, sample frequencies": calibration_curve(truth_k, sample_frequencies(votes, classes).double())}
+    if "point" in evaluation["samples"]:
+        curves["MetaVoxel, point prediction"] = calibration_curve(truth_k, evaluation["samples"]["point"]["probs"])
     if "likelihood_probs" in evaluation["samples"]:
         curves["MetaVoxel, likelihood"] = calibration_curve(truth_k, evaluation["samples"]["likelihood_probs"])
     curves.update(extra_calibration or {})

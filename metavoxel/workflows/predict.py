@@ -50,7 +50,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                 given: Sequence[str] | None = None, num_samples: int = 3, steps: int | None = None,
                 seed: int | None = None, batch_size: int = 16, precision: str = "fp32",
                 progress: Callable[[int, int], None] | None = None, method: str = "sample",
-                conditioning: str | None = None, guidance: float = 0.0, draws: int = 4) -> Path:
+                conditioning: str | None = None, guidance: float = 0.0, draws: int | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (default: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
@@ -63,10 +63,10 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     from (``test.tsv row 7``); ``session`` is ``n/a`` when the record has none. Nothing is written if any
     record fails.
 
-    ``method="point"`` reads the posterior mean (or class probabilities) from the model's x0 prediction in
-    ``draws`` prior-noise draws (`metavoxel.JointModel.point_predict`; a model trained with clean subsets):
-    continuous targets then get ``target`` only (no spread). ``conditioning`` and ``guidance`` apply to
-    ``method="sample"``.
+    ``method="point"`` reads the posterior mean (or class probabilities) from the model's x0 prediction,
+    renoise-and-read in at most 5 network calls per record (`metavoxel.JointModel.point_predict`, its default
+    plan, or ``draws`` per level; a model trained with clean subsets): continuous targets then get ``target``
+    only (no spread). ``conditioning`` and ``guidance`` apply to ``method="sample"``.
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
@@ -113,15 +113,16 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     columns: list[str] | None = None
     rows = []
     records = list(cohort.records)
-    # whole records per call: `batch_size` rows of `num_samples` samples each (one record per point call)
-    per_call = 1 if method == "point" else max(1, batch_size // num_samples)
+    # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each
+    per_call = max(1, batch_size // (max(draws or 1, 2) if method == "point" else num_samples))
     done = 0
     for first in range(0, len(records), per_call):
         chunk = range(first, min(len(records), first + per_call))
         fix = {g: batch[g][chunk.start:chunk.stop] for g in present}
         seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
         if method == "point":
-            summary = _point_summary(model.point_predict(fix, target, draws=draws, seed=seeds[0]), target, var)
+            summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size),
+                                     target, var)
         else:
             result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
                                   batch_size=batch_size, conditioning=conditioning, guidance=guidance)

@@ -209,6 +209,12 @@ def test_point_prediction_of_a_paper_recipe_model_is_refused_in_one_line(trained
     err = capsys.readouterr().err
     assert code == 2 and "point prediction needs a model trained with clean subsets" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+    evaluation = trained / "point-eval"
+    code = run(["evaluate", "--model", str(trained / "run"), "--data", str(trained / "cohort.tsv"), "--split", "all",
+                "--method", "point", "--out", str(evaluation)])
+    err = capsys.readouterr().err
+    assert code == 2 and "point prediction needs a model trained with clean subsets" in err and "--method" in err
+    assert len(err.strip().splitlines()) == 1 and not evaluation.exists()
 
 
 def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(trained, cohort):
@@ -227,6 +233,23 @@ def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(train
     _ok(["sample", "--model", trained / "mix", "--fix", "age=70", "--fix", "sex=M", "--guidance", 1.5,
          "--out", trained / "guided"])
     assert (trained / "guided" / "samples.json").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_reports_point_predictions_beside_sampling(trained, cohort, capsys):
+    if not (trained / "mix" / "spec.json").is_file():  # written by the test above when it ran first
+        _root, spec = cohort
+        mixture = {**spec, "diffusion": {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}}
+        (trained / "mixture.yaml").write_text(yaml.safe_dump(mixture))
+        _ok(["train", "--spec", trained / "mixture.yaml", "--data", trained / "cohort.tsv", "--out", trained / "mix",
+             "--steps", 2, "--batch-size", 2, "--cache", trained / "cache"])
+    evaluation = trained / "mix-eval"
+    _ok(["evaluate", "--model", trained / "mix", "--data", trained / "cohort.tsv", "--split", "all",
+         "--method", "point", "-n", 1, "--steps", 2, "--likelihood-timesteps", 0, "--features", "none", "--out", evaluation])
+    assert "point prediction (5 network calls per subject): age MAE" in " ".join(capsys.readouterr().out.split())
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["point"]["calls_per_subject"] == 5 and metrics["point"]["classification"]["n"] == N
+    assert "regression" in metrics and "(point prediction, 5 network calls)" in (evaluation / "report.md").read_text()
 
 
 def test_not_a_run_directory_exits_2(tmp_path, capsys):

@@ -244,18 +244,3 @@ def test_refusals_name_the_reason(model, paper_model):
             paper_model.sample(fix={"age": [50.0]}, **({"conditioning": "clean"} if line == "clean" else {"guidance": 1}))
         except InputError as err:
             assert "\n" not in str(err)
-
-
-def test_point_prediction_takes_at_most_5_calls_per_subject_and_returns_shapes(model):
-    net = Recorder(model.net)
-    image = torch.rand(3, 1, 8, 8)
-    p = model.diffusion.point_predict(net, {"image": image}, draws=4)
-    assert len(net.calls) == 1 and net.calls[0][1] == 12  # N · draws rows in one forward
-    assert p.mean["age"].shape == (3,) and ((p.mean["age"] >= 40) & (p.mean["age"] <= 95)).all()
-    assert p.probs["group"].shape == (3, 3) and torch.allclose(p.probs["group"].sum(1), torch.ones(3))
-    levels = net.calls[0][0]
-    assert (levels["image"] == 0).all() and (levels["age"] == T).all() and (levels["group"] == T).all()
-    with pytest.raises(InputError, match="between 1 and 5"):
-        model.point_predict({"image": image}, draws=6)
-    again = model.point_predict({"image": image}, "age", draws=4)
-    assert set(again.mean) == {"age"} and not again.probs

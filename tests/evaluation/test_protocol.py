@@ -7,7 +7,7 @@ import torch
 
 import metavoxel as mv
 from metavoxel.evaluation import CONDITIONING_SETS, EvaluationOptions, Readers, Roles, evaluate_model
-from metavoxel.evaluation.protocol import binary_classes, class_samples, class_truth
+from metavoxel.evaluation.protocol import binary_classes, class_samples, class_truth, point_prediction
 from tiny_specs import tiny_latent_spec_3d
 
 
@@ -96,3 +96,44 @@ def test_a_class_role_without_categories_or_range_is_refused():
     model = mv.JointModel(spec)
     with pytest.raises(mv.InputError, match="--categorical"):
         class_truth(model, "image", [0.0])
+
+
+def test_point_prediction_is_reported_beside_sampling():
+    spec = tiny_latent_spec_3d()
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    mixture = mv.JointModel(spec)
+    test = records(4, 0)
+    options = EvaluationOptions(num_samples=1, steps=2, likelihood_timesteps=0, table2=False, method="point")
+    out = evaluate_model(mixture, test, population_mean=67.0, options=options)
+    point = out["point"]
+    assert point["calls_per_subject"] == 5 and point["draws"] == [1, 2, 2] and point["levels"][0] == mixture.timesteps
+    means = out["samples"]["point"]["continuous"]
+    ages = torch.tensor(test["age"], dtype=torch.float64)
+    assert point["regression"]["mae"] == pytest.approx(float((means - ages).abs().mean()))
+    probs = out["samples"]["point"]["probs"]
+    truth = class_truth(mixture, "sex", test["sex"])
+    assert point["classification"]["accuracy"] == pytest.approx(float((probs.argmax(1) == truth).double().mean()))
+    assert point["regression"]["seconds_per_subject"] > 0 and "regression" in out  # beside sampling, not instead
+    assert "mean_sample_variance" not in point["regression"]  # one answer per subject has no spread
+
+
+def test_point_prediction_of_a_paper_recipe_model_is_refused_before_any_sampling(model, monkeypatch):
+    monkeypatch.setattr(model, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
+    options = EvaluationOptions(num_samples=1, steps=2, method="point")
+    with pytest.raises(mv.InputError, match="clean subsets.*drop --method point") as err:
+        evaluate_model(model, records(2, 0), population_mean=67.0, options=options)
+    assert "\n" not in str(err.value)
+    with pytest.raises(mv.InputError, match="--method must be one of sample, point"):
+        evaluate_model(model, records(2, 0), population_mean=67.0, options=EvaluationOptions(method="mean"))
+
+
+def test_a_continuous_sex_is_classified_by_its_point_mean_cut_at_the_midpoint():
+    spec = tiny_latent_spec_3d()
+    spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 1.0]}
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    model = mv.JointModel(spec)
+    test = {**records(4, 0), "sex": [0.0, 1.0, 1.0, 0.0]}
+    point = point_prediction(model, test, Roles(), seed=0)
+    cut = (point["probs"].argmax(1) == class_truth(model, "sex", test["sex"])).double().mean()
+    assert point["classification"]["accuracy"] == pytest.approx(float(cut))
+    assert point["probs"].shape == (4, 2) and set(point["probs"].flatten().tolist()) <= {0.0, 1.0}
