@@ -60,27 +60,29 @@ class ScheduleSpec(BaseModel):
 class TrainingSpec(BaseModel):
     """How training draws each variable's noise level: a mixture of recipes, one drawn per record.
 
-    The weights are relative (they need not sum to one). ``{shared: 1}`` alone, with ``keep_masks: 0``, is
-    the MetaVoxel paper's recipe (`PAPER_TRAINING`) and the default. The mixture of `RECOMMENDED_TRAINING`
-    won conditional generation on the toy (``benchmarks/RESULTS.md``, ``docs/conditioning.md``). Per-variable levels follow UniDiffuser (Bao et al.
+    The weights are relative (they need not sum to one). The default is the mixture of
+    `RECOMMENDED_TRAINING`, which won conditional generation and inpainting on the toy and enables clean
+    conditioning, guidance and point predictions (``benchmarks/RESULTS.md``, ``docs/conditioning.md``).
+    ``{shared: 1}`` alone, with ``keep_masks: 0``, is the MetaVoxel paper's recipe (`PAPER_TRAINING`), which
+    the paper preset, the study recipes and the toy keep. Per-variable levels follow UniDiffuser (Bao et al.
     2023: one timestep per modality, t = 0 for a condition) and CSDI (Tashiro et al. 2021: conditional
     masks); see `metavoxel.diffusion.mixture`.
     """
 
     model_config = _STRICT
-    shared: float = Field(1.0, ge=0.0, description=(
+    shared: float = Field(0.5, ge=0.0, description=(
         "Weight of the paper's recipe: one t ~ U[1, T] for every variable of the record. Keep it a large share: "
         "RePaint sampling walks this shared diagonal."))
-    clean: float = Field(0.0, ge=0.0, description=(
+    clean: float = Field(0.25, ge=0.0, description=(
         "Weight of 'some variables given': a random non-empty proper subset of the variables at t = 0 (clean), "
         "the rest at one shared t ~ U[1, T], which is T itself 20% of the time (a target from prior noise "
         "given clean conditions, what point predictions read). Needed for clean conditioning."))
-    independent: float = Field(0.0, ge=0.0, description=(
+    independent: float = Field(0.1, ge=0.0, description=(
         "Weight of independent levels: every variable (the image variables together) draws its own t ~ U[1, T]."))
-    prior: float = Field(0.0, ge=0.0, description=(
+    prior: float = Field(0.15, ge=0.0, description=(
         "Weight of 'some variables unknown': a random non-empty proper subset at t = T (prior noise, as for a "
         "missing value), the rest either all clean or all at one shared t. Needed for guidance (the marginal)."))
-    keep_masks: float = Field(0.0, ge=0.0, le=1.0, description=(
+    keep_masks: float = Field(0.25, ge=0.0, le=1.0, description=(
         "Probability that a record's noised image gets a random keep-mask (a half, a box or a blob of known, "
         "clean voxels shown to the network as extra [mask, mask * z0] input channels, as inpainting models "
         "and CSDI do). Above 0 the network has those channels; needed to condition on partly known images in "
@@ -121,9 +123,9 @@ class DiffusionSpec(BaseModel):
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
         "than the deterministic 0 on the toy benchmark), 0 = deterministic DDIM."))
     training: TrainingSpec = Field(default_factory=TrainingSpec, description=(
-        "How training draws each variable's noise level (a mixture of recipes). The default is exactly the "
-        "paper's recipe (shared: 1, the rest 0); {shared: 0.5, clean: 0.25, independent: 0.1, prior: 0.15, "
-        "keep_masks: 0.25} enables clean conditioning, guidance and point predictions (docs/conditioning.md)."))
+        "How training draws each variable's noise level (a mixture of recipes). The default {shared: 0.5, "
+        "clean: 0.25, independent: 0.1, prior: 0.15, keep_masks: 0.25} enables clean conditioning, guidance and "
+        "point predictions; {shared: 1, the rest 0} is exactly the paper's recipe (docs/conditioning.md)."))
     conditioning: Literal["repaint", "clean"] | None = Field(None, description=(
         "Default way sampling holds fixed variables: repaint = re-noise the known value to the current level "
         "at every step (Lugmayr et al. 2022, the paper's method); clean = feed it clean at level 0 at every "

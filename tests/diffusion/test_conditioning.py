@@ -134,7 +134,9 @@ def test_training_spec_refuses_bad_weights():
 
 def test_conditioning_defaults_follow_the_training_recipe():
     plain = ModelSpec.from_dict(tiny_spec_2d(diffusion={"timesteps": T}))  # no recipe, no conditioning given
-    assert plain.diffusion.training.model_dump() == PAPER_TRAINING and plain.diffusion.sampling_conditioning == "repaint"
+    assert plain.diffusion.training.model_dump() == RECOMMENDED_TRAINING and plain.diffusion.sampling_conditioning == "clean"
+    paper = ModelSpec.from_dict(paper_spec())
+    assert paper.diffusion.training.is_paper and paper.diffusion.sampling_conditioning == "repaint"
     assert ModelSpec.from_dict(mixture_spec()).diffusion.sampling_conditioning == "clean"
     assert mv.JointModel(mixture_spec()).diffusion.conditioning == "clean"
     assert RECOMMENDED_TRAINING == MIXTURE
