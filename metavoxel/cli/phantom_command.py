@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 _EFFECT = "multiplier of the documented effect; 0: none"
 
@@ -62,6 +63,6 @@ def phantom(
     ages = [float(r[1]) for r in rows]
     spread = statistics.stdev(ages) if len(ages) > 1 else 0.0
     female = 100.0 * sum(r[2] == "F" for r in rows) / len(rows)
-    console().print(f"wrote {path} (BIDS: participants.tsv, sub-*/anat/*_T1w.nii.gz; ground truth in phantom.json)")
+    console().print(f"wrote {escape(str(path))} (BIDS: participants.tsv, sub-*/anat/*_T1w.nii.gz; ground truth in phantom.json)")
     console().print(f"{len(rows)} subjects, age {statistics.fmean(ages):.1f} ± {spread:.1f} years, {female:.0f}% "
                     f"female, {config.size[0]}³ voxels of {config.voxel_mm[0]:.3g} mm")

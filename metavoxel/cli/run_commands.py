@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from metavoxel.cli.display import console, progress_bar, result_table
 
@@ -49,11 +50,11 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
         report = train_vae_run(spec, data, out, config, variable=variable,
                                progress=lambda step, total, record: bar.update(task, completed=step))
     console().print(f"validation PSNR {report.val_psnr:.2f} dB, SSIM {report.val_ssim:.3f}; latent scale factor "
-                    f"{report.scale_factor:.4f}; saved {out}/vae.safetensors")
+                    f"{report.scale_factor:.4f}; saved {escape(str(out))}/vae.safetensors")
     for name, probe in report.probe.items():
         console().print(probe_line(name, probe))
-    console().print(f"next: set weights: {out}/vae.safetensors on the image variable of your spec (its scale factor "
-                    f"{report.scale_factor:.4f} is read from {out}/vae.json), then `metavoxel encode` and "
+    console().print(f"next: set weights: {escape(str(out))}/vae.safetensors on the image variable of your spec (its scale factor "
+                    f"{report.scale_factor:.4f} is read from {escape(str(out))}/vae.json), then `metavoxel encode` and "
                     "`metavoxel train`")
 
 
@@ -121,8 +122,8 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
             if board is not None:
                 board.close()
     best = f", best validation loss {result.best_val:.4f}" if result.best_val is not None else ""
-    console().print(f"trained {result.steps} steps, final loss {result.last_loss:.4f}{best}; run directory {out}; "
-                    f"curves: metavoxel plot {out}")
+    console().print(f"trained {result.steps} steps, final loss {result.last_loss:.4f}{best}; run directory {escape(str(out))}; "
+                    f"curves: metavoxel plot {escape(str(out))}")
 
 
 def sample(model: Model,
@@ -171,7 +172,7 @@ def predict(model: Model, data: Data,
         path = predict_run(model, data, target, out, given=names, num_samples=num_samples, steps=steps, seed=seed,
                            batch_size=batch_size, precision=precision, method=method, conditioning=conditioning,
                            guidance=guidance, progress=lambda d, t: bar.update(task, completed=d, total=t))
-    console().print(f"wrote {path}")
+    console().print(f"wrote {escape(str(path))}")
 
 
 def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
@@ -222,7 +223,7 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
     reg, cls, unc = metrics["regression"], metrics["classification"], metrics["uncertainty"]
     console().print(f"{continuous} MAE {reg['mae']:.2f} ± {reg['mae_sd']:.2f}, CRPS {fmt(unc['crps'])}, spread-skill "
                     f"{fmt(unc['spread_skill'])}, coverage {coverage_text(unc['coverage'], unc['coverage_level'])}; "
-                    f"{categorical} accuracy {cls['accuracy']:.3f}; wrote {out}/report.md, metrics.json and figures")
+                    f"{categorical} accuracy {cls['accuracy']:.3f}; wrote {escape(str(out))}/report.md, metrics.json and figures")
     if "point" in metrics:
         preg, pcls = metrics["point"]["regression"], metrics["point"]["classification"]
         console().print(f"point prediction ({metrics['point']['calls_per_subject']} network calls per subject): "
@@ -255,4 +256,4 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="Run directory written by 
     from metavoxel.figures import training_curves
 
     files = training_curves(run_dir, out, vector=vector)
-    console().print("wrote " + ", ".join(str(f) for f in files))
+    console().print("wrote " + ", ".join(escape(str(f)) for f in files))

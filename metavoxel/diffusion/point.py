@@ -192,13 +192,15 @@ def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Map
         conditions = Conditions(variables, rows_known, "clean", levels[0], rows)
         free = [name for name in variables if name not in conditions.held or not bool(conditions.held[name].all())]
         t = torch.full((rows,), level, device=device, dtype=torch.long)
-        streams = (Streams([(d, g) for g in generator]) if isinstance(generator, list)
-                   else Streams.single(rows, generator))
+        per_subject = isinstance(generator, list)
+        streams = Streams([(d, g) for g in generator]) if per_subject else Streams.single(rows, generator)
 
         def draw(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:  # one block's draws, fixed order
             b = part.stop - part.start
             zp = {name: var.prior(b, generator=gen, device=device) for name, var in variables.items()}
-            for name in free:
+            # with one generator per subject every readable variable is re-noised (held rows are put back by
+            # `hold`), so a subject's draws do not depend on which variables other subjects leave free
+            for name in (list(variables) if per_subject else free):
                 if name not in estimate:
                     continue  # the first level (prior noise), or a kind without a readable process
                 m = estimate[name].repeat_interleave(d, dim=0)[part]  # (b, ...)

@@ -9,6 +9,7 @@ by `metavoxel.diffusion.fused`. Time follows `metavoxel.processes.schedules` (in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -362,8 +363,8 @@ class JointDiffusion:
             mode = "repaint"
         elif reason is not None:
             raise InputError(reason)
-        if guidance < 0:
-            raise InputError(f"guidance must be >= 0, got {guidance}")
+        if not math.isfinite(guidance) or guidance < 0:
+            raise InputError(f"guidance must be a finite number >= 0 (e.g. 1), got {guidance}")
         if guidance > 0 and m.prior <= 0:
             raise InputError("guidance needs a model trained with prior subsets (diffusion.training.prior > 0) to "
                              "know the marginal, this one was not; drop --guidance or retrain")

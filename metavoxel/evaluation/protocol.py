@@ -37,8 +37,8 @@ from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import fid_mmd_3plane, ms_ssim_diversity
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics, sample_frequencies
 from metavoxel.evaluation.uncertainty import uncertainty_metrics
-from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioning_table, likelihood_classification,
-                                            sample_variable)
+from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioning_table, continuous_truth,
+                                            likelihood_classification, sample_variable)
 from metavoxel.variables.capabilities import HasCategories, HasValueRange
 
 __all__ = ["METHODS", "EvaluationOptions", "Readers", "binary_classes", "check_point", "class_samples", "class_truth",
@@ -154,7 +154,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
                batch_size=options.batch_size, precision=options.precision, seeds=seeds)
     out: dict[str, Any] = {"n_test": n, "num_samples": options.num_samples,
                            "steps": options.steps or model.spec.diffusion.sampling_steps, "samples": {}}
-    truth_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
+    truth_c = continuous_truth(roles.continuous, test[roles.continuous])
     classes = binary_classes(model, roles.categorical)
     truth_k = class_truth(model, roles.categorical, test[roles.categorical])
 
@@ -242,7 +242,7 @@ def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *
     """
     check_point(model)
     n = len(test[roles.continuous])
-    truth_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)
+    truth_c = continuous_truth(roles.continuous, test[roles.continuous])
     start = time.perf_counter()
     reg = model.point_predict({g: test[g] for g in roles.given("I,C")}, roles.continuous, seed=seed,
                               batch_size=batch_size, seeds=seeds)

@@ -29,6 +29,8 @@ import torch
 
 from metavoxel.diffusion import JointModel, class_probabilities, class_scores, fit_temperature
 from metavoxel.errors import InputError, did_you_mean
+from metavoxel.variables.capabilities import HasCategories
+from metavoxel.variables.protocol import SpatialHead
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics
 
 __all__ = ["CONDITIONING_SETS", "CalibrationWarning", "Roles", "categorical_truth", "conditioning_table", "likelihood_classification",
@@ -55,11 +57,25 @@ class Roles:
     categorical: str = "sex"
 
     def check(self, model: JointModel) -> Roles:
+        """Each role names a variable of the model of the right sort (an image; a continuous scalar; a second
+        scalar, categorical or continuous), and no variable plays two roles; InputError (one line) otherwise."""
         for role, name in (("image", self.image), ("continuous", self.continuous), ("categorical", self.categorical)):
             if name not in model.variables:
                 hint = did_you_mean(name, model.variables)
                 raise InputError(f"the {role} variable {name!r} is not in this model{hint} ({', '.join(model.variables)}); "
                                  f"name it with --{role}")
+        images = [n for n, v in model.variables.items() if isinstance(v.head, SpatialHead)]
+        scalars = [n for n in model.variables if n not in images]
+        if self.image not in images:
+            raise InputError(f"--image {self.image!r} is not an image variable; choose one of {', '.join(images) or 'none'}")
+        continuous = [n for n in scalars if not isinstance(model.variables[n], HasCategories)]
+        if self.continuous not in continuous:
+            raise InputError(f"--continuous {self.continuous!r} is not a continuous variable; choose one of "
+                             f"{', '.join(continuous) or 'none'}")
+        if self.categorical not in scalars or self.categorical == self.continuous:
+            others = [n for n in scalars if n != self.continuous]
+            raise InputError(f"--categorical {self.categorical!r} must be a scalar variable other than the continuous "
+                             f"one ({self.continuous}); choose one of {', '.join(others) or 'none'}")
         return self
 
     def given(self, conditioning: str) -> list[str]:
@@ -91,6 +107,15 @@ def sample_variable(model: JointModel, test: Mapping[str, Any], target: str, giv
                           seed=seed, batch_size=batch_size, precision=precision, progress=progress, seeds=seeds)
     samples = result.samples[target]
     return Sampled(samples.reshape(samples.shape[0], samples.shape[1]), time.perf_counter() - start)
+
+
+def continuous_truth(name: str, raw: Any) -> torch.Tensor:
+    """Raw continuous values -> (N,) float64; InputError (one line) when a record has none."""
+    missing = sum(1 for v in raw if v is None or (isinstance(v, float) and math.isnan(v)))
+    if missing:
+        raise InputError(f"{name}: {missing} test record(s) have no value; evaluation needs every record's truth — "
+                         "drop them from the test set")
+    return torch.as_tensor([float(v) for v in raw], dtype=torch.float64)
 
 
 def categorical_truth(model: JointModel, name: str, raw: Any) -> torch.Tensor:

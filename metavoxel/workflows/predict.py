@@ -111,14 +111,19 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     labels = list(var.categories) if isinstance(var, HasCategories) else None
     has_truth = target in batch
     columns: list[str] | None = None
-    rows = []
     records = list(cohort.records)
-    # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each
+    # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
+    # a call holds records that give the same variables, so which variables are free (and the conditioning a
+    # spec's default falls back to) is each record's own, whatever the other rows
     per_call = max(1, batch_size // (max(draws or 1, 2) if method == "point" else num_samples))
+    patterns: dict[tuple[bool, ...], list[int]] = {}
+    for i in range(len(records)):
+        patterns.setdefault(tuple(_given(batch[g][i]) for g in present), []).append(i)
+    chunks = [group[k:k + per_call] for group in patterns.values() for k in range(0, len(group), per_call)]
+    written: dict[int, list[str]] = {}
     done = 0
-    for first in range(0, len(records), per_call):
-        chunk = range(first, min(len(records), first + per_call))
-        fix = {g: batch[g][chunk.start:chunk.stop] for g in present}
+    for chunk in chunks:
+        fix = {g: [batch[g][i] for i in chunk] for g in present}
         seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
         if method == "point":
             summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size),
@@ -143,16 +148,22 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
             if has_truth:
                 truth = batch[target][i]
                 row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
-            rows.append(row)
+            written[i] = row
         done += len(chunk)
         if progress is not None:
             progress(done, len(records))
+    rows = [written[i] for i in range(len(records))]  # the table's order
     header = ["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return write_text(out, text.getvalue())
+
+
+def _given(value) -> bool:
+    """Whether a raw cell value is given (None and NaN are missing, as `known_values` reads them)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _point_summary(point, target: str, var) -> dict:

@@ -130,6 +130,8 @@ def test_per_subject_seeds_make_a_point_prediction_independent_of_its_batch(mode
     together = perturbed.point_predict({"image": images, "group": groups}, ["age"], seeds=seeds, batch_size=4)
     alone = perturbed.point_predict({"image": images[2:], "group": groups[2:]}, ["age"], seeds=seeds[2:])
     assert torch.allclose(alone.mean["age"][0], together.mean["age"][2], atol=1e-5)
+    gappy = perturbed.point_predict({"image": images, "group": ["A", None, "C"]}, ["age"], seeds=seeds)  # 2nd free
+    assert torch.allclose(gappy.mean["age"][2], together.mean["age"][2], atol=1e-5)  # others' gaps change nothing
     other = perturbed.point_predict({"image": images, "group": groups}, ["age"], seeds=[1, 2, 3])
     assert not torch.allclose(other.mean["age"], together.mean["age"], atol=1e-5)
     with pytest.raises(InputError, match="one per subject"):

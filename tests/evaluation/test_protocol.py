@@ -70,6 +70,23 @@ def test_roles_must_exist(model):
         Roles(categorical="group").check(model)
 
 
+@pytest.mark.parametrize(("roles", "message"), [
+    (dict(image="age"), "--image 'age' is not an image variable; choose one of image"),
+    (dict(continuous="sex"), "--continuous 'sex' is not a continuous variable; choose one of age"),
+    (dict(categorical="age"), "--categorical 'age' must be a scalar variable other than the continuous one"),
+])
+def test_roles_of_the_wrong_sort_are_refused_in_one_line(model, roles, message):
+    with pytest.raises(mv.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Roles(**roles).check(model)
+
+
+def test_a_record_without_its_continuous_truth_is_refused(model):
+    test = records(3, 0)
+    test["age"][1] = None
+    with pytest.raises(mv.InputError, match="age: 1 test record"):
+        evaluate_model(model, test, population_mean=67.0, options=EvaluationOptions(num_samples=1, steps=1))
+
+
 def test_a_continuous_sex_is_classified_by_threshold():
     spec = tiny_latent_spec_3d()
     spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 1.0]}
