@@ -95,6 +95,7 @@ def two_images_two_scalars():
     return model, train, cohort(48)
 
 
+@pytest.mark.slow  # its fixture trains 500 steps on 2000 records; `make test-all` runs it
 def test_image_to_image_translation_beats_an_unconditional_sample(two_images_two_scalars):
     model, _train, test = two_images_two_scalars
     translated = model.sample(fix={"t1": test["t1"]}, seed=0).samples["flair"][:, 0]
@@ -108,6 +109,7 @@ def test_image_to_image_translation_beats_an_unconditional_sample(two_images_two
     assert r_translated > 0.7 and r_translated > r_free + 0.3, (r_translated, r_free)
 
 
+@pytest.mark.slow  # shares the 500-step fixture above
 def test_unconditional_samples_keep_the_correlation_of_two_scalars(two_images_two_scalars):
     model, train, _test = two_images_two_scalars
     free = model.sample(num_subjects=256, seed=0)
