@@ -97,10 +97,6 @@ class Cohort:
         records = [self.records[int(i)] for i in chosen]
         return {name: [r.values.get(name) for r in records] for name in self.variables}
 
-    def seeds(self, seed: int) -> list[int]:
-        """`subject_seed` of every record, in order: per-record random streams for sampling."""
-        return [subject_seed(seed, r.subject, r.session) for r in self.records]
-
     def subjects(self) -> list[str]:
         """The distinct subject ids, sorted."""
         return sorted({r.subject for r in self.records})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from metavoxel.data import DataSpec, read_cohort
 from metavoxel.data.records import subject_seed
+from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
 from metavoxel.runs import load_run
@@ -115,7 +116,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
     # a call holds records that give the same variables, so which variables are free (and the conditioning a
     # spec's default falls back to) is each record's own, whatever the other rows
-    per_call = max(1, batch_size // (max(draws or 1, 2) if method == "point" else num_samples))
+    rows_per_record = max(point_plan(model.timesteps, None, draws)[1]) if method == "point" else num_samples
+    per_call = max(1, batch_size // rows_per_record)
     patterns: dict[tuple[bool, ...], list[int]] = {}
     for i in range(len(records)):
         patterns.setdefault(tuple(_given(batch[g][i]) for g in present), []).append(i)
