@@ -7,9 +7,12 @@
   noised like a free one and conditioned through its keep-mask channels [mask, mask * z0] (CSDI, Tashiro
   et al. 2021).
 - guidance (classifier-free guidance, Ho & Salimans 2022): with weight w the prediction is
-  (1 + w) · out(cond) − w · out(marginal), where the marginal call sees the fixed variables at level T
-  (prior noise) and no keep-mask; for a D3PM variable ``out`` are its x0 logits. Both calls share one
-  forward (rows concatenated).
+  (1 + w) · out(cond) − w · out(marginal), where the marginal call sees the fixed variables as unknown —
+  prior noise at level T — and no keep-mask; for a D3PM variable ``out`` are its x0 logits. Both calls share
+  one forward (rows concatenated). The image variables share the U-Net's one level, so a held image whose
+  row has another image not held (translation: one image fixed, the other sampled) is shown unknown the
+  way training shows a missing image beside a present one: prior noise at the shared level t
+  (`metavoxel.diffusion.process.JointDiffusion.shown`).
 
 A fixed row is *held* when every entry of the variable is known in that row; a row with some entries
 known (an inpainting mask) is *partial*.
@@ -77,11 +80,16 @@ class Conditions:
 
     def marginal(self, z: dict[str, torch.Tensor], t: torch.Tensor, prior: Mapping[str, torch.Tensor]
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The guidance marginal's inputs: held rows of fixed variables at prior noise and level T."""
+        """The guidance marginal's inputs: held rows of fixed variables at prior noise and level T (a held
+        image beside an image that is not held: prior noise at the images' shared level ``t``)."""
         z_m, levels = dict(z), {n: t for n in self.variables}
+        spatial = [n for n, v in self.variables.items() if isinstance(v.head, SpatialHead)]
+        none = torch.zeros_like(t, dtype=torch.bool)
+        images_held = torch.stack([self.held.get(n, none) for n in spatial]).all(dim=0) if spatial else none  # (B,)
         for name, held in self.held.items():
             z_m[name] = torch.where(_expand(held, z[name]), prior[name], z[name])
-            levels[name] = torch.where(held, torch.full_like(t, self.T), t)
+            at_T = held & images_held if name in spatial else held
+            levels[name] = torch.where(at_T, torch.full_like(t, self.T), t)
         return z_m, levels
 
 

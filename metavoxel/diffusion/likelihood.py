@@ -125,7 +125,7 @@ def _shared_noise(diffusion: JointDiffusion, z0, present, t, b: int, k: int, see
                                     {name: p[one] for name, p in present.items()}, t=t[one], generator=generator))
     z_t = {name: torch.cat([cp.z_t[name] for cp in copies]) for name in z0}
     targets = {name: torch.cat([cp.targets[name] for cp in copies]) for name in z0}
-    levels = {name: torch.cat([cp.levels[name] for cp in copies]) for name in copies[0].levels}  # missing: T
+    levels = {name: torch.cat([cp.levels[name] for cp in copies]) for name in copies[0].levels}  # missing: T (`shown`)
     return Corrupted(z_t, targets, t, dict(present), levels)
 
 

@@ -126,7 +126,9 @@ class JointDiffusion:
         the levels come from the spec's mixture (`metavoxel.diffusion.mixture.draw_levels`) and the noised
         image of a record gets a random keep-mask with probability ``keep_masks``. A missing variable is
         replaced by fresh prior noise (the network sees noise where it knows nothing); outside the paper's
-        recipe it is also told so, at level T.
+        recipe it is also told so, at level T — except a missing image while another image of the record is
+        present: the images share the U-Net's one level, so it keeps the group's level (prior noise at that
+        level, the paper's way of showing a missing value; see `shown`).
         """
         n = len(next(iter(present.values())))
         device = next(iter(present.values())).device
@@ -140,7 +142,8 @@ class JointDiffusion:
             levels = {name: t for name in self.variables}
         if not paper:
             full = torch.full_like(t, self.timesteps)
-            levels = {name: torch.where(present[name], level, full) for name, level in levels.items()}
+            shown = self.shown(present)
+            levels = {name: torch.where(shown[name], level, full) for name, level in levels.items()}
         gaussian = GaussianGroup(self.variables, self.kernels, device)
         noisy, targets = gaussian.corrupt(z0, levels, generator)  # every fused Gaussian variable in one launch
         for name, var in self.variables.items():
@@ -154,6 +157,19 @@ class JointDiffusion:
             return Corrupted(z_t, targets, t, dict(present))
         keep = self._keep(z0, present, levels, generator) if drawn else {}  # an explicit t: no keep-masks
         return Corrupted(z_t, targets, t, dict(present), levels, keep)
+
+    def shown(self, present: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """name -> (B,) bool: the variable keeps its drawn level; False sends it to T (missing: known nothing).
+
+        A present variable keeps its level; so does a missing image while another image of the record is
+        present (the images share one level: a different one could not be given). Every image missing: T.
+        """
+        shown = dict(present)
+        spatial = self.groups[0] if self.groups and len(self.groups[0]) > 1 else []
+        if spatial:
+            group = torch.stack([present[n] for n in spatial]).any(dim=0)  # (B,) some image present
+            shown.update({n: group for n in spatial})
+        return shown
 
     def _keep(self, z0, present, levels, generator) -> dict[str, torch.Tensor]:
         """Random keep-mask channels [mask, mask * z0] (B, 2C, *grid) for the noised, present images."""
@@ -225,7 +241,8 @@ class JointDiffusion:
             conditioning: ``repaint`` (re-noise fixed values every step) or ``clean`` (feed them at level 0);
                 default: the spec's ``diffusion.conditioning``. See `metavoxel.diffusion.conditioning`.
             guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022): each prediction is
-                (1 + w) out(cond) - w out(marginal), the marginal seeing the fixed variables at level T.
+                (1 + w) out(cond) - w out(marginal), the marginal seeing the fixed variables at level T (a fixed
+                image beside a free one: prior noise at their shared level, `metavoxel.diffusion.conditioning`).
 
         Returns:
             A `SampleResult` with values of shape (N, S, ...) per variable.

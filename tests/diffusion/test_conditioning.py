@@ -157,6 +157,34 @@ def test_two_images_sample_freely_in_clean_mode_and_translation_falls_back_to_re
         model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, conditioning="clean")
 
 
+def two_image_spec() -> dict:
+    spec = mixture_spec()
+    spec["variables"] = [*spec["variables"], {"name": "flair", "kind": "image", "channels": 1, "shape": [8, 8]}]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def two_images():
+    torch.manual_seed(0)
+    return mv.JointModel(two_image_spec())
+
+
+def test_a_missing_image_beside_a_present_one_keeps_the_shared_level(two_images):
+    """The images share one level: a missing one beside a present one is prior noise at that level, not at T
+    (which the network cannot be given); with every image missing the group sits at T."""
+    image = torch.rand(3, 1, 8, 8)
+    flair = [torch.rand(1, 8, 8), None, None]
+    z0, present = two_images.encode_batch({"image": [image[0], image[1], None], "flair": flair, "age": [50.0] * 3})
+    for t in (None, torch.full((3,), 30)):
+        c = two_images.corrupt(z0, present, t=t, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(c.levels["image"], c.levels["flair"])
+        assert c.levels["flair"][2] == T and (t is None or c.levels["flair"][1] == 30)
+        two_images.diffusion.loss(two_images.net, c)  # the network takes the levels (it refuses unequal image levels)
+    losses = two_images.training_losses({"image": [image[0], image[1], None], "flair": flair, "age": [50.0] * 3},
+                                        generator=torch.Generator().manual_seed(1))
+    assert losses["loss/flair"][1:].eq(0).all()  # a missing image is masked from the loss
+
+
 # -- sampling -----------------------------------------------------------------------------------------
 class Recorder:
     """Wraps a network; records each call's levels and row count."""
@@ -224,6 +252,33 @@ def test_guidance_zero_equals_no_guidance_and_w_combines_the_two_calls(model):
     assert (net.calls[0][0]["age"][2:] == T).all()
     for name in guided:
         torch.testing.assert_close(guided[name], 3.0 * c[name] - 2.0 * m[name], rtol=1e-4, atol=1e-5)
+
+
+def test_guidance_with_one_of_two_images_fixed_shows_the_fixed_image_unknown_at_the_shared_level(two_images):
+    """Translation with guidance: the marginal half cannot put the fixed image at T while the other image is
+    at t; it gets prior noise at the shared level instead, and the fixed scalar goes to T as usual."""
+    net = Recorder(two_images.net)
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = two_images.diffusion.sample(net, fix={"image": image, "age": [50.0, 70.0]}, guidance=1.5, seed=0)
+    assert result.conditioning == "repaint" and torch.isfinite(result.samples["flair"]).all()
+    for levels, rows, _ in net.calls:
+        assert rows == 4 and torch.equal(levels["image"], levels["flair"])
+        assert (levels["age"][2:] == T).all() and (levels["age"][:2] == levels["image"][:2]).all()
+    known, _ = mv.diffusion.known.known_values(two_images.variables, {"image": image}, {}, None, torch.device("cpu"))
+    cond = Conditions(two_images.variables, known, "repaint", T, 2)
+    z = {n: v.prior(2, generator=torch.Generator().manual_seed(0), device="cpu") for n, v in two_images.variables.items()}
+    prior = {"image": torch.randn(2, 1, 8, 8)}
+    z_m, levels = cond.marginal(z, torch.full((2,), 40), prior)
+    assert torch.equal(z_m["image"], prior["image"]) and (levels["image"] == 40).all()
+    both = Conditions(two_images.variables, known | known_values_flair(two_images), "repaint", T, 2)
+    z_m, levels = both.marginal(z, torch.full((2,), 40), prior | {"flair": torch.randn(2, 1, 8, 8)})
+    assert (levels["image"] == T).all() and (levels["flair"] == T).all()  # every image held: both at T
+
+
+def known_values_flair(model):
+    known, _ = mv.diffusion.known.known_values(model.variables, {"flair": torch.rand(2, 1, 8, 8)}, {}, None,
+                                               torch.device("cpu"))
+    return known
 
 
 def test_refusals_name_the_reason(model, paper_model):

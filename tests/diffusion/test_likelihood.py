@@ -44,6 +44,16 @@ def test_scores_are_deterministic_and_shaped(model):
     assert not torch.equal(a, class_scores(model, fix, "group", timesteps=4, seed=2))
 
 
+def test_a_two_image_model_scores_records_missing_their_second_image():
+    """The images share one level: a missing second image is scored at the first one's level, not at T."""
+    spec = tiny_spec_2d(diffusion={"timesteps": 100, "sampling_steps": 5, "training": {
+        "shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}})
+    spec["variables"] = [*spec["variables"], {"name": "flair", "kind": "image", "channels": 1, "shape": [8, 8]}]
+    two = mv.JointModel(spec)
+    scores = class_scores(two, {"image": torch.rand(2, 1, 8, 8), "age": [50.0, 60.0]}, "group", timesteps=2)
+    assert scores.shape == (2, 3) and torch.isfinite(scores).all()
+
+
 def test_bad_targets_are_refused(model):
     with pytest.raises(mv.InputError, match="categorical"):
         class_scores(model, {"image": torch.rand(1, 1, 8, 8)}, "age")
