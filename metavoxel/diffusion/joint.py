@@ -150,10 +150,11 @@ class JointModel(nn.Module):
     def point_predict(self, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
                       masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
                       draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
-                      batch_size: int | None = None, seeds: Sequence[int] | None = None) -> PointPrediction:
+                      batch_size: int | None = None, seeds: Sequence[int] | None = None,
+                      precision: str = "fp32") -> PointPrediction:
         """Posterior means and class probabilities of ``targets`` given ``fix`` in at most 5 network calls per
-        subject (renoise-and-read; see `JointDiffusion.point_predict`; ``seeds``: one per subject). Needs a
-        model trained with clean subsets.
+        subject (renoise-and-read; see `JointDiffusion.point_predict`; ``seeds``: one per subject; ``precision``
+        ``bf16``: the network under bfloat16 autocast). Needs a model trained with clean subsets.
 
         The network runs in inference mode and the model's training mode is restored afterwards.
         """
@@ -161,7 +162,7 @@ class JointModel(nn.Module):
         self.eval()
         try:
             return self.diffusion.point_predict(self.net, fix, targets, masks=masks, levels=levels, draws=draws,
-                                                seed=seed, batch_size=batch_size, seeds=seeds)
+                                                seed=seed, batch_size=batch_size, seeds=seeds, precision=precision)
         finally:
             self.train(was_training)
 

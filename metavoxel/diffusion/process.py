@@ -311,7 +311,8 @@ class JointDiffusion:
     def point_predict(self, network: Network, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
                       masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
                       draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
-                      batch_size: int | None = None, seeds: Sequence[int] | None = None) -> PointPrediction:
+                      batch_size: int | None = None, seeds: Sequence[int] | None = None,
+                      precision: str = "fp32") -> PointPrediction:
         """Posterior means (Gaussian kinds) and class probabilities (D3PM kinds) of ``targets`` given ``fix``.
 
         Renoise-and-read (`metavoxel.diffusion.point`): the fixed variables clean at level 0; a first call
@@ -330,20 +331,26 @@ class JointDiffusion:
             batch_size: rows per network call (default all N · max(draws) at once).
             seeds: one seed per subject instead of ``seed``: each subject draws from its own generator, so its
                 answer does not depend on the other subjects or on ``batch_size``.
+            precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast (reads stay float32).
 
         Returns:
             A `PointPrediction` with ``mean[name]`` (N, ...) in value space and ``probs[name]`` (N, K).
 
         Raises:
             InputError: a model trained without clean subsets, an unknown target, a plan over 5 network calls
-                per subject (see `metavoxel.diffusion.point.point_plan`), or ``seeds`` not one per subject.
+                per subject (see `metavoxel.diffusion.point.point_plan`), ``seeds`` not one per subject, or an
+                unknown precision.
         """
+        if precision not in ("fp32", "bf16"):
+            raise InputError(f"precision must be fp32 or bf16, got {precision!r}")
         if self.mixture.clean <= 0:
             raise InputError("point prediction needs a model trained with clean subsets (diffusion.training.clean "
                              "> 0), this one was not; sample instead (--method sample) or retrain")
         levels, draws = point_plan(self.timesteps, levels, draws)
         known, n = known_values(self.variables, dict(fix), dict(masks or {}), None, self.device)
-        self.check_conditioning("clean", 0.0, known)
+        reason = self._clean_refusal(known, point=True)
+        if reason is not None:
+            raise InputError(reason)
         targets = [targets] if isinstance(targets, str) else targets
         free = [name for name in self.variables if name not in known or not known[name].complete]
         targets = free if targets is None else list(targets)
@@ -357,6 +364,8 @@ class JointDiffusion:
                 torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
         else:
             generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
+        if precision == "bf16":
+            network = _autocast(network, self.device)
         return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, levels=levels,
                              draws=draws, generator=generator, device=self.device, batch_size=batch_size)
 
@@ -387,24 +396,59 @@ class JointDiffusion:
                              "know the marginal, this one was not; drop --guidance or retrain")
         return mode
 
-    def _clean_refusal(self, known: Mapping[str, Any]) -> str | None:
-        """Why clean conditioning cannot serve a request with these fixed values, or None when it can."""
+    def _clean_refusal(self, known: Mapping[str, Any], *, point: bool = False) -> str | None:
+        """Why clean conditioning cannot serve a request with these fixed values, or None when it can.
+
+        ``point``: the request is a point prediction, which conditions clean only (the fix offered is sampling).
+        """
         if self.mixture.keep_masks <= 0:
             partial = [n for n, k in known.items() if isinstance(self.variables[n].head, SpatialHead)
                        and bool((k.z_mask.flatten(1).any(1) & ~k.z_mask.flatten(1).all(1)).any())]
             if partial:
+                fix = ("point prediction conditions clean only: sample instead (--method sample), or retrain"
+                       if point else "use --conditioning repaint or retrain")
                 return (f"{', '.join(partial)} is partly known (a mask), which clean conditioning can only condition "
-                        "on in a model trained with keep-masks (diffusion.training.keep_masks > 0); use "
-                        "--conditioning repaint or retrain")
+                        f"on in a model trained with keep-masks (diffusion.training.keep_masks > 0); {fix}")
         spatial = [n for n in self.groups[0] if isinstance(self.variables[n].head, SpatialHead)] if self.groups else []
-        if len(spatial) > 1:
-            held = [known[n].z_mask.flatten(1).all(1) if n in known else None for n in spatial]
-            rows = next((h for h in held if h is not None), None)
-            held = [torch.zeros_like(rows) if h is None else h for h in held] if rows is not None else []
-            if any(not torch.equal(h, held[0]) for h in held):
-                return (f"image variables {', '.join(spatial)} share one level, so in clean mode they must be fixed "
-                        "together or left free together; fix all of them or use --conditioning repaint")
-        return None
+        if len(spatial) < 2 or not known:
+            return None
+        rows = len(next(iter(known.values())).z_mask)
+        none = torch.zeros(rows, dtype=torch.bool)
+        held = {n: known[n].z_mask.flatten(1).all(1).cpu() if n in known else none for n in spatial}  # (N,) whole
+        some = {n: known[n].z_mask.flatten(1).any(1).cpu() if n in known else none for n in spatial}  # (N,) any voxel
+        mixed = torch.stack(list(held.values())).any(0) & ~torch.stack(list(held.values())).all(0)  # (N,)
+        if not bool(mixed.any()):
+            return None
+        row = int(mixed.nonzero()[0, 0])
+        whole = [n for n in spatial if held[n][row]]
+        masked = [n for n in spatial if not held[n][row] and some[n][row]]
+        free = [n for n in spatial if not some[n][row]]
+        state = [f"{', '.join(whole)} {'is' if len(whole) == 1 else 'are'} fixed whole (held clean, level 0)"]
+        if masked:
+            state.append(f"{', '.join(masked)} {'is' if len(masked) == 1 else 'are'} fixed only inside a mask "
+                         "(noised, conditioned through its keep-mask)")
+        if free:
+            state.append(f"{', '.join(free)} {'is' if len(free) == 1 else 'are'} free (sampled)")
+        if point:
+            fix = "point prediction conditions clean only: predict by sampling instead (--method sample)"
+            fix += (f", or give every image ({', '.join(spatial)})" if free else
+                    f", or fix {', '.join(whole)} inside a mask too" if self.mixture.keep_masks > 0 else "")
+        else:
+            fix = (f"fix every image ({', '.join(spatial)}) whole" if free else
+                   f"fix {', '.join(whole)} inside a mask too" if self.mixture.keep_masks > 0 else
+                   f"fix {', '.join(masked)} whole")
+            fix += ", or use --conditioning repaint"
+        return (f"image variables {', '.join(spatial)} share one level, so clean conditioning needs them all held "
+                f"clean or all noised, but {' while '.join(state)}; {fix}")
+
+
+def _autocast(network: Network, device: torch.device) -> Network:
+    """``network`` run under bfloat16 autocast, its outputs returned as float32."""
+    def run(*args: Any) -> dict[str, torch.Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = network(*args)
+        return {name: o.float() for name, o in out.items()}
+    return run
 
 
 def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

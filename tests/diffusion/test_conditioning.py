@@ -275,6 +275,26 @@ def test_guidance_with_one_of_two_images_fixed_shows_the_fixed_image_unknown_at_
     assert (levels["image"] == T).all() and (levels["flair"] == T).all()  # every image held: both at T
 
 
+def test_clean_refusals_state_the_real_reason_and_point_prediction_offers_what_it_can_do(two_images):
+    image, flair = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    half = (torch.arange(8) < 4).float().expand(1, 8, 8)
+    with pytest.raises(InputError) as both_fixed:  # both images ARE fixed: the mask is the reason
+        two_images.sample(fix={"image": image, "flair": flair}, masks={"image": half}, conditioning="clean")
+    message = str(both_fixed.value)
+    assert "image is fixed only inside a mask" in message and "flair is fixed whole" in message
+    assert "fix all of them" not in message and "fix flair inside a mask too, or use --conditioning repaint" in message
+    with pytest.raises(InputError, match="flair is free.*fix every image.*or use --conditioning repaint"):
+        two_images.sample(fix={"image": image}, conditioning="clean")
+    for fix, masks in (({"image": image}, {}), ({"image": image, "flair": flair}, {"image": half})):
+        with pytest.raises(InputError) as point:
+            two_images.point_predict(fix, "age", masks=masks)
+        assert "predict by sampling instead (--method sample)" in str(point.value)
+        assert "repaint" not in str(point.value) and "\n" not in str(point.value)
+    no_masks = mv.JointModel(mixture_spec(keep_masks=0.0))
+    with pytest.raises(InputError, match="keep_masks > 0.*sample instead \\(--method sample\\), or retrain$"):
+        no_masks.point_predict({"image": image}, "age", masks={"image": half})
+
+
 def known_values_flair(model):
     known, _ = mv.diffusion.known.known_values(model.variables, {"flair": torch.rand(2, 1, 8, 8)}, {}, None,
                                                torch.device("cpu"))
