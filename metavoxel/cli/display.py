@@ -20,12 +20,36 @@ def console() -> Console:
     return Console(soft_wrap=True)
 
 
+class _FirstUpdateProgress(Progress):
+    """A progress bar that appears with its first update, so a command refused before any work prints only its
+    error (no empty line, no bar at 0/?)."""
+
+    _shown = False
+
+    def __enter__(self) -> _FirstUpdateProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._shown:
+            self.stop()
+
+    def start(self) -> None:
+        if not self._shown:
+            self._shown = True
+            super().start()
+
+    def update(self, *args, **kwargs) -> None:
+        self.start()
+        super().update(*args, **kwargs)
+
+
 def progress_bar(*, loss: bool = False) -> Progress:
+    """The commands' progress bar; used as a context manager, it is drawn from the first ``update`` on."""
     columns = [TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]
     if loss:
         columns.append(TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} records/s"))
-    return Progress(*columns, console=console(), transient=False)
+    return _FirstUpdateProgress(*columns, console=console(), transient=False)
 
 
 def result_table(result) -> Table:

@@ -153,20 +153,31 @@ def sample(model: Model,
 def predict(model: Model, data: Data,
             target: Annotated[str, typer.Option("--target", help="The variable to predict.")],
             given: Annotated[str | None, typer.Option("--given", help="Comma-separated variables to condition on "
-                                                      "(default: all others).")] = None,
-            num_samples: Samples = 3, steps: Steps = None, seed: Seed = None,
+                                                      "(default: all others; an empty list is refused).")] = None,
+            num_samples: Annotated[int | None, typer.Option("--num-samples", "-n", help="Samples per subject "
+                                                            "(default 3; --method sample only).", min=1)] = None,
+            steps: Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's; "
+                                                      "--method sample only).", min=1)] = None,
+            seed: Seed = None,
             batch_size: Annotated[int, typer.Option(help="Rows per network call (whole subjects). Each subject draws "
                                                     "from its own seeded generator, so its answer does not depend "
                                                     "on the other rows or on this.", min=1)] = 16,
             out: OutTable = "predictions.tsv", precision: Precision = "fp32",
             method: Annotated[str, typer.Option("--method", help="sample (S samples per subject) or point (the "
-                                                "model's x0 prediction, <= 5 network calls per subject).")] = "sample",
-            conditioning: Conditioning = None, guidance: Guidance = 0.0) -> None:
+                                                "model's x0 prediction, <= 5 network calls per subject; it takes "
+                                                "--seed, --batch-size and --precision, and refuses the sampling "
+                                                "options -n, --steps, --conditioning, --guidance).")] = "sample",
+            conditioning: Annotated[str | None, typer.Option("--conditioning", help="How given variables are held "
+                                                             "while sampling: repaint or clean (default: the "
+                                                             "model's; --method sample only).")] = None,
+            guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance weight w >= 0 "
+                                                           "(default 0; a model trained with prior subsets; "
+                                                           "--method sample only).", min=0.0)] = None) -> None:
     """Predict one variable for every subject of a table (mean, SD and an interval with its real level, or
     class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval."""
     from metavoxel.workflows.predict import predict_run
 
-    names = [g.strip() for g in given.split(",") if g.strip()] if given else None
+    names = None if given is None else [g.strip() for g in given.split(",") if g.strip()]  # "": refused
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, given=names, num_samples=num_samples, steps=steps, seed=seed,
@@ -198,7 +209,10 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
              precision: Precision = "fp32",
              method: Annotated[str, typer.Option("--method", help="sample, or point: also the point prediction "
                                                  "(<= 5 network calls per subject; a model trained with clean "
-                                                 "subsets) beside the sampled answers.")] = "sample") -> None:
+                                                 "subsets) beside the sampled answers. -n and --steps shape the "
+                                                 "sampled answers only (point prediction draws no samples and "
+                                                 "reads its own levels); --seed, --batch-size and --precision "
+                                                 "apply to both.")] = "sample") -> None:
     """The paper's evaluation of a run: age MAE, PIT/CRPS/spread-skill/coverage, sex accuracy/AUROC/ECE, Table 2,
     FID/MMD, MS-SSIM. Coverage of a 90% interval needs -n 20; with fewer samples its real level is reported."""
     from metavoxel.evaluation import EvaluationOptions, Roles
@@ -220,16 +234,19 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
     from metavoxel.evaluation.report import coverage_text, fmt
     from metavoxel.evaluation.uncertainty import COVERAGE_SAMPLES
 
+    def num(value, digits: int = 2) -> str:  # None (e.g. the SD of a single record) prints as n/a
+        return fmt(value, digits, missing="n/a")
+
     reg, cls, unc = metrics["regression"], metrics["classification"], metrics["uncertainty"]
-    console().print(f"{continuous} MAE {reg['mae']:.2f} ± {reg['mae_sd']:.2f}, CRPS {fmt(unc['crps'])}, spread-skill "
-                    f"{fmt(unc['spread_skill'])}, coverage {coverage_text(unc['coverage'], unc['coverage_level'])}; "
-                    f"{categorical} accuracy {cls['accuracy']:.3f}; wrote {escape(str(out))}/report.md, metrics.json and figures")
+    console().print(f"{continuous} MAE {num(reg['mae'])} ± {num(reg['mae_sd'])}, CRPS {num(unc['crps'])}, spread-skill "
+                    f"{num(unc['spread_skill'])}, coverage {coverage_text(unc['coverage'], unc['coverage_level'])}; "
+                    f"{categorical} accuracy {num(cls['accuracy'], 3)}; wrote {escape(str(out))}/report.md, metrics.json and figures")
     if "point" in metrics:
         preg, pcls = metrics["point"]["regression"], metrics["point"]["classification"]
         console().print(f"point prediction ({metrics['point']['calls_per_subject']} network calls per subject): "
-                        f"{continuous} MAE {preg['mae']:.2f} in {preg['seconds_per_subject']:.4f} s/subject (sampling "
-                        f"{reg['seconds_per_subject']:.4f}); {categorical} accuracy {pcls['accuracy']:.3f} in "
-                        f"{pcls['seconds_per_subject']:.4f} s/subject (sampling {cls['seconds_per_subject']:.4f})")
+                        f"{continuous} MAE {num(preg['mae'])} in {num(preg['seconds_per_subject'], 4)} s/subject (sampling "
+                        f"{num(reg['seconds_per_subject'], 4)}); {categorical} accuracy {num(pcls['accuracy'], 3)} in "
+                        f"{num(pcls['seconds_per_subject'], 4)} s/subject (sampling {num(cls['seconds_per_subject'], 4)})")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
 

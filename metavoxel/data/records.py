@@ -128,11 +128,17 @@ class Cohort:
         return line
 
 
-def without_image_note(records: Sequence[Record], *, short: bool = False) -> str:
-    """``2 rows have no image and are kept to train the metadata only: row 4, row 9`` (places named)."""
+def without_image_note(records: Sequence[Record], *, short: bool = False, use: str = "train") -> str:
+    """``2 rows have no image and are kept to train the metadata only: row 4, row 9`` (places named).
+
+    ``use="predict"``: ``2 records have no image; each is predicted from its other given variables: ...``.
+    """
     places = list_places([r.source for r in records])
     if short:
         return f"metadata only: {places}"
     n = len(records)
+    if use == "predict":
+        return (f"{n} record{'s have' if n != 1 else ' has'} no image; {'each is' if n != 1 else 'it is'} predicted "
+                f"from {'its' if n == 1 else 'their'} other given variables only: {places}")
     return (f"{n} record{'s have' if n != 1 else ' has'} no image and {'are' if n != 1 else 'is'} kept to train "
             f"the metadata only: {places}")

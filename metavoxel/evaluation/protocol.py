@@ -63,6 +63,8 @@ class EvaluationOptions:
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
         table2: run the four conditioning sets of Table 2.
         method: ``sample``, or ``point`` to add point predictions (`point_prediction`) beside sampling.
+            ``num_samples`` and ``steps`` shape the sampled answers only (point prediction draws no samples
+            and reads its own levels); ``seed``, ``batch_size`` and ``precision`` apply to both.
     """
 
     roles: Roles = field(default_factory=Roles)
@@ -171,7 +173,8 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
                                                       classes=classes), "seconds_per_subject": cls.seconds / n}
     out["samples"]["classification"] = votes
     if options.method == "point":
-        point = point_prediction(model, test, roles, seed=options.seed, batch_size=options.batch_size, seeds=seeds)
+        point = point_prediction(model, test, roles, seed=options.seed, batch_size=options.batch_size, seeds=seeds,
+                                 precision=options.precision)
         out["samples"]["point"] = {"continuous": point.pop("continuous"), "probs": point.pop("probs")}
         out["point"] = point
 
@@ -217,7 +220,8 @@ def check_method(model: JointModel, method: str) -> None:
 
 
 def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *, seed: int = 0,
-                     batch_size: int | None = None, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+                     batch_size: int | None = None, seeds: Sequence[int] | None = None,
+                     precision: str = "fp32") -> dict[str, Any]:
     """The regression and classification questions answered by point prediction instead of sampling.
 
     ``roles.continuous`` from image + categorical: its posterior mean; ``roles.categorical`` from image +
@@ -230,6 +234,7 @@ def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *
         seed: RNG seed of the prior draws and the re-noising.
         batch_size: rows per network call (default all at once).
         seeds: one per record (`subject_seed`): each record's draws from its own generator, instead of ``seed``.
+        precision: ``fp32``, or ``bf16`` network autocast.
 
     Returns:
         ``regression`` (`regression_metrics` of the means as one sample each, + ``seconds_per_subject``),
@@ -245,12 +250,12 @@ def point_prediction(model: JointModel, test: Mapping[str, Any], roles: Roles, *
     truth_c = continuous_truth(roles.continuous, test[roles.continuous])
     start = time.perf_counter()
     reg = model.point_predict({g: test[g] for g in roles.given("I,C")}, roles.continuous, seed=seed,
-                              batch_size=batch_size, seeds=seeds)
+                              batch_size=batch_size, seeds=seeds, precision=precision)
     seconds_reg = time.perf_counter() - start
     means = reg.mean[roles.continuous].reshape(n).double()  # (N,)
     start = time.perf_counter()
     cls = model.point_predict({roles.image: test[roles.image], roles.continuous: test[roles.continuous]},
-                              roles.categorical, seed=seed, batch_size=batch_size, seeds=seeds)
+                              roles.categorical, seed=seed, batch_size=batch_size, seeds=seeds, precision=precision)
     seconds_cls = time.perf_counter() - start
     classes = binary_classes(model, roles.categorical)
     truth_k = class_truth(model, roles.categorical, test[roles.categorical])

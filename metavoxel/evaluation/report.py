@@ -14,10 +14,10 @@ __all__ = ["coverage_text", "figure_links", "fmt", "generation_text", "markdown_
 _GIVEN = {"I,C": "image + {c}", "I": "image", "C": "{c}", "none": "nothing (∅)", "population mean": "population mean"}
 
 
-def fmt(value: Any, digits: int = 2) -> str:
-    """A number for a table: fixed digits, '—' for missing or NaN."""
+def fmt(value: Any, digits: int = 2, missing: str = "—") -> str:
+    """A number for a table: fixed digits, ``missing`` ('—') for None or NaN (e.g. an SD of one record)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
+        return missing
     if isinstance(value, (int, float)):
         return f"{value:.{digits}f}"
     return str(value)
@@ -99,7 +99,9 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
     lines = [f"# {title}", ""]
     if command:
         lines += ["```", command, "```", ""]
-    lines += [f"{evaluation['n_test']} held-out records, {evaluation['num_samples']} samples each, "
+    n = evaluation["n_test"]
+    which = "evaluated (--split all)" if evaluation.get("split") == "all" else "held-out"
+    lines += [f"{n} {which} record{'s' if n != 1 else ''}, {evaluation['num_samples']} samples each, "
               f"{evaluation['steps']} reverse steps.", "", "## Tasks", ""]
     rows = [[f"{c} from image + {k}", f"MAE {pm(reg['mae'], reg['mae_sd'])}",
              f"r = {fmt(reg['pearson_r'])}, coverage {coverage_text(reg['coverage'], reg.get('coverage_level'))}",
@@ -129,6 +131,9 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
     if "table2" in evaluation:
         lines += [f"## {c} under each conditioning set (paper Table 2)", "",
                   table2_markdown(evaluation["table2"], k), ""]
+        if "population_mean" in evaluation:
+            source = evaluation.get("population_mean_from", "the training split")
+            lines += [f"The population mean ({fmt(evaluation['population_mean'])}) is the mean {c} of {source}.", ""]
     if "generation" in evaluation:
         lines += ["## Unconditional generation", "", generation_text(evaluation["generation"]), ""]
     if "conditional_fidelity" in evaluation:

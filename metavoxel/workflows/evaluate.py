@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json, write_text
 from metavoxel.variables.capabilities import HasCategories, HasValueRange, OwnsFrozenEncoder
 
-__all__ = ["evaluate_run", "json_ready", "records", "split_indices", "write_figures"]
+__all__ = ["EvaluationWarning", "evaluate_run", "json_ready", "population_mean", "records", "split_indices",
+           "write_figures"]
+
+
+class EvaluationWarning(UserWarning):
+    """Part of an evaluation was skipped or stood in for (e.g. likelihood classification without validation records)."""
 
 
 def records(model: JointModel, cohort: Cohort, indices: list[int], image: str) -> dict[str, Any]:
@@ -46,6 +52,27 @@ def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[i
         raise InputError(f"--split {split!r}: the run's splits.json has no records there "
                          f"(it has {', '.join(k for k, v in splits.items() if v)}); use --split all for another cohort")
     return {**splits, "test": splits[split]}
+
+
+def population_mean(run_dir: Path, cohort: Cohort, splits: Mapping[str, list[int]], split: str, name: str
+                    ) -> tuple[float, str]:
+    """The trivial predictor of Table 2: ``(mean of variable name, where that mean comes from)``.
+
+    The run's training split when it has records in ``cohort`` (with ``split="all"`` when the run's
+    splits.json covers this cohort); otherwise the evaluated records' own mean, said so.
+    """
+    train = splits.get("train")
+    if split == "all":
+        try:
+            train = load_splits(run_dir / "splits.json", cohort).get("train")
+        except InputError:  # another cohort (or no splits.json): the run's training records are not in it
+            train = None
+    source = "the run's training split"
+    if not train:
+        train = splits["test"]
+        source = "the evaluated records (the run's training split is not in --data)"
+    values = np.asarray(cohort.select(train).batch()[name], dtype=float)
+    return float(np.nanmean(values)), source
 
 
 def json_ready(value: Any) -> Any:
@@ -73,6 +100,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     With ``options.method == "point"`` the report adds point predictions (`metavoxel.evaluation.protocol.
     point_prediction`) beside the sampled answers; a model trained without clean subsets is refused
     (InputError) before the cohort is read.
+
+    Table 2's population mean is the training split's (`population_mean`; the evaluated records' own, said so
+    in the report and an `EvaluationWarning`, when the training split is not in ``data``). Likelihood
+    classification needs validation records for its temperature; without them (``split="all"``, or a run
+    with an empty validation split) it is skipped with an `EvaluationWarning`.
     """
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.evaluation.protocol import check_method
@@ -89,9 +121,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     splits = split_indices(run_dir, cohort, split)
     test = records(model, cohort, splits["test"], roles.image)
     val = records(model, cohort, splits["val"], roles.image) if splits.get("val") else None
-    # the population-mean predictor: the training split's mean (with --split all, the evaluated cohort's own)
-    train_values = cohort.select(splits.get("train") or splits["test"]).batch()[roles.continuous]
-    population_mean = float(np.nanmean(np.asarray(train_values, dtype=float)))
+    mean, mean_from = population_mean(run_dir, cohort, splits, split, roles.continuous)
+    if not mean_from.startswith("the run's training"):
+        warnings.warn(f"the population mean of {roles.continuous} (Table 2's trivial predictor) is {mean_from}",
+                      EvaluationWarning, stacklevel=2)
+    if options.likelihood_timesteps and val is None and isinstance(model.variables[roles.categorical], HasCategories):
+        why = "--split all evaluates every record" if split == "all" else "the run's splits.json has no val records"
+        warnings.warn(f"likelihood classification of {roles.categorical} is skipped: it needs validation records to "
+                      f"fit its temperature on, and {why}; evaluate --split test for it, or pass "
+                      "--likelihood-timesteps 0", EvaluationWarning, stacklevel=2)
     net = None
     if features:
         image = model.variables[roles.image]
@@ -108,9 +146,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
         readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.value_range),
                                          num_classes=len(cat.categories))
     ids = lambda indices: [(cohort[i].subject, cohort[i].session) for i in indices]  # noqa: E731
-    evaluation = evaluate_model(model, test, val=val, population_mean=population_mean, options=options,
+    evaluation = evaluate_model(model, test, val=val, population_mean=mean, options=options,
                                 features=net, readers=readers, progress=progress, subjects=ids(splits["test"]),
                                 val_subjects=ids(splits["val"]) if val is not None else None)
+    if "table2" in evaluation:
+        evaluation["population_mean_from"] = mean_from
+    evaluation["split"] = split
     out.mkdir(parents=True, exist_ok=True)
     command = "metavoxel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     metrics = {"run": str(run_dir), "data": str(data), "split": split, **json_ready(evaluation)}

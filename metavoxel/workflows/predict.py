@@ -6,11 +6,12 @@ import csv
 import io
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from metavoxel.data import DataSpec, read_cohort
-from metavoxel.data.records import subject_seed
+from metavoxel.data import CohortWarning, DataSpec, read_cohort
+from metavoxel.data.records import subject_seed, without_image_note
 from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
@@ -48,11 +49,11 @@ def predict_output(out: str | Path) -> Path:
 
 
 def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path, *,
-                given: Sequence[str] | None = None, num_samples: int = 3, steps: int | None = None,
+                given: Sequence[str] | None = None, num_samples: int | None = None, steps: int | None = None,
                 seed: int | None = None, batch_size: int = 16, precision: str = "fp32",
                 progress: Callable[[int, int], None] | None = None, method: str = "sample",
-                conditioning: str | None = None, guidance: float = 0.0, draws: int | None = None) -> Path:
-    """Predict ``target`` from the ``given`` variables (default: all others) for every record; write a TSV.
+                conditioning: str | None = None, guidance: float | None = None, draws: int | None = None) -> Path:
+    """Predict ``target`` from the ``given`` variables (None: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
     estimate (``mean``/``median``/``majority``) as ``target``, ``probs`` as ``target_p_<class>``, any other
@@ -67,7 +68,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     ``method="point"`` reads the posterior mean (or class probabilities) from the model's x0 prediction,
     renoise-and-read in at most 5 network calls per record (`metavoxel.JointModel.point_predict`, its default
     plan, or ``draws`` per level; a model trained with clean subsets): continuous targets then get ``target``
-    only (no spread). ``conditioning`` and ``guidance`` apply to ``method="sample"``.
+    only (no spread). ``num_samples`` (default 3), ``steps``, ``conditioning`` and ``guidance`` (default 0)
+    apply to ``method="sample"`` only: given with ``method="point"`` they are refused; ``precision`` applies
+    to both.
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
@@ -82,11 +85,25 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         The path written.
 
     Raises:
-        InputError: a bad target, given variable, table or ``out`` — all before any sampling.
+        InputError: a bad target, given variable (an empty ``given`` too), table or ``out``, or a sampling
+            option given with ``method="point"`` — all before any sampling.
         PluginError: the target's kind returned a summary outside the contract.
     """
     if method not in ("sample", "point"):
         raise InputError(f"--method must be sample or point, got {method!r}")
+    if method == "point":
+        sampling = {"--num-samples": num_samples, "--steps": steps, "--conditioning": conditioning,
+                    "--guidance": guidance}
+        extra = [flag for flag, value in sampling.items() if value is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to --method point "
+                             "(it reads the model's x0 prediction with the given variables clean, drawing no "
+                             f"samples); drop {'it' if len(extra) == 1 else 'them'}, or use --method sample")
+    num_samples = 3 if num_samples is None else int(num_samples)
+    guidance = 0.0 if guidance is None else float(guidance)
+    if given is not None and not list(given):
+        raise InputError("--given names no variable; name the variables to condition on (comma-separated, e.g. "
+                         "--given image,sex), or leave --given out to condition on all the others")
     out = predict_output(out)
     model = load_run(run_dir)
     if target not in model.variables:
@@ -95,19 +112,24 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     var = model.variables[target]
     if not isinstance(var.head, ScalarHead):
         raise InputError(f"--target {target!r} is an image; predict scalar variables, or use `metavoxel sample`")
-    given = [g for g in model.variables if g != target] if not given else list(given)
+    given = [g for g in model.variables if g != target] if given is None else list(given)
     bad = sorted(set(given) - set(model.variables)) + ([target] if target in given else [])
     if bad:
         unknown = [b for b in bad if b not in model.variables]
         hint = did_you_mean(unknown[0], model.variables) if unknown else ""
         raise InputError(f"--given: {', '.join(bad)} cannot be given{hint}; choose among "
                          f"{', '.join(v for v in model.variables if v != target)}")
-    cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    with warnings.catch_warnings():  # the reader's note is about training; prediction says its own below
+        warnings.filterwarnings("ignore", message=r".*no image and (is|are) kept to train", category=CohortWarning)
+        cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     batch = cohort.batch()
     present = [g for g in given if g in batch]
     if not present:
         raise InputError(f"none of the given variables ({', '.join(given)}) is in {data}; check the columns")
     images = [g for g in present if isinstance(model.variables[g].head, SpatialHead)]
+    no_image = [r for r in cohort.records if images and all(r.values.get(g) is None for g in images)]
+    if no_image:
+        warnings.warn(f"{data}: {without_image_note(no_image, use='predict')}", CohortWarning, stacklevel=2)
     seed = model.spec.seed if seed is None else int(seed)
     labels = list(var.categories) if isinstance(var, HasCategories) else None
     has_truth = target in batch
@@ -128,8 +150,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         fix = {g: [batch[g][i] for i in chunk] for g in present}
         seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
         if method == "point":
-            summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size),
-                                     target, var)
+            summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size,
+                                                         precision=precision), target, var)
         else:
             result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
                                   batch_size=batch_size, conditioning=conditioning, guidance=guidance)
