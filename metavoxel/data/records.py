@@ -9,7 +9,7 @@ from typing import Any
 
 from metavoxel.data.problems import list_places
 
-__all__ = ["Cohort", "Record", "session_id", "subject_id", "subject_seed", "without_image_note"]
+__all__ = ["Cohort", "Record", "record_keys", "session_id", "subject_id", "subject_seed", "without_image_note"]
 
 
 def subject_id(text: str | None) -> str | None:
@@ -28,11 +28,30 @@ def session_id(text: str | None) -> str | None:
     return text if text.startswith("ses-") else f"ses-{text}"
 
 
-def subject_seed(seed: int, subject: str, session: str | None) -> int:
-    """A 63-bit seed of ``(seed, subject, session)`` (SHA-256): a record's random draws depend on nothing else
-    in the table — not its row, not the records sampled beside it."""
-    digest = hashlib.sha256(f"{int(seed)}\0{subject}\0{session or ''}".encode()).digest()
+def subject_seed(seed: int, subject: str, session: str | None, record: str | None = None) -> int:
+    """A 63-bit seed of ``(seed, subject, session[, record])`` (SHA-256): a record's random draws depend on
+    nothing else in the table — not its row, not the records sampled beside it.
+
+    ``record`` tells apart several records of one subject and session (BIDS runs: ``run-1``, ``run-2``), which
+    would otherwise draw the same noise; None (one record per subject and session) gives the seed of
+    ``(seed, subject, session)`` alone, as before records were told apart. See `record_keys`.
+    """
+    text = f"{int(seed)}\0{subject}\0{session or ''}" + ("" if record is None else f"\0{record}")
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def record_keys(records: Sequence[Record]) -> list[tuple[str, str | None, str | None]]:
+    """``(subject, session, record)`` of each record, what `subject_seed` takes after the seed.
+
+    ``record`` is the record's ``source`` (for BIDS its image file, e.g. ``sub-01/ses-1/anat/sub-01_ses-1_run-2_
+    T1w.nii.gz``) when another of ``records`` has the same subject and session (several runs), else None: a
+    record alone in its subject and session keeps the seed of ``(seed, subject, session)``.
+    """
+    counts: dict[tuple[str, str | None], int] = {}
+    for r in records:
+        counts[(r.subject, r.session)] = counts.get((r.subject, r.session), 0) + 1
+    return [(r.subject, r.session, r.source if counts[(r.subject, r.session)] > 1 else None) for r in records]
 
 
 @dataclass(frozen=True)

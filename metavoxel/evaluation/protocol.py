@@ -128,8 +128,9 @@ def class_samples(model: JointModel, name: str, samples: torch.Tensor) -> torch.
 def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[str, Any] | None = None,
                    population_mean: float, options: EvaluationOptions | None = None, features=None,
                    readers: Readers | None = None, progress: Progress | None = None,
-                   subjects: Sequence[tuple[str, str | None]] | None = None,
-                   val_subjects: Sequence[tuple[str, str | None]] | None = None) -> dict[str, Any]:
+                   subjects: Sequence[tuple[str, str | None] | tuple[str, str | None, str | None]] | None = None,
+                   val_subjects: Sequence[tuple[str, str | None] | tuple[str, str | None, str | None]] | None = None
+                   ) -> dict[str, Any]:
     """Every question of the protocol on ``test`` (raw values per variable, images as (N, 1, *shape) tensors).
 
     Args:
@@ -137,10 +138,11 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
         population_mean: training-set mean of the continuous variable.
         features: a `metavoxel.evaluation.features.FeatureNetwork` for FID/MMD (skipped when None).
         readers: baselines for conditional fidelity (skipped when None).
-        subjects, val_subjects: (subject, session) of each test / validation record: every record then draws
-            from its own generator (`metavoxel.data.records.subject_seed`), so its answers do not depend on
-            which other records are evaluated beside it or on ``options.batch_size``. Without them one
-            generator seeded by ``options.seed`` serves the whole set.
+        subjects, val_subjects: (subject, session) of each test / validation record, or (subject, session,
+            record) to tell several runs of one session apart (`metavoxel.data.records.record_keys`): every
+            record then draws from its own generator (`metavoxel.data.records.subject_seed`), so its answers
+            do not depend on which other records are evaluated beside it or on ``options.batch_size``. Without
+            them one generator seeded by ``options.seed`` serves the whole set.
 
     Returns:
         A JSON-ready dict of metrics, plus ``"samples"``: the raw draws (tensors) for figures (``regression``
@@ -199,9 +201,9 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     return out
 
 
-def _seeds(subjects: Sequence[tuple[str, str | None]] | None, seed: int) -> list[int] | None:
-    """Per-record seeds of (subject, session) pairs under ``seed``, or None without subjects."""
-    return None if subjects is None else [subject_seed(seed, subject, session) for subject, session in subjects]
+def _seeds(subjects: Sequence[tuple] | None, seed: int) -> list[int] | None:
+    """Per-record seeds of (subject, session[, record]) keys under ``seed``, or None without subjects."""
+    return None if subjects is None else [subject_seed(seed, *key) for key in subjects]
 
 
 def check_point(model: JointModel) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from metavoxel.data import Cohort, DataSpec, load_splits, read_cohort
+from metavoxel.data.records import record_keys
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json, write_text
@@ -145,7 +146,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
                              f"{roles.categorical!r} ({cat.kind}); drop --regressor/--classifier")
         readers = readers_from_baselines(regressor, classifier, continuous_range=tuple(var.value_range),
                                          num_classes=len(cat.categories))
-    ids = lambda indices: [(cohort[i].subject, cohort[i].session) for i in indices]  # noqa: E731
+    keys = record_keys(cohort.records)  # several runs of one subject and session are told apart
+    ids = lambda indices: [keys[i] for i in indices]  # noqa: E731
     evaluation = evaluate_model(model, test, val=val, population_mean=mean, options=options,
                                 features=net, readers=readers, progress=progress, subjects=ids(splits["test"]),
                                 val_subjects=ids(splits["val"]) if val is not None else None)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metavoxel.data import CohortWarning, DataSpec, read_cohort
-from metavoxel.data.records import subject_seed, without_image_note
+from metavoxel.data.records import record_keys, subject_seed, without_image_note
 from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
@@ -74,7 +74,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
-    whatever ``batch_size`` is (`metavoxel.JointModel.sample` with ``seeds``).
+    whatever ``batch_size`` is (`metavoxel.JointModel.sample` with ``seeds``). Several records of one subject
+    and session (BIDS runs) add their image file to the seed (`record_keys`), so their draws differ.
 
     Args:
         out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
@@ -135,6 +136,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     has_truth = target in batch
     columns: list[str] | None = None
     records = list(cohort.records)
+    keys = record_keys(records)
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
     # a call holds records that give the same variables, so which variables are free (and the conditioning a
     # spec's default falls back to) is each record's own, whatever the other rows
@@ -148,7 +150,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     done = 0
     for chunk in chunks:
         fix = {g: [batch[g][i] for i in chunk] for g in present}
-        seeds = [subject_seed(seed, records[i].subject, records[i].session) for i in chunk]
+        seeds = [subject_seed(seed, *keys[i]) for i in chunk]
         if method == "point":
             summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size,
                                                          precision=precision), target, var)

@@ -143,3 +143,25 @@ def test_bids_sex_codes_follow_the_variable_spelling(plain_sex_variables):
     assert bids_sex_codes(plain_sex_variables["sex"]) == {"M": "M", "m": "M", "male": "M", "F": "F", "f": "F",
                                                           "female": "F"}
     assert bids_sex_codes(plain_sex_variables["age"]) == {}
+
+
+def test_runs_of_one_session_get_their_own_seeds_and_a_lone_record_keeps_its_seed(tmp_path, write_nifti, write_text,
+                                                                                   cohort_variables):
+    from metavoxel.data.records import record_keys, subject_seed
+
+    write_text(tmp_path / "participants.tsv", [["participant_id", "age"], ["sub-01", "60"], ["sub-02", "70"]])
+    for run in ("run-1", "run-2"):
+        write_nifti(tmp_path / "sub-01" / "ses-1" / "anat" / f"sub-01_ses-1_{run}_T1w.nii.gz")
+    write_nifti(tmp_path / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_run-1_T1w.nii.gz")
+    cohort = read_bids(tmp_path, cohort_variables)
+    keys = record_keys(cohort.records)
+    assert keys == [("sub-01", "ses-1", "sub-01/ses-1/anat/sub-01_ses-1_run-1_T1w.nii.gz"),
+                    ("sub-01", "ses-1", "sub-01/ses-1/anat/sub-01_ses-1_run-2_T1w.nii.gz"),
+                    ("sub-02", "ses-1", None)]
+    seeds = [subject_seed(0, *key) for key in keys]
+    assert seeds[0] != seeds[1]  # two runs no longer draw the same noise
+    assert seeds[2] == subject_seed(0, "sub-02", "ses-1")  # alone in its session: the seed it always had
+    import hashlib
+
+    legacy = int.from_bytes(hashlib.sha256(b"0\0sub-02\0ses-1").digest()[:8], "big") >> 1
+    assert seeds[2] == legacy

@@ -128,3 +128,17 @@ def test_a_row_without_an_image_is_announced_in_prediction_terms(root, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert "1 record has no image; it is predicted from its other given variables only" in err
     assert "train" not in err
+
+
+def test_two_runs_of_one_session_are_not_sampled_with_the_same_noise(root):
+    bids = root / "bids"
+    (bids / "sub-01" / "ses-1" / "anat").mkdir(parents=True)
+    (bids / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t60\tF\n")
+    image = nib.load(str(root / "img0.nii.gz"))
+    for run_label in ("run-1", "run-2"):  # the same scan twice: only the seed can make their samples differ
+        nib.save(image, str(bids / "sub-01" / "ses-1" / "anat" / f"sub-01_ses-1_{run_label}_T1w.nii.gz"))
+    assert run(["predict", "--model", str(root / "run"), "--data", str(bids), "--target", "age", "-n", "2",
+                "--steps", "2", "--out", str(root / "runs.tsv")]) == 0
+    rows = list(csv.DictReader((root / "runs.tsv").open(), delimiter="\t"))
+    assert [r["source"].split("_")[-2] for r in rows] == ["run-1", "run-2"]
+    assert rows[0]["age"] != rows[1]["age"]
