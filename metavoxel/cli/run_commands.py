@@ -238,15 +238,17 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
         return fmt(value, digits, missing="n/a")
 
     reg, cls, unc = metrics["regression"], metrics["classification"], metrics["uncertainty"]
-    console().print(f"{continuous} MAE {num(reg['mae'])} ± {num(reg['mae_sd'])}, CRPS {num(unc['crps'])}, spread-skill "
-                    f"{num(unc['spread_skill'])}, coverage {coverage_text(unc['coverage'], unc['coverage_level'])}; "
-                    f"{categorical} accuracy {num(cls['accuracy'], 3)}; wrote {escape(str(out))}/report.md, metrics.json and figures")
+    console().print(f"{continuous} MAE {num(reg['mae'])} ± {num(reg['mae_sd'])}, CRPS {num(unc['crps'])}, "
+                    f"spread-skill {num(unc['spread_skill'])}, coverage "
+                    f"{coverage_text(unc['coverage'], unc['coverage_level'])}; {categorical} accuracy "
+                    f"{num(cls['accuracy'], 3)}; wrote {escape(str(out))}/report.md, metrics.json and figures")
     if "point" in metrics:
         preg, pcls = metrics["point"]["regression"], metrics["point"]["classification"]
         console().print(f"point prediction ({metrics['point']['calls_per_subject']} network calls per subject): "
-                        f"{continuous} MAE {num(preg['mae'])} in {num(preg['seconds_per_subject'], 4)} s/subject (sampling "
-                        f"{num(reg['seconds_per_subject'], 4)}); {categorical} accuracy {num(pcls['accuracy'], 3)} in "
-                        f"{num(pcls['seconds_per_subject'], 4)} s/subject (sampling {num(cls['seconds_per_subject'], 4)})")
+                        f"{continuous} MAE {num(preg['mae'])} in {num(preg['seconds_per_subject'], 4)} s/subject "
+                        f"(sampling {num(reg['seconds_per_subject'], 4)}); {categorical} accuracy "
+                        f"{num(pcls['accuracy'], 3)} in {num(pcls['seconds_per_subject'], 4)} s/subject (sampling "
+                        f"{num(cls['seconds_per_subject'], 4)})")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
 

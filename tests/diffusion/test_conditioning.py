@@ -266,7 +266,8 @@ def test_guidance_with_one_of_two_images_fixed_shows_the_fixed_image_unknown_at_
         assert (levels["age"][2:] == T).all() and (levels["age"][:2] == levels["image"][:2]).all()
     known, _ = mv.diffusion.known.known_values(two_images.variables, {"image": image}, {}, None, torch.device("cpu"))
     cond = Conditions(two_images.variables, known, "repaint", T, 2)
-    z = {n: v.prior(2, generator=torch.Generator().manual_seed(0), device="cpu") for n, v in two_images.variables.items()}
+    gen = torch.Generator().manual_seed(0)
+    z = {n: v.prior(2, generator=gen, device="cpu") for n, v in two_images.variables.items()}
     prior = {"image": torch.randn(2, 1, 8, 8)}
     z_m, levels = cond.marginal(z, torch.full((2,), 40), prior)
     assert torch.equal(z_m["image"], prior["image"]) and (levels["image"] == 40).all()

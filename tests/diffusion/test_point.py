@@ -141,7 +141,8 @@ def test_per_subject_seeds_make_a_point_prediction_independent_of_its_batch(mode
 def test_bf16_precision_runs_the_network_under_autocast_and_reads_in_float32(model, monkeypatch):
     seen = []
     real = model.net.forward
-    monkeypatch.setattr(model.net, "forward", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or real(*a, **k))
+    monkeypatch.setattr(model.net, "forward",
+                        lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or real(*a, **k))
     fix = {"image": torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))}
     half = model.point_predict(fix, "age", seed=0, precision="bf16")
     assert seen and all(seen) and half.mean["age"].dtype == torch.float32
