@@ -1,11 +1,12 @@
 """The MetaVoxel paper's experiments, end to end, on the built-in phantom cohort.
 
-    python benchmarks/paper/run.py --config small --append # 2 CPU cores, under 45 minutes
+    python benchmarks/paper/run.py --config small --append # 2 CPU cores, about 90 minutes
     python benchmarks/paper/run.py --config paper          # the full-size recipe, for a GPU
 
 Stages (each reused when its output already exists in --out, so an interrupted run continues):
-phantom cohort → KL-VAE → three diffusion models (MetaVoxel, image-only LDM, continuous-sex variant) →
-baselines (MONAI DenseNet121 and ViT, age and sex) → evaluation → ``report.md``, ``metrics.json`` and
+phantom cohort → KL-VAE → five diffusion models (MetaVoxel, image-only LDM, continuous-sex variant, and
+MetaVoxel on the mixture recipe and with matched schedules, see `MODELS`) → baselines (MONAI DenseNet121 and
+ViT, age and sex) → evaluation and the conditioning comparison → ``report.md``, ``metrics.json`` and
 figures (PNG + PDF) in --out; with --append the report is also appended to benchmarks/RESULTS.md.
 """
 
@@ -26,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conditioning import conditioning_study  # noqa: E402
 from configs import CONFIGS, BenchConfig  # noqa: E402
 from tables import write_report  # noqa: E402
 
@@ -40,10 +42,22 @@ from metavoxel.evaluation.scalar_metrics import (classification_metrics, regress
 from metavoxel.io.atomic import write_json  # noqa: E402
 from metavoxel.training.checkpoint import load_run  # noqa: E402
 from metavoxel.workflows.evaluate import records  # noqa: E402
-from metavoxel.workflows.study import (VARIANTS, make_cohort, phantom_config, train_study_model,  # noqa: E402
-                                      train_study_vae)
+from metavoxel.spec import RECOMMENDED_TRAINING  # noqa: E402
+from metavoxel.workflows.study import make_cohort, phantom_config, train_study_model, train_study_vae  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: every model the benchmark trains: directory -> (study variant, changes to the recipe). The first three are
+#: the paper's (its recipe: one shared t, the paper's schedules); the last two are the conditioning
+#: comparison of issue 12 — the per-variable-level mixture (clean conditioning), and the paper recipe with
+#: matched schedules (the Gaussian variables on the cosine schedule of the categorical one).
+MODELS = {
+    "joint": ("joint", {}),
+    "image-only": ("image-only", {}),
+    "continuous-sex": ("continuous-sex", {}),
+    "joint-mixture": ("joint", {"training": dict(RECOMMENDED_TRAINING)}),
+    "joint-matched": ("joint", {"gaussian_schedule": {"name": "cosine"}}),
+}
 
 
 class Clock:
@@ -89,13 +103,14 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
             scale, vae_summary = float(meta["scale_factor"]), meta["metrics"]
         else:
             _, scale, vae_summary = train_study_vae(recipe, data, vae_dir, progress=progress(50))
-    for variant in VARIANTS:
-        with clock(f"train {variant}"):
-            if not (out / variant / "model.safetensors").is_file():
-                if (out / variant).exists():  # an interrupted training: start it again
-                    shutil.rmtree(out / variant)
-                train_study_model(recipe, variant, data, out / variant, vae_weights=vae_dir / "vae.safetensors",
-                                  scale_factor=scale, cache_dir=out / "latents", progress=progress(200))
+    for name, (variant, changes) in MODELS.items():
+        with clock(f"train {name}"):
+            if not (out / name / "model.safetensors").is_file():
+                if (out / name).exists():  # an interrupted training: start it again
+                    shutil.rmtree(out / name)
+                train_study_model(dataclasses.replace(recipe, **changes), variant, data, out / name,
+                                  vae_weights=vae_dir / "vae.safetensors", scale_factor=scale,
+                                  cache_dir=out / "latents", progress=progress(200))
     return data, vae_summary
 
 
@@ -237,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phantom", action="append", default=[], metavar="KEY=VALUE",
                         help="Change one setting of the phantom cohort (e.g. age_effect=2, variability=0.5, noise=0); "
                              "repeatable; named in the report. See `metavoxel phantom --help`.")
+    parser.add_argument("--train-only", action="store_true",
+                        help="Train (or reuse) every model and baseline, then stop; a later run evaluates them.")
     args = parser.parse_args(argv)
     try:
         bench = with_phantom(CONFIGS[args.config], args.phantom)
@@ -249,6 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     clock = Clock()
     data, vae_summary = train_all(bench, out, clock)
+    if args.train_only:
+        with clock("baselines"):
+            joint = load_run(out / "joint")
+            cohort = read_cohort(data, joint.variables, joint.spec.data or DataSpec())
+            splits = load_splits(out / "joint" / "splits.json", cohort)
+            train_baselines(bench, out, {k: records(joint, cohort, v, "image") for k, v in splits.items() if v},
+                            clock, joint)
+        print(f"trained every model and baseline in {out}; run again without --train-only to evaluate")
+        return 0
 
     with clock("load models and held-out records"):
         joint = load_run(out / "joint")
@@ -284,13 +310,18 @@ def main(argv: list[str] | None = None) -> int:
         base_rows = baseline_rows(baselines, test, joint)
     with clock("ablations"):
         ablation = ablations(bench, joint, test, features, options, metavoxel)
+    with clock("conditioning comparison"):
+        models = {"paper": joint, "matched": load_run(out / "joint-matched"), "mixture": load_run(out / "joint-mixture")}
+        study = conditioning_study(models, test, val, readers, features, steps=options.steps,
+                                   calibration=bench.calibration_samples, likelihood_timesteps=bench.likelihood_timesteps,
+                                   batch_size=bench.eval_batch_size, seed=options.seed)
     clock.stages["total"] = time.perf_counter() - clock.start
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'}")
     files = write_report(out, args.results if args.append else None, bench=bench, command=command,
                          machine=machine, clock=clock.stages, vae=vae_summary, metavoxel=metavoxel,
                          image_only=image_only_gen, continuous_sex=cont, baselines=base_rows, ablation=ablation,
-                         test=test, joint=joint, population_mean=population_mean)
+                         test=test, joint=joint, population_mean=population_mean, conditioning=study)
     print(f"total {clock.stages['total'] / 60:.1f} min; wrote {', '.join(str(f) for f in files)}")
     return 0
 

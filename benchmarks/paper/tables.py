@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from conditioning import conditioning_report
+
 from metavoxel.evaluation.report import (coverage_text, figure_links, fmt, markdown_table, pm, table2_markdown,
                                          uncertainty_markdown)
 from metavoxel.evaluation.protocol import class_truth
@@ -83,8 +85,9 @@ def ablation_tables(ablation: dict) -> str:
 
 def write_report(out: Path, results: Path | None, *, bench, command: str, machine: str, clock: dict, vae: dict,
                  metavoxel: dict, image_only: dict, continuous_sex: dict, baselines: dict, ablation: dict,
-                 test: dict, joint, population_mean: float) -> list[Path]:
+                 test: dict, joint, population_mean: float, conditioning: dict) -> list[Path]:
     target_table, checks = targets(metavoxel, image_only, baselines)
+    conditioning_text, conditioning_checks = conditioning_report(conditioning, baselines["densenet121"])
     lik, cls = metavoxel["likelihood"], metavoxel["classification"]
     gen = metavoxel["generation"]
     fidelity = metavoxel["conditional_fidelity"]
@@ -114,7 +117,7 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
         f"(r = {fmt(fidelity['continuous_r'])}), sex accuracy {fmt(fidelity['categorical_accuracy'], 3)}.",
         f"- Population-mean predictor (training mean {population_mean:.1f} years): MAE "
         f"{fmt(metavoxel['table2'][-1]['mae'])} years.",
-        "", "### Ablations (MetaVoxel)", "", ablation_tables(ablation), "",
+        "", "### Ablations (MetaVoxel)", "", ablation_tables(ablation), "", conditioning_text,
     ]
     figures = write_paper_figures(out, metavoxel=metavoxel, image_only=image_only, baselines=baselines,
                                   ablation=ablation, test=test, joint=joint)
@@ -124,7 +127,8 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
     # report.md sits beside the figures, so it shows them; RESULTS.md only names them
     files = [write_text(out / "report.md", text + "\n" + "\n\n".join(figure_links([f.name for f in figures])) + "\n")]
     metrics = {"config": bench.recipe.to_dict(), "command": command, "machine": machine, "minutes": minutes,
-               "vae": vae, "targets": checks, **json_ready({"metavoxel": metavoxel, "image_only": image_only,
+               "vae": vae, "targets": checks, "conditioning_targets": conditioning_checks,
+               **json_ready({"metavoxel": metavoxel, "image_only": image_only, "conditioning": conditioning,
                                                               "continuous_sex": continuous_sex,
                                                               "baselines": baselines, "ablation": ablation})}
     files.append(write_json(out / "metrics.json", metrics))

@@ -33,10 +33,22 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
         assert (out / name).is_file(), name
         if name.endswith(".png"):
             assert (out / name).with_suffix(".pdf").is_file(), name
-    for variant in ("joint", "image-only", "continuous-sex"):
+    for variant in ("joint", "image-only", "continuous-sex", "joint-mixture", "joint-matched"):
         assert (out / variant / "model.safetensors").is_file(), variant
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"metavoxel", "image_only", "continuous_sex", "baselines", "ablation", "targets"} <= set(metrics)
+    assert {"metavoxel", "image_only", "continuous_sex", "baselines", "ablation", "targets", "conditioning",
+            "conditioning_targets"} <= set(metrics)
+    # the conditioning comparison: each model trained as its name says, each mode measured or refused
+    specs = {name: json.loads((out / name / "spec.json").read_text())["spec"]["diffusion"]
+             for name in ("joint", "joint-mixture", "joint-matched")}
+    assert specs["joint"]["training"]["shared"] == 1 and specs["joint-mixture"]["training"]["clean"] > 0
+    assert specs["joint"]["gaussian"]["name"] == "scaled_linear" and specs["joint-matched"]["gaussian"]["name"] == "cosine"
+    rows = metrics["conditioning"]["rows"]
+    assert "refused" not in rows["mixture · clean"] and "refused" not in rows["paper recipe · repaint"]
+    assert rows["mixture · clean"]["calibration_samples"] == 4 and rows["mixture · clean"]["coverage_level"] == 0.6
+    assert set(metrics["conditioning"]["likelihood"]) == {"paper", "matched", "mixture"}
+    assert metrics["conditioning"]["point"]["calls_per_subject"] <= 5
+    assert {c["target"] for c in metrics["conditioning_targets"]} >= {"read-back r", "spread-skill", "seam"}
     assert set(metrics["baselines"]) == {"densenet121", "vit"}
     assert [row["steps"] for row in metrics["ablation"]["steps"]] == [2, 3]
     assert [row["samples"] for row in metrics["ablation"]["samples"]] == [1, 2]
@@ -51,7 +63,8 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
 
     report = (out / "report.md").read_text()
     for heading in ("Table 1 analogue", "Table 2 analogue", "Targets (measured in this run)", "Ablations",
-                    "Uncertainty of age given image and sex", "coverage of the 33.3% interval"):
+                    "Uncertainty of age given image and sex", "coverage of the 33.3% interval",
+                    "Conditioning: paper recipe, matched schedules and the mixture", "target (mixture · clean)"):
         assert heading in report
     assert "90%" not in report.replace("coverage of a 90% interval needs", "")  # no interval sold as 90%
     appended = results.read_text()
@@ -67,13 +80,16 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
                             classifier=out / "baselines" / "densenet121-sex")["conditional_fidelity"]
     assert fidelity["continuous_mae"] >= 0 and 0 <= fidelity["categorical_accuracy"] <= 1
 
-    # a second run trains nothing again: the models are reused as they are
+    # a second run trains nothing again: the models and baselines are reused as they are
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
+    stamps.update({p: p.stat().st_mtime_ns for p in out.glob("baselines/*/baseline.json")})
+    assert len(stamps) == 9
     capsys.readouterr()
-    assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(results)]) == 0
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")} == stamps
-    assert "training" not in capsys.readouterr().out
-    assert results.read_text() == appended  # without --append, RESULTS.md is left alone
+    assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(results), "--train-only"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in [*out.glob("*/model.safetensors"), *out.glob("baselines/*/baseline.json")]} == stamps
+    printed = capsys.readouterr().out
+    assert "training" not in printed and "run again without --train-only" in printed
+    assert results.read_text() == appended
 
     # the same directory with another configuration would reuse stages trained for the first: refused
     with pytest.raises(SystemExit) as exit_info:
