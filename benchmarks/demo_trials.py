@@ -111,9 +111,9 @@ def main(argv: list[str]) -> dict:
     trained_clean = model.spec.diffusion.training.clean > 0
     if trained_clean:
         try:
-            pa = timed("age_point", lambda: model.point_predict({"image": test["image"], "sex": test["sex"]}, ["age"], draws=4, seed=0))
+            pa = timed("age_point", lambda: model.point_predict({"image": test["image"], "sex": test["sex"]}, ["age"], seed=0))
             res["age_mae_point"] = float((pa.mean["age"].double().flatten() - truth).abs().mean())
-            ps = timed("sex_point", lambda: model.point_predict({"image": test["image"], "age": test["age"]}, ["sex"], draws=4, seed=0))
+            ps = timed("sex_point", lambda: model.point_predict({"image": test["image"], "age": test["age"]}, ["sex"], seed=0))
             pred = [sexes[i] for i in ps.probs["sex"].argmax(-1).tolist()]
             res["sex_acc_point"] = float(np.mean([p == s for p, s in zip(pred, test["sex"])]))
         except Exception as exc:  # noqa

@@ -245,28 +245,47 @@ def _round_trip(ctx: _Context, report: DemoReport, guidance: float, per_request:
 
 
 def _regression(ctx: _Context, report: DemoReport, num_samples: int) -> None:
-    """Age from image + sex on the held-out subjects: MAE against the training mean, and honest intervals."""
+    """Age from image + sex on the held-out subjects, against the training mean.
+
+    The answer is the point prediction (the posterior mean in at most 5 network calls, where the model was
+    trained with clean subsets); ``num_samples`` clean samples per subject give the intervals, judged by
+    their real level, and their mean is shown beside it.
+    """
     from metavoxel.evaluation.uncertainty import uncertainty_metrics
     from metavoxel.variables.summaries import level_label
 
-    reg = ctx.sample("age | image, sex", fix={"image": ctx.test["image"], "sex": ctx.test["sex"]},
-                     num_samples=num_samples)
+    fix = {"image": ctx.test["image"], "sex": ctx.test["sex"]}
+    reg = ctx.sample("age | image, sex", fix=fix, num_samples=num_samples)
     summary = reg.summary("age")
     truth = torch.tensor(ctx.test["age"], dtype=torch.float64)
-    mean = torch.tensor(summary["mean"], dtype=torch.float64)
+    sample_mean = torch.tensor(summary["mean"], dtype=torch.float64)
     train_ages = torch.tensor(ctx.train["age"], dtype=torch.float64)
-    mae, baseline = (mean - truth).abs().mean().item(), (train_ages.mean() - truth).abs().mean().item()
+    baseline = (train_ages.mean() - truth).abs().mean().item()
+    sample_mae = (sample_mean - truth).abs().mean().item()
+    if ctx.model.spec.diffusion.training.clean > 0:
+        start = time.perf_counter()
+        point = ctx.model.point_predict(fix, ["age"], seed=ctx.seed)  # renoise-and-read, its default plan
+        mean = point.mean["age"].double().reshape(-1)
+        report.metrics["age_point_seconds_per_subject"] = (time.perf_counter() - start) / len(truth)
+        how = f"point prediction, {point.calls_per_subject} network calls"
+    else:  # a paper-recipe model has no point prediction: the mean of its samples
+        mean, how = sample_mean, f"mean of {num_samples} samples"
+    mae = (mean - truth).abs().mean().item()
     unc = uncertainty_metrics(reg.samples["age"].reshape(len(truth), -1).double(), truth)
     level = summary["level"][0]  # the interval's real level at this S (0.5 from 3 samples), not 90%
-    report.metrics.update(age_mae=mae, age_mae_baseline=baseline, age_coverage=unc["coverage"],
-                          age_coverage_level=level, age_spread_skill=unc["spread_skill"], age_crps=unc["crps"])
-    report.tables.append(Table(f"Age from image + sex ({num_samples} samples each, {len(truth)} held-out subjects)",
-                               ["subject", "true age", "predicted (mean ± SD)", f"{level_label(level)} interval"],
-                               [[i, f"{truth[i]:.1f}", f"{mean[i]:.1f} ± {summary['sd'][i]:.1f}",
-                                 f"[{summary['lower'][i]:.1f}, {summary['upper'][i]:.1f}]"] for i in range(5)]
-                               + [["all", "", f"MAE {mae:.2f} years", f"training-mean MAE {baseline:.2f}"]]))
-    report.checks.append(Check("age MAE (years)", mae, "training-mean MAE", baseline, f"<= {AGE_RATIO} x constant",
-                               AGE_RATIO * baseline, mae <= AGE_RATIO * baseline))
+    report.metrics.update(age_mae=mae, age_mae_samples=sample_mae, age_mae_baseline=baseline,
+                          age_coverage=unc["coverage"], age_coverage_level=level,
+                          age_spread_skill=unc["spread_skill"], age_crps=unc["crps"])
+    report.tables.append(Table(
+        f"Age from image + sex ({len(truth)} held-out subjects): the answer by {how}; "
+        f"{num_samples} samples each for the interval",
+        ["subject", "true age", "predicted", "samples: mean ± SD", f"{level_label(level)} interval"],
+        [[i, f"{truth[i]:.1f}", f"{mean[i]:.1f}", f"{sample_mean[i]:.1f} ± {summary['sd'][i]:.1f}",
+          f"[{summary['lower'][i]:.1f}, {summary['upper'][i]:.1f}]"] for i in range(5)]
+        + [["all", "", f"MAE {mae:.2f} years", f"MAE {sample_mae:.2f}", f"training-mean MAE {baseline:.2f}"]]))
+    report.notes.append(f"age answer: {how} (mean of the samples: MAE {sample_mae:.2f})")
+    report.checks.append(Check("age MAE (years)", mae, "training-mean MAE", baseline,
+                               f"<= {AGE_RATIO} x constant", AGE_RATIO * baseline, mae <= AGE_RATIO * baseline))
     if num_samples > 1:
         se = math.sqrt(level * (1 - level) / len(truth))
         lo, hi = level - 2 * se, level + 2 * se

@@ -76,6 +76,10 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     checks = {c["name"]: c for c in demo["checks"]}
     assert {"age MAE (years)", "sex accuracy", "round-trip ages in increasing order (each sex)"} <= set(checks)
     assert checks["age MAE (years)"]["constant"] == pytest.approx(demo["metrics"]["age_mae_baseline"])
+    # the answer is the point prediction (the demo trains clean subsets); the samples' mean is reported beside it
+    assert checks["age MAE (years)"]["value"] == demo["metrics"]["age_mae"] != demo["metrics"]["age_mae_samples"]
+    assert demo["metrics"]["age_point_seconds_per_subject"] > 0
+    assert any(n.startswith("age answer: point prediction, 5 network calls") for n in demo["notes"])
     assert "Does the demo beat its constants" in out and ("NOT beat" in out) == (not all(
         c["met"] for c in demo["checks"]))
     assert [t["title"] for t in demo["tables"]][-1].startswith("Does the demo beat")
