@@ -65,6 +65,8 @@ class StudyRecipe:
     #: the Gaussian variables' noise schedule (`ScheduleSpec`); the paper's scaled_linear unless a recipe says
     #: otherwise (the paper benchmark's "matched schedules" model uses cosine, the categorical one's)
     gaussian_schedule: dict[str, Any] = field(default_factory=lambda: dict(PAPER_GAUSSIAN_SCHEDULE))
+    #: per-variable ``loss_weight`` in the joint loss (`VariableSpec.loss_weight`), e.g. {"age": 4.0}; others 1
+    loss_weights: dict[str, float] = field(default_factory=dict)
     sampling_steps: int = 50
     guidance: float = 0.0  # guidance weight of the demo's conditional generation (needs training.prior > 0)
     val_fraction: float = 0.1
@@ -113,6 +115,13 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     elif variant == "continuous-sex":
         variables.append({"name": "sex", "kind": "continuous", "range": [0.0, 1.0], "unit": "P(M) (F = 0, M = 1)"})
         data["codes"] = {"sex": {"F": "0", "M": "1"}}
+    unknown = set(recipe.loss_weights) - {"image", "age", "sex"}
+    if unknown:
+        raise InputError(f"loss_weights names {', '.join(sorted(unknown))}; a study's variables are image, age "
+                         "and sex")
+    for v in variables:
+        if v["name"] in recipe.loss_weights:
+            v["loss_weight"] = float(recipe.loss_weights[v["name"]])
     return {
         "name": f"phantom-{recipe.name}-{variant}",
         "variables": variables,

@@ -49,6 +49,17 @@ def test_unknown_variant_is_refused():
         study_spec(DEMO, "image_only")
 
 
+def test_recipe_loss_weights_reach_the_variables_of_every_variant_and_unknown_names_are_refused():
+    recipe = dataclasses.replace(DEMO, loss_weights={"age": 4.0})
+    for variant in VARIANTS:
+        spec = mv.ModelSpec.from_dict(study_spec(recipe, variant))
+        weights = {v.name: v.loss_weight for v in spec.variables}
+        assert weights == {"joint": {"image": 1.0, "age": 4.0, "sex": 1.0}, "image-only": {"image": 1.0},
+                           "continuous-sex": {"image": 1.0, "age": 4.0, "sex": 1.0}}[variant]
+    with pytest.raises(mv.InputError, match="loss_weights names weight; a study's variables are image, age and sex"):
+        study_spec(dataclasses.replace(DEMO, loss_weights={"weight": 2.0}))
+
+
 def test_cohort_is_reused_and_continuous_sex_reads_f_m_as_0_1(tmp_path):
     recipe = dataclasses.replace(DEMO, subjects=12)
     root = make_cohort(recipe, tmp_path / "cohort")
