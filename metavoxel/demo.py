@@ -151,6 +151,11 @@ class _Context:
     tick: Callable[[str, int, int], None]
 
     @property
+    def point(self) -> bool:
+        """The model answers by point prediction: it was trained with clean subsets (else it samples)."""
+        return self.model.spec.diffusion.training.clean > 0
+
+    @property
     def sexes(self) -> list[str]:
         return list(self.model.variables["sex"].categories)
 
@@ -213,7 +218,7 @@ def _round_trip(ctx: _Context, report: DemoReport, guidance: float, per_request:
                       **kwargs)
     images = cond.samples["image"][:, 0]  # (R, C, *shape)
     given = {"image": images, "sex": [s for _, s in wanted]}
-    if ctx.model.spec.diffusion.training.clean > 0:  # read back the way the demo answers age: point prediction
+    if ctx.point:  # read back the way the demo answers age
         read = ctx.model.point_predict(given, ["age"], seed=ctx.seed).mean["age"].double().reshape(-1).numpy()
         how = "point prediction"
     else:
@@ -266,7 +271,7 @@ def _regression(ctx: _Context, report: DemoReport, num_samples: int) -> None:
     train_ages = torch.tensor(ctx.train["age"], dtype=torch.float64)
     baseline = (train_ages.mean() - truth).abs().mean().item()
     sample_mae = (sample_mean - truth).abs().mean().item()
-    if ctx.model.spec.diffusion.training.clean > 0:
+    if ctx.point:
         start = time.perf_counter()
         point = ctx.model.point_predict(fix, ["age"], seed=ctx.seed)  # renoise-and-read, its default plan
         mean = point.mean["age"].double().reshape(-1)
@@ -303,7 +308,7 @@ def _regression(ctx: _Context, report: DemoReport, num_samples: int) -> None:
 def _classification(ctx: _Context, report: DemoReport) -> None:
     """Sex from image + age: class probabilities by point prediction (clean conditioning, at most 5 calls)."""
     fix = {"image": ctx.test["image"], "age": ctx.test["age"]}
-    if ctx.model.spec.diffusion.training.clean > 0:
+    if ctx.point:
         point = ctx.model.point_predict(fix, ["sex"], seed=ctx.seed)  # renoise-and-read, its default plan
         probs = point.probs["sex"].double()  # (N, K)
         how = f"class probabilities by point prediction ({point.calls_per_subject} network calls per subject)"
