@@ -90,7 +90,7 @@ class StudyRecipe:
 #: Age's loss weighs 4x in the joint loss: the image's loss dominates the shared bottleneck otherwise, and
 #: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS.md,
 #: "The demo's age answer"; 4 was the one weight tried). 200 VAE and 620 joint steps (from 250 and 700)
-#: keep a fresh clone's install and demo under 10 minutes: age 0.52x, VAE 18.65 dB (18.58 at 250).
+#: keep a fresh clone's install and demo under 10 minutes (9.0 min): age 0.52x, VAE 18.65 dB (18.58 at 250).
 DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=620, test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0})
