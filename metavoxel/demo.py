@@ -76,7 +76,8 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
 
     Args:
         subjects, vae_steps, train_steps: override the `DEMO` recipe's budget (e.g. tiny values in tests).
-        steps: reverse steps per sample; num_samples: samples per subject for the age predictions.
+        steps: reverse steps per sample; num_samples: samples per subject for the age intervals (the answer is
+            the point prediction where the model was trained with clean subsets).
         guidance: guidance weight for conditional generation (default: the recipe's ``guidance``).
         per_request: brains generated per (age, sex) of the round trip.
         progress: ``progress(phase, done, total)``.

@@ -70,12 +70,13 @@ def demo(
     out: OutDir = Path("runs/demo"),
     subjects: Annotated[int | None, typer.Option(help="Phantom subjects (default: the demo recipe's 600).",
                                                  min=20)] = None,
-    vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 250).", min=1)] = None,
-    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 700).",
+    vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 200).", min=1)] = None,
+    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 620).",
                                                     min=1)] = None,
     steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 50,
-    num_samples: Annotated[int, typer.Option(help="Samples per subject for the age predictions (the interval's "
-                                                  "level follows from it: 3 give a 50% interval, 19 a 90% one).",
+    num_samples: Annotated[int, typer.Option(help="Samples per subject for the age intervals (the answer itself "
+                                                  "is the point prediction; the interval's level follows from "
+                                                  "the count: 3 give a 50% interval, 19 a 90% one).",
                                              min=1)] = 3,
     guidance: Annotated[float | None, typer.Option(help="Guidance weight of the conditional generation "
                                                         "(default 2; 0 for none).", min=0)] = None,
