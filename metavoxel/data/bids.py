@@ -91,7 +91,8 @@ class _Unit:
     source: str
 
 
-def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpec | None = None) -> Cohort:
+def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpec | None = None, *,
+              use: str = "train") -> Cohort:
     """Read and validate a BIDS cohort; every problem is reported at once.
 
     One record per image file ``sub-*/anat/*_{spec.bids_suffix}.nii[.gz]`` and
@@ -117,6 +118,8 @@ def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpe
 
     Returns:
         Records in participants.tsv order; within a subject, session-less files first, then sessions sorted.
+
+    ``use`` (``train`` or ``predict``) words the note on records without an image.
 
     Raises:
         CohortError: an `InputError` listing every problem with its file (and row and column), then the
@@ -178,11 +181,11 @@ def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpe
     if not subjects and not len(problems):
         problems.add("participants.tsv", "lists no subjects; add one row per participant")
     if no_file:  # the other side of any folder problem above, and counted for the user either way
-        problems.note(without_image_note(no_file))
+        problems.note(without_image_note(no_file, use=use))
     problems.raise_if_any()
     warn_absent(str(root), columns)
     if no_file:
-        warnings.warn(f"{root}: {without_image_note(no_file)}", CohortWarning, stacklevel=2)
+        warnings.warn(f"{root}: {without_image_note(no_file, use=use)}", CohortWarning, stacklevel=2)
     clipped = warn_clipped(str(root), readers)
     names = tuple(n for n in variables if n == image or n in columns.mapping)
     images = tuple(n for n in names if is_image(variables[n]))

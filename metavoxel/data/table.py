@@ -19,7 +19,8 @@ from metavoxel.variables.protocol import Variable
 __all__ = ["read_table"]
 
 
-def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSpec | None = None) -> Cohort:
+def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSpec | None = None, *,
+               use: str = "train") -> Cohort:
     """Read and validate a cohort table; every problem is reported at once.
 
     The delimiter follows the suffix (``.tsv``/``.txt``: tab, ``.csv``: comma). ``spec.subject_column``
@@ -27,6 +28,7 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
     ``spec.session_column``: a subject and session) may appear once. Image cells are paths, relative to
     the table's folder, checked by their NIfTI header only; scalar cells go through the variable's
     ``parse`` (see `metavoxel.data.cells`).
+    ``use`` (``train`` or ``predict``) words the note on rows without an image.
 
     Args:
         path: the table file.
@@ -107,11 +109,11 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
     no_image = [r for r, row in zip(records, sheet.rows, strict=True)
                 if images and all(readers[n].is_missing(row.cells[cells_of[n]]) for n in images)]
     if no_image:  # an empty image cell is allowed (the row trains the metadata only) but always counted
-        problems.note(without_image_note(no_image))
+        problems.note(without_image_note(no_image, use=use))
     problems.raise_if_any()
     warn_absent(str(path), columns)
     if no_image:
-        warnings.warn(f"{path}: {without_image_note(no_image)}", CohortWarning, stacklevel=2)
+        warnings.warn(f"{path}: {without_image_note(no_image, use=use)}", CohortWarning, stacklevel=2)
     clipped = warn_clipped(str(path), readers)
     return Cohort(tuple(records), tuple(columns.mapping), str(path), clipped, images)
 

@@ -120,9 +120,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         hint = did_you_mean(unknown[0], model.variables) if unknown else ""
         raise InputError(f"--given: {', '.join(bad)} cannot be given{hint}; choose among "
                          f"{', '.join(v for v in model.variables if v != target)}")
-    with warnings.catch_warnings():  # the reader's note is about training; prediction says its own below
-        warnings.filterwarnings("ignore", message=r".*no image and (is|are) kept to train", category=CohortWarning)
-        cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    with warnings.catch_warnings():  # prediction warns below, for the image variables it is given
+        warnings.filterwarnings("ignore", message=r".*no image; (each|it) is predicted", category=CohortWarning)
+        cohort = read_cohort(data, model.variables, model.spec.data or DataSpec(), use="predict")
     batch = cohort.batch()
     present = [g for g in given if g in batch]
     if not present:

@@ -130,6 +130,15 @@ def test_a_row_without_an_image_is_announced_in_prediction_terms(root, capsys):
     assert "train" not in err
 
 
+def test_a_table_error_names_rows_without_an_image_in_prediction_terms(root, capsys):
+    """The refused table's `also:` line about a row without an image says how predict uses it, not training."""
+    (root / "bad_no_image.tsv").write_text(HEADER + "sub-00\t\t50\tF\n" + ROWS[1] + "\nsub-09\timg0.nii.gz\told\tF\n")
+    assert _predict(root, "bad_out.tsv", "-n", "1", "--steps", "1", data="bad_no_image.tsv") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "also: 1 record has no image; it is predicted from its other given variables only" in err
+    assert "kept to train" not in err and not (root / "bad_out.tsv").exists()
+
+
 def test_two_runs_of_one_session_are_not_sampled_with_the_same_noise(root):
     bids = root / "bids"
     (bids / "sub-01" / "ses-1" / "anat").mkdir(parents=True)

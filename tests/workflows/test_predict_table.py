@@ -54,8 +54,8 @@ def _session_column():
 
     real = predict.read_cohort
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(predict, "read_cohort",
-                      lambda data, variables, spec: real(data, variables, DataSpec(session_column="session")))
+        patch.setattr(predict, "read_cohort", lambda data, variables, spec, **kw: real(
+            data, variables, DataSpec(session_column="session"), **kw))
         yield
 
 
