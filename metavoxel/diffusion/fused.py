@@ -77,7 +77,9 @@ class GaussianGroup:
 
     def corrupt(self, z0: Mapping[str, torch.Tensor], levels: Mapping[str, torch.Tensor],
                 generator: torch.Generator | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(z_t, eps) of every member for training, noised in one `kernels.q_sample` launch.
+        """(z_t, target) of every member for training, noised in one `kernels.q_sample` launch.
+
+        The target is the noise eps, or v for a member that predicts v (`GaussianProcess.target`).
 
         ``levels[name]`` (B,) is each member's own step (per-variable noise levels share one launch).
         """
@@ -92,11 +94,13 @@ class GaussianGroup:
         else:
             eps = [_normal(x, generator) for x in x0]
         x_t, eps = kernels.q_sample(x0, abar, eps=eps, seed=seed, backend=self.backend)
-        return dict(zip(names, x_t)), dict(zip(names, eps))
+        targets = [self.paths[n].process.target(clean, e, levels[n], self.paths[n].prediction)
+                   for n, clean, e in zip(names, x0, eps)]
+        return dict(zip(names, x_t)), dict(zip(names, targets))
 
     def _eps(self, name: str, z_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         path = self.paths[name]
-        eps = out.to(z_t.dtype)
+        eps = path.process.eps_from(z_t, out.to(z_t.dtype), t, path.prediction)
         return eps if path.x0_range is None else path.process.clip_eps(z_t, eps, t, path.x0_range)
 
 

@@ -225,7 +225,7 @@ def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Map
                 continue
             held = conditions.held.get(name)  # (rows,) rows where this variable is given: its value, as is
             if isinstance(path, GaussianFastPath):
-                x0 = path.process.predict_x0(z[name], out[name].float(), t)
+                x0 = path.process.x0_from(z[name], out[name].float(), t, path.prediction)
                 x0 = x0 if path.x0_range is None else x0.clamp(*path.x0_range)
                 value = x0 if held is None else torch.where(_expand(held, x0), z[name].to(x0.dtype), x0)
             else:

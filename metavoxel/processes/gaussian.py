@@ -1,7 +1,10 @@
 """The Gaussian diffusion process (Ho et al. 2020) with DDIM sampling (Song et al. 2021).
 
 Time follows `metavoxel.processes.schedules`: integer steps ``t`` in ``0..T`` with ``abar[0] = 1``.
-The network predicts the noise ``eps``; every function takes per-sample steps ``t`` of shape (B,).
+The network predicts the noise ``eps`` (Ho et al. 2020; the paper's) or, for a variable declared so, the
+velocity ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho 2022, "Progressive distillation", sec. 4);
+`PREDICTIONS` names them, `target` gives the loss's target and `eps_from` / `x0_from` read either output.
+Every function takes per-sample steps ``t`` of shape (B,).
 """
 
 from __future__ import annotations
@@ -11,11 +14,19 @@ import torch
 from metavoxel import kernels
 from metavoxel.errors import SpecError
 
-__all__ = ["GaussianProcess"]
+__all__ = ["GaussianProcess", "PREDICTIONS"]
+
+#: What a Gaussian variable's network output is. ``eps``: the noise; its x0 estimate divides the output's
+#: error by sqrt(abar_t), so near t = T (abar_T ~ 1e-4) a small error in eps is a large one in x0. ``v``: the
+#: velocity, whose x0 estimate ``sqrt(abar_t) x_t - sqrt(1 - abar_t) v`` stays as accurate as the output at
+#: every level (near T the network predicts -x0, near 0 it predicts eps). Both give the same DDIM step for the
+#: same implied noise; they differ in what the network is trained to output and in the loss's weight per level
+#: (the v loss is the x0 MSE weighted by 1 + SNR_t, the eps loss the x0 MSE weighted by SNR_t).
+PREDICTIONS = ("eps", "v")
 
 
 class GaussianProcess:
-    """q(x_t | x0) = N(sqrt(abar_t) x0, (1 - abar_t) I), eps-parameterised.
+    """q(x_t | x0) = N(sqrt(abar_t) x0, (1 - abar_t) I); the output read as eps or v (`PREDICTIONS`).
 
     Args:
         abar: (T + 1,) cumulative signal levels from `make_schedule`, ``abar[0] == 1``.
@@ -59,6 +70,32 @@ class GaussianProcess:
         a = self.level(t, x_t)
         return (x_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
 
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
+        """What the loss compares the network's output with at level t: ``eps``, or v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0.
+
+        Shapes: x0 and eps (B, ...), t (B,); returns (B, ...). Raises ValueError for an unknown prediction.
+        """
+        if prediction == "eps":
+            return eps
+        if prediction != "v":
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        a = self.level(t, x0)
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    def eps_from(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
+        """The noise an output stands for: ``out`` itself (``eps``) or sqrt(1 - abar_t) x_t + sqrt(abar_t) v (``v``)."""
+        if prediction == "eps":
+            return out
+        a = self.level(t, x_t)
+        return (1 - a).sqrt() * x_t + a.sqrt() * out
+
+    def x0_from(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
+        """The clean value an output stands for: `predict_x0` of the noise (``eps``) or sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
+        if prediction == "eps":
+            return self.predict_x0(x_t, out, t)
+        a = self.level(t, x_t)
+        return a.sqrt() * x_t - (1 - a).sqrt() * out
+
     def ddim_step(self, x_t: torch.Tensor, eps_hat: torch.Tensor, t: torch.Tensor, s: torch.Tensor, *,
                   eta: float = 0.0, generator: torch.Generator | None = None,
                   clip: tuple[float, float] | None = None) -> torch.Tensor:
@@ -92,6 +129,6 @@ class GaussianProcess:
         return r.sqrt() * x_s + (1 - r).sqrt() * z
 
     @staticmethod
-    def loss(eps_hat: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Per-sample mean squared error on the noise, shape (B,)."""
-        return (eps_hat.float() - eps.float()).pow(2).flatten(1).mean(dim=1)
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample mean squared error of the output against its `target` (eps or v), shape (B,)."""
+        return (out.float() - target.float()).pow(2).flatten(1).mean(dim=1)

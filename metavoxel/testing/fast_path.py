@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from metavoxel import kernels
+from metavoxel.diffusion.fused import GaussianGroup
 from metavoxel.kernels.dispatch import device_problem
 from metavoxel.variables.fast_path import FusedDiscrete, FusedGaussian
 
@@ -51,16 +52,19 @@ def _check_gaussian(case: Case, path, backend: str) -> None:
 
     var, z0 = case.var, case.z0
     t, s = case.levels(seed=21)
-    own_t, own_eps = var.corrupt(z0, t, generator=_gen(22))
+    own_t, own_target = var.corrupt(z0, t, generator=_gen(22))
     eps = torch.randn(z0.shape, generator=_gen(22), dtype=z0.dtype)
     fused_t, fused_eps = kernels.q_sample([z0], path.process.abar_at(t, z0)[:, None], eps=[eps], backend=backend)
     torch.testing.assert_close(fused_t[0], own_t, rtol=1e-5, atol=1e-5,
                                msg=lambda m: f"fused q_sample ({backend}) differs from corrupt: {m}")
-    torch.testing.assert_close(fused_eps[0], own_eps, msg=lambda m: f"fused eps ({backend}) differs from corrupt: {m}")
+    target = path.process.target(z0, fused_eps[0], t, path.prediction)  # what the loss compares the output with
+    torch.testing.assert_close(target, own_target, rtol=1e-5, atol=1e-5,
+                               msg=lambda m: f"fused target ({backend}) differs from corrupt's: {m}")
 
     out = case.output(seed=23).to(z0.dtype)
     own = var.reverse_step(own_t, out, t, s, eta=0.0, generator=_gen(24))
-    eps_hat = out if path.x0_range is None else path.process.clip_eps(own_t, out, t, path.x0_range)
+    eps_hat = path.process.eps_from(own_t, out, t, path.prediction)
+    eps_hat = eps_hat if path.x0_range is None else path.process.clip_eps(own_t, eps_hat, t, path.x0_range)
     a_t, a_s = path.process.abar_at(t, z0)[:, None], path.process.abar_at(s, z0)[:, None]
     mask = torch.zeros(B, dtype=torch.bool)
     mask[::2] = True  # every second record known: the kernel re-noises it to s, like renoise
@@ -73,6 +77,16 @@ def _check_gaussian(case: Case, path, backend: str) -> None:
     renoised = var.renoise(z0, s, generator=_gen(25))
     torch.testing.assert_close(fused[0][mask], renoised[mask], rtol=1e-5, atol=1e-5,
                                msg=lambda m: f"fused RePaint overwrite ({backend}) differs from renoise: {m}")
+
+    # the engine's group reads the output the way the kind does (eps or v) when it steps and sets targets
+    group = GaussianGroup({"v": var}, backend, torch.device("cpu"))
+    stepped = group.step({"v": own_t}, {"v": out}, t, s, {}, 0.0, _gen(26))["v"]
+    torch.testing.assert_close(stepped, own, rtol=1e-4, atol=1e-4,
+                               msg=lambda m: f"the engine's fused step ({backend}) differs from reverse_step: {m}")
+    _, group_target = group.corrupt({"v": z0}, {"v": t}, _gen(22))
+    _, own_target = var.corrupt(z0, t, generator=_gen(22))
+    torch.testing.assert_close(group_target["v"], own_target, rtol=1e-5, atol=1e-5,
+                               msg=lambda m: f"the engine's fused target ({backend}) differs from corrupt's: {m}")
 
 
 def _check_discrete(case: Case, path, backend: str) -> None:

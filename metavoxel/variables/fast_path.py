@@ -26,10 +26,12 @@ BYPASSED = ("corrupt", "renoise", "reverse_step")  # what a fused launch does in
 
 @dataclass(frozen=True)
 class GaussianFastPath:
-    """What the fused Gaussian kernels need: the eps-parameterised process and the x0 clip range (or None)."""
+    """What the fused Gaussian kernels need: the process, the x0 clip range (or None) and what the network's
+    output is (``eps`` or ``v``, `metavoxel.processes.gaussian.PREDICTIONS`)."""
 
     process: GaussianProcess
     x0_range: tuple[float, float] | None
+    prediction: str = "eps"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The forward corruption, reverse step and loss shared by every Gaussian (eps-parameterised) kind."""
+"""The forward corruption, reverse step and loss shared by every Gaussian kind (eps- or v-parameterised)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,28 @@ class GaussianVariable:
     """Implements the corruption half of the `Variable` protocol with a `GaussianProcess`.
 
     A kind sets ``self.process`` and ``self.z_shape`` (the per-record shape of z) and writes the
-    encoder and head halves itself. The network predicts the noise: ``out`` has the shape of z.
+    encoder and head halves itself. ``out`` has the shape of z: the network predicts the noise, or the velocity
+    v where the kind sets ``prediction = "v"`` (`metavoxel.processes.gaussian.PREDICTIONS`): training then
+    compares ``out`` with v, and every reverse step reads the noise it implies.
     """
 
     process: GaussianProcess
     z_shape: tuple[int, ...]
     x0_range: tuple[float, float] | None = None  # where z0 is known to lie: reverse steps clip x0_hat to it
+    prediction: str = "eps"  # what ``out`` is: "eps" (the noise) or "v" (the velocity)
 
     def gaussian_fast_path(self) -> GaussianFastPath | None:
         """Opt into the fused Gaussian kernels unless a subclass overrides a step they replace."""
         if overridden(self, GaussianVariable):
             return None
-        return GaussianFastPath(self.process, self.x0_range)
+        return GaussianFastPath(self.process, self.x0_range, self.prediction)
 
     def prior(self, n: int, *, generator: torch.Generator | None, device: torch.device | str = "cpu") -> torch.Tensor:
         return self.process.prior((n, *self.z_shape), generator=generator, device=device)
 
     def corrupt(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None):
-        return self.process.q_sample(z0, t, generator=generator)  # (z_t, eps)
+        z_t, eps = self.process.q_sample(z0, t, generator=generator)
+        return z_t, self.process.target(z0, eps, t, self.prediction)  # (z_t, the loss's target)
 
     def renoise(self, z0: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
         return self.process.q_sample(z0, t, generator=generator)[0]
@@ -42,7 +46,8 @@ class GaussianVariable:
 
     def reverse_step(self, z_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, s: torch.Tensor, *,
                      eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.process.ddim_step(z_t, out.to(z_t.dtype), t, s, eta=eta, generator=generator, clip=self.x0_range)
+        eps_hat = self.process.eps_from(z_t, out.to(z_t.dtype), t, self.prediction)
+        return self.process.ddim_step(z_t, eps_hat, t, s, eta=eta, generator=generator, clip=self.x0_range)
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.process.loss(out, target)

@@ -67,6 +67,8 @@ class StudyRecipe:
     gaussian_schedule: dict[str, Any] = field(default_factory=lambda: dict(PAPER_GAUSSIAN_SCHEDULE))
     #: per-variable ``loss_weight`` in the joint loss (`VariableSpec.loss_weight`), e.g. {"age": 4.0}; others 1
     loss_weights: dict[str, float] = field(default_factory=dict)
+    #: what the network outputs for the image (`ImageSpecBase.prediction`): the paper's eps, or v
+    image_prediction: str = "eps"
     sampling_steps: int = 50
     guidance: float = 0.0  # guidance weight of the demo's conditional generation (needs training.prior > 0)
     val_fraction: float = 0.1
@@ -105,7 +107,7 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
         "name": "image", "kind": "image_latent", "channels": 1, "shape": recipe.shape,
         "vae": {"channels": list(recipe.vae_channels), "latent_channels": recipe.vae_latent_channels,
                 "num_res_blocks": 1, "norm_num_groups": min(8, recipe.vae_channels[0])},
-        "scale_factor": scale_factor,
+        "scale_factor": scale_factor, "prediction": recipe.image_prediction,
         "preprocess": {"orientation": "RAS", "spacing": [recipe.voxel_mm] * 3, "percentiles": [0.5, 99.5]},
     }
     if vae_weights is not None:

@@ -21,6 +21,10 @@ class ImageSpecBase(mv.VariableSpec):
     preprocess: mv.PreprocessSpec | None = Field(None, description=(
         "Bring input NIfTIs onto the model grid (orient, resample, crop/pad, percentile-scale); "
         "null: input files must already be on the grid."))
+    prediction: Literal["eps", "v"] = Field("eps", description=(
+        "What the network outputs for this image: eps, the noise (Ho et al. 2020; the paper's), or v, the velocity "
+        "sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), whose x0 estimate stays accurate near t = T "
+        "where eps's is divided by sqrt(abar_t); see docs/conditioning.md for what each measured."))
 
     @model_validator(mode="after")
     def _positive(self) -> ImageSpecBase:
@@ -120,6 +124,7 @@ class PixelImage(ImageValues, mv.GaussianVariable):
         check_dims(spec, ctx)
         variable = cls(spec.name, spec.channels, tuple(spec.shape), ctx.schedule("gaussian"), spec.intensity_range,
                        spec.clip_denoised)
+        variable.prediction = spec.prediction
         variable.preprocessor = preprocessor(spec)
         return variable
 
@@ -150,8 +155,9 @@ def check_dims(spec: ImageSpecBase, ctx: mv.BuildContext) -> None:
 
 KIND = mv.VariableKind(
     name="image", spec=ImageSpec, build=PixelImage.from_spec,
-    description="C-channel 2D/3D image in pixel space; Gaussian diffusion, MSE on the noise.",
-    examples=({"channels": 1, "shape": [8, 12]}, {"channels": 2, "shape": [4, 6, 4]}),
+    description="C-channel 2D/3D image in pixel space; Gaussian diffusion, MSE on the noise (or on v).",
+    examples=({"channels": 1, "shape": [8, 12]}, {"channels": 2, "shape": [4, 6, 4]},
+              {"channels": 1, "shape": [8, 12], "prediction": "v"}),
 )
 
 

@@ -122,6 +122,7 @@ class ImageLatent(ImageValues, mv.GaussianVariable):
                                "training latents)")
         variable = cls(spec.name, spec.channels, tuple(spec.shape), vae, spec.vae.downsample_factor,
                        spec.vae.latent_channels, ctx.schedule("gaussian"), 1.0 if scale is None else scale)
+        variable.prediction = spec.prediction
         variable.preprocessor = preprocessor(spec)
         return variable
 
@@ -159,7 +160,7 @@ class ImageLatent(ImageValues, mv.GaussianVariable):
 
 KIND = mv.VariableKind(
     name="image_latent", spec=ImageLatentSpec, build=ImageLatent.from_spec,
-    description="Image encoded by a frozen KL-VAE (MONAI AutoencoderKL); Gaussian diffusion on the latent.",
+    description="Image encoded by a frozen KL-VAE (MONAI AutoencoderKL); Gaussian diffusion on the latent (eps or v).",
     examples=({"channels": 1, "shape": [8, 8, 8],
                "vae": {"channels": [8, 8], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 4}},),
 )

@@ -67,6 +67,45 @@ def test_predict_x0_inverts_q_sample(setup, seed) -> None:
     torch.testing.assert_close(proc.predict_x0(x_t, eps, t), x0, rtol=0, atol=tol)
 
 
+@settings(max_examples=30, deadline=None)
+@given(setup=setups(), seed=st.integers(0, 2**31 - 1))
+def test_v_target_reads_back_eps_and_x0_exactly(setup, seed) -> None:
+    """v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022): the true v gives back the noise and the
+    clean value at every level, including t = T where the eps form divides by sqrt(abar_T)."""
+    _, T, proc = setup
+    rng = np.random.default_rng(seed)
+    x0 = torch.from_numpy(rng.standard_normal((4, 3, 2)))
+    t = torch.from_numpy(rng.integers(0, T + 1, size=4))
+    t[0] = T
+    x_t, eps = proc.q_sample(x0, t, generator=torch.Generator().manual_seed(seed))
+    v = proc.target(x0, eps, t, "v")
+    torch.testing.assert_close(proc.eps_from(x_t, v, t, "v"), eps, rtol=0, atol=1e-12)
+    torch.testing.assert_close(proc.x0_from(x_t, v, t, "v"), x0, rtol=0, atol=1e-12)
+    assert proc.target(x0, eps, t, "eps") is eps and proc.eps_from(x_t, eps, t, "eps") is eps
+
+
+def test_v_output_error_stays_bounded_in_x0_at_t_T_where_eps_is_amplified() -> None:
+    """The reason to predict v: an output error e moves x0_hat by sqrt(1 - abar_T) e under v, but by
+    sqrt((1 - abar_T) / abar_T) e under eps (over 50x with the paper's scaled_linear schedule)."""
+    proc = _process("scaled_linear", 1000)
+    x0 = torch.zeros(1, 8, dtype=torch.float64)
+    t = torch.tensor([1000])
+    x_t, eps = proc.q_sample(x0, t, generator=torch.Generator().manual_seed(0))
+    err = 0.01
+    a = proc.abar[1000]
+    for prediction, factor in (("v", float((1 - a).sqrt())), ("eps", float((1 - a).sqrt() / a.sqrt()))):
+        out = proc.target(x0, eps, t, prediction) + err
+        x0_err = (proc.x0_from(x_t, out, t, prediction) - x0).abs()
+        torch.testing.assert_close(x0_err, torch.full_like(x0_err, err * factor), rtol=1e-9, atol=0)
+    assert float((1 - a).sqrt() / a.sqrt()) > 50
+
+
+def test_an_unknown_prediction_is_refused() -> None:
+    proc = _process("linear", 10)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        proc.target(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([3]), "x0")
+
+
 @pytest.mark.parametrize("name,T,t", [("linear", 1000, 1), ("linear", 1000, 500), ("scaled_linear", 1000, 999),
                                       ("cosine", 1000, 700), ("cosine", 50, 50)])
 def test_q_sample_marginal_moments(name: str, T: int, t: int) -> None:
