@@ -94,10 +94,9 @@ class StudyRecipe:
 #: "The demo's age answer"; 4 was the one weight tried). 200 VAE and 620 joint steps (from 250 and 700)
 #: keep a fresh clone's install and demo under 10 minutes (9.0 min): age 0.52x, VAE 18.65 dB (18.58 at 250).
 #: The image predicts v, not eps: at this budget the eps network's x0 estimate near t = T is worse than the
-#: training mean (x0 MSE 163 against 0.15 at t = T), so generated latents spread 4.6x as much as real ones
-#: and brains asked for at 90 read back younger than at 45; with v they spread 1.9x, read back in the
-#: requested direction, and age improves from 0.52x to 0.49x at 620 steps (benchmarks/RESULTS.md, "The image
-#: denoiser near t = T"). 560 joint steps (0.53x) pay for the round trip's 8 brains per request.
+#: training mean (x0 MSE 163 against 0.15 at t = T), so generated latents spread 4.6x as much as real ones;
+#: with v they spread 1.9x and age improves from 0.52x to 0.49x at 620 steps (benchmarks/RESULTS.md, "The
+#: image denoiser near t = T"). 560 joint steps (0.53x) pay for the round trip's 8 brains per request.
 DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=560, test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0}, image_prediction="v")
