@@ -14,7 +14,8 @@ from metavoxel.vae.architecture import VAESpec, build_vae
 from metavoxel.vae.checkpoint import recorded_scale_factor
 from metavoxel.variables import (MISSING_TEXT, BuildContext, ClipsDenoised, DeclaresRoundTrip, DiscreteFastPath,
                                  FusedDiscrete, FusedGaussian, GaussianFastPath, GaussianVariable,
-                                 HasCategories, HasValueRange, HasVoxelGrid, OwnsFrozenEncoder, PreparesScans,
+                                 HasCategories, HasValueRange, HasVoxelGrid, OwnsFrozenEncoder, Prediction,
+                                 prediction_field, PreparesScans,
                                  ScalarHead, SpatialHead, UniformDiscreteVariable, Variable, VariableKind,
                                  class_summary, float_values, interval_summary)
 
@@ -26,7 +27,8 @@ __all__ = [
     "HasCategories", "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "PreparesScans", "default_registry",
     "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
-    "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "PreparedImage", "Preprocessor",
+    "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "Prediction", "prediction_field",
+    "PreparedImage", "Preprocessor",
     "PreprocessSpec", "read_nifti", "recorded_scale_factor", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
     "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
     "VariableSpec", "write_nifti", "write_result",

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
+from pydantic import Field
 
 from metavoxel.processes import GaussianProcess
 from metavoxel.variables.fast_path import GaussianFastPath, overridden
 
-__all__ = ["GaussianVariable"]
+__all__ = ["GaussianVariable", "Prediction", "prediction_field"]
+
+#: What a Gaussian kind's network output is (`metavoxel.processes.gaussian.PREDICTIONS`), as a spec type.
+Prediction = Literal["eps", "v"]
+
+
+def prediction_field() -> Any:
+    """The ``prediction`` field of a Gaussian kind's spec: ``prediction: mv.Prediction = mv.prediction_field()``.
+
+    The kind's ``from_spec`` sets ``variable.prediction = spec.prediction``; `GaussianVariable` does the rest.
+    """
+    return Field("eps", description=(
+        "What the network outputs for this variable: eps, the noise (Ho et al. 2020; the paper's), or v, the "
+        "velocity sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), whose x0 estimate stays as accurate "
+        "as the output near t = T, where eps's is divided by sqrt(abar_t); docs/conditioning.md says what each "
+        "measured."))
 
 
 class GaussianVariable:

@@ -67,8 +67,9 @@ class StudyRecipe:
     gaussian_schedule: dict[str, Any] = field(default_factory=lambda: dict(PAPER_GAUSSIAN_SCHEDULE))
     #: per-variable ``loss_weight`` in the joint loss (`VariableSpec.loss_weight`), e.g. {"age": 4.0}; others 1
     loss_weights: dict[str, float] = field(default_factory=dict)
-    #: what the network outputs for the image (`ImageSpecBase.prediction`): the paper's eps, or v
-    image_prediction: str = "eps"
+    #: per-variable ``prediction`` of the Gaussian variables (`metavoxel.variables.gaussian.prediction_field`),
+    #: e.g. {"image": "v"}; the others predict the paper's eps (a categorical sex, D3PM, ignores its entry)
+    predictions: dict[str, str] = field(default_factory=dict)
     sampling_steps: int = 50
     guidance: float = 0.0  # guidance weight of the demo's conditional generation (needs training.prior > 0)
     val_fraction: float = 0.1
@@ -99,7 +100,7 @@ class StudyRecipe:
 #: image denoiser near t = T"). 560 joint steps (0.53x) pay for the round trip's 8 brains per request.
 DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=560, test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
-                   guidance=2.0, loss_weights={"age": 4.0}, image_prediction="v")
+                   guidance=2.0, loss_weights={"age": 4.0}, predictions={"image": "v"})
 
 
 def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str | None = None,
@@ -111,7 +112,7 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
         "name": "image", "kind": "image_latent", "channels": 1, "shape": recipe.shape,
         "vae": {"channels": list(recipe.vae_channels), "latent_channels": recipe.vae_latent_channels,
                 "num_res_blocks": 1, "norm_num_groups": min(8, recipe.vae_channels[0])},
-        "scale_factor": scale_factor, "prediction": recipe.image_prediction,
+        "scale_factor": scale_factor,
         "preprocess": {"orientation": "RAS", "spacing": [recipe.voxel_mm] * 3, "percentiles": [0.5, 99.5]},
     }
     if vae_weights is not None:
@@ -129,9 +130,15 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     if unknown:
         raise InputError(f"loss_weights names {', '.join(sorted(unknown))}; a study's variables are image, age "
                          "and sex")
+    unknown = set(recipe.predictions) - {"image", "age", "sex"}
+    if unknown:
+        raise InputError(f"predictions names {', '.join(sorted(unknown))}; a study's variables are image, age "
+                         "and sex")
     for v in variables:
         if v["name"] in recipe.loss_weights:
             v["loss_weight"] = float(recipe.loss_weights[v["name"]])
+        if v["name"] in recipe.predictions and v["kind"] != "categorical":  # D3PM predicts x0 logits only
+            v["prediction"] = recipe.predictions[v["name"]]
     return {
         "name": f"phantom-{recipe.name}-{variant}",
         "variables": variables,

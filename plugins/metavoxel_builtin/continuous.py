@@ -1,5 +1,5 @@
 """The ``continuous`` kind: a real value with a declared range [lo, hi] mapped linearly to [-1, 1],
-diffused with the Gaussian process (eps-parameterised, MSE on the noise)."""
+diffused with the Gaussian process (MSE on the noise, or on v with ``prediction: v``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class ContinuousSpec(mv.VariableSpec):
                                                    "(data.out_of_range refuses or clips the rest), so sampled "
                                                    "values stay in it too.")
     unit: str = Field("", description="Unit shown in reports (e.g. 'years').")
+    prediction: mv.Prediction = mv.prediction_field()
 
     @model_validator(mode="after")
     def _ordered(self) -> ContinuousSpec:
@@ -43,7 +44,9 @@ class Continuous(mv.GaussianVariable):
 
     @classmethod
     def from_spec(cls, spec: ContinuousSpec, ctx: mv.BuildContext) -> Continuous:
-        return cls(spec.name, *spec.range, abar=ctx.schedule("gaussian"), unit=spec.unit)
+        variable = cls(spec.name, *spec.range, abar=ctx.schedule("gaussian"), unit=spec.unit)
+        variable.prediction = spec.prediction
+        return variable
 
     def parse(self, text: str) -> float:
         """A number; a top-coded ``89+`` (BIDS ages) reads as 89, as it does in a table (`metavoxel.TOP_CODED`)."""
@@ -86,8 +89,8 @@ class Continuous(mv.GaussianVariable):
 
 KIND = mv.VariableKind(
     name="continuous", spec=ContinuousSpec, build=Continuous.from_spec,
-    description="Real value scaled from [lo, hi] to [-1, 1]; Gaussian diffusion, MSE on the noise.",
-    examples=({"range": [40.0, 95.0], "unit": "years"}, {"range": [-3.0, 3.0]}),
+    description="Real value scaled from [lo, hi] to [-1, 1]; Gaussian diffusion, MSE on the noise (or on v).",
+    examples=({"range": [40.0, 95.0], "unit": "years"}, {"range": [-3.0, 3.0], "prediction": "v"}),
 )
 
 

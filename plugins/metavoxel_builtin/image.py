@@ -21,10 +21,7 @@ class ImageSpecBase(mv.VariableSpec):
     preprocess: mv.PreprocessSpec | None = Field(None, description=(
         "Bring input NIfTIs onto the model grid (orient, resample, crop/pad, percentile-scale); "
         "null: input files must already be on the grid."))
-    prediction: Literal["eps", "v"] = Field("eps", description=(
-        "What the network outputs for this image: eps, the noise (Ho et al. 2020; the paper's), or v, the velocity "
-        "sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), whose x0 estimate stays accurate near t = T "
-        "where eps's is divided by sqrt(abar_t); see docs/conditioning.md for what each measured."))
+    prediction: mv.Prediction = mv.prediction_field()
 
     @model_validator(mode="after")
     def _positive(self) -> ImageSpecBase:
@@ -156,8 +153,7 @@ def check_dims(spec: ImageSpecBase, ctx: mv.BuildContext) -> None:
 KIND = mv.VariableKind(
     name="image", spec=ImageSpec, build=PixelImage.from_spec,
     description="C-channel 2D/3D image in pixel space; Gaussian diffusion, MSE on the noise (or on v).",
-    examples=({"channels": 1, "shape": [8, 12]}, {"channels": 2, "shape": [4, 6, 4]},
-              {"channels": 1, "shape": [8, 12], "prediction": "v"}),
+    examples=({"channels": 1, "shape": [8, 12]}, {"channels": 2, "shape": [4, 6, 4], "prediction": "v"}),
 )
 
 

@@ -60,6 +60,18 @@ def test_recipe_loss_weights_reach_the_variables_of_every_variant_and_unknown_na
         study_spec(dataclasses.replace(DEMO, loss_weights={"weight": 2.0}))
 
 
+def test_recipe_predictions_reach_the_gaussian_variables_and_the_demo_image_predicts_v():
+    assert DEMO.predictions == {"image": "v"}
+    recipe = dataclasses.replace(DEMO, predictions={"image": "v", "age": "v", "sex": "v"})
+    for variant in VARIANTS:
+        model = mv.JointModel(study_spec(recipe, variant))
+        got = {name: getattr(var, "prediction", "x0 logits") for name, var in model.variables.items()}
+        assert got == {"joint": {"image": "v", "age": "v", "sex": "x0 logits"}, "image-only": {"image": "v"},
+                       "continuous-sex": {"image": "v", "age": "v", "sex": "v"}}[variant]
+    with pytest.raises(mv.InputError, match="predictions names volume; a study's variables are image, age and sex"):
+        study_spec(dataclasses.replace(DEMO, predictions={"volume": "v"}))
+
+
 def test_cohort_is_reused_and_continuous_sex_reads_f_m_as_0_1(tmp_path):
     recipe = dataclasses.replace(DEMO, subjects=12)
     root = make_cohort(recipe, tmp_path / "cohort")
