@@ -92,12 +92,12 @@ class StudyRecipe:
 #: few network calls and guides its conditional generation.
 #: Age's loss weighs 4x in the joint loss: the image's loss dominates the shared bottleneck otherwise, and
 #: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS.md,
-#: "The demo's age answer"; 4 was the one weight tried). 200 VAE and 620 joint steps (from 250 and 700)
-#: keep a fresh clone's install and demo under 10 minutes (9.0 min): age 0.52x, VAE 18.65 dB (18.58 at 250).
-#: The image predicts v, not eps: at this budget the eps network's x0 estimate near t = T is worse than the
-#: training mean (x0 MSE 163 against 0.15 at t = T), so generated latents spread 4.6x as much as real ones;
-#: with v they spread 1.9x and age improves from 0.52x to 0.49x at 620 steps (benchmarks/RESULTS.md, "The
-#: image denoiser near t = T"). 560 joint steps (0.53x) pay for the round trip's 8 brains per request.
+#: "The demo's age answer"; 4 was the one weight tried). The image predicts v, not eps: at this budget the
+#: eps network's x0 estimate near t = T is worse than the training mean (x0 MSE 163 against 0.15 at t = T),
+#: so generated latents spread 4.6x as much as real ones; with v they spread 1.9x and age improves from
+#: 0.52x to 0.49x at 620 steps (benchmarks/RESULTS.md, "The image denoiser near t = T"). 200 VAE steps (VAE
+#: 18.65 dB; 18.58 at 250) and 560 joint steps keep a fresh clone's install and demo, with the round trip's
+#: 8 brains per request, under 10 minutes (9.4 min; age 0.53x).
 DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=560, test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0}, predictions={"image": "v"})
@@ -126,14 +126,11 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     elif variant == "continuous-sex":
         variables.append({"name": "sex", "kind": "continuous", "range": [0.0, 1.0], "unit": "P(M) (F = 0, M = 1)"})
         data["codes"] = {"sex": {"F": "0", "M": "1"}}
-    unknown = set(recipe.loss_weights) - {"image", "age", "sex"}
-    if unknown:
-        raise InputError(f"loss_weights names {', '.join(sorted(unknown))}; a study's variables are image, age "
-                         "and sex")
-    unknown = set(recipe.predictions) - {"image", "age", "sex"}
-    if unknown:
-        raise InputError(f"predictions names {', '.join(sorted(unknown))}; a study's variables are image, age "
-                         "and sex")
+    for option in ("loss_weights", "predictions"):
+        unknown = set(getattr(recipe, option)) - {"image", "age", "sex"}
+        if unknown:
+            raise InputError(f"{option} names {', '.join(sorted(unknown))}; a study's variables are image, age "
+                             "and sex")
     for v in variables:
         if v["name"] in recipe.loss_weights:
             v["loss_weight"] = float(recipe.loss_weights[v["name"]])
