@@ -3,16 +3,22 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.metavoxel-installed
+RUNTIME := $(VENV)/.metavoxel-runtime
 
 .PHONY: install test test-all demo schema bench clean
 
 install: $(STAMP)
 
 # torch is pinned and installed first: an unpinned torch would pull several GB of CUDA wheels.
-$(STAMP): pyproject.toml
+# The demo needs only the runtime; the tests add the dev extras (pytest, hypothesis, triton, ...).
+$(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -24,10 +30,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/metavoxel demo
 
-schema: $(STAMP)
+schema: $(RUNTIME)
 	$(VENV)/bin/metavoxel schema --out schemas
 
 clean:
