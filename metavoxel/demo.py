@@ -70,7 +70,7 @@ class DemoReport:
 
 def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | None = None,
              train_steps: int | None = None, steps: int = 50, num_samples: int = 3, seed: int = 0,
-             guidance: float | None = None, per_request: int = 6,
+             guidance: float | None = None, per_request: int = 8,
              progress: Callable[[str, int, int], None] | None = None) -> DemoReport:
     """Phantom cohort → VAE → joint model → the five zero-shot tasks; everything is written under ``out``.
 

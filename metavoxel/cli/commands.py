@@ -71,7 +71,7 @@ def demo(
     subjects: Annotated[int | None, typer.Option(help="Phantom subjects (default: the demo recipe's 600).",
                                                  min=20)] = None,
     vae_steps: Annotated[int | None, typer.Option(help="VAE training steps (default 200).", min=1)] = None,
-    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 520).",
+    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 560).",
                                                     min=1)] = None,
     steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 50,
     num_samples: Annotated[int, typer.Option(help="Samples per subject for the age intervals (the answer itself "

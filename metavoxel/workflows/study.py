@@ -96,9 +96,10 @@ class StudyRecipe:
 #: eps network's x0 estimate near t = T is worse than the training mean (x0 MSE 163 against 0.15 at t = T),
 #: so generated latents spread 4.6x as much as real ones; with v they spread 1.9x and age improves from
 #: 0.52x to 0.49x at 620 steps (benchmarks/RESULTS.md, "The image denoiser near t = T"). 200 VAE steps (VAE
-#: 18.65 dB; 18.58 at 250) and 520 joint steps keep a fresh clone's install and demo, with the round trip's
-#: 6 brains per request, under 10 minutes: at 560 steps and 8 brains it took 9.4 and 10.0 min in two runs.
-DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=520, test_fraction=0.15,
+#: 18.65 dB; 18.58 at 250) and 560 joint steps keep a fresh clone's runtime install and demo, with the
+#: round trip's 8 brains per request, under 10 minutes (age 0.53x). 520 steps saved no measurable time (the
+#: machine's run-to-run spread, about 20 s, is larger) and lost the round trip's order and age (0.60x).
+DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=560, test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0}, predictions={"image": "v"})
 
