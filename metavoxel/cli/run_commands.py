@@ -63,9 +63,13 @@ def probe_line(name: str, probe: dict) -> str:
     metric = "MAE" if probe["kind"] == "continuous" else "accuracy"
     key = metric.lower()
     ratio = "n/a" if probe["ratio"] is None else f"{probe['ratio']:.2f}x"
-    return (f"{name} probe ({probe['features']} features, {probe['test']} validation images): {metric} raw "
+    line = (f"{name} probe ({probe['features']} features, {probe['test']} validation images): {metric} raw "
             f"{probe[f'{key}_raw']:.3g}, reconstructed {probe[f'{key}_recon']:.3g} ({ratio}; keeps the signal at "
             f"<= 1.2x), constant guess {probe[f'{key}_baseline']:.3g}")
+    if probe.get(f"{key}_refit") is not None:
+        refit = "n/a" if probe.get("refit_ratio") is None else f"{probe['refit_ratio']:.2f}x"
+        line += f"; refitted on reconstructions {probe[f'{key}_refit']:.3g} ({refit})"
+    return line
 
 
 def encode(spec: Spec, data: Data, cache: Annotated[Path, typer.Option("--cache", help="Latent cache directory.")]

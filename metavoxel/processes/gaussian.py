@@ -75,23 +75,25 @@ class GaussianProcess:
 
         Shapes: x0 and eps (B, ...), t (B,); returns (B, ...). Raises ValueError for an unknown prediction.
         """
-        if prediction == "eps":
+        if _checked(prediction) == "eps":
             return eps
-        if prediction != "v":
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         a = self.level(t, x0)
         return a.sqrt() * eps - (1 - a).sqrt() * x0
 
     def eps_from(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
-        """The noise an output stands for: ``out`` itself (``eps``) or sqrt(1 - abar_t) x_t + sqrt(abar_t) v (``v``)."""
-        if prediction == "eps":
+        """The noise an output stands for: ``out`` itself (``eps``) or sqrt(1 - abar_t) x_t + sqrt(abar_t) v (``v``).
+
+        Raises ValueError for an unknown prediction."""
+        if _checked(prediction) == "eps":
             return out
         a = self.level(t, x_t)
         return (1 - a).sqrt() * x_t + a.sqrt() * out
 
     def x0_from(self, x_t: torch.Tensor, out: torch.Tensor, t: torch.Tensor, prediction: str = "eps") -> torch.Tensor:
-        """The clean value an output stands for: `predict_x0` of the noise (``eps``) or sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
-        if prediction == "eps":
+        """The clean value an output stands for: `predict_x0` of the noise (``eps``) or sqrt(abar_t) x_t - sqrt(1 - abar_t) v.
+
+        Raises ValueError for an unknown prediction."""
+        if _checked(prediction) == "eps":
             return self.predict_x0(x_t, out, t)
         a = self.level(t, x_t)
         return a.sqrt() * x_t - (1 - a).sqrt() * out
@@ -132,3 +134,10 @@ class GaussianProcess:
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sample mean squared error of the output against its `target` (eps or v), shape (B,)."""
         return (out.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def _checked(prediction: str) -> str:
+    """``prediction`` if it is one of `PREDICTIONS`; otherwise ValueError."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    return prediction

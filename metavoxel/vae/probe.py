@@ -15,6 +15,15 @@ residuals ``e_i / (1 - H_ii)``, Allen 1974); the view is chosen per variable the
 leave-one-out error. A categorical variable is a ridge regression on one-hot targets whose largest output
 is the predicted class (a regularised least-squares classifier).
 
+A second probe, when the training images' reconstructions are given, is **refitted on reconstructions**:
+fitted on the reconstructed training images (view and penalty by leave-one-out, as above) and scored on
+the reconstructed held-out images. The two answer different questions. The raw-fitted probe asks whether
+a reader of real images can read the reconstructions: a reconstruction that keeps the signal but shifts or
+blurs the intensities (so its histogram leaves the raw images' range) fails it. The refitted probe asks
+whether the signal is still there, linearly, in whatever intensities the VAE produces, which is what a
+model trained on the latents can learn from. A large raw-fit ratio with a refit ratio near 1 means "the
+signal survives, the intensities moved"; both large means "the signal is gone".
+
 What it can and cannot show: the probe is linear in coarse intensities and their histogram, so it is a
 *lower bound* on the signal either image carries. A ratio near 1 says the reconstructions keep what this
 probe can read, not that they keep everything (fine texture and sub-pooling detail may be lost unseen).
@@ -155,6 +164,8 @@ class ProbeResult:
         features: the feature view chosen by leave-one-out error (`FEATURE_VIEWS`).
         penalty: the chosen ridge penalty (relative to the number of training images).
         train, test: images the probe was fitted and evaluated on.
+        refit: the score of a probe refitted on the reconstructed training images (module docstring), on the
+            reconstructed held-out images; None when no training reconstructions were given.
     """
 
     kind: str
@@ -165,24 +176,37 @@ class ProbeResult:
     penalty: float
     train: int
     test: int
+    refit: float | None = None
+
+    def _ratio(self, score: float) -> float:
+        if self.kind == "continuous":
+            return score / self.raw if self.raw > 0 else (1.0 if score == 0 else math.inf)
+        raw_error, error = 1.0 - self.raw, 1.0 - score
+        return error / raw_error if raw_error > 0 else (1.0 if error == 0 else math.inf)
 
     @property
     def ratio(self) -> float:
-        if self.kind == "continuous":
-            return self.recon / self.raw if self.raw > 0 else (1.0 if self.recon == 0 else math.inf)
-        raw_error, recon_error = 1.0 - self.raw, 1.0 - self.recon
-        return recon_error / raw_error if raw_error > 0 else (1.0 if recon_error == 0 else math.inf)
+        """The raw-fitted probe, reconstructed vs raw held-out images (the issue's figure of merit)."""
+        return self._ratio(self.recon)
+
+    @property
+    def refit_ratio(self) -> float | None:
+        """The refitted probe's score on reconstructions vs the raw probe's on raw images (None: no refit)."""
+        return None if self.refit is None else self._ratio(self.refit)
 
     @property
     def metric(self) -> str:
         return "mae" if self.kind == "continuous" else "accuracy"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``<metric>_raw``, ``<metric>_recon``, ``<metric>_baseline``, ``ratio`` and the rest."""
+        """JSON-ready: ``<metric>_raw``, ``<metric>_recon``, ``<metric>_baseline``, ``ratio``,
+        ``<metric>_refit`` and ``refit_ratio`` (None without a refit; an infinite ratio is None too), and the rest."""
         out = asdict(self)
-        for key in ("raw", "recon", "baseline"):
+        for key in ("raw", "recon", "baseline", "refit"):
             out[f"{self.metric}_{key}"] = out.pop(key)
         out["ratio"] = self.ratio if math.isfinite(self.ratio) else None
+        refit = self.refit_ratio
+        out["refit_ratio"] = refit if refit is not None and math.isfinite(refit) else None
         return out
 
 
@@ -193,8 +217,10 @@ def _present(values: Sequence[Any]) -> list[int]:
 def signal_probe(train_images: torch.Tensor, train_values: dict[str, Sequence[Any]], test_images: torch.Tensor,
                  test_recon: torch.Tensor, test_values: dict[str, Sequence[Any]], *,
                  categorical: Sequence[str] = (), grid: Sequence[int] | int = 6,
-                 views: Sequence[str] = FEATURE_VIEWS) -> dict[str, ProbeResult]:
-    """Probe every variable of ``train_values``: fitted on raw training images, scored raw vs reconstructed.
+                 views: Sequence[str] = FEATURE_VIEWS,
+                 train_recon: torch.Tensor | None = None) -> dict[str, ProbeResult]:
+    """Probe every variable of ``train_values``: fitted on raw training images, scored raw vs reconstructed;
+    and, given ``train_recon``, refitted on reconstructions (module docstring).
 
     Args:
         train_images: (N, C, *shape) raw training images, values in [0, 1].
@@ -205,19 +231,27 @@ def signal_probe(train_images: torch.Tensor, train_values: dict[str, Sequence[An
         categorical: the variables scored as classes; every other one is regressed as a number.
         grid: the pooled feature grid (`pooled_features`).
         views: the feature views to choose from (`FEATURE_VIEWS`), by leave-one-out error.
+        train_recon: (N, C, *shape) reconstructions of ``train_images``, or None (no refitted probe).
 
     Returns:
         variable -> `ProbeResult`; a variable with fewer than 3 training values or no held-out value is
         left out.
+
+    Raises:
+        InputError: reconstructions whose shape differs from their images', or an unknown view.
     """
     if test_images.shape != test_recon.shape:
         raise InputError(f"test_recon has shape {tuple(test_recon.shape)} but test_images "
                          f"{tuple(test_images.shape)}; give one reconstruction per held-out image")
+    if train_recon is not None and train_recon.shape != train_images.shape:
+        raise InputError(f"train_recon has shape {tuple(train_recon.shape)} but train_images "
+                         f"{tuple(train_images.shape)}; give one reconstruction per training image")
     unknown = [v for v in views if v not in FEATURE_VIEWS]
     if unknown or not views:
         raise InputError(f"unknown probe feature views {unknown or list(views)}; "
                          f"choose from {', '.join(FEATURE_VIEWS)}")
     features = {view: [_features(x, view, grid) for x in (train_images, test_images, test_recon)] for view in views}
+    refit_features = None if train_recon is None else {view: _features(train_recon, view, grid) for view in views}
     results = {}
     for name, values in train_values.items():
         if name not in test_values:
@@ -248,7 +282,12 @@ def signal_probe(train_images: torch.Tensor, train_values: dict[str, Sequence[An
         fitted = {view: RidgeProbe().fit(features[view][0][fit_rows], target) for view in views}
         view = min(views, key=lambda v: fitted[v].loo_error)
         probe, (_, raw_x, recon_x) = fitted[view], features[view]
+        refit = None
+        if refit_features is not None:  # the same choice of view and penalty, on the reconstructed images
+            refitted = {v: RidgeProbe().fit(refit_features[v][fit_rows], target) for v in views}
+            best = min(views, key=lambda v: refitted[v].loo_error)
+            refit = score(refitted[best], features[best][2])
         results[name] = ProbeResult("categorical" if name in categorical else "continuous", score(probe, raw_x),
                                     score(probe, recon_x), baseline, view, probe.penalty, len(fit_rows),
-                                    len(test_rows))
+                                    len(test_rows), refit)
     return results

@@ -45,7 +45,8 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
     """How much of each scalar's signal the VAE's reconstructions keep (`metavoxel.vae.probe`).
 
     The probe is fitted on the raw ``train`` images and scored on the raw ``held_out`` images and on their
-    reconstructions; the scalars are the model's variables with a declared range (regressed, MAE) or
+    reconstructions, and refitted on the ``train`` images' reconstructions (scored on the held-out
+    reconstructions: does the signal survive, or only its intensities move?); the scalars are the model's variables with a declared range (regressed, MAE) or
     categories (classified, accuracy).
 
     Returns:
@@ -62,10 +63,12 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
         return {}
     (train_images, train_rows), (test_images, test_rows) = train, held_out
     recon = reconstruct(vae, VolumeSet(test_images, "held-out images"), batch_size=batch_size, device=device)
+    train_recon = reconstruct(vae, VolumeSet(train_images, "training images"), batch_size=batch_size, device=device)
     train_values, test_values = cohort.batch(train_rows), cohort.batch(test_rows)
     results = signal_probe(train_images, {n: train_values[n] for n in scalars}, test_images, recon,
                            {n: test_values[n] for n in scalars},
-                           categorical=[n for n in scalars if isinstance(model.variables[n], HasCategories)])
+                           categorical=[n for n in scalars if isinstance(model.variables[n], HasCategories)],
+                           train_recon=train_recon)
     return {n: r.to_dict() for n, r in results.items()}
 
 

@@ -110,6 +110,7 @@ def test_train_vae_reports_how_much_signal_the_reconstructions_keep(trained):
     age, sex = metrics["probe"]["age"], metrics["probe"]["sex"]
     assert age["kind"] == "continuous" and {"mae_raw", "mae_recon", "mae_baseline", "ratio"} <= set(age)
     assert sex["kind"] == "categorical" and 0 <= sex["accuracy_recon"] <= 1
+    assert age["mae_refit"] >= 0 and 0 <= sex["accuracy_refit"] <= 1  # the probe refitted on reconstructions
     assert age["test"] == len(json.loads((trained / "run" / "splits.json").read_text())["val"])
     assert metrics["val"]["psnr"] > 0 and metrics["seconds"] > 0
 

@@ -102,8 +102,10 @@ def test_v_output_error_stays_bounded_in_x0_at_t_T_where_eps_is_amplified() -> N
 
 def test_an_unknown_prediction_is_refused() -> None:
     proc = _process("linear", 10)
-    with pytest.raises(ValueError, match="prediction must be one of"):
-        proc.target(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([3]), "x0")
+    x, t = torch.zeros(1, 2), torch.tensor([3])
+    for read in (proc.target, proc.eps_from, proc.x0_from):  # none reads an unknown output as v
+        with pytest.raises(ValueError, match="prediction must be one of"):
+            read(x, x, t, "x0")
 
 
 @pytest.mark.parametrize("name,T,t", [("linear", 1000, 1), ("linear", 1000, 500), ("scaled_linear", 1000, 999),

@@ -107,3 +107,28 @@ def test_accuracy_ratio_is_the_error_rate_ratio():
     assert ProbeResult("categorical", 0.8, 0.7, 0.5, "both", 1.0, 10, 10).ratio == pytest.approx(1.5)
     assert ProbeResult("categorical", 1.0, 0.9, 0.5, "both", 1.0, 10, 10).ratio == math.inf
     assert ProbeResult("categorical", 1.0, 0.9, 0.5, "both", 1.0, 10, 10).to_dict()["ratio"] is None
+
+
+def test_refit_on_reconstructions_separates_moved_intensities_from_lost_signal():
+    train, value, label = planted(60, seed=0)
+    test, test_value, test_label = planted(20, seed=1)
+    values, test_values = {"age": value.tolist(), "sex": label}, {"age": test_value.tolist(), "sex": test_label}
+
+    def shifted(x):  # keeps every signal, moves every intensity: what a blurring VAE does to a histogram
+        return 0.5 * x + 0.2
+
+    moved = signal_probe(train, values, test, shifted(test), test_values, categorical=["sex"], grid=4,
+                         views=["pooled"], train_recon=shifted(train))
+    assert moved["age"].ratio > 1.5  # the raw-fitted probe cannot read the moved intensities ...
+    assert moved["age"].refit_ratio == pytest.approx(1.0, rel=1e-6)  # ... the signal is all there
+    assert moved["sex"].refit == moved["sex"].raw
+    summary = moved["age"].to_dict()
+    assert summary["mae_refit"] == pytest.approx(summary["mae_raw"], rel=1e-6) and summary["refit_ratio"] > 0
+
+    blank, blank_train = (x.mean(0, keepdim=True).expand_as(x).clone() for x in (test, train))
+    gone = signal_probe(train, values, test, blank, test_values, categorical=["sex"], grid=4, train_recon=blank_train)
+    assert gone["age"].refit == pytest.approx(gone["age"].baseline)  # nothing to refit on: the training mean
+    assert gone["age"].refit_ratio > 2 and gone["sex"].refit == gone["sex"].baseline
+    assert signal_probe(train, {"age": value.tolist()}, test, test, test_values, grid=4)["age"].to_dict()["refit_ratio"] is None
+    with pytest.raises(InputError, match="one reconstruction per training image"):
+        signal_probe(train, {"age": value.tolist()}, test, test, test_values, train_recon=train[:5])
