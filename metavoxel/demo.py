@@ -127,7 +127,10 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
     report.metrics["total_seconds"] = time.perf_counter() - start
     report.metrics["vae_val_psnr"] = float((vae_summary.get("val") or {}).get("psnr") or float("nan"))
     for name, probe in (vae_summary.get("probe") or {}).items():  # the VAE's signal probe (metavoxel.vae.probe)
-        report.metrics[f"vae_probe_{name}_ratio"] = float("nan") if probe["ratio"] is None else float(probe["ratio"])
+        for key in ("ratio", "refit_ratio"):
+            value = probe.get(key)
+            report.metrics[f"vae_probe_{name}_{key}"] = float("nan") if value is None else float(value)
+    report.notes.append(_vae_note(report.metrics))
     report.tables.append(Table("Does the demo beat its constants? (demo.json holds every figure)",
                                ["check", "value", "constant", "needed", "met"],
                                [[c.name, _fmt(c.value), f"{c.constant_name} {_fmt(c.constant)}", c.rule,
@@ -169,6 +172,21 @@ class _Context:
     def sample(self, phase: str, **kwargs: Any):
         return self.model.sample(steps=self.steps, seed=self.seed, batch_size=96,
                                  progress=lambda d, t: self.tick(phase, d, t), **kwargs)
+
+
+def _vae_note(metrics: dict[str, float]) -> str:
+    """One line on the demo's VAE: PSNR and the age probe, raw-fitted and refitted (`metavoxel.vae.probe`)."""
+    psnr, raw, refit = (metrics.get(k, float("nan")) for k in ("vae_val_psnr", "vae_probe_age_ratio",
+                                                                "vae_probe_age_refit_ratio"))
+    if refit <= 1.5 < raw:
+        meaning = "most of the age signal survives, its intensities move"
+    elif raw <= 1.2:
+        meaning = "the reconstructions keep the age signal"
+    else:
+        meaning = "the reconstructions lose much of the age signal"
+    return (f"VAE: validation PSNR {psnr:.1f} dB; age probe on its reconstructions {raw:.1f}x the raw images' MAE "
+            f"when fitted on raw images, {refit:.2f}x when refitted on reconstructions: {meaning} "
+            "(benchmarks/RESULTS.md, 'What the demo's VAE keeps')")
 
 
 def _fmt(value: float) -> str:
@@ -218,13 +236,18 @@ def _round_trip(ctx: _Context, report: DemoReport, guidance: float, per_request:
     cond = ctx.sample("conditional generation", fix={"age": [a for a, _ in wanted], "sex": [s for _, s in wanted]},
                       **kwargs)
     images = cond.samples["image"][:, 0]  # (R, C, *shape)
-    given = {"image": images, "sex": [s for _, s in wanted]}
-    if ctx.point:  # read back the way the demo answers age
-        read = ctx.model.point_predict(given, ["age"], seed=ctx.seed).mean["age"].double().reshape(-1).numpy()
-        how = "point prediction"
-    else:
-        back = ctx.sample("read back: age | generated image, sex", fix=given, num_samples=num_samples)
-        read, how = np.asarray(back.summary("age")["mean"], dtype=np.float64), f"mean of {num_samples} samples"
+
+    def read_back(images: torch.Tensor, sexes: list[str], phase: str) -> np.ndarray:
+        """Age | image, sex for (R, C, *shape) images, the way the demo answers age: (R,) years."""
+        given = {"image": images, "sex": sexes}
+        if ctx.point:
+            return ctx.model.point_predict(given, ["age"], seed=ctx.seed).mean["age"].double().reshape(-1).numpy()
+        back = ctx.sample(phase, fix=given, num_samples=num_samples)
+        return np.asarray(back.summary("age")["mean"], dtype=np.float64)
+
+    read = read_back(images, [s for _, s in wanted], "read back: age | generated image, sex")
+    how = "point prediction" if ctx.point else f"mean of {num_samples} samples"
+    ceiling = _read_back_ceiling(ctx, read_back)
     grid = [[BrainImage(images[j, 0].numpy(), ctx.affine, caption({"age": a, "sex": s}) + f" → {read[j]:.0f}")
              for j, (a, s) in enumerate(wanted) if s == sex and j % per_request == 0] for sex in ctx.sexes]
     report.files += brain_views(ctx.out / "conditional.png", grid, units=UNITS,
@@ -238,20 +261,48 @@ def _round_trip(ctx: _Context, report: DemoReport, guidance: float, per_request:
             pick = [j for j, (a, s) in enumerate(wanted) if s == sex and a == age]
             means.append(float(read[pick].mean()))
             rows.append([sex, f"{age:.0f}", f"{means[-1]:.1f} ± {read[pick].std(ddof=1) if len(pick) > 1 else 0:.1f}",
+                         f"{ceiling['intercept'] + ceiling['slope'] * age:.1f}",
                          ", ".join(f"{read[j]:.0f}" for j in pick)])
             report.metrics[f"round_trip_{sex}_{age:.0f}"] = means[-1]
         ordered &= all(a < b for a, b in zip(means, means[1:]))
     r = float(np.corrcoef(requested, read)[0, 1]) if read.std() > 0 else float("nan")
     slope = float(np.polyfit(requested, read, 1)[0])
-    report.metrics.update(round_trip_r=r, round_trip_slope=slope)
+    report.metrics.update(round_trip_r=r, round_trip_slope=slope,
+                          **{f"round_trip_ceiling_{k}": v for k, v in ceiling.items()})
     guided = f" (guidance {guidance:g})" if guidance else ""
     report.tables.append(Table(
         f"Conditional generation, read back: {per_request} brains generated per (sex, age){guided}, "
-        f"age read back from each by the same model ({how}; conditional.png)",
-        ["sex", "requested age", "read back (mean ± SD over brains)", "each brain"],
-        rows + [["all", "", f"r {r:.2f}, slope {slope:.2f}", ""]]))
+        f"age read back from each by the same model ({how}; conditional.png). Ceiling: the same read-back of the "
+        f"{ceiling['subjects']} held-out brains' VAE reconstructions, as a line in their true age (raw brains: r "
+        f"{ceiling['raw_r']:.2f}, slope {ceiling['raw_slope']:.2f})",
+        ["sex", "requested age", "read back (mean ± SD over brains)", "ceiling (real brains)", "each brain"],
+        rows + [["all", "", f"r {r:.2f}, slope {slope:.2f}", f"r {ceiling['r']:.2f}, slope {ceiling['slope']:.2f}",
+                 ""]]))
     report.checks.append(Check("round-trip ages in increasing order (each sex)", float(ordered), "order",
                                1.0, "45 < 70 < 90 read back", 1.0, ordered))
+
+
+def _read_back_ceiling(ctx: _Context, read_back: Callable[[torch.Tensor, list[str], str], np.ndarray]
+                       ) -> dict[str, float]:
+    """How closely the round trip can come to its request: age read back from real held-out brains.
+
+    Generated brains pass through the VAE's decoder, so the ceiling reads their real counterparts'
+    reconstructions ``decode(encode(x))``: the least-squares line of read-back on true age (``slope``,
+    ``intercept``, ``r``; a generator whose brains matched real ones would read back about
+    ``intercept + slope * age``), and ``raw_slope`` / ``raw_r`` from the raw images.
+    """
+    images, sexes = ctx.test["image"], list(ctx.test["sex"])
+    truth = np.asarray(ctx.test["age"], dtype=np.float64)
+    var = ctx.model.variables["image"]
+    with torch.no_grad():
+        recon = torch.cat([var.decode(var.encode(chunk)) for chunk in images.split(32)])
+    out: dict[str, float] = {"subjects": len(truth)}
+    for key, x in (("raw_", images), ("", recon)):
+        read = read_back(x, sexes, "read back: age | held-out image, sex")
+        slope, intercept = np.polyfit(truth, read, 1)
+        out.update({f"{key}slope": float(slope), f"{key}intercept": float(intercept),
+                    f"{key}r": float(np.corrcoef(truth, read)[0, 1]) if read.std() > 0 else float("nan")})
+    return out
 
 
 def _regression(ctx: _Context, report: DemoReport, num_samples: int) -> None:
