@@ -104,7 +104,8 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
                               "docs/phantom.md, 'The demo's phantom')")
     start = time.perf_counter()
     data = make_cohort(recipe, out / "cohort", progress=tick)
-    weights, scale, vae_summary = train_study_vae(recipe, data, out / "vae", progress=tick)
+    # without the probe refitted on reconstructions: it costs 13 s of the 10 minutes (RESULTS.md has it)
+    weights, scale, vae_summary = train_study_vae(recipe, data, out / "vae", progress=tick, refit_probe=False)
     run_dir = out / "model"
     if run_dir.exists():
         import shutil
@@ -127,9 +128,7 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
     report.metrics["total_seconds"] = time.perf_counter() - start
     report.metrics["vae_val_psnr"] = float((vae_summary.get("val") or {}).get("psnr") or float("nan"))
     for name, probe in (vae_summary.get("probe") or {}).items():  # the VAE's signal probe (metavoxel.vae.probe)
-        for key in ("ratio", "refit_ratio"):
-            value = probe.get(key)
-            report.metrics[f"vae_probe_{name}_{key}"] = float("nan") if value is None else float(value)
+        report.metrics[f"vae_probe_{name}_ratio"] = float("nan") if probe["ratio"] is None else float(probe["ratio"])
     report.notes.append(_vae_note(report.metrics))
     report.tables.append(Table("Does the demo beat its constants? (demo.json holds every figure)",
                                ["check", "value", "constant", "needed", "met"],
@@ -175,18 +174,12 @@ class _Context:
 
 
 def _vae_note(metrics: dict[str, float]) -> str:
-    """One line on the demo's VAE: PSNR and the age probe, raw-fitted and refitted (`metavoxel.vae.probe`)."""
-    psnr, raw, refit = (metrics.get(k, float("nan")) for k in ("vae_val_psnr", "vae_probe_age_ratio",
-                                                                "vae_probe_age_refit_ratio"))
-    if refit <= 1.5 < raw:
-        meaning = "most of the age signal survives, its intensities move"
-    elif raw <= 1.2:
-        meaning = "the reconstructions keep the age signal"
-    else:
-        meaning = "the reconstructions lose much of the age signal"
-    return (f"VAE: validation PSNR {psnr:.1f} dB; age probe on its reconstructions {raw:.1f}x the raw images' MAE "
-            f"when fitted on raw images, {refit:.2f}x when refitted on reconstructions: {meaning} "
-            "(benchmarks/RESULTS.md, 'What the demo's VAE keeps')")
+    """One line on the demo's VAE: PSNR and the age probe fitted on raw images (`metavoxel.vae.probe`)."""
+    psnr, raw = metrics.get("vae_val_psnr", float("nan")), metrics.get("vae_probe_age_ratio", float("nan"))
+    return (f"VAE: validation PSNR {psnr:.1f} dB (target 28 dB: not met at this budget); an age probe fitted on raw "
+            f"images reads its reconstructions at {raw:.1f}x the raw MAE (target 1.2x). A blur alone does that: "
+            "refitted on this recipe's reconstructions the probe finds most of the age signal kept "
+            "(benchmarks/RESULTS.md, 'What the demo's VAE keeps'; `metavoxel train-vae` reports both)")
 
 
 def _fmt(value: float) -> str:

@@ -181,9 +181,12 @@ def make_cohort(recipe: StudyRecipe, out: str | Path, *, progress: Progress | No
     return write_phantom(out, config, overwrite=True, progress=lambda d, t: tick("phantom cohort", d, t))
 
 
-def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *,
-                    progress: Progress | None = None) -> tuple[Path, float, dict[str, Any]]:
-    """Train the recipe's KL-VAE on the training split; returns (weights, scale factor, report summary)."""
+def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *, progress: Progress | None = None,
+                    refit_probe: bool = True) -> tuple[Path, float, dict[str, Any]]:
+    """Train the recipe's KL-VAE on the training split; returns (weights, scale factor, report summary).
+
+    ``refit_probe=False`` leaves out the signal probe refitted on reconstructions (`train_vae_run`).
+    """
     from metavoxel.spec import ModelSpec
     from metavoxel.vae import VAETrainConfig
     from metavoxel.workflows.vae import train_vae_run
@@ -195,7 +198,7 @@ def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *,
                             lr_schedule=recipe.vae_lr_schedule, patch_size=patch, adv_start=recipe.vae_steps,
                             val_every=recipe.vae_steps, seed=recipe.seed)
     report = train_vae_run(ModelSpec.from_dict(study_spec(recipe)), data, out, config,
-                           progress=lambda step, total, record: tick("VAE", step, total))
+                           progress=lambda step, total, record: tick("VAE", step, total), refit_probe=refit_probe)
     summary = report.summary()
     return out / "vae.safetensors", float(report.scale_factor), summary
 

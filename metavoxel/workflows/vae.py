@@ -41,12 +41,12 @@ def _images(model: JointModel, name: str, cohort: Cohort, indices: list[int]) ->
 
 def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train: tuple[torch.Tensor, list[int]],
                  held_out: tuple[torch.Tensor, list[int]], *, device: str | torch.device = "cpu",
-                 batch_size: int = 8) -> dict[str, dict]:
+                 batch_size: int = 8, refit: bool = True) -> dict[str, dict]:
     """How much of each scalar's signal the VAE's reconstructions keep (`metavoxel.vae.probe`).
 
     The probe is fitted on the raw ``train`` images and scored on the raw ``held_out`` images and on their
-    reconstructions, and refitted on the ``train`` images' reconstructions (scored on the held-out
-    reconstructions: does the signal survive, or only its intensities move?); the scalars are the model's variables with a declared range (regressed, MAE) or
+    reconstructions, and (``refit``) refitted on the ``train`` images' reconstructions (scored on the
+    held-out reconstructions: does the signal survive, or only its intensities move?); the scalars are the model's variables with a declared range (regressed, MAE) or
     categories (classified, accuracy).
 
     Returns:
@@ -63,7 +63,8 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
         return {}
     (train_images, train_rows), (test_images, test_rows) = train, held_out
     recon = reconstruct(vae, VolumeSet(test_images, "held-out images"), batch_size=batch_size, device=device)
-    train_recon = reconstruct(vae, VolumeSet(train_images, "training images"), batch_size=batch_size, device=device)
+    train_recon = (reconstruct(vae, VolumeSet(train_images, "training images"), batch_size=batch_size, device=device)
+                   if refit else None)
     train_values, test_values = cohort.batch(train_rows), cohort.batch(test_rows)
     results = signal_probe(train_images, {n: train_values[n] for n in scalars}, test_images, recon,
                            {n: test_values[n] for n in scalars},
@@ -73,12 +74,13 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
 
 
 def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config, *,
-                  variable: str | None = None, progress: Callable | None = None):
+                  variable: str | None = None, progress: Callable | None = None, refit_probe: bool = True):
     """Train the spec's VAE on the cohort's training split; save vae.safetensors + vae.json in ``out``.
 
     Returns the `metavoxel.vae.VAEReport`: validation PSNR/SSIM, the latent scale factor and, when there
     are validation images, the signal probe (`probe_signal`: fitted on the raw training images, scored on
-    the raw and reconstructed validation images).
+    the raw and reconstructed validation images; and, unless ``refit_probe`` is False, which saves
+    reconstructing every training image, refitted on the reconstructions).
     """
     from metavoxel.vae import save_vae, train_vae
 
@@ -93,7 +95,8 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device)
     if val is not None:
-        report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size)
+        report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size,
+                                    refit=refit_probe)
     save_vae(out, vae, spec.variable(name).vae, report)
     return report
 
