@@ -158,3 +158,29 @@ def test_demo_help_states_the_demo_recipe():
     assert f"(default {DEMO.guidance:g};" in helps["guidance"]
     doc = " ".join(commands.demo.__doc__.split())
     assert all(f"{k}={v:g}" in doc for k, v in DEMO.phantom.items())
+
+
+def test_the_round_trip_ceiling_is_the_read_back_line_on_true_age_through_the_vae():
+    """A reader that returns the truth has ceiling slope 1, r 1; the images go through decode(encode(x))."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from metavoxel.demo import _read_back_ceiling
+
+    ages = [45.0, 60.0, 75.0, 90.0]
+    images = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1, 1).expand(4, 1, 2, 2, 2).contiguous()
+    seen = []
+    vae = SimpleNamespace(encode=lambda x: 2 * x, decode=lambda z: z / 2 + 100)  # reconstructions: x + 100
+    ctx = SimpleNamespace(test={"image": images, "sex": ["F", "M", "F", "M"], "age": ages},
+                          model=SimpleNamespace(variables={"image": vae}))
+
+    def read_back(x, sexes, phase):
+        seen.append(float(x.mean()))
+        return np.array(ages) * (0.5 if x.mean() > 50 else 1.0)  # the reconstructions read back half the age
+
+    ceiling = _read_back_ceiling(ctx, read_back)
+    assert seen == [1.5, 101.5]  # raw images first, then their reconstructions
+    assert ceiling["raw_slope"] == pytest.approx(1.0) and ceiling["raw_r"] == pytest.approx(1.0)
+    assert ceiling["slope"] == pytest.approx(0.5) and ceiling["intercept"] == pytest.approx(0.0, abs=1e-9)
+    assert ceiling["subjects"] == 4
