@@ -162,7 +162,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['trial']} | {r['seconds']:.0f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                      f"{r['age_mae_raw']:.2f} → {r['age_mae_recon']:.2f} ({r['age_ratio']:.2f}x) | "
                      f"{r['age_mae_refit']:.2f} ({r['age_refit_ratio']:.2f}x) | "
-                     f"{r['sex_acc_raw']:.2f} → {r['sex_acc_recon']:.2f}, {r['sex_acc_refit']:.2f} | {r['load']:.1f} |")
+                     f"{r['sex_acc_raw']:.2f} → {r['sex_acc_recon']:.2f}, {r['sex_acc_refit']:.2f} | "
+                     f"{r['load']:.1f} |")
     return "\n".join(lines)
 
 

@@ -283,7 +283,7 @@ def signal_probe(train_images: torch.Tensor, train_values: dict[str, Sequence[An
         view = min(views, key=lambda v: fitted[v].loo_error)
         probe, (_, raw_x, recon_x) = fitted[view], features[view]
         refit = None
-        if refit_features is not None:  # the same choice of view and penalty, on the reconstructed images
+        if refit_features is not None:  # view and penalty chosen by the same rule, on the reconstructions
             refitted = {v: RidgeProbe().fit(refit_features[v][fit_rows], target) for v in views}
             best = min(views, key=lambda v: refitted[v].loo_error)
             refit = score(refitted[best], features[best][2])

@@ -46,8 +46,8 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
 
     The probe is fitted on the raw ``train`` images and scored on the raw ``held_out`` images and on their
     reconstructions, and (``refit``) refitted on the ``train`` images' reconstructions (scored on the
-    held-out reconstructions: does the signal survive, or only its intensities move?); the scalars are the model's variables with a declared range (regressed, MAE) or
-    categories (classified, accuracy).
+    held-out reconstructions: does the signal survive, or only its intensities move?). The scalars are
+    the model's variables with a declared range (regressed, MAE) or categories (classified, accuracy).
 
     Returns:
         variable -> `metavoxel.vae.probe.ProbeResult.to_dict`.

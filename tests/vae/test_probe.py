@@ -129,6 +129,7 @@ def test_refit_on_reconstructions_separates_moved_intensities_from_lost_signal()
     gone = signal_probe(train, values, test, blank, test_values, categorical=["sex"], grid=4, train_recon=blank_train)
     assert gone["age"].refit == pytest.approx(gone["age"].baseline)  # nothing to refit on: the training mean
     assert gone["age"].refit_ratio > 2 and gone["sex"].refit == gone["sex"].baseline
-    assert signal_probe(train, {"age": value.tolist()}, test, test, test_values, grid=4)["age"].to_dict()["refit_ratio"] is None
+    no_refit = signal_probe(train, {"age": value.tolist()}, test, test, test_values, grid=4)["age"]
+    assert no_refit.refit is None and no_refit.to_dict()["refit_ratio"] is None
     with pytest.raises(InputError, match="one reconstruction per training image"):
         signal_probe(train, {"age": value.tolist()}, test, test, test_values, train_recon=train[:5])
