@@ -61,14 +61,14 @@ TRIALS: dict[str, tuple] = {
     "demo": ({}, {"steps": DEMO.vae_steps}),  # DEMO's VAE as it is (200 steps of 8)
     "batch2-800": ({}, {"steps": 800, "batch_size": 2}),  # the same images seen, 4x the updates
     "logvar-8": ({}, {"steps": DEMO.vae_steps}, -8.0),  # posterior noise from sigma 0.018, not about 1
-    "batch2-2000": ({}, {"steps": 2000, "batch_size": 2}),  # 2.5x the demo's VAE budget
+    "batch2-2000": ({}, {"steps": 2000, "batch_size": 2}),  # 2.5x the images the demo's VAE sees
 }
 
 
-def load_demo(root: Path) -> dict[str, dict]:
-    """The `COHORT`'s images and scalars per split (written to ``root`` once)."""
-    data = make_cohort(COHORT, root)
-    spec = ModelSpec.from_dict(study_spec(COHORT))
+def load_demo(root: Path, recipe=COHORT) -> dict[str, dict]:
+    """The recipe's cohort (default `COHORT`): images and scalars per split (written to ``root`` once)."""
+    data = make_cohort(recipe, root)
+    spec = ModelSpec.from_dict(study_spec(recipe))
     model = JointModel(spec, load_weights=False)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
     out = {}
@@ -183,11 +183,8 @@ def main() -> None:
     unknown = [n for n in names if n not in TRIALS]
     if unknown:
         parser.error(f"unknown trials {unknown}; choose from {', '.join(TRIALS)}")
-    global COHORT
-    if args.demo_phantom:
-        COHORT = DEMO
     cohort = args.cohort or Path("runs/bench-vae/demo-cohort" if args.demo_phantom else "runs/bench-vae/cohort")
-    data = load_demo(cohort)
+    data = load_demo(cohort, DEMO if args.demo_phantom else COHORT)
     rows = []
     if args.references:
         for name, codec in references(data["train"]["image"]).items():
