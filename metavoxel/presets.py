@@ -26,7 +26,7 @@ T1W_AGE_SEX_LATENT: dict[str, Any] = {
     ],
     "diffusion": {"timesteps": 1000, "gaussian": {"name": "scaled_linear", "beta_start": 0.0015, "beta_end": 0.0195},
                   "discrete": {"name": "cosine"}, "sampling_steps": 50, "eta": 1.0,
-                  "training": dict(PAPER_TRAINING), "conditioning": "repaint"},  # exactly the paper's recipe
+                  "grid": "uniform", "training": dict(PAPER_TRAINING), "conditioning": "repaint"},  # the paper's recipe
     "network": {"spatial_dims": 3, "channels": [128, 256, 512], "attention_levels": [False, True, True],
                 "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32, "cross_attention_dim": 256},
     "seed": 0,

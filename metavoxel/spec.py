@@ -119,6 +119,10 @@ class DiffusionSpec(BaseModel):
         "Backend of the fused diffusion kernels (training noise, the DDIM/RePaint and D3PM steps): auto runs "
         "Triton on CUDA and PyTorch elsewhere; METAVOXEL_KERNELS sets the default."))
     sampling_steps: int = Field(50, ge=1, description="Default number of reverse steps (a strided grid over T).")
+    grid: Literal["uniform", "quadratic"] = Field("quadratic", description=(
+        "Spacing of the sampling grid's levels: quadratic = t_i = T (i/S)^2 (DDIM's quadratic steps, Song et al. "
+        "2021), whose last reverse step starts at t = 1 and so keeps a scalar's sample spread; uniform = "
+        "t_i = T i / S, the paper's strided sampler (specs saved before this field load as uniform)."))
     eta: float = Field(1.0, ge=0.0, le=1.0, description=(
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
         "than the deterministic 0 on the toy benchmark), 0 = deterministic DDIM."))
@@ -211,7 +215,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def _split_legacy_kernels(cls, data: Any) -> Any:
         """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
-        data = _legacy_training(data)
+        data = _legacy_grid(_legacy_training(data))
         network = data.get("network") if isinstance(data, dict) else None
         if not isinstance(network, dict) or "kernels" not in network:
             return data
@@ -345,7 +349,21 @@ def _legacy_training(data: Any) -> Any:
     diffusion = dict(diffusion) if isinstance(diffusion, dict) else {}
     diffusion.setdefault("training", dict(PAPER_TRAINING))
     diffusion.setdefault("conditioning", "repaint")
+    diffusion.setdefault("grid", "uniform")
     return {**data, "diffusion": diffusion}
+
+
+def _legacy_grid(data: Any) -> Any:
+    """Saved specs from before the grid choice sample on the uniform grid they were measured with.
+
+    A spec written by `ModelSpec.to_dict` holds every field, so one whose ``diffusion`` has every other field
+    but no ``grid`` was saved before ``grid`` existed (a hand-written spec names only what it changes).
+    """
+    diffusion = data.get("diffusion") if isinstance(data, dict) else None
+    saved = set(DiffusionSpec.model_fields) - {"grid"}
+    if not isinstance(diffusion, dict) or "grid" in diffusion or not saved <= diffusion.keys():
+        return data
+    return {**data, "diffusion": {**diffusion, "grid": "uniform"}}
 
 
 def format_errors(err: ValidationError) -> str:

@@ -29,7 +29,8 @@ TOY_SPEC: dict[str, Any] = {
         {"name": "age", "kind": "continuous", "range": list(AGE_RANGE), "unit": "years"},
         {"name": "group", "kind": "categorical", "categories": GROUPS},
     ],
-    "diffusion": {"timesteps": 1000, "sampling_steps": 25, "training": dict(PAPER_TRAINING)},  # the paper's recipe
+    "diffusion": {"timesteps": 1000, "sampling_steps": 25, "grid": "uniform",
+                  "training": dict(PAPER_TRAINING)},  # the paper's recipe
     "network": {"spatial_dims": 2, "channels": [32, 64, 64], "attention_levels": [False, False, True],
                 "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "cross_attention_dim": 64},
     "seed": 0,

@@ -17,6 +17,9 @@ Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory or file
 OutTable = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
                                        "with a trailing /) to write predictions.tsv in.")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's).", min=1)]
+Grid = Annotated[str | None, typer.Option("--grid", help="Spacing of the reverse steps' levels: quadratic (fine near "
+                                          "t = 0, which keeps a scalar's sample spread) or uniform (the paper's). "
+                                          "Default: the model's.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
 Samples = Annotated[int, typer.Option("--num-samples", "-n", help="Samples per subject.", min=1)]
 Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 network autocast.")]
@@ -135,7 +138,8 @@ def sample(model: Model,
                                                          "image=scan.nii.gz).")] = None,
            mask: Annotated[list[str] | None, typer.Option("--mask", help="NAME=mask.nii.gz: keep the fixed image "
                                                           "only where the mask is non-zero (inpainting).")] = None,
-           num_samples: Samples = 1, steps: Steps = None, seed: Seed = None, out: Out = Path("samples"),
+           num_samples: Samples = 1, steps: Steps = None, grid: Grid = None, seed: Seed = None,
+           out: Out = Path("samples"),
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
            guidance: Guidance = 0.0) -> None:
@@ -148,6 +152,7 @@ def sample(model: Model,
         task = bar.add_task("sampling", total=None)
         _result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
                                     space=space, precision=precision, conditioning=conditioning, guidance=guidance,
+                                    grid=grid,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
                                     before_write=lambda result: tables.append(result_table(result)))
     console().print(tables[0])
@@ -162,6 +167,9 @@ def predict(model: Model, data: Data,
                                                             "(default 3; --method sample only).", min=1)] = None,
             steps: Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's; "
                                                       "--method sample only).", min=1)] = None,
+            grid: Annotated[str | None, typer.Option("--grid", help="Spacing of the reverse steps' levels: "
+                                                     "quadratic or uniform (default: the model's; --method "
+                                                     "sample only).")] = None,
             seed: Seed = None,
             batch_size: Annotated[int, typer.Option(help="Rows per network call (whole subjects). Each subject draws "
                                                     "from its own seeded generator, so its answer does not depend "
@@ -170,7 +178,8 @@ def predict(model: Model, data: Data,
             method: Annotated[str, typer.Option("--method", help="sample (S samples per subject) or point (the "
                                                 "model's x0 prediction, <= 5 network calls per subject; it takes "
                                                 "--seed, --batch-size and --precision, and refuses the sampling "
-                                                "options -n, --steps, --conditioning, --guidance).")] = "sample",
+                                                "options -n, --steps, --grid, --conditioning, --guidance).")]
+            = "sample",
             conditioning: Annotated[str | None, typer.Option("--conditioning", help="How given variables are held "
                                                              "while sampling: repaint or clean (default: the "
                                                              "model's; --method sample only).")] = None,
@@ -186,14 +195,15 @@ def predict(model: Model, data: Data,
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, given=names, num_samples=num_samples, steps=steps, seed=seed,
                            batch_size=batch_size, precision=precision, method=method, conditioning=conditioning,
-                           guidance=guidance, progress=lambda d, t: bar.update(task, completed=d, total=t))
+                           guidance=guidance, grid=grid,
+                           progress=lambda d, t: bar.update(task, completed=d, total=t))
     console().print(f"wrote {escape(str(path))}")
 
 
 def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
              split: Annotated[str, typer.Option(help="train, val or test (the run's splits.json), or all records "
                                                 "of --data.")] = "test",
-             num_samples: Samples = 3, steps: Steps = None,
+             num_samples: Samples = 3, steps: Steps = None, grid: Grid = None,
              seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
              image: Annotated[str, typer.Option("--image", help="The image variable.")] = "image",
              continuous: Annotated[str, typer.Option("--continuous", help="The continuous variable (regression).")]
@@ -213,8 +223,8 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
              precision: Precision = "fp32",
              method: Annotated[str, typer.Option("--method", help="sample, or point: also the point prediction "
                                                  "(<= 5 network calls per subject; a model trained with clean "
-                                                 "subsets) beside the sampled answers. -n and --steps shape the "
-                                                 "sampled answers only (point prediction draws no samples and "
+                                                 "subsets) beside the sampled answers. -n, --steps and --grid shape "
+                                                 "the sampled answers only (point prediction draws no samples and "
                                                  "reads its own levels); --seed, --batch-size and --precision "
                                                  "apply to both.")] = "sample") -> None:
     """The paper's evaluation of a run: age MAE, PIT/CRPS/spread-skill/coverage, sex accuracy/AUROC/ECE, Table 2,
@@ -222,7 +232,7 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
     from metavoxel.evaluation import EvaluationOptions, Roles
     from metavoxel.workflows.evaluate import evaluate_run
 
-    options = EvaluationOptions(num_samples=num_samples, steps=steps, seed=seed, batch_size=batch_size,
+    options = EvaluationOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, batch_size=batch_size,
                                 precision=precision, likelihood_timesteps=likelihood_timesteps, method=method)
     with progress_bar() as bar:
         tasks: dict[str, int] = {}

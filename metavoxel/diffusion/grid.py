@@ -1,10 +1,18 @@
 """The strided time grid every variable walks together, and RePaint's resampling walk over it.
 
-Time follows `metavoxel.processes.schedules` (integer steps 0..T). A grid of S steps holds
-the levels ``t_i = round(T i / S)`` of positions ``i = 0..S`` (``t_0 = 0``, ``t_S = T``), evenly spaced and
-strictly increasing; sampling walks from position S down to 0. Position ``i`` holds a state at level ``t_i``: the network is called at ``t_i`` and the reverse step lands at ``t_{i-1}``, so
-the level of the state after each step equals the t of the next network call. (MONAI's DDIM grid
-steps back by a fixed stride and can end away from 0; this one always starts at T and ends at 0.)
+Time follows `metavoxel.processes.schedules` (integer steps 0..T). A grid of S steps holds levels
+``t_0 = 0 < t_1 < ... < t_S = T`` of positions ``i = 0..S``; sampling walks from position S down to 0.
+Position ``i`` holds a state at level ``t_i``: the network is called at ``t_i`` and the reverse step lands at
+``t_{i-1}``, so the level of the state after each step equals the t of the next network call. (MONAI's DDIM
+grid steps back by a fixed stride and can end away from 0; this one always starts at T and ends at 0.)
+
+Two spacings (``GRID_SPACINGS``):
+- ``uniform``: ``t_i = round(T i / S)``, the MetaVoxel paper's strided sampler.
+- ``quadratic``: ``t_i = round(T (i / S)^2)``, raised where needed to stay strictly increasing (the quadratic
+  time steps of DDIM, Song et al. 2021, Sec. 5 / App. D). The last reverse step returns the estimate x0_hat
+  of `E[x0 | z_{t_1}]` and so drops `Var[x0 | z_{t_1}]`: at ``t_1 = T / S`` (uniform, 50 steps: t = 20) that
+  is a large share of a scalar's posterior variance, and samples come out too narrow; the quadratic grid
+  ends at ``t_1 = 1`` with the same number of network calls (benchmarks/RESULTS.md, "The sampler's grid").
 """
 
 from __future__ import annotations
@@ -13,15 +21,32 @@ import torch
 
 from metavoxel.errors import InputError
 
-__all__ = ["repaint_walk", "time_grid"]
+__all__ = ["GRID_SPACINGS", "repaint_walk", "time_grid"]
+
+GRID_SPACINGS = ("uniform", "quadratic")
 
 
-def time_grid(timesteps: int, steps: int) -> torch.Tensor:
-    """(steps + 1,) long: the level t_i = round(T i / S) of grid position i = 0..S."""
+def time_grid(timesteps: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
+    """(steps + 1,) long: the level t_i of grid position i = 0..S, from 0 to T, strictly increasing.
+
+    Args:
+        timesteps: T; steps: S (1 <= S <= T); spacing: ``uniform`` or ``quadratic`` (module docstring).
+
+    Raises:
+        InputError: S outside [1, T], or an unknown spacing.
+    """
     if not 1 <= steps <= timesteps:
         raise InputError(f"steps must be between 1 and the model's {timesteps} diffusion steps, got {steps}")
     i = torch.arange(steps + 1, dtype=torch.long)
-    return (timesteps * i + steps // 2) // steps
+    if spacing == "uniform":
+        return (timesteps * i + steps // 2) // steps
+    if spacing != "quadratic":
+        raise InputError(f"grid (the sampling grid's spacing) must be one of {', '.join(GRID_SPACINGS)}, "
+                         f"got {spacing!r}")
+    grid = (timesteps * i * i + steps * steps // 2) // (steps * steps)  # round(T (i/S)^2), exact in integers
+    # raise each level to at least one above the last; this never passes T (T >= S and the bump is linear
+    # while the quadratic's top stride is about 2T/S)
+    return torch.maximum(grid, torch.cummax(grid - i, dim=0).values + i)
 
 
 def repaint_walk(steps: int, jump_length: int = 1, jump_rounds: int = 1) -> list[tuple[int, int]]:

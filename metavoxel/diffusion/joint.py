@@ -89,7 +89,7 @@ class JointModel(nn.Module):
         return JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
                               loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
                               seed=self.spec.seed, mixture=LevelMixture(**d.training.model_dump()),
-                              conditioning=d.sampling_conditioning)
+                              conditioning=d.sampling_conditioning, grid=d.grid)
 
     # -- the network ----------------------------------------------------------------------------
     def denoise(self, z: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -130,7 +130,7 @@ class JointModel(nn.Module):
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
                progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
-               guidance: float = 0.0, seeds: Sequence[int] | None = None) -> SampleResult:
+               guidance: float = 0.0, seeds: Sequence[int] | None = None, grid: str | None = None) -> SampleResult:
         """Sample every free variable given the fixed ones (RePaint or clean); see `JointDiffusion.sample`
         (``seeds``: one per subject, so each subject's answer is independent of the rest of the batch).
 
@@ -143,7 +143,7 @@ class JointModel(nn.Module):
                                          steps=steps, seed=seed, eta=eta, batch_size=batch_size,
                                          jump_length=jump_length, jump_rounds=jump_rounds, precision=precision,
                                          progress=progress, conditioning=conditioning, guidance=guidance,
-                                         seeds=seeds)
+                                         seeds=seeds, grid=grid)
         finally:
             self.train(was_training)
 

@@ -72,6 +72,8 @@ class JointDiffusion:
         device: where states are created.
         loss_weights: name -> weight of its term in the total loss (default 1 each).
         sampling_steps, eta, seed: sampling defaults (reverse steps, DDIM eta, RNG seed).
+        grid: the default spacing of the sampling grid, ``uniform`` or ``quadratic``
+            (`metavoxel.diffusion.grid.time_grid`).
         mixture: how training draws per-variable levels (default: the paper's one shared t).
         conditioning: the default sampling mode, ``repaint`` or ``clean``.
     """
@@ -79,7 +81,7 @@ class JointDiffusion:
     def __init__(self, variables: Mapping[str, Variable], timesteps: int, *, kernels: str = "auto",
                  device: torch.device | str = "cpu", loss_weights: Mapping[str, float] | None = None,
                  sampling_steps: int = 50, eta: float = 1.0, seed: int = 0, mixture: LevelMixture | None = None,
-                 conditioning: str = "repaint"):
+                 conditioning: str = "repaint", grid: str = "uniform"):
         self.variables = dict(variables)
         self.timesteps = int(timesteps)
         self.kernels = kernels
@@ -87,7 +89,7 @@ class JointDiffusion:
         self.loss_weights = {n: 1.0 for n in self.variables} | dict(loss_weights or {})
         self.sampling_steps, self.eta, self.seed = int(sampling_steps), float(eta), int(seed)
         self.mixture = LevelMixture() if mixture is None else mixture
-        self.conditioning = conditioning
+        self.conditioning, self.grid = conditioning, grid
         spatial = [n for n, v in self.variables.items() if isinstance(v.head, SpatialHead)]
         self.groups = ([spatial] if spatial else []) + [[n] for n in self.variables if n not in spatial]
 
@@ -219,7 +221,7 @@ class JointDiffusion:
                seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
                jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
                progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
-               guidance: float = 0.0, seeds: Sequence[int] | None = None) -> SampleResult:
+               guidance: float = 0.0, seeds: Sequence[int] | None = None, grid: str | None = None) -> SampleResult:
         """Draw ``num_samples`` joint samples for each of N subjects, with the ``fix``ed variables held.
 
         Args:
@@ -229,6 +231,8 @@ class JointDiffusion:
             num_subjects: N when nothing is fixed (default 1).
             num_samples: samples per subject (S).
             steps: reverse steps on the strided grid (default: ``sampling_steps``).
+            grid: its spacing, ``uniform`` or ``quadratic`` (default: the spec's ``diffusion.grid``;
+                `metavoxel.diffusion.grid`).
             seed: RNG seed (default: ``seed``); results are reproducible for the same seed and batch_size.
             seeds: one seed per subject (N): each subject's S samples draw from their own generator, so a
                 subject's samples do not depend on the other subjects in the request or on ``batch_size``
@@ -249,9 +253,10 @@ class JointDiffusion:
 
         Raises:
             InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``,
-                an unknown precision, ``seeds`` not one per subject, or a conditioning mode or guidance the
-                model was not trained for.
+                an unknown precision or grid, ``seeds`` not one per subject, or a conditioning mode or guidance
+                the model was not trained for.
         """
+        grid_spacing = self.grid if grid is None else grid
         steps = self.sampling_steps if steps is None else int(steps)
         eta = self.eta if eta is None else float(eta)
         seed = self.seed if seed is None else int(seed)
@@ -259,7 +264,7 @@ class JointDiffusion:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
         if precision not in ("fp32", "bf16"):
             raise InputError(f"precision must be fp32 or bf16, got {precision!r}")
-        grid = time_grid(self.timesteps, steps)
+        grid_levels = time_grid(self.timesteps, steps, grid_spacing)
         walk = repaint_walk(steps, jump_length, jump_rounds)
         known, n = known_values(self.variables, dict(fix or {}), dict(masks or {}), num_subjects, self.device)
         conditioning = self.check_conditioning(conditioning, guidance, known)
@@ -295,7 +300,7 @@ class JointDiffusion:
                      for i in range(first // num_samples, last // num_samples)])
             else:
                 streams = generator
-            z = reverse_chain(self.variables, network, chunk_known, grid, walk, rows=last - first, eta=eta,
+            z = reverse_chain(self.variables, network, chunk_known, grid_levels, walk, rows=last - first, eta=eta,
                               gaussian=gaussian, categorical=categorical, generator=streams, device=self.device,
                               bf16=precision == "bf16", on_call=on_call, conditioning=conditioning,
                               guidance=float(guidance), timesteps=self.timesteps)
@@ -304,7 +309,7 @@ class JointDiffusion:
                    for name in self.variables}
         fixed = {name: k.value_mask.reshape(n, num_samples, -1)[:, 0].any(dim=1) for name, k in known.items()}
         return SampleResult(self.variables, samples, fixed, seed=seed, steps=steps, eta=eta, conditioning=conditioning,
-                            guidance=float(guidance))
+                            guidance=float(guidance), grid=grid_spacing)
 
 
     @torch.no_grad()

@@ -18,7 +18,8 @@ class SampleResult:
 
     Continuous values are in their own units, categorical values are class indices (see `labels`),
     images are voxel tensors. ``fixed[name]`` (N,) says for which subjects a variable was given;
-    ``conditioning`` and ``guidance`` say how the fixed variables were held (``repaint`` or ``clean``).
+    ``conditioning`` and ``guidance`` say how the fixed variables were held (``repaint`` or ``clean``), and
+    ``grid`` the spacing of the sampling grid (``uniform`` or ``quadratic``).
     """
 
     variables: dict[str, Variable]
@@ -29,6 +30,7 @@ class SampleResult:
     eta: float = 0.0
     conditioning: str = "repaint"
     guidance: float = 0.0
+    grid: str = "uniform"
 
     @property
     def num_subjects(self) -> int:
@@ -53,7 +55,7 @@ class SampleResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: scalar samples and summaries; image variables by shape only."""
-        out: dict[str, Any] = {"seed": self.seed, "steps": self.steps, "eta": self.eta,
+        out: dict[str, Any] = {"seed": self.seed, "steps": self.steps, "grid": self.grid, "eta": self.eta,
                                "conditioning": self.conditioning, "guidance": self.guidance,
                                "num_subjects": self.num_subjects, "num_samples": self.num_samples, "variables": {}}
         for name, var in self.variables.items():

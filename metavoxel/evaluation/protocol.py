@@ -59,6 +59,8 @@ class EvaluationOptions:
         num_samples: S samples per subject for regression and classification (paper: 3; coverage of a 90%
             interval needs at least 19, see `metavoxel.evaluation.uncertainty`).
         steps: reverse steps (default: the model's).
+        grid: the sampling grid's spacing, ``uniform`` or ``quadratic`` (default: the model's
+            ``diffusion.grid``; `metavoxel.diffusion.grid`).
         generate: unconditional images drawn for FID/MMD (default: as many as real images).
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
         table2: run the four conditioning sets of Table 2.
@@ -70,6 +72,7 @@ class EvaluationOptions:
     roles: Roles = field(default_factory=Roles)
     num_samples: int = 3
     steps: int | None = None
+    grid: str | None = None
     seed: int = 0
     batch_size: int | None = 96
     precision: str = "fp32"
@@ -154,10 +157,11 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     tick = progress or (lambda phase, done, total: None)
     n = len(test[roles.continuous])
     seeds = _seeds(subjects, options.seed)
-    run = dict(num_samples=options.num_samples, steps=options.steps, seed=options.seed,
+    run = dict(num_samples=options.num_samples, steps=options.steps, grid=options.grid, seed=options.seed,
                batch_size=options.batch_size, precision=options.precision, seeds=seeds)
     out: dict[str, Any] = {"n_test": n, "num_samples": options.num_samples,
-                           "steps": options.steps or model.spec.diffusion.sampling_steps, "samples": {}}
+                           "steps": options.steps or model.spec.diffusion.sampling_steps,
+                           "grid": options.grid or model.spec.diffusion.grid, "samples": {}}
     truth_c = continuous_truth(roles.continuous, test[roles.continuous])
     classes = binary_classes(model, roles.categorical)
     truth_k = class_truth(model, roles.categorical, test[roles.categorical])
@@ -283,7 +287,7 @@ def evaluate_generation(model: JointModel, real: torch.Tensor, features, options
     image = image or model.spatial[0]
     count = options.generate or len(real)
     start = time.perf_counter()
-    result = model.sample(num_subjects=count, steps=options.steps, seed=options.seed + 1,
+    result = model.sample(num_subjects=count, steps=options.steps, grid=options.grid, seed=options.seed + 1,
                           batch_size=options.batch_size, precision=options.precision,
                           progress=lambda d, t: tick("unconditional images", d, t))
     seconds = time.perf_counter() - start
@@ -302,7 +306,8 @@ def conditional_fidelity(model: JointModel, test: Mapping[str, Any], roles: Role
     ``seeds``: one per record (each record's image from its own generator), else ``options.seed + 2``."""
     tick = progress or (lambda phase, done, total: None)
     fix = {roles.continuous: test[roles.continuous], roles.categorical: test[roles.categorical]}
-    result = model.sample(fix=fix, steps=options.steps, seed=options.seed + 2, batch_size=options.batch_size,
+    result = model.sample(fix=fix, steps=options.steps, grid=options.grid, seed=options.seed + 2,
+                          batch_size=options.batch_size,
                           precision=options.precision, seeds=seeds, progress=lambda d, t: tick("conditional images", d, t))
     images = result.samples[roles.image][:, 0].float()
     wanted_c = torch.as_tensor(test[roles.continuous], dtype=torch.float64)

@@ -94,17 +94,19 @@ class Sampled:
 def sample_variable(model: JointModel, test: Mapping[str, Any], target: str, given: list[str], *, num_samples: int,
                     steps: int | None = None, seed: int = 0, batch_size: int | None = None, precision: str = "fp32",
                     progress: Callable[[int, int], None] | None = None,
-                    seeds: Sequence[int] | None = None) -> Sampled:
+                    seeds: Sequence[int] | None = None, grid: str | None = None) -> Sampled:
     """``target`` sampled ``num_samples`` times per test record with ``given`` fixed: (N, S) values.
 
     ``seeds`` (one per record, e.g. `metavoxel.data.records.subject_seed`) make each record's samples
     independent of the others and of ``batch_size``; without them one generator seeded by ``seed`` serves all.
+    ``grid``: the sampling grid's spacing (default: the model's).
     """
     start = time.perf_counter()
     n = len(test[target]) if target in test else len(next(iter(test.values())))
     fix = {name: test[name] for name in given}
     result = model.sample(fix=fix or None, num_subjects=None if fix else n, num_samples=num_samples, steps=steps,
-                          seed=seed, batch_size=batch_size, precision=precision, progress=progress, seeds=seeds)
+                          seed=seed, batch_size=batch_size, precision=precision, progress=progress, seeds=seeds,
+                          grid=grid)
     samples = result.samples[target]
     return Sampled(samples.reshape(samples.shape[0], samples.shape[1]), time.perf_counter() - start)
 
@@ -130,8 +132,8 @@ def categorical_truth(model: JointModel, name: str, raw: Any) -> torch.Tensor:
 def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles, population_mean: float, *,
                        num_samples: int, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                        precision: str = "fp32", progress: Callable[[str, int, int], None] | None = None,
-                       reuse: Mapping[str, Sampled] | None = None, seeds: Sequence[int] | None = None
-                       ) -> tuple[list[dict[str, Any]], dict[str, Sampled]]:
+                       reuse: Mapping[str, Sampled] | None = None, seeds: Sequence[int] | None = None,
+                       grid: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Sampled]]:
     """Paper Table 2: the continuous variable predicted under each conditioning set, plus the population mean.
 
     Args:
@@ -150,7 +152,7 @@ def conditioning_table(model: JointModel, test: Mapping[str, Any], roles: Roles,
         if conditioning not in drawn:
             drawn[conditioning] = sample_variable(
                 model, test, roles.continuous, roles.given(conditioning), num_samples=num_samples, steps=steps,
-                seed=seed, batch_size=batch_size, precision=precision, seeds=seeds,
+                seed=seed, batch_size=batch_size, precision=precision, seeds=seeds, grid=grid,
                 progress=lambda d, t, c=conditioning: tick(f"{roles.continuous} | {c}", d, t))
         sampled = drawn[conditioning]
         metrics = regression_metrics(sampled.samples[:, :num_samples], truth)

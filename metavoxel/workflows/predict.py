@@ -52,7 +52,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                 given: Sequence[str] | None = None, num_samples: int | None = None, steps: int | None = None,
                 seed: int | None = None, batch_size: int = 16, precision: str = "fp32",
                 progress: Callable[[int, int], None] | None = None, method: str = "sample",
-                conditioning: str | None = None, guidance: float | None = None, draws: int | None = None) -> Path:
+                conditioning: str | None = None, guidance: float | None = None, draws: int | None = None,
+                grid: str | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (None: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
@@ -68,9 +69,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     ``method="point"`` reads the posterior mean (or class probabilities) from the model's x0 prediction,
     renoise-and-read in at most 5 network calls per record (`metavoxel.JointModel.point_predict`, its default
     plan, or ``draws`` per level; a model trained with clean subsets): continuous targets then get ``target``
-    only (no spread). ``num_samples`` (default 3), ``steps``, ``conditioning`` and ``guidance`` (default 0)
-    apply to ``method="sample"`` only: given with ``method="point"`` they are refused; ``precision`` applies
-    to both.
+    only (no spread). ``num_samples`` (default 3), ``steps``, ``grid`` (default: the model's), ``conditioning``
+    and ``guidance`` (default 0) apply to ``method="sample"`` only: given with ``method="point"`` they are
+    refused; ``precision`` applies to both.
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
@@ -93,7 +94,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     if method not in ("sample", "point"):
         raise InputError(f"--method must be sample or point, got {method!r}")
     if method == "point":
-        sampling = {"--num-samples": num_samples, "--steps": steps, "--conditioning": conditioning,
+        sampling = {"--num-samples": num_samples, "--steps": steps, "--grid": grid, "--conditioning": conditioning,
                     "--guidance": guidance}
         extra = [flag for flag, value in sampling.items() if value is not None]
         if extra:
@@ -156,7 +157,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
                                                          precision=precision), target, var)
         else:
             result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
-                                  batch_size=batch_size, conditioning=conditioning, guidance=guidance)
+                                  batch_size=batch_size, conditioning=conditioning, guidance=guidance, grid=grid)
             summary = result.summary(target)
         summary = checked_summary(var, summary, len(chunk))
         for j, i in enumerate(chunk):

@@ -38,7 +38,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
                num_samples: int = 1, steps: int | None = None, seed: int | None = None, space: str = "source",
                precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
                before_write: Callable[[SampleResult], None] | None = None,
-               conditioning: str | None = None, guidance: float = 0.0) -> tuple[SampleResult, list[Path]]:
+               conditioning: str | None = None, guidance: float = 0.0,
+               grid: str | None = None) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview.
 
     Args:
@@ -48,7 +49,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             kept is kept) and comes back unchanged in the written file: see `write_inpainted`.
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
-        conditioning, guidance: see `metavoxel.JointModel.sample` (default: the model's conditioning, no guidance).
+        conditioning, guidance, grid: see `metavoxel.JointModel.sample` (default: the model's conditioning and
+            grid, no guidance).
         before_write: called with the result after sampling and before anything is written (the CLI renders
             its table there), so an error in it leaves no files behind.
 
@@ -83,7 +85,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     keeps = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, num_samples=num_samples,
                           steps=steps, seed=seed, precision=precision, progress=progress,
-                          conditioning=conditioning, guidance=guidance)
+                          conditioning=conditioning, guidance=guidance, grid=grid)
     for name, var in model.variables.items():  # every summary keeps the contract before a file is written
         if not isinstance(var.head, SpatialHead):
             checked_summary(var, result.summary(name), result.num_subjects)

@@ -123,7 +123,8 @@ def test_encode_again_encodes_nothing(trained, capsys):
 def test_sample_with_image_and_sex_fixed_predicts_age(trained, capsys):
     out = trained / "s1"
     scan = trained / "images" / "sub-03_T1w.nii.gz"
-    _ok(["sample", "--model", trained / "run", "--fix", f"image={scan}", "--fix", "sex=female", "-n", 3, "--out", out])
+    _ok(["sample", "--model", trained / "run", "--fix", f"image={scan}", "--fix", "sex=female", "-n", 3, "--out", out,
+         "--grid", "uniform"])
     printed = capsys.readouterr().out
     assert "50%" in printed and "90%" not in printed  # the printed interval is named by its real level
     summary = json.loads((out / "samples.json").read_text())
@@ -133,6 +134,7 @@ def test_sample_with_image_and_sex_fixed_predicts_age(trained, capsys):
     assert set(age["summary"]) == {"mean", "sd", "lower", "upper", "level", "num_samples"}
     assert age["summary"]["level"] == [0.5]  # [min, max] of 3 samples: a 50% interval, never called 90%
     assert summary["fixed"] == {"image": str(scan), "sex": "female"}
+    assert summary["grid"] == "uniform"  # as asked (the spec's default is quadratic)
     assert not list(out.glob("*.nii.gz"))  # the whole image was given: nothing generated to write
 
 
@@ -192,6 +194,7 @@ def test_predict_writes_one_row_per_subject(trained):
     (["--fix", "age=60", "--fix", "sex=F", "--fix", "image=IMG"], "every variable is fixed"),
     (["--fix", "age=60", "--conditioning", "clean"], "needs a model trained with clean subsets"),
     (["--fix", "age=60", "--guidance", "1"], "needs a model trained with prior subsets"),
+    (["--fix", "age=60", "--grid", "cosine"], "grid (the sampling grid's spacing) must be one of uniform, quadratic"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
     args = [a.replace("IMG", str(trained / "images" / "sub-01_T1w.nii.gz")) for a in args]
@@ -233,7 +236,7 @@ def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(train
     assert abs(float(rows[0]["sex_p_F"]) + float(rows[0]["sex_p_M"]) - 1) < 1e-3
     _ok(["sample", "--model", trained / "mix", "--fix", "age=70", "--fix", "sex=M", "--guidance", 1.5,
          "--out", trained / "guided"])
-    assert (trained / "guided" / "samples.json").is_file()
+    assert json.loads((trained / "guided" / "samples.json").read_text())["grid"] == "quadratic"  # a new spec's
 
 
 @pytest.mark.slow

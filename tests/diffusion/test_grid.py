@@ -30,6 +30,31 @@ def test_time_grid_is_even_and_spans_0_to_T(sizes) -> None:
     assert all(abs(level - T * i / S) <= 0.5 for i, level in enumerate(grid)), "t_i = round(T i / S)"
 
 
+@settings(max_examples=200, deadline=None)
+@given(sizes=grid_sizes())
+def test_quadratic_grid_spans_0_to_T_and_is_finest_near_0(sizes) -> None:
+    T, S = sizes
+    grid = time_grid(T, S, "quadratic").tolist()
+    assert len(grid) == S + 1
+    assert grid[0] == 0 and grid[S] == T
+    gaps = [b - a for a, b in zip(grid, grid[1:])]
+    assert all(g >= 1 for g in gaps), "strictly increasing"
+    assert all(level >= round(T * (i / S) ** 2) - 1 for i, level in enumerate(grid)), "t_i >= T (i/S)^2 (rounded)"
+    if S >= 2:  # the last reverse step starts no higher than the uniform grid's
+        assert grid[1] <= time_grid(T, S)[1]
+
+
+def test_quadratic_grid_values() -> None:
+    assert time_grid(100, 5, "quadratic").tolist() == [0, 4, 16, 36, 64, 100]
+    assert time_grid(1000, 50, "quadratic").tolist()[:6] == [0, 1, 2, 4, 6, 10]  # t = 0.4 -> 1, 1.6 -> 2, ...
+    assert time_grid(7, 7, "quadratic").tolist() == list(range(8))
+
+
+def test_time_grid_refuses_an_unknown_spacing() -> None:
+    with pytest.raises(InputError, match="uniform, quadratic"):
+        time_grid(100, 10, "cosine")
+
+
 def test_time_grid_full_resolution_is_every_step() -> None:
     assert time_grid(7, 7).tolist() == list(range(8))
     assert time_grid(1000, 1).tolist() == [0, 1000]

@@ -158,12 +158,13 @@ def _record_levels(model: mv.JointModel, monkeypatch) -> list[tuple[str, int]]:
     return events
 
 
-@pytest.mark.parametrize(("jump_length", "jump_rounds"), [(1, 1), (2, 3)])
+@pytest.mark.parametrize(("jump_length", "jump_rounds", "grid"), [(1, 1, "uniform"), (2, 3, "uniform"),
+                                                                 (1, 1, "quadratic")])
 def test_state_level_equals_the_next_network_call_and_fixed_values_renoise_to_it(model_2d, monkeypatch,
-                                                                                  jump_length, jump_rounds):
+                                                                                  jump_length, jump_rounds, grid):
     events = _record_levels(model_2d, monkeypatch)
     model_2d.sample(fix={"group": ["B"], "age": [60.0]}, steps=5, seed=0, jump_length=jump_length,
-                    jump_rounds=jump_rounds)
+                    jump_rounds=jump_rounds, grid=grid)
     level = None  # the level of the current state
     assert events[0] == ("renoise", 100)  # the prior is merged with the known value at level T
     for event, value in events:
@@ -181,7 +182,7 @@ def test_state_level_equals_the_next_network_call_and_fixed_values_renoise_to_it
     calls = [v for e, v in events if e == "call"]
     assert level == 0
     if jump_rounds == 1:
-        assert calls == [100, 80, 60, 40, 20]
+        assert calls == ([100, 80, 60, 40, 20] if grid == "uniform" else [100, 64, 36, 16, 4])
     else:  # two undo jumps back up at each of positions 3 and 1: 5 + 2·2·2 calls
         assert sum(e == "undo" for e, _ in events) == 4 and len(calls) == 13
 

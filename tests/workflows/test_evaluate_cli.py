@@ -89,7 +89,7 @@ def test_split_all_on_another_cohort_says_whose_mean_it_uses(root, capsys):
 def test_evaluate_help_says_which_half_of_point_evaluation_each_option_shapes(capsys):
     assert run(["evaluate", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
-    assert "-n and --steps shape the sampled answers only" in text and "apply to both" in text
+    assert "-n, --steps and --grid shape the sampled answers only" in text and "apply to both" in text
 
 
 # -- predict ----------------------------------------------------------------------------------------
@@ -102,6 +102,7 @@ def _predict(root: Path, out: str, *extra: str, data: str = "all.tsv") -> int:
     (["-n", "5"], "--num-samples does not apply to --method point"),
     (["--steps", "2", "--guidance", "0"], "--steps, --guidance do not apply to --method point"),
     (["--conditioning", "repaint"], "--conditioning does not apply"),
+    (["--grid", "uniform"], "--grid does not apply"),
 ])
 def test_point_prediction_refuses_sampling_options_given_to_it(root, capsys, extra, named):
     assert _predict(root, "refused.tsv", "--method", "point", *extra) == 2
