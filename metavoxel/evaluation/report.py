@@ -102,7 +102,8 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
     n = evaluation["n_test"]
     which = "evaluated (--split all)" if evaluation.get("split") == "all" else "held-out"
     lines += [f"{n} {which} record{'s' if n != 1 else ''}, {evaluation['num_samples']} samples each, "
-              f"{evaluation['steps']} reverse steps.", "", "## Tasks", ""]
+              f"{evaluation['steps']} reverse steps"
+              + (f" on the {evaluation['grid']} grid." if evaluation.get("grid") else "."), "", "## Tasks", ""]
     rows = [[f"{c} from image + {k}", f"MAE {pm(reg['mae'], reg['mae_sd'])}",
              f"r = {fmt(reg['pearson_r'])}, coverage {coverage_text(reg['coverage'], reg.get('coverage_level'))}",
              fmt(reg["seconds_per_subject"])],

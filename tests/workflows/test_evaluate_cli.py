@@ -53,11 +53,13 @@ def _one_error_line(capsys) -> str:
 
 
 def test_a_single_record_is_evaluated_and_its_missing_spread_prints_as_n_a(root, capsys):
-    assert _evaluate(root, "one.tsv", "one", "--split", "all", "--likelihood-timesteps", "0") == 0
+    assert _evaluate(root, "one.tsv", "one", "--split", "all", "--likelihood-timesteps", "0", "--grid", "uniform") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "age MAE " in out and "± n/a" in out and "wrote" in out
-    assert json.loads((root / "one" / "metrics.json").read_text())["regression"]["mae_sd"] is None
-    assert "1 evaluated (--split all) record," in (root / "one" / "report.md").read_text()
+    metrics = json.loads((root / "one" / "metrics.json").read_text())
+    assert metrics["regression"]["mae_sd"] is None and metrics["grid"] == "uniform"
+    report = (root / "one" / "report.md").read_text()
+    assert "1 evaluated (--split all) record," in report and "reverse steps on the uniform grid." in report
 
 
 def test_an_evaluate_error_is_one_line_with_nothing_before_it(root, capsys):
