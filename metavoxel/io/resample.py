@@ -109,8 +109,8 @@ def cover_mask(mask: np.ndarray | torch.Tensor, src_affine: np.ndarray, dst_affi
     source voxel overlaps it (a voxel partly kept is kept).
 
     Voxels are boxes around their centres. Each kept source voxel is probed at points spanning its box at most one
-    destination voxel apart (along the shortest destination axis), just inside its faces so that boxes that only
-    touch do not count, and every destination voxel a probe falls in is kept. This is exact when the two grids'
+    destination voxel apart (along the shortest destination axis), just inside its faces (1e-4 of a source voxel)
+    so that boxes that only touch do not count, and every destination voxel a probe falls in is kept. This is exact when the two grids'
     axes are parallel (any flips, permutations, spacings and shifts) and misses at most slivers narrower than
     the probe spacing for oblique grids. Nearest-neighbour resampling, by contrast, drops every kept voxel whose
     centre maps outside the destination's voxel centres (half a voxel shift loses a slab).
