@@ -21,7 +21,7 @@ import torch
 
 from metavoxel.errors import InputError
 
-__all__ = ["GRID_SPACINGS", "repaint_walk", "time_grid"]
+__all__ = ["GRID_SPACINGS", "check_grid", "repaint_walk", "time_grid"]
 
 GRID_SPACINGS = ("uniform", "quadratic")
 
@@ -37,16 +37,21 @@ def time_grid(timesteps: int, steps: int, spacing: str = "uniform") -> torch.Ten
     """
     if not 1 <= steps <= timesteps:
         raise InputError(f"steps must be between 1 and the model's {timesteps} diffusion steps, got {steps}")
+    check_grid(spacing)
     i = torch.arange(steps + 1, dtype=torch.long)
     if spacing == "uniform":
         return (timesteps * i + steps // 2) // steps
-    if spacing != "quadratic":
-        raise InputError(f"grid (the sampling grid's spacing) must be one of {', '.join(GRID_SPACINGS)}, "
-                         f"got {spacing!r}")
     grid = (timesteps * i * i + steps * steps // 2) // (steps * steps)  # round(T (i/S)^2), exact in integers
     # raise each level to at least one above the last; this never passes T (T >= S and the bump is linear
     # while the quadratic's top stride is about 2T/S)
     return torch.maximum(grid, torch.cummax(grid - i, dim=0).values + i)
+
+
+def check_grid(spacing: str | None) -> None:
+    """Refuse an unknown grid spacing (None: the model's default) with a one-line `InputError`."""
+    if spacing is not None and spacing not in GRID_SPACINGS:
+        raise InputError(f"grid (the sampling grid's spacing) must be one of {', '.join(GRID_SPACINGS)}, "
+                         f"got {spacing!r}")
 
 
 def repaint_walk(steps: int, jump_length: int = 1, jump_rounds: int = 1) -> list[tuple[int, int]]:

@@ -108,6 +108,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     with an empty validation split) it is skipped with an `EvaluationWarning`.
     """
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
+    from metavoxel.diffusion.grid import check_grid
     from metavoxel.evaluation.protocol import check_method
     from metavoxel.evaluation.report import model_report
     from metavoxel.runs import load_run
@@ -118,6 +119,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     options = options or EvaluationOptions()
     options = dataclasses.replace(options, roles=roles)
     check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
+    check_grid(options.grid)
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     splits = split_indices(run_dir, cohort, split)
     test = records(model, cohort, splits["test"], roles.image)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from metavoxel.data import CohortWarning, DataSpec, read_cohort
 from metavoxel.data.records import record_keys, subject_seed, without_image_note
+from metavoxel.diffusion.grid import check_grid
 from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.io.atomic import write_text
@@ -101,6 +102,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
             raise InputError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to --method point "
                              "(it reads the model's x0 prediction with the given variables clean, drawing no "
                              f"samples); drop {'it' if len(extra) == 1 else 'them'}, or use --method sample")
+    check_grid(grid)
     num_samples = 3 if num_samples is None else int(num_samples)
     guidance = 0.0 if guidance is None else float(guidance)
     if given is not None and not list(given):

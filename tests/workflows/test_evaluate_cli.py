@@ -120,6 +120,14 @@ def test_point_prediction_honours_precision_and_the_default_options(root):
     assert _predict(root, "sampled.tsv", "-n", "2", "--steps", "1") == 0  # sampling still takes its options
 
 
+def test_an_unknown_grid_is_refused_in_one_line_before_any_work(root, capsys):
+    assert _predict(root, "grid.tsv", "--grid", "cosine") == 2
+    assert "grid (the sampling grid's spacing) must be one of uniform, quadratic" in _one_error_line(capsys)
+    assert _evaluate(root, "all.tsv", "grid-eval", "--split", "all", "--grid", "linear") == 2
+    assert "got 'linear'" in _one_error_line(capsys)
+    assert not (root / "grid.tsv").exists() and not (root / "grid-eval").exists()
+
+
 def test_an_empty_given_is_refused_in_one_line(root, capsys):
     assert _predict(root, "empty.tsv", "--given", "") == 2
     assert "--given names no variable" in _one_error_line(capsys) and not (root / "empty.tsv").exists()
