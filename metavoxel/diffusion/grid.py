@@ -12,7 +12,7 @@ Two spacings (``GRID_SPACINGS``):
   time steps of DDIM, Song et al. 2021, Sec. 5 / App. D). The last reverse step returns the estimate x0_hat
   of `E[x0 | z_{t_1}]` and so drops `Var[x0 | z_{t_1}]`: at ``t_1 = T / S`` (uniform, 50 steps: t = 20) that
   is a large share of a scalar's posterior variance, and samples come out too narrow; the quadratic grid
-  ends at ``t_1 = 1`` with the same number of network calls (benchmarks/RESULTS.md, "The sampler's grid").
+  ends at ``t_1 = 1`` with the same number of network calls (benchmarks/RESULTS.md, "The sampling grid").
 """
 
 from __future__ import annotations

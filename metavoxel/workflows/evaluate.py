@@ -107,8 +107,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     classification needs validation records for its temperature; without them (``split="all"``, or a run
     with an empty validation split) it is skipped with an `EvaluationWarning`.
     """
-    from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.diffusion.grid import check_grid
+    from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.evaluation.protocol import check_method
     from metavoxel.evaluation.report import model_report
     from metavoxel.runs import load_run
