@@ -4,9 +4,10 @@ Every variable walks one strided time grid (`metavoxel.diffusion.grid`). In ``re
 reverse step to level s, each fixed variable is overwritten — inside its mask for images — by its known
 value re-noised to exactly level s (Lugmayr et al. 2022, "RePaint"); what is not fixed is thereby sampled
 from the learned conditional. In ``clean`` mode a fixed variable stays clean at level 0 and is never
-re-noised (`metavoxel.diffusion.conditioning`, which also holds classifier-free guidance). Variables that declare the fused fast path are stepped and overwritten together
-(`metavoxel.diffusion.fused`); every other variable takes its own ``reverse_step`` and ``renoise``. At the
-end the known values are returned exactly (for latent images: known voxels are pasted back after decoding).
+re-noised (`metavoxel.diffusion.conditioning`, which also holds classifier-free guidance). Variables that
+declare the fused fast path are stepped and overwritten together (`metavoxel.diffusion.fused`); every other variable takes its own ``reverse_step`` and ``renoise``. At the
+end the known values are returned exactly (for latent images: known voxels are pasted back after decoding,
+and the generated ones meet them without a seam: `metavoxel.diffusion.blend.seamless_paste`).
 
 This module runs one chain for one chunk of rows; `metavoxel.diffusion.process.JointDiffusion.sample`
 validates the request, chunks the rows and gathers the results.
@@ -18,10 +19,11 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from metavoxel.diffusion.blend import seamless_paste
 from metavoxel.diffusion.conditioning import Conditions, call_network
 from metavoxel.diffusion.fused import CategoricalGroup, GaussianGroup
 from metavoxel.diffusion.known import Known
-from metavoxel.variables.protocol import Variable
+from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["decode", "overwrite", "reverse_chain", "Streams"]
 
@@ -157,7 +159,11 @@ def overwrite(variables: Mapping[str, Variable], z: dict[str, torch.Tensor], kno
 
 def decode(variables: Mapping[str, Variable], z: Mapping[str, torch.Tensor],
            known: Mapping[str, Known]) -> dict[str, torch.Tensor]:
-    """z0 -> values on the CPU, with known values returned exactly."""
+    """z0 -> values on the CPU, with known values returned exactly.
+
+    An image known in part (a keep-mask) gets its known voxels back by `seamless_paste`: the generated voxels
+    near the mask's border are moved by the decoder's error on the known ones, so no step is left there.
+    """
     values = {}
     for name, var in variables.items():
         k = known.get(name)
@@ -165,5 +171,10 @@ def decode(variables: Mapping[str, Variable], z: Mapping[str, torch.Tensor],
             values[name] = k.values  # fully known: no decode needed
             continue
         decoded = var.decode(z[name])
-        values[name] = decoded if k is None else torch.where(k.value_mask, k.values.to(decoded.dtype), decoded)
+        if k is None:
+            values[name] = decoded
+        elif isinstance(var.head, SpatialHead):
+            values[name] = seamless_paste(decoded, k.values, k.value_mask)
+        else:
+            values[name] = torch.where(k.value_mask, k.values.to(decoded.dtype), decoded)
     return {name: v.cpu() for name, v in values.items()}

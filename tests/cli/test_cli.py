@@ -75,6 +75,15 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     demo = json.loads((tmp_path / "demo.json").read_text())  # every printed figure, with its constant
     checks = {c["name"]: c for c in demo["checks"]}
     assert {"age MAE (years)", "sex accuracy", "round-trip ages in increasing order (each sex)"} <= set(checks)
+    # inpainting judged against brains that know nothing of the kept half, and the seam against the real brains'
+    inpainted = checks["inpainted half: error against the truth"]
+    assert inpainted["value"] == demo["metrics"]["inpainting_rms_repaint"] != demo["metrics"]["inpainting_rms_clean"]
+    assert inpainted["constant"] == demo["metrics"]["inpainting_rms_unconditional"]
+    seam = checks["inpainting seam (x the real brains' ratio)"]
+    metrics = demo["metrics"]
+    assert seam["value"] == pytest.approx(metrics["inpainting_seam_repaint"] / metrics["inpainting_seam_truth"])
+    held_out = json.loads((tmp_path / "model" / "splits.json").read_text())["test"]
+    assert metrics["inpainting_subjects"] == min(16, len(held_out))
     assert checks["age MAE (years)"]["constant"] == pytest.approx(demo["metrics"]["age_mae_baseline"])
     # the answer is the point prediction (the demo trains clean subsets); the samples' mean is reported beside it
     assert checks["age MAE (years)"]["value"] == demo["metrics"]["age_mae"] != demo["metrics"]["age_mae_samples"]

@@ -49,6 +49,9 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     assert set(metrics["conditioning"]["likelihood"]) == {"paper", "matched", "mixture"}
     assert metrics["conditioning"]["point"]["calls_per_subject"] <= 5
     assert {c["target"] for c in metrics["conditioning_targets"]} >= {"read-back r", "spread-skill", "seam"}
+    # what inpainting through the VAE can reach: its reconstruction of the truth, pasted the same way
+    ceiling = metrics["conditioning"]["ceiling"]
+    assert ceiling["inpaint_rms_vae"] > 0 and ceiling["inpaint_seam_vae"] > 0
     assert set(metrics["baselines"]) == {"densenet121", "vit"}
     assert [row["steps"] for row in metrics["ablation"]["steps"]] == [2, 3]
     assert [row["samples"] for row in metrics["ablation"]["samples"]] == [1, 2]
