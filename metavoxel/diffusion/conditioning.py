@@ -4,8 +4,9 @@
   replaced by its known value re-noised to the new level (`metavoxel.diffusion.sampler.overwrite`).
 - ``clean``: a fixed value enters at level 0 at every step and is never re-noised — the network was trained
   to see it so (`metavoxel.diffusion.mixture`; UniDiffuser, Bao et al. 2023). A partly known image is
-  noised like a free one and conditioned through its keep-mask channels [mask, mask * z0] (CSDI, Tashiro
-  et al. 2021).
+  noised as training noises it: its kept voxels drawn from z0 at each level (as repaint does), the rest
+  sampled, and the network told the kept voxels clean through its keep-mask channels [mask, mask * z0]
+  (CSDI, Tashiro et al. 2021).
 - guidance (classifier-free guidance, Ho & Salimans 2022): with weight w the prediction is
   (1 + w) · out(cond) − w · out(marginal), where the marginal call sees the fixed variables as unknown —
   prior noise at level T — and no keep-mask; for a D3PM variable ``out`` are its x0 logits. Both calls share
@@ -60,8 +61,10 @@ class Conditions:
 
     @property
     def repaint_known(self) -> dict[str, Known]:
-        """What the sampler overwrites after each step (nothing in clean mode)."""
-        return self.known if self.mode == "repaint" else {}
+        """What the sampler overwrites after each step: every fixed variable in repaint mode; in clean mode the
+        partly known images, whose kept voxels are re-noised from z0 as training draws them (z_t of the kept
+        voxels from their z0, beside the clean keep-mask channels)."""
+        return self.known if self.mode == "repaint" else {n: self.known[n] for n in self.keep}
 
     def hold(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Clean mode: held rows keep their clean value z0 (never stepped, never re-noised)."""

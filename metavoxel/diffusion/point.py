@@ -120,7 +120,8 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
                   batch_size: int | None = None) -> PointPrediction:
     """Posterior means and class probabilities of ``targets`` for N subjects: renoise-and-read (module doc).
 
-    Fixed variables enter clean at level 0 (partly known images through keep-mask channels) at every call.
+    Fixed variables enter clean at level 0 at every call; a partly known image enters through its keep-mask
+    channels, its kept voxels re-noised from z0 at each level as training draws them.
     Subjects go through the network together at each level (or in chunks of about ``batch_size`` rows).
 
     Args:
@@ -228,6 +229,9 @@ def _read_chunk(variables: Mapping[str, Variable], network: Callable, known: Map
                 x0 = path.process.x0_from(z[name], out[name].float(), t, path.prediction)
                 x0 = x0 if path.x0_range is None else x0.clamp(*path.x0_range)
                 value = x0 if held is None else torch.where(_expand(held, x0), z[name].to(x0.dtype), x0)
+                if name in conditions.keep:  # a partly known image: the next level re-noises its kept voxels from z0
+                    k = rows_known[name]
+                    value = torch.where(k.z_mask, k.z0.to(value.dtype), value)
             else:
                 value = torch.softmax(out[name].float(), dim=-1)  # (rows, K)
                 if held is not None:

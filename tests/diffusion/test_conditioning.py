@@ -226,6 +226,28 @@ def test_clean_inpainting_conditions_through_the_mask_channels_and_pastes_the_kn
     assert torch.equal(keep[:, 0], mask.expand(2, 8, 8)) and torch.equal(keep[:, 1, :, 4:], torch.zeros(2, 8, 4))
 
 
+def test_clean_inpainting_shows_the_kept_voxels_noised_from_z0_as_training_does(model):
+    """Training draws a kept voxel's z_t from its z0 (beside the clean keep channels); sampling must too."""
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, :, :4] = True
+    seen = []
+
+    def net(z, t, keep=None):
+        seen.append((z["image"].clone(), t["image"] if isinstance(t, dict) else t))
+        return model.net(z, t, keep) if keep else model.net(z, t)
+
+    model.diffusion.sample(net, fix={"image": image}, masks={"image": mask}, conditioning="clean")
+    var = model.variables["image"]
+    z0 = var.encode(image)
+    kept = var.diffusion_mask(mask.expand(2, 1, 8, 8)).expand_as(z0)
+    abar = var.process.abar.float()
+    for z, t in seen:
+        a = abar[t].reshape(-1, 1, 1, 1)
+        noise = ((z - a.sqrt() * z0) / (1 - a).sqrt())[kept]  # the noise q(z_t | z0) added to a kept voxel
+        assert 0.6 < float(noise.std()) < 1.5 and abs(float(noise.mean())) < 0.5, int(t[0])
+
+
 def test_repaint_is_unchanged_by_the_new_options(model):
     a = model.diffusion.sample(model.net, fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint")
     b = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint", guidance=0.0)
