@@ -10,9 +10,9 @@ image editing". The correction is relaxed for ``sweeps`` Jacobi sweeps from zero
 exactly, so it fades over about sqrt(sweeps) voxels from the border instead of reaching across the whole
 generated region: what the decoder got wrong at the border says little about voxels far from it.
 
-Measured on the demo's model (half-brain inpainting with RePaint, 90 held-out brains; `benchmarks/RESULTS.md`,
-"Inpainting through the VAE"): the seam ratio falls from 1.93 to 1.76 (the real brains': 1.57) and the
-generated half's RMS error from 0.134 to 0.127.
+Measured on the demo's model (half-brain inpainting with RePaint, 90 held-out brains;
+`benchmarks/RESULTS.md`, "Inpainting through the VAE"): the seam ratio falls from 1.93 to 1.76 (the real
+brains': 1.57) and the generated half's RMS error from 0.134 to 0.127.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ Every variable walks one strided time grid (`metavoxel.diffusion.grid`). In ``re
 reverse step to level s, each fixed variable is overwritten — inside its mask for images — by its known
 value re-noised to exactly level s (Lugmayr et al. 2022, "RePaint"); what is not fixed is thereby sampled
 from the learned conditional. In ``clean`` mode a fixed variable stays clean at level 0 and is never
-re-noised (`metavoxel.diffusion.conditioning`, which also holds classifier-free guidance). Variables that
-declare the fused fast path are stepped and overwritten together (`metavoxel.diffusion.fused`); every other variable takes its own ``reverse_step`` and ``renoise``. At the
-end the known values are returned exactly (for latent images: known voxels are pasted back after decoding,
-and the generated ones meet them without a seam: `metavoxel.diffusion.blend.seamless_paste`).
+re-noised (`metavoxel.diffusion.conditioning`, which also holds classifier-free guidance; a partly known
+image's kept voxels are overwritten in both modes). Variables that declare the fused fast path are stepped
+and overwritten together (`metavoxel.diffusion.fused`); every other variable takes its own
+``reverse_step`` and ``renoise``. At the end the known values are returned exactly (for latent images:
+known voxels are pasted back after decoding, and the generated ones meet them without a seam:
+`metavoxel.diffusion.blend.seamless_paste`).
 
 This module runs one chain for one chunk of rows; `metavoxel.diffusion.process.JointDiffusion.sample`
 validates the request, chunks the rows and gathers the results.
