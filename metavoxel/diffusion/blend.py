@@ -43,10 +43,12 @@ def seamless_paste(decoded: torch.Tensor, known: torch.Tensor, mask: torch.Tenso
         sweeps: Jacobi sweeps; 0 returns a plain paste.
 
     Returns:
-        (B, C, *S) in ``decoded``'s dtype: ``known`` where ``mask``, ``decoded + h`` elsewhere.
+        (B, C, *S) in ``decoded``'s dtype (float32 for an integer ``decoded``): ``known`` where ``mask``,
+        ``decoded + h`` elsewhere. The correction is computed in float32 at least (float16 would overflow).
 
     Raises:
-        ValueError: shapes that differ, fewer than 2 or more than 3 spatial dimensions, or negative sweeps.
+        ValueError: shapes that differ, fewer than 2 or more than 3 spatial dimensions, or sweeps that are not
+            a non-negative integer.
     """
     if decoded.shape != known.shape or decoded.shape != mask.shape:
         raise ValueError(f"decoded {tuple(decoded.shape)}, known {tuple(known.shape)} and mask {tuple(mask.shape)} "
@@ -54,17 +56,19 @@ def seamless_paste(decoded: torch.Tensor, known: torch.Tensor, mask: torch.Tenso
     d = decoded.dim() - 2
     if d not in (2, 3):
         raise ValueError(f"seamless_paste takes (B, C, X, Y) or (B, C, X, Y, Z) images, got {tuple(decoded.shape)}")
-    if sweeps < 0:
-        raise ValueError(f"sweeps must be >= 0, got {sweeps}")
+    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 0:
+        raise ValueError(f"sweeps must be a non-negative integer, got {sweeps!r}")
+    out_dtype = decoded.dtype if decoded.is_floating_point() else torch.float32
+    work = torch.promote_types(out_dtype, torch.float32)  # float16 sums of 6 neighbours would overflow
     mask = mask.bool()
-    known = known.to(decoded.dtype)
     if sweeps == 0 or bool(mask.all()) or not bool(mask.any()):
-        return torch.where(mask, known, decoded)
-    error = torch.where(mask, known - decoded, torch.zeros_like(decoded))  # (B, C, *S)
+        return torch.where(mask, known.to(out_dtype), decoded.to(out_dtype))
+    decoded_w, known_w = decoded.to(work), known.to(work)
+    error = torch.where(mask, known_w - decoded_w, torch.zeros_like(decoded_w))  # (B, C, *S)
     h = error
     for _ in range(sweeps):
         h = torch.where(mask, error, _face_mean(h, d))
-    return torch.where(mask, known, decoded + h)
+    return torch.where(mask, known.to(out_dtype), (decoded_w + h).to(out_dtype))
 
 
 def _face_mean(h: torch.Tensor, d: int) -> torch.Tensor:

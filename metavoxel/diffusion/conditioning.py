@@ -21,7 +21,7 @@ known (an inpainting mask) is *partial*.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 
@@ -51,6 +51,7 @@ class Conditions:
         self.variables, self.known, self.mode, self.T, self.rows = variables, dict(known), mode, int(timesteps), rows
         self.held = {n: k.z_mask.reshape(rows, -1).all(dim=1) for n, k in self.known.items()}  # (B,) bool
         self.keep: dict[str, torch.Tensor] = {}
+        self.partial: dict[str, torch.Tensor] = {}  # image -> (B,) bool: rows with some voxels known (clean mode)
         if mode == "clean":
             for name, k in self.known.items():
                 if isinstance(variables[name].head, SpatialHead):
@@ -58,13 +59,21 @@ class Conditions:
                     if bool(partial.any()):
                         m = partial.to(k.z0.dtype)  # (B, C, *grid)
                         self.keep[name] = torch.cat([m, m * k.z0], dim=1)  # (B, 2C, *grid)
+                        self.partial[name] = partial.reshape(rows, -1).any(dim=1)
 
-    @property
-    def repaint_known(self) -> dict[str, Known]:
-        """What the sampler overwrites after each step: every fixed variable in repaint mode; in clean mode the
-        partly known images, whose kept voxels are re-noised from z0 as training draws them (z_t of the kept
-        voxels from their z0, beside the clean keep-mask channels)."""
-        return self.known if self.mode == "repaint" else {n: self.known[n] for n in self.keep}
+    def overwritten(self, part: slice, names: Collection[str] | None = None) -> dict[str, Known]:
+        """What the sampler overwrites after each step in rows ``part`` (of ``names``, default all).
+
+        Repaint mode: every fixed variable. Clean mode: the partly known images, whose kept voxels are
+        re-noised from z0 as training draws them (z_t of the kept voxels from their z0, beside the clean
+        keep-mask channels) — and only where ``part`` holds such a row, so a block of held or missing rows
+        draws no re-noising noise (a subject's draws do not depend on which subjects share its chunk).
+        """
+        if self.mode == "repaint":
+            chosen = list(self.known)
+        else:
+            chosen = [n for n, rows in self.partial.items() if bool(rows[part].any())]
+        return {n: self.known[n].rows(part) for n in chosen if names is None or n in names}
 
     def hold(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Clean mode: held rows keep their clean value z0 (never stepped, never re-noised)."""

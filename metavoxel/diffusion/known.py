@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from metavoxel.errors import InputError
@@ -63,11 +64,14 @@ def known_values(variables: Mapping[str, Variable], fix: Mapping[str, Any], mask
     known, sizes = {}, {}
     for name, raw in fix.items():
         var = variables[name]
-        values, present = var.values(raw, device)
+        mask = torch.as_tensor(masks[name], device=device).bool() if name in masks else None
+        if mask is not None and not bool(mask.any()):
+            raise InputError(f"the mask for {name!r} keeps no voxel; mark the voxels to keep non-zero, or leave "
+                             f"{name!r} unfixed to generate it freely")
+        values, present = var.values(_outside_ignored(raw, mask), device)
         sizes[name] = len(present)
         value_mask = present.reshape(-1, *([1] * (values.dim() - 1))).expand_as(values)
-        if name in masks:
-            mask = torch.as_tensor(masks[name], device=device).bool()
+        if mask is not None:
             mask = mask[None] if mask.dim() == values.dim() - 1 else mask
             try:
                 value_mask = value_mask & mask.expand_as(values)
@@ -86,6 +90,27 @@ def known_values(variables: Mapping[str, Variable], fix: Mapping[str, Any], mask
     if n < 1:
         raise InputError("nothing to sample for zero subjects")
     if len(known) == len(names) and all(k.complete for k in known.values()):
-        raise InputError(f"every variable is fixed ({', '.join(names)}), so there is nothing to sample; "
-                         "leave at least one variable free")
+        whole = [f"the mask for {n!r} keeps every voxel" for n in masks]
+        raise InputError(f"every variable is fixed ({', '.join(names)}{'; ' + ', '.join(whole) if whole else ''}), "
+                         "so there is nothing to sample; leave at least one variable free")
     return known, n
+
+
+def _outside_ignored(raw: Any, mask: torch.Tensor | None) -> Any:
+    """A fixed image given as one array: NaN outside its keep-mask set to 0, as those voxels are not used.
+
+    A record with NaN counts as missing (its image is sampled afresh); NaN where the mask drops the voxel
+    (e.g. a scan's background) must not make it so. Any other form of ``raw`` is returned as it is.
+    """
+    if mask is None or not isinstance(raw, (torch.Tensor, np.ndarray)):
+        return raw
+    values = torch.as_tensor(raw)
+    if not values.is_floating_point():
+        return raw
+    keep = mask.to(values.device)
+    keep = keep[None] if keep.dim() == values.dim() - 1 else keep
+    try:
+        outside = ~keep.expand_as(values) & values.isnan()
+    except RuntimeError:
+        return raw  # a mask that does not fit: refused below with its own message
+    return torch.where(outside, torch.zeros_like(values), values)

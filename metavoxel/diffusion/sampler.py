@@ -68,13 +68,11 @@ def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Ma
         raise ValueError(f"streams cover {streams.rows} rows, the chain has {rows}")
     others = [name for name in variables if name not in gaussian and name not in categorical]
     conditions = Conditions(variables, known, conditioning, int(grid[-1]) if timesteps is None else timesteps, rows)
-    repaint = conditions.repaint_known
-    others_repaint = {n: k for n, k in repaint.items() if n in others}
 
     def start(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:
         b = part.stop - part.start
         z = {name: var.prior(b, generator=gen, device=device) for name, var in variables.items()}
-        z = overwrite(variables, z, _known_rows(repaint, part), int(grid[walk[0][0]]), b, gen, device)
+        z = overwrite(variables, z, conditions.overwritten(part), int(grid[walk[0][0]]), b, gen, device)
         if guidance != 0.0:  # the marginal's prior noise for the fixed variables, drawn once per chain
             z.update({("prior", name): variables[name].prior(b, generator=gen, device=device) for name in known})
         return z
@@ -93,12 +91,12 @@ def reverse_chain(variables: Mapping[str, Variable], network: Network, known: Ma
             out = call_network(network, conditions, z, t, guidance=guidance, prior=prior)
 
         def step(part: slice, gen: torch.Generator) -> dict[str, torch.Tensor]:
-            zp, op, tp, sp, kp = _rows(z, part), _rows(out, part), t[part], s[part], _known_rows(repaint, part)
+            zp, op, tp, sp, kp = _rows(z, part), _rows(out, part), t[part], s[part], conditions.overwritten(part)
             z_s = gaussian.step(zp, op, tp, sp, kp, eta, gen)  # stepped and overwritten
             z_s.update(categorical.step(zp, op, tp, sp, kp, gen))  # on CUDA; else empty
             for name in others:
                 z_s[name] = variables[name].reverse_step(zp[name], op[name], tp, sp, eta=eta, generator=gen)
-            return overwrite(variables, z_s, _known_rows(others_repaint, part), int(grid[nxt]),
+            return overwrite(variables, z_s, conditions.overwritten(part, others), int(grid[nxt]),
                              part.stop - part.start, gen, device)
 
         z = conditions.hold(streams.each(step))
@@ -140,10 +138,6 @@ class Streams:
 
 def _rows(values: Mapping[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
     return {name: v[part] for name, v in values.items()}
-
-
-def _known_rows(known: Mapping[str, Known], part: slice) -> dict[str, Known]:
-    return {name: k.rows(part) for name, k in known.items()}
 
 
 def overwrite(variables: Mapping[str, Variable], z: dict[str, torch.Tensor], known: Mapping[str, Known], level: int,

@@ -128,13 +128,23 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
         if tuple(keep.shape) != tuple(grid):
             raise InputError(f"mask {path!r} has grid {tuple(keep.shape)}, the model's is {tuple(grid)}; give "
                              "the mask on the grid of the fixed image")
+        _keeps_some(keep, name, path)
         return torch.from_numpy(keep)[None, None], None
     source = prepared.source
     same_grid = tuple(keep.shape) == tuple(source.shape) and np.allclose(affine, source.affine, atol=1e-3)
     if not same_grid:
         keep = cover_mask(keep, affine, source.affine, source.shape)
     on_model = cover_mask(keep, source.affine, prepared.affine, grid)
+    _keeps_some(on_model, name, path)
     return torch.from_numpy(on_model)[None, None], keep
+
+
+def _keeps_some(keep: np.ndarray, name: str, path: str) -> None:
+    """Refuse a mask that keeps no voxel of the image: inpainting from it would silently ignore the scan."""
+    if not keep.any():
+        raise InputError(f"--mask {name}={path}: keeps no voxel of the fixed scan on the model's grid (all zero, or "
+                         f"outside the scan's field of view); mark the voxels to keep non-zero, or drop --mask and "
+                         f"--fix {name} to generate the image freely")
 
 
 def _write_images(model, result: SampleResult, prepared: dict, keeps: dict, masks: dict[str, str], out: Path,

@@ -60,6 +60,15 @@ def test_a_decoder_offset_is_taken_off_next_to_the_border_and_the_seam_goes() ->
     assert float((blended - truth)[~mask].abs().max()) <= 0.3 + 1e-12, "never further from the truth than the decoder"
 
 
+def test_half_precision_does_not_overflow_and_integer_images_come_back_as_float() -> None:
+    decoded = torch.zeros(1, 1, 8, 8, dtype=torch.float16)
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., :4] = True
+    out = seamless_paste(decoded, torch.full_like(decoded, 30000.0), mask)  # six neighbours' sum > float16's max
+    assert out.dtype == torch.float16 and bool(out.isfinite().all()) and float(out.max()) == 30000.0
+    assert seamless_paste(decoded.int(), torch.ones(1, 1, 8, 8), mask).dtype == torch.float32
+
+
 def test_zero_sweeps_is_a_plain_paste_and_bad_shapes_are_refused() -> None:
     decoded, known = torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4)
     mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
@@ -69,5 +78,6 @@ def test_zero_sweeps_is_a_plain_paste_and_bad_shapes_are_refused() -> None:
         seamless_paste(decoded, known[..., :3], mask)
     with pytest.raises(ValueError, match=r"\(B, C, X, Y\)"):
         seamless_paste(decoded[0], known[0], mask[0])
-    with pytest.raises(ValueError, match="sweeps must be >= 0"):
-        seamless_paste(decoded, known, mask, sweeps=-1)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="sweeps must be a non-negative integer"):
+            seamless_paste(decoded, known, mask, sweeps=bad)

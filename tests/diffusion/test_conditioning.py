@@ -248,6 +248,38 @@ def test_clean_inpainting_shows_the_kept_voxels_noised_from_z0_as_training_does(
         assert 0.6 < float(noise.std()) < 1.5 and abs(float(noise.mean())) < 0.5, int(t[0])
 
 
+def test_nan_outside_the_mask_is_not_a_missing_image_and_masks_that_keep_nothing_or_all_say_so(model):
+    image = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    half = torch.zeros(1, 8, 8, dtype=torch.bool)
+    half[..., :4] = True
+    background = image.clone()
+    background[..., 6:] = float("nan")  # e.g. a scan's background, outside the kept half
+    result = model.sample(fix={"image": background}, masks={"image": half}, seed=0)
+    assert torch.equal(result.samples["image"][:, 0, ..., :4], image[..., :4])
+    assert not result.samples["image"].isnan().any()
+    with pytest.raises(InputError, match="the mask for 'image' keeps no voxel"):
+        model.sample(fix={"image": image}, masks={"image": torch.zeros(1, 8, 8)})
+    with pytest.raises(InputError, match="the mask for 'image' keeps every voxel"):
+        model.sample(fix={"image": image, "age": [50.0], "group": ["A"]}, masks={"image": torch.ones(1, 8, 8)})
+
+
+@pytest.mark.parametrize("first", ["whole", "missing"])
+def test_a_subjects_clean_samples_do_not_depend_on_a_partly_known_neighbour(model, first):
+    """Per-subject seeds: subject 0 (image whole, or missing) samples alike beside subject 1 (half known) and alone."""
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    mask[1, ..., 4:] = False
+    images = [image[0] if first == "whole" else None, image[1]]
+    fix = {"image": images, "age": [float("nan")] * 2}
+    together = model.sample(fix=fix, masks={"image": mask}, conditioning="clean", seeds=[7, 8])
+    one_by_one = model.sample(fix=fix, masks={"image": mask}, conditioning="clean", seeds=[7, 8], batch_size=1)
+    alone = model.sample(fix={"image": images[:1], "age": [float("nan")]}, masks={"image": mask[:1]},
+                         conditioning="clean", seeds=[7])
+    for name in ("image", "age"):
+        torch.testing.assert_close(together.samples[name][:1], alone.samples[name], atol=1e-5, rtol=0)
+        torch.testing.assert_close(one_by_one.samples[name][:1], alone.samples[name], atol=1e-5, rtol=0)
+
+
 def test_repaint_is_unchanged_by_the_new_options(model):
     a = model.diffusion.sample(model.net, fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint")
     b = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint", guidance=0.0)

@@ -89,3 +89,20 @@ def test_model_space_is_in_the_scans_units_and_says_what_was_held(run, tmp_path)
     assert written.get_fdata().max() > 100.0  # the scan's units
     sidecar = json.loads((out / "image_sample00.json").read_text())["inpainting"]
     assert sidecar["space"] == "model" and sidecar["kept"]["voxels"] == 9 * 16 * 16  # no kept voxel dropped
+
+
+@pytest.mark.parametrize("where", ["all zero", "off the scan"])
+def test_a_mask_that_keeps_no_voxel_of_the_scan_is_refused_and_nothing_written(run, tmp_path, where):
+    from metavoxel.errors import InputError
+
+    scan_path, affine = _scan(tmp_path)
+    keep = np.zeros(SHAPE, dtype=np.uint8)
+    mask_affine = affine.copy()
+    if where == "off the scan":  # the scan's own half mask, 5 m away: it reaches no voxel of the scan
+        keep[:8] = 1
+        mask_affine[:3, 3] += 5000.0
+    nib.save(nib.Nifti1Image(keep, mask_affine), str(tmp_path / "keep.nii.gz"))
+    with pytest.raises(InputError, match=r"--mask image=.*keeps no voxel of the fixed scan.*drop --mask"):
+        sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")},
+                   tmp_path / "out", seed=0)
+    assert not (tmp_path / "out").exists()
