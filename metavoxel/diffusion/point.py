@@ -35,12 +35,13 @@ from dataclasses import dataclass
 
 import torch
 
+from metavoxel.diffusion.blend import seamless_paste
 from metavoxel.diffusion.conditioning import Conditions
 from metavoxel.diffusion.known import Known
 from metavoxel.diffusion.sampler import Streams
 from metavoxel.errors import InputError
 from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
-from metavoxel.variables.protocol import Variable
+from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["MAX_CALLS", "READ_LEVELS", "PointPrediction", "point_plan", "point_predict"]
 
@@ -137,7 +138,8 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
         batch_size: rows per network call (default all N · max(draws)).
 
     Returns:
-        A `PointPrediction`: ``mean[name]`` (N, ...) in value space, ``probs[name]`` (N, K).
+        A `PointPrediction`: ``mean[name]`` (N, ...) in value space, ``probs[name]`` (N, K); a partly known
+        image's kept voxels exactly, pasted as `sample` pastes them (`metavoxel.diffusion.blend`).
 
     Raises:
         InputError: a target whose kind declares neither a Gaussian nor a D3PM process, or a bad plan.
@@ -168,7 +170,11 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
     for name in targets:
         value = torch.cat(parts[name])  # (N, ...)
         if isinstance(paths[name], GaussianFastPath):
-            mean[name] = variables[name].decode(value).cpu()
+            decoded = variables[name].decode(value)
+            k = known.get(name)
+            if k is not None and isinstance(variables[name].head, SpatialHead):  # a partly known image, as sample
+                decoded = seamless_paste(decoded, k.values, k.value_mask)
+            mean[name] = decoded.cpu()
         else:
             probs[name] = value.cpu()
     return PointPrediction(mean, probs, levels, draws, calls)

@@ -152,3 +152,22 @@ def test_bf16_precision_runs_the_network_under_autocast_and_reads_in_float32(mod
     torch.testing.assert_close(half.mean["age"], full.mean["age"], atol=2.0, rtol=0.05)
     with pytest.raises(InputError, match="precision must be fp32 or bf16"):
         model.point_predict(fix, "age", precision="fp16")
+
+
+def test_a_partly_known_latent_image_comes_back_with_its_kept_voxels_exactly():
+    """As `sample` does: the decoder misses the kept voxels, the paste puts them back (`blend.seamless_paste`)."""
+    from tiny_specs import tiny_latent_spec_3d
+
+    from metavoxel.spec import RECOMMENDED_TRAINING
+
+    spec = tiny_latent_spec_3d()
+    spec["diffusion"]["training"] = dict(RECOMMENDED_TRAINING)
+    torch.manual_seed(0)
+    latent = mv.JointModel(spec)
+    image = torch.rand(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    half = torch.zeros(1, 8, 8, 8, dtype=torch.bool)
+    half[:, :4] = True
+    point = latent.point_predict({"image": image, "age": [50.0, 70.0]}, ["image", "sex"], masks={"image": half})
+    filled = point.mean["image"]
+    assert filled.shape == image.shape and torch.equal(filled[:, :, :4], image[:, :, :4])
+    assert not torch.equal(filled[:, :, 4:], image[:, :, 4:]) and point.probs["sex"].shape == (2, 2)
