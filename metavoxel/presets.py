@@ -20,6 +20,7 @@ T1W_AGE_SEX_LATENT: dict[str, Any] = {
         {"name": "image", "kind": "image_latent", "channels": 1, "shape": [96, 112, 96],
          "vae": {"channels": [64, 128, 256], "latent_channels": 4, "num_res_blocks": 2, "norm_num_groups": 32},
          "weights": "vae/vae.safetensors",  # beside this spec; its scale factor is read from vae/vae.json
+         "prediction": "eps",  # the paper's (new specs' image_latent default is v: docs/conditioning.md)
          "preprocess": {"orientation": "RAS", "spacing": [1.5, 1.5, 1.5], "percentiles": [0.5, 99.5]}},
         {"name": "age", "kind": "continuous", "range": [40.0, 95.0], "unit": "years"},
         SEX,

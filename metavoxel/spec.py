@@ -213,24 +213,9 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _split_legacy_kernels(cls, data: Any) -> Any:
-        """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
-        data = _legacy_grid(_legacy_training(data))
-        network = data.get("network") if isinstance(data, dict) else None
-        if not isinstance(network, dict) or "kernels" not in network:
-            return data
-        network = dict(network)
-        choice = network.pop("kernels")
-        network.setdefault("attention_backend", choice)
-        data = {**data, "network": network}
-        diffusion = data.get("diffusion", {})
-        if isinstance(diffusion, dict):
-            data["diffusion"] = {"kernels": choice, **diffusion}
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
     def _validate_kinds(cls, data: Any, info: ValidationInfo) -> Any:
+        """Saved specs of earlier versions brought up to date, then each variable validated by its kind."""
+        data = _legacy_prediction(_legacy_grid(_legacy_training(_split_legacy_kernels(data))))
         if not isinstance(data, dict) or not isinstance(data.get("variables"), list):
             return data
         if all(isinstance(v, VariableSpec) and type(v) is not VariableSpec for v in data["variables"]):
@@ -333,6 +318,21 @@ def _syntax_error(path: Path, exc: Exception) -> str:
     return f"{place}: invalid {language}: {what}; fix the syntax there"
 
 
+def _split_legacy_kernels(data: Any) -> Any:
+    """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
+    network = data.get("network") if isinstance(data, dict) else None
+    if not isinstance(network, dict) or "kernels" not in network:
+        return data
+    network = dict(network)
+    choice = network.pop("kernels")
+    network.setdefault("attention_backend", choice)
+    data = {**data, "network": network}
+    diffusion = data.get("diffusion", {})
+    if isinstance(diffusion, dict):
+        data["diffusion"] = {"kernels": choice, **diffusion}
+    return data
+
+
 def _legacy_training(data: Any) -> Any:
     """Saved specs from before per-variable levels load as the paper's recipe, so their checkpoints still fit.
 
@@ -364,6 +364,22 @@ def _legacy_grid(data: Any) -> Any:
     if not isinstance(diffusion, dict) or "grid" in diffusion or not saved <= diffusion.keys():
         return data
     return {**data, "diffusion": {**diffusion, "grid": "uniform"}}
+
+
+def _legacy_prediction(data: Any) -> Any:
+    """Saved specs from before ``image_latent`` defaulted to v keep the eps their weights were trained with.
+
+    Recognised as `_legacy_grid` recognises a saved spec (its ``diffusion`` holds every field); there an
+    ``image_latent`` variable that names no ``prediction`` was saved when eps was every kind's default.
+    """
+    diffusion = data.get("diffusion") if isinstance(data, dict) else None
+    variables = data.get("variables") if isinstance(data, dict) else None
+    if not isinstance(diffusion, dict) or not set(DiffusionSpec.model_fields) <= diffusion.keys() \
+            or not isinstance(variables, list):
+        return data
+    legacy = [{**v, "prediction": "eps"} if isinstance(v, dict) and v.get("kind") == "image_latent"
+              and "prediction" not in v else v for v in variables]
+    return {**data, "variables": legacy}
 
 
 def format_errors(err: ValidationError) -> str:

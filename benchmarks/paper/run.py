@@ -43,19 +43,21 @@ from metavoxel.io.atomic import write_json  # noqa: E402
 from metavoxel.training.checkpoint import load_run  # noqa: E402
 from metavoxel.workflows.evaluate import records  # noqa: E402
 from metavoxel.spec import RECOMMENDED_TRAINING  # noqa: E402
-from metavoxel.workflows.study import make_cohort, phantom_config, train_study_model, train_study_vae  # noqa: E402
+from metavoxel.workflows.study import (StudyRecipe, make_cohort, phantom_config, train_study_model,  # noqa: E402
+                                      train_study_vae)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: every model the benchmark trains: directory -> (study variant, changes to the recipe). The first three are
-#: the paper's (its recipe: one shared t, the paper's schedules); the last two are the conditioning
-#: comparison of issue 12 — the per-variable-level mixture (clean conditioning), and the paper recipe with
-#: matched schedules (the Gaussian variables on the cosine schedule of the categorical one).
+#: the paper's (its recipe: one shared t, the paper's schedules, eps); the last two are the conditioning
+#: comparison of issue 12 — what a new spec trains (the per-variable-level mixture for clean conditioning, the
+#: image predicting v), and the paper recipe with matched schedules (the Gaussian variables on the cosine
+#: schedule of the categorical one).
 MODELS = {
     "joint": ("joint", {}),
     "image-only": ("image-only", {}),
     "continuous-sex": ("continuous-sex", {}),
-    "joint-mixture": ("joint", {"training": dict(RECOMMENDED_TRAINING)}),
+    "joint-mixture": ("joint", {"training": dict(RECOMMENDED_TRAINING), "predictions": {"image": "v"}}),
     "joint-matched": ("joint", {"gaussian_schedule": {"name": "cosine"}}),
 }
 
@@ -92,6 +94,11 @@ def progress(every: int = 50):
     return tick
 
 
+def _normal(recipe: dict) -> dict:
+    """A recipe as JSON holds it (tuples as lists), so a stored one compares with a fresh one."""
+    return json.loads(json.dumps(recipe))
+
+
 def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
     recipe = bench.recipe
     with clock("phantom cohort"):
@@ -105,6 +112,11 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
             _, scale, vae_summary = train_study_vae(recipe, data, vae_dir, progress=progress(50))
     for name, (variant, changes) in MODELS.items():
         with clock(f"train {name}"):
+            expected = dataclasses.replace(recipe, **changes).to_dict()
+            stored = out / name / "recipe.json"
+            if stored.is_file() and _normal(StudyRecipe(**json.loads(stored.read_text())).to_dict()) != _normal(expected):
+                raise InputError(f"{out / name} holds a model trained on another recipe (its recipe.json differs "
+                                 f"from the {name!r} model's); remove that folder to train it again")
             if not (out / name / "model.safetensors").is_file():
                 if (out / name).exists():  # an interrupted training: start it again
                     shutil.rmtree(out / name)
@@ -265,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     clock = Clock()
-    data, vae_summary = train_all(bench, out, clock)
+    try:
+        data, vae_summary = train_all(bench, out, clock)
+    except InputError as exc:
+        parser.error(str(exc))
     if args.train_only:
         with clock("baselines"):
             joint = load_run(out / "joint")

@@ -16,12 +16,13 @@ __all__ = ["GaussianVariable", "Prediction", "prediction_field"]
 Prediction = Literal["eps", "v"]
 
 
-def prediction_field() -> Any:
+def prediction_field(default: Prediction = "eps") -> Any:
     """The ``prediction`` field of a Gaussian kind's spec: ``prediction: mv.Prediction = mv.prediction_field()``.
 
     The kind's ``from_spec`` sets ``variable.prediction = spec.prediction``; `GaussianVariable` does the rest.
+    ``default`` is what a spec that names no prediction gets (``image_latent``: v; the others: the paper's eps).
     """
-    return Field("eps", description=(
+    return Field(default, description=(
         "What the network outputs for this variable: eps, the noise (Ho et al. 2020; the paper's), or v, the "
         "velocity sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), whose x0 estimate stays as accurate "
         "as the output near t = T, where eps's is divided by sqrt(abar_t); docs/conditioning.md says what each "

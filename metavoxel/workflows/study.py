@@ -140,8 +140,8 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     for v in variables:
         if v["name"] in recipe.loss_weights:
             v["loss_weight"] = float(recipe.loss_weights[v["name"]])
-        if v["name"] in recipe.predictions and v["kind"] != "categorical":  # D3PM predicts x0 logits only
-            v["prediction"] = recipe.predictions[v["name"]]
+        if v["kind"] != "categorical":  # D3PM predicts x0 logits only; named, so the kinds' defaults do not apply
+            v["prediction"] = recipe.predictions.get(v["name"], "eps")
     return {
         "name": f"phantom-{recipe.name}-{variant}",
         "variables": variables,

@@ -26,8 +26,9 @@ def _perturb(model: mv.JointModel) -> None:
 @pytest.mark.parametrize("name", ["2d", "3d"])
 def test_sampling_and_losses_equal_the_values_before_the_refactor(name):
     spec = tiny_spec_2d() if name == "2d" else tiny_latent_spec_3d()
-    # the paper preset (its training recipe and uniform grid), whatever the defaults
+    # the paper preset (its training recipe, uniform grid and eps), whatever the defaults
     spec["diffusion"] = {**spec["diffusion"], "training": dict(PAPER_TRAINING), "grid": "uniform"}
+    spec["variables"][0]["prediction"] = "eps"
     torch.manual_seed(0)
     model = mv.JointModel(spec)
     _perturb(model)

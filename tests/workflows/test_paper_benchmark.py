@@ -43,6 +43,9 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
              for name in ("joint", "joint-mixture", "joint-matched")}
     assert specs["joint"]["training"]["shared"] == 1 and specs["joint-mixture"]["training"]["clean"] > 0
     assert specs["joint"]["gaussian"]["name"] == "scaled_linear" and specs["joint-matched"]["gaussian"]["name"] == "cosine"
+    image = {name: json.loads((out / name / "spec.json").read_text())["spec"]["variables"][0]["prediction"]
+             for name in runner.MODELS}
+    assert image == {**{name: "eps" for name in runner.MODELS}, "joint-mixture": "v"}  # the paper's eps; a new spec's v
     rows = metrics["conditioning"]["rows"]
     assert "refused" not in rows["mixture · clean"] and "refused" not in rows["paper recipe · repaint"]
     assert rows["mixture · clean"]["calibration_samples"] == 4 and rows["mixture · clean"]["coverage_level"] == 0.6
@@ -93,6 +96,15 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     printed = capsys.readouterr().out
     assert "training" not in printed and "run again without --train-only" in printed
     assert results.read_text() == appended
+
+    # a model folder trained on another recipe (here: the mixture before its image predicted v) is refused
+    stored = out / "joint-mixture" / "recipe.json"
+    recipe = json.loads(stored.read_text())
+    stored.write_text(json.dumps({**recipe, "predictions": {}}))
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--config", "tiny", "--out", str(out), "--train-only"])
+    assert exit_info.value.code == 2 and "joint-mixture holds a model trained on another recipe" in capsys.readouterr().err
+    stored.write_text(json.dumps(recipe))
 
     # the same directory with another configuration would reuse stages trained for the first: refused
     with pytest.raises(SystemExit) as exit_info:
