@@ -360,10 +360,14 @@ def _legacy_grid(data: Any) -> Any:
     but no ``grid`` was saved before ``grid`` existed (a hand-written spec names only what it changes).
     """
     diffusion = data.get("diffusion") if isinstance(data, dict) else None
-    saved = set(DiffusionSpec.model_fields) - {"grid"}
-    if not isinstance(diffusion, dict) or "grid" in diffusion or not saved <= diffusion.keys():
+    if not _saved(diffusion, but="grid") or "grid" in diffusion:
         return data
     return {**data, "diffusion": {**diffusion, "grid": "uniform"}}
+
+
+def _saved(diffusion: Any, *, but: str | None = None) -> bool:
+    """Whether a spec's ``diffusion`` was written by `ModelSpec.to_dict`: it holds every field (but ``but``)."""
+    return isinstance(diffusion, dict) and set(DiffusionSpec.model_fields) - {but} <= diffusion.keys()
 
 
 def _legacy_prediction(data: Any) -> Any:
@@ -374,8 +378,7 @@ def _legacy_prediction(data: Any) -> Any:
     """
     diffusion = data.get("diffusion") if isinstance(data, dict) else None
     variables = data.get("variables") if isinstance(data, dict) else None
-    if not isinstance(diffusion, dict) or not set(DiffusionSpec.model_fields) <= diffusion.keys() \
-            or not isinstance(variables, list):
+    if not _saved(diffusion) or not isinstance(variables, list):
         return data
     legacy = [{**v, "prediction": "eps"} if isinstance(v, dict) and v.get("kind") == "image_latent"
               and "prediction" not in v else v for v in variables]
