@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from metavoxel.baselines.config import BaselineConfig, parse_config
 from metavoxel.baselines.networks import BaselineNet, build_baseline
 from metavoxel.errors import InputError, MetavoxelError
-from metavoxel.vae.train import index_stream
+from metavoxel.vae.train import IndexStream
 
 __all__ = ["Progress", "TrainedBaseline", "predict_baseline", "train_baseline"]
 
@@ -176,7 +176,7 @@ def train_baseline(config: BaselineConfig | Mapping[str, Any], images: torch.Ten
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: _lr_factor(i, config))
         order = torch.Generator().manual_seed(config.seed)
         jitter = torch.Generator().manual_seed(config.seed + 1)  # separate, so augment leaves batch order alone
-        batches = index_stream(len(images), config.batch_size, order)
+        batches = IndexStream(len(images), config.batch_size, order)
         history: list[dict[str, Any]] = []
         best_loss, best_step, best_state = math.inf, config.steps, None
         net.train()

@@ -40,17 +40,21 @@ def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
               perceptual_weights: Annotated[Path | None, typer.Option(
                   help="Pretrained feature-network weights (.safetensors) for the perceptual loss; off without.")] = None,
               disc_layers: Annotated[int, typer.Option(help="Strided layers of the patch discriminator.", min=1)] = 3,
-              variable: Annotated[str | None, typer.Option(help="The image_latent variable to train.")] = None) -> None:
+              variable: Annotated[str | None, typer.Option(help="The image_latent variable to train.")] = None,
+              precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (CUDA, or a CPU "
+                                                     "with bf16 instructions).")] = "fp32",
+              resume: Annotated[bool, typer.Option("--resume", help="Continue the VAE training in --out (its "
+                                                   "state is saved every 500 steps).")] = False) -> None:
     """Train the spec's 3D KL-VAE (L1 + KL + patch adversarial [+ perceptual]) and report PSNR/SSIM."""
     from metavoxel.vae import VAETrainConfig
     from metavoxel.workflows.vae import train_vae_run
 
-    config = VAETrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                            adv_start=min(adv_start, steps),
-                            perceptual_weights=perceptual_weights, disc_layers=disc_layers)
+    config = VAETrainConfig.build(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                                  adv_start=min(adv_start, steps), precision=precision,
+                                  perceptual_weights=perceptual_weights, disc_layers=disc_layers)
     with progress_bar() as bar:
         task = bar.add_task("training VAE", total=steps)
-        report = train_vae_run(spec, data, out, config, variable=variable,
+        report = train_vae_run(spec, data, out, config, variable=variable, resume=resume,
                                progress=lambda step, total, record: bar.update(task, completed=step))
     console().print(f"validation PSNR {report.val_psnr:.2f} dB, SSIM {report.val_ssim:.3f}; latent scale factor "
                     f"{report.scale_factor:.4f}; saved {escape(str(out))}/vae.safetensors")

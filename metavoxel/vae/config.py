@@ -61,8 +61,26 @@ class VAETrainConfig(BaseModel):
         description="Train on random crops of this size (MAISI trains on patches); None: whole volumes. "
                     "Validation and the scale factor always use whole volumes.")
     val_every: int = Field(500, ge=1, description="Validate (PSNR/SSIM) every this many steps, and at the end.")
+    checkpoint_every: int = Field(500, ge=1, description="Write the resumable training state every this many steps "
+                                                          "(and at the end) when training keeps one.")
+    scale_images: int | None = Field(None, ge=1, description="Measure the latent scale factor on the first this many "
+                                                             "training images (None: all of them).")
     seed: int = Field(0, description="Seed of batch order, crops and the reparameterisation noise.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast; needs a CUDA device.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast; needs a CUDA device or a CPU with "
+                                                                     "bf16 instructions (AVX512-BF16 or AMX).")
+
+    @classmethod
+    def build(cls, **values) -> VAETrainConfig:
+        """Validate keyword values; `InputError` naming every bad field on one line when they do not."""
+        from pydantic import ValidationError
+
+        from metavoxel.errors import InputError
+        from metavoxel.spec import format_errors
+
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise InputError(f"invalid VAE training settings: {format_errors(err)}; fix the value(s) named") from None
 
     @model_validator(mode="after")
     def _consistent(self) -> VAETrainConfig:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,9 +31,10 @@ from metavoxel.vae.config import VAETrainConfig, learning_rate_factor
 from metavoxel.vae.evaluation import latent_scale_factor, reconstruction_metrics
 from metavoxel.vae.perceptual import FeaturePerceptualLoss
 from metavoxel.vae.report import VAEReport
+from metavoxel.vae.state import TrainingState, load_training_state, save_training_state
 from metavoxel.vae.volumes import VolumeSet, random_crop
 
-__all__ = ["PERCEPTUAL_OFF_MESSAGE", "index_stream", "kl_divergence", "train_vae"]
+__all__ = ["PERCEPTUAL_OFF_MESSAGE", "IndexStream", "kl_divergence", "train_vae"]
 
 _log = logging.getLogger("metavoxel.vae")
 
@@ -52,14 +54,26 @@ def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return 0.5 * per_element.flatten(1).sum(dim=1).mean()
 
 
-def index_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Minibatch indices from successive random permutations (every image once per epoch)."""
-    order = torch.empty(0, dtype=torch.long)
-    while True:
-        while len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(n, generator=generator)])
-        yield order[:batch_size]
-        order = order[batch_size:]
+class IndexStream:
+    """Minibatch indices from successive random permutations (every image once per epoch).
+
+    ``pending`` holds the current epoch's indices not yet drawn; with the generator's state it is all a
+    resumed training needs to draw the same batches as one that never stopped.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator,
+                 pending: torch.Tensor | None = None):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.pending = torch.empty(0, dtype=torch.long) if pending is None else pending
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        while len(self.pending) < self.batch_size:
+            self.pending = torch.cat([self.pending, torch.randperm(self.n, generator=self.generator)])
+        batch, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
+        return batch
 
 
 def _check_geometry(vae: torch.nn.Module, train: VolumeSet, val: VolumeSet | None, config: VAETrainConfig,
@@ -94,12 +108,16 @@ def _check_geometry(vae: torch.nn.Module, train: VolumeSet, val: VolumeSet | Non
 
 
 def _autocast(config: VAETrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """bf16 autocast on CUDA, or on a CPU whose oneDNN has bf16 kernels (AVX512-BF16 or AMX), else refused."""
     if config.precision == "fp32":
         return contextlib.nullcontext
-    if device.type != "cuda":
-        raise InputError(f"precision 'bf16' needs a CUDA device, got device {str(device)!r}; use precision 'fp32' "
-                         "on this device")
-    return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise InputError("precision 'bf16' needs a CUDA device or a CPU with bf16 instructions (AVX512-BF16 or AMX), "
+                         "and this CPU has none; use precision 'fp32'")
+    if device.type not in ("cuda", "cpu"):
+        raise InputError(f"precision 'bf16' runs on CUDA or the CPU, got device {str(device)!r}; use precision "
+                         "'fp32' on this device")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _perceptual(config: VAETrainConfig, spatial_dims: int, device: torch.device) -> FeaturePerceptualLoss | None:
@@ -115,7 +133,8 @@ def _perceptual(config: VAETrainConfig, spatial_dims: int, device: torch.device)
 
 def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: VAETrainConfig, *,
               progress: Progress | None = None, device: str | torch.device = "cpu",
-              discriminator: torch.nn.Module | None = None) -> VAEReport:
+              discriminator: torch.nn.Module | None = None, state_dir: str | Path | None = None,
+              resume: bool = False) -> VAEReport:
     """Train ``vae`` in place with the MAISI objective (module docstring) and measure it.
 
     Args:
@@ -125,17 +144,22 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
         config: the training knobs.
         progress: called as ``progress(step, steps, record)`` after every step; ``record`` is that step's
             history dict (loss terms, and ``val_*`` on validation steps).
-        device: where to train; ``precision="bf16"`` needs CUDA and is refused elsewhere.
-        discriminator: a MONAI ``PatchDiscriminator`` to train (e.g. to resume); default: a new one with
+        device: where to train; ``precision="bf16"`` needs CUDA or a CPU with bf16 instructions.
+        discriminator: a MONAI ``PatchDiscriminator`` to train; default: a new one with
             ``disc_layers``/``disc_channels`` and instance norm (MAISI's). Trained in place.
+        state_dir: where the resumable training state is written every ``checkpoint_every`` steps and at the
+            end (`metavoxel.vae.state`); None keeps none.
+        resume: continue the training whose state is in ``state_dir`` (weights, both optimisers, the batch
+            order and the random streams), so that it ends as one run that never stopped would; ``config``
+            must equal the saved one but for `metavoxel.vae.state.RESUMABLE_CHANGES`.
 
     Returns:
         a `VAEReport`; ``scale_factor = 1 / std`` of the training latents' posterior means.
 
     Raises:
-        InputError: images of the wrong shape/range, an impossible patch or discriminator size, bf16 off CUDA,
-            missing perceptual weights file.
-        CheckpointError: unreadable or unfitting perceptual weights.
+        InputError: images of the wrong shape/range, an impossible patch or discriminator size, bf16 where it
+            cannot run, a missing perceptual weights file, resume without ``state_dir`` or with other settings.
+        CheckpointError: unreadable or unfitting perceptual weights; no training state to resume.
         MetavoxelError: the loss became non-finite.
     """
     from monai.losses import PatchAdversarialLoss
@@ -162,15 +186,21 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     opt_g = torch.optim.Adam(vae.parameters(), lr=config.lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    batches = index_stream(len(train), config.batch_size, generator)
-    history: list[dict[str, float]] = []
-    val_metrics: dict[str, float] = {}
+    batches = IndexStream(len(train), config.batch_size, generator)
+    state = TrainingState()
+    if resume and state_dir is None:
+        raise InputError("resume needs the folder of the training state (state_dir); give it, or train afresh")
+    state_dir = None if state_dir is None else Path(state_dir)
     start = time.perf_counter()
 
     # The reparameterisation noise comes from the global RNG (MONAI's sampling); seed it without leaking.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        for step in range(config.steps):
+        if resume:
+            state, batches.pending = load_training_state(state_dir, config, vae=vae, discriminator=discriminator,
+                                                         opt_g=opt_g, opt_d=opt_d, order=generator)
+        seconds_before = state.seconds
+        for step in range(state.step, config.steps):
             x = train.batch(next(batches))
             if config.patch_size is not None:
                 x = random_crop(x, config.patch_size, generator)
@@ -218,16 +248,23 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
                       **{k: v.item() for k, v in terms.items()}}
             last = step + 1 == config.steps
             if val is not None and len(val) and ((step + 1) % config.val_every == 0 or last):
-                val_metrics = reconstruction_metrics(vae, val, batch_size=config.batch_size, device=device,
-                                                     autocast=autocast)
-                record.update({f"val_{k}": v for k, v in val_metrics.items()})
-            history.append(record)
+                state.val = reconstruction_metrics(vae, val, batch_size=config.batch_size, device=device,
+                                                   autocast=autocast)
+                record.update({f"val_{k}": v for k, v in state.val.items()})
+            state.history.append(record)
+            state.step = step + 1
+            state.seconds = seconds_before + time.perf_counter() - start
+            if state_dir is not None and ((step + 1) % config.checkpoint_every == 0 or last):
+                save_training_state(state_dir, state, config, vae=vae, discriminator=discriminator, opt_g=opt_g,
+                                    opt_d=opt_d, order=generator, pending=batches.pending)
             if progress is not None:
                 progress(step + 1, config.steps, record)
 
-    seconds = time.perf_counter() - start
-    scale, std = latent_scale_factor(vae, train, batch_size=config.batch_size, device=device, autocast=autocast)
+    scale_set = train if config.scale_images is None else train.head(config.scale_images)
+    scale, std = latent_scale_factor(vae, scale_set, batch_size=config.batch_size, device=device, autocast=autocast)
     vae.eval()
-    final = {k: v for k, v in history[-1].items() if k not in ("step", "lr") and not k.startswith("val_")}
-    return VAEReport(steps=config.steps, final=final, val=val_metrics, scale_factor=scale, latent_std=std,
-                     perceptual=perceptual is not None, history=history, seconds=seconds)
+    history = state.history
+    final = {k: v for k, v in history[-1].items() if k not in ("step", "lr") and not k.startswith("val_")} \
+        if history else {}
+    return VAEReport(steps=state.step, final=final, val=state.val, scale_factor=scale, latent_std=std,
+                     perceptual=perceptual is not None, history=history, seconds=state.seconds)

@@ -86,6 +86,13 @@ class VolumeSet:
                              "(e.g. MONAI ScaleIntensityRangePercentiles with b_min=0, b_max=1, clip=True)")
         return x
 
+    def head(self, n: int) -> VolumeSet:
+        """The first ``n`` images (all of them when there are fewer), as a set of the same name."""
+        n = min(n, len(self))
+        if self._tensor is not None:
+            return VolumeSet(self._tensor[:n], self.name)
+        return VolumeSet([self._items[i] for i in range(n)], self.name)
+
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Every image once, in order, ``batch_size`` at a time."""
         for start in range(0, len(self), batch_size):

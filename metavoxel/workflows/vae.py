@@ -74,8 +74,12 @@ def probe_signal(model: JointModel, cohort: Cohort, vae: torch.nn.Module, train:
 
 
 def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, config, *,
-                  variable: str | None = None, progress: Callable | None = None, refit_probe: bool = True):
+                  variable: str | None = None, progress: Callable | None = None, refit_probe: bool = True,
+                  resume: bool = False):
     """Train the spec's VAE on the cohort's training split; save vae.safetensors + vae.json in ``out``.
+
+    The resumable training state goes to ``out/state`` every ``config.checkpoint_every`` steps; ``resume``
+    continues it (same spec, cohort split and settings; ``steps`` may grow under a constant learning rate).
 
     Returns the `metavoxel.vae.VAEReport`: validation PSNR/SSIM, the latent scale factor and, when there
     are validation images, the signal probe (`probe_signal`: fitted on the raw training images, scored on
@@ -93,7 +97,12 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
     val = _images(model, name, cohort, splits["val"]) if splits.get("val") else None
     vae = model.variables[name].vae.requires_grad_(True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device)
+    if resume and not (Path(out) / "state" / "state.json").is_file():
+        raise InputError(f"{out} holds no VAE training to resume (no state/state.json); train without --resume")
+    if not resume and (Path(out) / "state" / "state.json").is_file():
+        raise InputError(f"{out} already holds a VAE training; pass --resume to continue it or choose another --out")
+    report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device,
+                       state_dir=Path(out) / "state", resume=resume)
     if val is not None:
         report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size,
                                     refit=refit_probe)

@@ -105,6 +105,19 @@ def test_run_directory_is_complete(trained):
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_train_vae_resumes_and_refuses_to_restart_over_a_training(trained, capsys):
+    common = ["train-vae", "--spec", trained / "spec.yaml", "--data", trained / "cohort.tsv", "--out",
+              trained / "vae-resumed", "--batch-size", 2, "--adv-start", 1, "--disc-layers", 2]
+    _ok([*common, "--steps", 2])
+    assert run([str(a) for a in [*common, "--steps", 3]]) == 2
+    assert "already holds a VAE training; pass --resume" in capsys.readouterr().err
+    _ok([*common, "--steps", 3, "--resume"])
+    assert json.loads((trained / "vae-resumed" / "vae.json").read_text())["metrics"]["steps"] == 3
+    assert run([str(a) for a in [*common, "--steps", 3, "--lr-schedule", "linear"]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid VAE training settings: lr_schedule:") and err.count("\n") == 1
+
+
 def test_train_vae_reports_how_much_signal_the_reconstructions_keep(trained):
     metrics = json.loads((trained / "vae" / "vae.json").read_text())["metrics"]
     age, sex = metrics["probe"]["age"], metrics["probe"]["sex"]

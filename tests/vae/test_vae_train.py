@@ -116,12 +116,44 @@ def test_perceptual_weights_must_exist_and_fit(tiny_vae, blob_data, tmp_path):
         train_vae(tiny_vae, train, None, _config(steps=1, perceptual_weights=garbage))
 
 
-def test_bf16_on_cpu_is_refused_before_training(tiny_vae, blob_data):
+def test_bf16_runs_where_the_cpu_has_it_and_is_refused_where_not(tiny_vae, blob_data, monkeypatch):
     train, val = blob_data
     before = _flat(tiny_vae)
-    with pytest.raises(InputError, match="bf16.*CUDA"):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(InputError, match="bf16.*CPU with bf16 instructions"):
         train_vae(tiny_vae, train, val, _config(steps=1, precision="bf16"), device="cpu")
     assert torch.equal(before, _flat(tiny_vae))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    report = train_vae(tiny_vae, train, val, _config(steps=2, adv_start=100, precision="bf16"), device="cpu")
+    assert math.isfinite(report.val_psnr) and not torch.equal(before, _flat(tiny_vae))
+
+
+def test_a_resumed_training_ends_as_one_that_never_stopped(tiny_spec, blob_data, tmp_path):
+    """Weights, both optimisers, the batch order, the crops and the posterior noise all continue exactly."""
+    from metavoxel.vae.architecture import build_vae
+
+    train, val = blob_data
+    settings = {"adv_start": 3, "val_every": 2, "checkpoint_every": 2, "patch_size": [8, 8, 8], "batch_size": 3,
+                "disc_layers": 1}
+
+    def fresh():
+        torch.manual_seed(5)
+        return build_vae(3, 1, tiny_spec)
+
+    def losses(history):  # the stopped run also validated at its last step, as every run does
+        return [{k: v for k, v in row.items() if not k.startswith("val_")} for row in history]
+
+    whole, again = fresh(), fresh()
+    straight = train_vae(whole, train, val, _config(steps=6, **settings))
+    train_vae(fresh(), train, val, _config(steps=3, **settings), state_dir=tmp_path / "state")
+    resumed = train_vae(again, train, val, _config(steps=6, **settings), state_dir=tmp_path / "state", resume=True)
+    assert losses(resumed.history) == losses(straight.history) and resumed.val == straight.val
+    assert torch.equal(_flat(again), _flat(whole)) and resumed.scale_factor == straight.scale_factor
+    with pytest.raises(InputError, match=r"other settings \(lr 0.002 -> 0.001\)"):
+        train_vae(fresh(), train, val, _config(steps=6, **{**settings, "lr": 1e-3}), state_dir=tmp_path / "state",
+                  resume=True)
+    with pytest.raises(CheckpointError, match="no training state to resume"):
+        train_vae(fresh(), train, val, _config(steps=6, **settings), state_dir=tmp_path / "none", resume=True)
 
 
 @pytest.mark.parametrize(("images", "message"), [
