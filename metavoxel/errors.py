@@ -19,6 +19,22 @@ class InputError(MetavoxelError, ValueError):
     exit_code = 2
 
 
+class OptionError(InputError):
+    """A request option that cannot be honoured, named by its API name (``num_samples``, ``conditioning``).
+
+    The message is a template whose ``{option}`` fields are the options it names: ``str(error)`` spells them
+    as the Python API does (``conditioning``), `render` as a front end does (the CLI: ``--conditioning``).
+    """
+
+    def __init__(self, template: str, *options: str):
+        self.template, self.options = template, options
+        super().__init__(self.render({}))
+
+    def render(self, spelling: dict[str, str]) -> str:
+        """The message with each option spelled as ``spelling`` says (default: its API name)."""
+        return self.template.format(**{o: spelling.get(o, o) for o in self.options})
+
+
 class SpecError(InputError):
     """A model spec that does not validate; the message carries the field path."""
 

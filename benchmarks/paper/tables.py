@@ -83,6 +83,12 @@ def ablation_tables(ablation: dict) -> str:
     return steps + "\n\n" + samples
 
 
+def _which_vae(vae: dict) -> str:
+    if vae.get("pretrained"):
+        return f"the shipped {vae['pretrained']!r} ({vae['unseen']})"
+    return "trained on the cohort (--train-vae)"
+
+
 def write_report(out: Path, results: Path | None, *, bench, command: str, machine: str, clock: dict, vae: dict,
                  metavoxel: dict, image_only: dict, continuous_sex: dict, baselines: dict, ablation: dict,
                  test: dict, joint, population_mean: float, conditioning: dict) -> list[Path]:
@@ -97,7 +103,8 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
         "", f"Command: `{command}`  ", f"Machine: {machine}  ", f"Configuration: {bench.notes}  ",
         f"Wall time: {minutes['total']} min in total ({', '.join(f'{k} {v}' for k, v in minutes.items() if k != 'total')}).",
         "", f"Held-out test set: {metavoxel['n_test']} phantom subjects; {metavoxel['num_samples']} samples per "
-        f"prediction, {metavoxel['steps']} reverse steps. VAE validation PSNR {fmt((vae.get('val') or {}).get('psnr'))} dB, "
+        f"prediction, {metavoxel['steps']} reverse steps. VAE: {_which_vae(vae)}, "
+        f"validation PSNR {fmt((vae.get('val') or {}).get('psnr'))} dB, "
         f"SSIM {fmt((vae.get('val') or {}).get('ssim'), 3)}. FID/MMD features: `{gen['network']}` "
         f"({'comparable' if gen.get('comparable') else 'not comparable'} with published FIDs).",
         "", "### Table 1 analogue", "", table1(metavoxel, image_only, continuous_sex, baselines),

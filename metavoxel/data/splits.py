@@ -20,7 +20,7 @@ from metavoxel.data.spec import SplitSpec
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json
 
-__all__ = ["SPLITS", "SPLITS_FORMAT", "load_splits", "save_splits", "split_counts", "split_subjects"]
+__all__ = ["SPLITS", "SPLITS_FORMAT", "assign_splits", "load_splits", "save_splits", "split_counts", "split_subjects"]
 
 SPLITS = ("train", "val", "test")
 SPLITS_FORMAT = "metavoxel.splits/1"
@@ -54,16 +54,23 @@ def split_subjects(cohort: Cohort, split: SplitSpec | None = None) -> dict[str, 
     Returns:
         split name -> ascending record indices.
     """
-    split = SplitSpec() if split is None else split
-    order = sorted(cohort.subjects(), key=lambda s: (_rank(s, split.seed), s))
-    _train, n_val, n_test = split_counts(len(order), split.val, split.test)
-    where = {s: "test" for s in order[:n_test]}
-    where.update({s: "val" for s in order[n_test:n_test + n_val]})
-    where.update({s: "train" for s in order[n_test + n_val:]})
+    where = assign_splits(cohort.subjects(), split)
     out: dict[str, list[int]] = {name: [] for name in SPLITS}
     for i, record in enumerate(cohort.records):
         out[where[record.subject]].append(i)
     return out
+
+
+def assign_splits(subjects: Sequence[str], split: SplitSpec | None = None) -> dict[str, str]:
+    """Subject id -> its split (``"train"``, ``"val"`` or ``"test"``), by the seeded ranking of the module
+    docstring; `split_subjects` applies it to a cohort."""
+    split = SplitSpec() if split is None else split
+    order = sorted(set(subjects), key=lambda s: (_rank(s, split.seed), s))
+    _train, n_val, n_test = split_counts(len(order), split.val, split.test)
+    where = {s: "test" for s in order[:n_test]}
+    where.update({s: "val" for s in order[n_test:n_test + n_val]})
+    where.update({s: "train" for s in order[n_test + n_val:]})
+    return where
 
 
 def save_splits(path: str | Path, splits: Mapping[str, Sequence[int]], cohort: Cohort) -> Path:

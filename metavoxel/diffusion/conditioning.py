@@ -21,18 +21,105 @@ known (an inpainting mask) is *partial*.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import torch
 
 from metavoxel.diffusion.known import Known
+from metavoxel.errors import OptionError
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["CONDITIONING_MODES", "Conditions", "call_network"]
+__all__ = ["CONDITIONING_MODES", "ConditioningFallback", "Conditions", "call_network", "clean_refusal",
+           "conditioning_mode"]
 
 CONDITIONING_MODES = ("repaint", "clean")
 
 Levels = torch.Tensor | dict[str, torch.Tensor]
+
+
+class ConditioningFallback(UserWarning):
+    """The model's default conditioning (clean) cannot serve a request, which is sampled with repaint."""
+
+
+def conditioning_mode(process: Any, requested: str | None, guidance: float, known: Mapping[str, Known]) -> str:
+    """The mode a request samples with: ``requested``, or the process's default (``process.conditioning``).
+
+    ``process`` is a `metavoxel.diffusion.process.JointDiffusion` (its ``conditioning``, ``mixture``,
+    ``variables`` and ``groups``). A mode asked for by name is honoured or refused; where the default is clean
+    but clean cannot serve this request (`clean_refusal`), the request is sampled with repaint and a
+    `ConditioningFallback` warning says why (the result's ``conditioning`` records it too).
+
+    Raises:
+        OptionError: clean asked of a model trained without clean subsets, or of a request it cannot serve;
+            guidance asked of a model trained without prior subsets.
+    """
+    mixture = process.mixture
+    mode = process.conditioning if requested is None else requested
+    if mode == "clean" and mixture.clean <= 0:
+        raise OptionError("{conditioning} clean needs a model trained with clean subsets (diffusion.training.clean "
+                          "> 0), this one was not; set {conditioning} to repaint or retrain", "conditioning")
+    reason = clean_refusal(process, known) if mode == "clean" else None
+    if reason is not None and requested is None:
+        warnings.warn(ConditioningFallback(f"the model's default conditioning, clean, cannot hold this request "
+                                           f"({reason.reason}); sampled with repaint"), stacklevel=3)
+        mode = "repaint"
+    elif reason is not None:
+        raise reason
+    if guidance > 0 and mixture.prior <= 0:
+        raise OptionError("{guidance} needs a model trained with prior subsets (diffusion.training.prior > 0) to "
+                          "know the marginal, this one was not; set {guidance} to 0 or retrain", "guidance")
+    return mode
+
+
+def clean_refusal(process: Any, known: Mapping[str, Known], *, point: bool = False) -> OptionError | None:
+    """Why clean conditioning cannot hold these fixed values, or None when it can.
+
+    Two cases: an image partly known (a mask) in a model trained without keep-masks; and image variables,
+    which share the U-Net's one level, some held whole and some not (one noised or free) in the same row.
+    ``point``: the request is a point prediction (clean only), so the way out offered is sampling.
+    """
+    variables = process.variables
+    way_out = "predict by sampling instead ({method} sample)" if point else "set {conditioning} to repaint"
+    options = ("method",) if point else ("conditioning",)
+    if process.mixture.keep_masks <= 0:
+        partial = [n for n, k in known.items() if isinstance(variables[n].head, SpatialHead)
+                   and bool((k.z_mask.flatten(1).any(1) & ~k.z_mask.flatten(1).all(1)).any())]
+        if partial:
+            return _refusal(f"{', '.join(partial)} is partly known (a mask), which clean conditioning holds only in "
+                            "a model trained with keep-masks (diffusion.training.keep_masks > 0)",
+                            f"{way_out} or retrain", options)
+    spatial = [n for n in process.groups[0] if isinstance(variables[n].head, SpatialHead)] if process.groups else []
+    if len(spatial) < 2 or not known:
+        return None
+    rows = len(next(iter(known.values())).z_mask)
+    none = torch.zeros(rows, dtype=torch.bool)
+    held = torch.stack([known[n].z_mask.flatten(1).all(1).cpu() if n in known else none for n in spatial])  # (I, N)
+    mixed = held.any(0) & ~held.all(0)  # (N,) rows where some image is held whole and another is not
+    if not bool(mixed.any()):
+        return None
+    row = int(mixed.nonzero()[0, 0])
+    some = torch.stack([known[n].z_mask.flatten(1).any(1).cpu() if n in known else none for n in spatial])  # (I, N)
+    state = {n: "held whole" if h else "fixed inside a mask" if a else "free"
+             for n, h, a in zip(spatial, held[:, row].tolist(), some[:, row].tolist())}
+    whole = [n for n, s in state.items() if s == "held whole"]
+    if "free" in state.values():
+        fix = f"fix every image ({', '.join(spatial)})"
+    elif process.mixture.keep_masks > 0:
+        fix = f"fix {', '.join(whole)} inside a mask too"
+    else:
+        fix = f"fix {', '.join(n for n, s in state.items() if s != 'held whole')} whole"
+    told = "; ".join(f"{n} is {s}" for n, s in state.items())
+    return _refusal(f"image variables {', '.join(spatial)} share one level, so clean conditioning needs them all "
+                    f"held whole or all noised, but in row {row} {told}", f"{way_out}, or {fix}", options)
+
+
+def _refusal(reason: str, fix: str, options: tuple[str, ...]) -> OptionError:
+    """An OptionError ``reason; fix`` that keeps ``reason`` alone as ``.reason`` (for the fallback warning)."""
+    error = OptionError(f"{reason}; {fix}", *options)
+    error.reason = reason.replace("{", "{{").replace("}", "}}") and reason
+    return error
 
 
 class Conditions:

@@ -8,7 +8,7 @@ the README's API on top (``training_losses``, ``sample``, ...); nothing in the e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,11 @@ from torch import nn
 
 from metavoxel.diffusion.mixture import LevelMixture
 from metavoxel.diffusion.network import JointNetwork
-from metavoxel.diffusion.point import PointPrediction
+from metavoxel.diffusion.options import PointOptions, SamplingOptions
+from metavoxel.diffusion.point import PointPrediction, predict_point
 from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.diffusion.results import SampleResult
+from metavoxel.diffusion.sampling import sample
 from metavoxel.errors import PluginError
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.spec import ModelSpec
@@ -71,6 +73,11 @@ class JointModel(nn.Module):
             keep_channels=spec.diffusion.training.keep_masks > 0,
         )
         self.spatial, self.scalars, self.grid = self.net.spatial, self.net.scalars, self.net.grid
+        d = spec.diffusion
+        self.diffusion = JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
+                                        loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
+                                        seed=spec.seed, mixture=LevelMixture(**d.training.model_dump()),
+                                        conditioning=d.sampling_conditioning, grid=d.grid)
         self._register_load_state_dict_pre_hook(_legacy_network_keys)
 
     def train(self, mode: bool = True) -> JointModel:
@@ -82,14 +89,11 @@ class JointModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    @property
-    def diffusion(self) -> JointDiffusion:
-        """The process over this model's variables, with the spec's defaults, on the model's device."""
-        d = self.spec.diffusion
-        return JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
-                              loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
-                              seed=self.spec.seed, mixture=LevelMixture(**d.training.model_dump()),
-                              conditioning=d.sampling_conditioning, grid=d.grid)
+    def _apply(self, fn, recurse: bool = True):
+        """Moving the model (``.to``, ``.cuda``) moves where its process creates states."""
+        out = super()._apply(fn, recurse)
+        self.diffusion.device = self.device
+        return out
 
     # -- the network ----------------------------------------------------------------------------
     def denoise(self, z: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -124,47 +128,59 @@ class JointModel(nn.Module):
         """Per-record joint loss terms for raw values of B records (see `JointDiffusion.training_losses`)."""
         return self.diffusion.training_losses(self.net, batch, t=t, generator=generator)
 
-    # -- sampling -------------------------------------------------------------------------------
-    def sample(self, fix: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None, *,
-               num_subjects: int | None = None, num_samples: int = 1, steps: int | None = None,
-               seed: int | None = None, eta: float | None = None, batch_size: int | None = None,
-               jump_length: int = 1, jump_rounds: int = 1, precision: str = "fp32",
-               progress: Callable[[int, int], None] | None = None, conditioning: str | None = None,
-               guidance: float = 0.0, seeds: Sequence[int] | None = None, grid: str | None = None) -> SampleResult:
-        """Sample every free variable given the fixed ones (RePaint or clean); see `JointDiffusion.sample`
-        (``seeds``: one per subject, so each subject's answer is independent of the rest of the batch).
+    # -- sampling ---------------------------------------------------------------------------------
+    def sample(self, fix: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None,
+               options: SamplingOptions | None = None, *, num_subjects: int | None = None,
+               progress: Callable[[int, int], None] | None = None, **option_values: Any) -> SampleResult:
+        """Sample every free variable given the fixed ones (`metavoxel.diffusion.sampling.sample`).
+
+        Args:
+            fix: variable -> raw values for N subjects; masks: image variable -> keep-mask (inpainting).
+            options: a `SamplingOptions`; or give its fields as keywords (``num_samples=3, seed=0``), which
+                are validated the same way (and change ``options`` when both are given).
+            num_subjects: N when nothing is fixed; progress: ``progress(done, total)`` per network call.
 
         The network runs in inference mode and the model's training mode is restored afterwards.
         """
+        options = _options(SamplingOptions, options, option_values)
         was_training = self.training
         self.eval()
         try:
-            return self.diffusion.sample(self.net, fix, masks, num_subjects=num_subjects, num_samples=num_samples,
-                                         steps=steps, seed=seed, eta=eta, batch_size=batch_size,
-                                         jump_length=jump_length, jump_rounds=jump_rounds, precision=precision,
-                                         progress=progress, conditioning=conditioning, guidance=guidance,
-                                         seeds=seeds, grid=grid)
+            return sample(self.diffusion, self.net, fix, masks, options, num_subjects=num_subjects, progress=progress)
         finally:
             self.train(was_training)
 
     def point_predict(self, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
-                      masks: Mapping[str, Any] | None = None, levels: tuple[int, ...] | list[int] | None = None,
-                      draws: int | tuple[int, ...] | list[int] | None = None, seed: int | None = None,
-                      batch_size: int | None = None, seeds: Sequence[int] | None = None,
-                      precision: str = "fp32") -> PointPrediction:
+                      masks: Mapping[str, Any] | None = None, options: PointOptions | None = None,
+                      **option_values: Any) -> PointPrediction:
         """Posterior means and class probabilities of ``targets`` given ``fix`` in at most 5 network calls per
-        subject (renoise-and-read; see `JointDiffusion.point_predict`; ``seeds``: one per subject; ``precision``
-        ``bf16``: the network under bfloat16 autocast). Needs a model trained with clean subsets.
+        subject (renoise-and-read; `metavoxel.diffusion.point.predict_point`). ``options`` (or its fields as
+        keywords): seed or per-subject seeds, batch size, precision, levels and draws. Needs a model trained
+        with clean subsets.
 
         The network runs in inference mode and the model's training mode is restored afterwards.
         """
+        options = _options(PointOptions, options, option_values)
         was_training = self.training
         self.eval()
         try:
-            return self.diffusion.point_predict(self.net, fix, targets, masks=masks, levels=levels, draws=draws,
-                                                seed=seed, batch_size=batch_size, seeds=seeds, precision=precision)
+            return predict_point(self.diffusion, self.net, fix, targets, masks=masks, options=options)
         finally:
             self.train(was_training)
+
+
+def _options(kind: type, options: Any, values: Mapping[str, Any]) -> Any:
+    """``options`` (or the default ``kind()``) with ``values`` applied; an unknown name is an OptionError."""
+    import dataclasses
+
+    from metavoxel.errors import OptionError
+
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise OptionError(f"unknown option(s) {', '.join(unknown)}; {kind.__name__} has {', '.join(sorted(names))}")
+    base = kind() if options is None else options
+    return dataclasses.replace(base, **values) if values else base
 
 
 def _build(registry: Registry, spec: Any, ctx: BuildContext) -> Variable:

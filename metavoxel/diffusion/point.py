@@ -32,18 +32,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from metavoxel.diffusion.blend import seamless_paste
-from metavoxel.diffusion.conditioning import Conditions
-from metavoxel.diffusion.known import Known
-from metavoxel.diffusion.sampler import Streams
-from metavoxel.errors import InputError
+from metavoxel.diffusion.conditioning import Conditions, clean_refusal
+from metavoxel.diffusion.known import Known, known_values
+from metavoxel.diffusion.options import PointOptions
+from metavoxel.diffusion.sampler import Streams, autocast_network
+from metavoxel.errors import InputError, OptionError
 from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["MAX_CALLS", "READ_LEVELS", "PointPrediction", "point_plan", "point_predict"]
+__all__ = ["MAX_CALLS", "READ_LEVELS", "PointPrediction", "point_plan", "point_predict", "predict_point"]
 
 #: Network calls per subject a point prediction may spend (the sum of the draws over the levels).
 MAX_CALLS = 5
@@ -114,6 +116,60 @@ def point_plan(timesteps: int, levels: Sequence[int] | None = None, draws: int |
     return levels, draws
 
 
+@torch.no_grad()
+def predict_point(process: Any, network: Callable, fix: Mapping[str, Any], targets: list[str] | str | None = None, *,
+                  masks: Mapping[str, Any] | None = None, options: PointOptions | None = None) -> PointPrediction:
+    """Posterior means (Gaussian kinds) and class probabilities (D3PM kinds) of ``targets`` given ``fix``.
+
+    The request side of `point_predict` (module docstring): the fixed values validated and encoded once, the
+    plan checked, clean conditioning required.
+
+    Args:
+        process: the `metavoxel.diffusion.process.JointDiffusion` (variables, T, mixture, device, seed).
+        network: ``network(z, t[, keep])`` in inference mode.
+        fix: variable -> raw values for N subjects.
+        targets: variables to predict (default: every variable not fixed).
+        masks: image variable -> keep-mask, as in sampling (needs a model trained with keep-masks).
+        options: seeds, batch size, precision and the plan (`PointOptions`).
+
+    Returns:
+        A `PointPrediction` with ``mean[name]`` (N, ...) in value space and ``probs[name]`` (N, K).
+
+    Raises:
+        OptionError: a model trained without clean subsets, a request clean conditioning cannot hold, or
+            ``seeds`` not one per subject.
+        InputError: an unknown target, or a plan over `MAX_CALLS` network calls per subject.
+    """
+    options = PointOptions() if options is None else options
+    if process.mixture.clean <= 0:
+        raise OptionError("point prediction needs a model trained with clean subsets (diffusion.training.clean "
+                          "> 0), this one was not; sample instead ({method} sample) or retrain", "method")
+    levels, draws = point_plan(process.timesteps, options.levels, options.draws)
+    known, n = known_values(process.variables, dict(fix), dict(masks or {}), None, process.device)
+    reason = clean_refusal(process, known, point=True)
+    if reason is not None:
+        raise reason
+    targets = [targets] if isinstance(targets, str) else targets
+    free = [name for name in process.variables if name not in known or not known[name].complete]
+    targets = free if targets is None else list(targets)
+    unknown = [t for t in targets if t not in process.variables]
+    if unknown:
+        raise InputError(f"unknown target(s) {', '.join(unknown)}; this model has {', '.join(process.variables)}")
+    if options.seeds is not None:
+        if len(options.seeds) != n:
+            raise OptionError(f"{{seeds}}: expected one per subject ({n}), got {len(options.seeds)}", "seeds")
+        generator: torch.Generator | list[torch.Generator] = [
+            torch.Generator(device=process.device).manual_seed(x) for x in options.seeds]
+    else:
+        generator = torch.Generator(device=process.device).manual_seed(
+            process.seed if options.seed is None else options.seed)
+    if options.precision == "bf16":
+        network = autocast_network(network, process.device)
+    return point_predict(process.variables, network, known, n, targets, timesteps=process.timesteps,
+                         levels=levels, draws=draws, generator=generator, device=process.device,
+                         batch_size=options.batch_size)
+
+
 def point_predict(variables: Mapping[str, Variable], network: Callable, known: Mapping[str, Known], n: int,
                   targets: list[str], *, timesteps: int, generator: torch.Generator | Sequence[torch.Generator],
                   device: torch.device,
@@ -149,8 +205,8 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
     for name in targets:
         if paths[name] is None:
             var = variables[name]
-            raise InputError(f"point prediction reads a Gaussian (eps) or D3PM (x0-logit) prediction; {name!r} "
-                             f"(kind {var.kind}) declares neither; sample it instead (--method sample)")
+            raise OptionError(f"point prediction reads a Gaussian (eps) or D3PM (x0-logit) prediction; {name!r} "
+                              f"(kind {var.kind}) declares neither; sample it instead ({{method}} sample)", "method")
     per_chunk = n if batch_size is None else max(1, int(batch_size) // max(draws))  # subjects per forward
     own = not isinstance(generator, torch.Generator)
     if own and len(generator) != n:

@@ -11,13 +11,15 @@ and overwritten together (`metavoxel.diffusion.fused`); every other variable tak
 known voxels are pasted back after decoding, and the generated ones meet them without a seam:
 `metavoxel.diffusion.blend.seamless_paste`).
 
-This module runs one chain for one chunk of rows; `metavoxel.diffusion.process.JointDiffusion.sample`
+This module runs one chain for one chunk of rows; `metavoxel.diffusion.sampling.sample`
 validates the request, chunks the rows and gathers the results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+
+from typing import Any
 
 import torch
 
@@ -134,6 +136,15 @@ class Streams:
         if len(parts) == 1:
             return parts[0]
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def autocast_network(network: Network, device: torch.device) -> Network:
+    """``network`` run under bfloat16 autocast, its outputs returned as float32."""
+    def run(*args: Any) -> dict[str, torch.Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = network(*args)
+        return {name: o.float() for name, o in out.items()}
+    return run
 
 
 def _rows(values: Mapping[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:

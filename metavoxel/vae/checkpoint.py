@@ -86,7 +86,7 @@ def _mismatch(state: Mapping[str, Any], expected: Mapping[str, Any]) -> str | No
 
 
 def save_vae(directory: str | Path, vae: torch.nn.Module, vae_spec: Mapping[str, Any] | Any,
-             report: VAEReport | None = None) -> Path:
+             report: VAEReport | None = None, *, provenance: Mapping[str, Any] | None = None) -> Path:
     """Write ``vae.safetensors`` then ``vae.json`` into ``directory`` (created if needed), each atomically.
 
     Args:
@@ -94,6 +94,7 @@ def save_vae(directory: str | Path, vae: torch.nn.Module, vae_spec: Mapping[str,
         vae: the trained MONAI ``AutoencoderKL``.
         vae_spec: its architecture (a ``VAESpec`` or its dict); checked against ``vae`` before writing.
         report: the `VAEReport` of `train_vae`; gives the scale factor and metrics (None: scale 1.0).
+        provenance: where the weights come from (JSON-ready), kept as ``provenance`` in vae.json.
 
     Returns:
         the folder.
@@ -123,6 +124,8 @@ def save_vae(directory: str | Path, vae: torch.nn.Module, vae_spec: Mapping[str,
         "metrics": report.summary() if report is not None else {},
         "weights": WEIGHTS_FILE, "weights_sha256": digest,
     }
+    if provenance is not None:
+        meta["provenance"] = dict(provenance)
     from safetensors.torch import save_file
 
     directory = Path(directory)

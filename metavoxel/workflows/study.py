@@ -46,6 +46,9 @@ class StudyRecipe:
     voxel_mm: float = 5.5
     phantom_seed: int = 0
     phantom: dict[str, Any] = field(default_factory=dict)  # other `PhantomConfig` fields, e.g. {"age_effect": 2.0}
+    #: a VAE shipped with metavoxel (`metavoxel.vae.pretrained`) to use instead of training one; None trains the
+    #: ``vae_*`` recipe below on the cohort's training split
+    pretrained_vae: str | None = None
     vae_channels: tuple[int, ...] = (8, 16, 32)
     vae_latent_channels: int = 8
     vae_steps: int = 600
@@ -104,7 +107,8 @@ class StudyRecipe:
 #: It samples on the quadratic grid: on its model, 20 samples per subject then give spread-skill 0.98 and 90%
 #: coverage 0.91 (0.905 calibrated) against 1.09 and 0.87 on the uniform grid (benchmarks/RESULTS.md, "The
 #: sampling grid").
-DEMO = StudyRecipe(name="demo", subjects=600, vae_steps=200, train_steps=560, test_fraction=0.15,
+DEMO = StudyRecipe(name="demo", subjects=600, pretrained_vae=None, vae_steps=200, train_steps=560,
+                   test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0}, predictions={"image": "v"}, grid="quadratic")
 
@@ -116,8 +120,7 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
         raise InputError(f"unknown study variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     image: dict[str, Any] = {
         "name": "image", "kind": "image_latent", "channels": 1, "shape": recipe.shape,
-        "vae": {"channels": list(recipe.vae_channels), "latent_channels": recipe.vae_latent_channels,
-                "num_res_blocks": 1, "norm_num_groups": min(8, recipe.vae_channels[0])},
+        "vae": _vae_architecture(recipe),
         "scale_factor": scale_factor,
         "preprocess": {"orientation": "RAS", "spacing": [recipe.voxel_mm] * 3, "percentiles": [0.5, 99.5]},
     }
@@ -154,6 +157,16 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
     }
 
 
+def _vae_architecture(recipe: StudyRecipe) -> dict[str, Any]:
+    """The image variable's VAE: the shipped one's architecture, or the recipe's own."""
+    if recipe.pretrained_vae is not None:
+        from metavoxel.vae.pretrained import pretrained_vae
+
+        return json.loads((pretrained_vae(recipe.pretrained_vae) / "vae.json").read_text())["architecture"]
+    return {"channels": list(recipe.vae_channels), "latent_channels": recipe.vae_latent_channels,
+            "num_res_blocks": 1, "norm_num_groups": min(8, recipe.vae_channels[0])}
+
+
 def phantom_config(recipe: StudyRecipe):
     """The recipe's `metavoxel.phantom.PhantomConfig`; bad ``recipe.phantom`` settings raise `InputError`."""
     from metavoxel.phantom import PhantomConfig
@@ -188,16 +201,34 @@ def make_cohort(recipe: StudyRecipe, out: str | Path, *, progress: Progress | No
 
 def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *, progress: Progress | None = None,
                     refit_probe: bool = True) -> tuple[Path, float, dict[str, Any]]:
-    """Train the recipe's KL-VAE on the training split; returns (weights, scale factor, report summary).
+    """The recipe's KL-VAE: returns (weights, scale factor, report summary).
 
-    ``refit_probe=False`` leaves out the signal probe refitted on reconstructions (`train_vae_run`).
+    With ``recipe.pretrained_vae`` the shipped VAE is used: the cohort is first checked to hold no brain the
+    VAE saw (`metavoxel.vae.pretrained.check_unseen_phantom`), then the VAE is judged on its validation split
+    (`judge_vae_run`); nothing is written to ``out``. Otherwise the recipe's VAE is trained on the training
+    split into ``out`` (`train_vae_run`). ``refit_probe=False`` leaves out the signal probe refitted on
+    reconstructions.
     """
     from metavoxel.spec import ModelSpec
     from metavoxel.vae import VAETrainConfig
-    from metavoxel.workflows.vae import train_vae_run
+    from metavoxel.workflows.vae import judge_vae_run, train_vae_run
 
     out = Path(out)
     tick = progress or (lambda phase, done, total: None)
+    if recipe.pretrained_vae is not None:
+        from metavoxel.vae.checkpoint import recorded_scale_factor
+        from metavoxel.vae.pretrained import check_unseen_phantom, pretrained_vae
+
+        folder = pretrained_vae(recipe.pretrained_vae)
+        unseen = check_unseen_phantom(folder, data)
+        weights = folder / "vae.safetensors"
+        scale = recorded_scale_factor(weights)[0]
+        tick("VAE (shipped): judging", 0, 1)
+        spec = ModelSpec.from_dict(study_spec(recipe, vae_weights=str(weights), scale_factor=scale))
+        summary = {**judge_vae_run(spec, data, refit_probe=refit_probe), "pretrained": recipe.pretrained_vae,
+                   "unseen": unseen}
+        tick("VAE (shipped): judging", 1, 1)
+        return weights, scale, summary
     patch = None if recipe.vae_patch_size is None else [recipe.vae_patch_size] * 3
     config = VAETrainConfig(steps=recipe.vae_steps, batch_size=recipe.vae_batch_size, lr=recipe.vae_lr,
                             lr_schedule=recipe.vae_lr_schedule, patch_size=patch, adv_start=recipe.vae_steps,

@@ -13,7 +13,7 @@ from metavoxel.errors import InputError
 from metavoxel.spec import ModelSpec
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
 
-__all__ = ["encode_run", "latent_variable", "probe_signal", "train_vae_run"]
+__all__ = ["encode_run", "judge_vae_run", "latent_variable", "probe_signal", "train_vae_run"]
 
 
 def latent_variable(model: JointModel, name: str | None = None) -> str:
@@ -108,6 +108,40 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
                                     refit=refit_probe)
     save_vae(out, vae, spec.variable(name).vae, report)
     return report
+
+
+def judge_vae_run(spec: ModelSpec | str | Path, data: str | Path, *, variable: str | None = None,
+                  refit_probe: bool = True, batch_size: int = 8) -> dict:
+    """How well the spec's (trained, shipped or imported) VAE keeps a cohort, without training it.
+
+    The VAE of the spec's image_latent variable, with its weights, reconstructs the cohort's validation split
+    (the test split when there is no validation split): PSNR/SSIM as `train_vae` reports them, and the
+    signal probe of `probe_signal` fitted on the training split.
+
+    Returns:
+        ``{"val": {"l1", "psnr", "ssim"}, "probe": {variable: ProbeResult.to_dict()}, "images": n}``.
+
+    Raises:
+        InputError: no image_latent variable, no held-out images, or images that do not fit the VAE.
+    """
+    from metavoxel.vae.evaluation import reconstruction_metrics
+    from metavoxel.vae.volumes import VolumeSet
+
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
+    model = JointModel(spec)
+    name = latent_variable(model, variable)
+    cohort = read_cohort(data, model.variables, spec.data or DataSpec())
+    splits = split_subjects(cohort, (spec.data or DataSpec()).split)
+    held = splits.get("val") or splits.get("test")
+    if not held:
+        raise InputError("the cohort's split has no validation or test subjects to judge the VAE on; give "
+                         "data.split a val or test fraction")
+    vae = model.variables[name].vae
+    train, val = _images(model, name, cohort, splits["train"]), _images(model, name, cohort, held)
+    metrics = reconstruction_metrics(vae, VolumeSet(val[0], "held-out images"), batch_size=batch_size,
+                                     device=model.device)
+    probe = probe_signal(model, cohort, vae, train, val, device=model.device, batch_size=batch_size, refit=refit_probe)
+    return {"val": metrics, "probe": probe, "images": len(val[1])}
 
 
 def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | Path, *,

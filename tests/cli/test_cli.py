@@ -60,8 +60,8 @@ def _figure(png: Path) -> None:
 
 def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     """`metavoxel demo` (phantom → VAE → model → five questions) on a tiny budget, then `metavoxel evaluate`."""
-    assert run(["demo", "--out", str(tmp_path), "--subjects", "40", "--vae-steps", "2", "--train-steps", "5",
-                "--steps", "3", "--num-samples", "2"]) == 0
+    assert run(["demo", "--out", str(tmp_path), "--subjects", "40", "--train-vae", "--vae-steps", "2",
+                "--train-steps", "5", "--steps", "3", "--num-samples", "2"]) == 0
     out = capsys.readouterr().out
     for title in ("Unconditional samples", "Conditional generation", "Age from image + sex", "Sex from image + age",
                   "Half-brain inpainting", "metavoxel train --spec"):
@@ -89,9 +89,10 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert checks["age MAE (years)"]["value"] == demo["metrics"]["age_mae"] != demo["metrics"]["age_mae_samples"]
     assert demo["metrics"]["age_point_seconds_per_subject"] > 0
     assert any(n.startswith("age answer: point prediction, 5 network calls") for n in demo["notes"])
-    # the VAE's line: PSNR and the age probe both ways, as in demo.json
-    assert any(n.startswith("VAE: validation PSNR") for n in demo["notes"])
-    assert demo["metrics"]["vae_probe_age_ratio"] > 0
+    # the VAE's line: which VAE, its PSNR and age probe
+    assert any(n.startswith("VAE: trained here on the cohort's training split (--train-vae)") for n in demo["notes"])
+    assert demo["metrics"]["vae_probe_age_ratio"] > 0 and demo["metrics"]["vae_val_psnr"] > 0
+    assert demo["metrics"]["fid_generated"] > 0 and demo["metrics"]["fid_reconstructed"] > 0
     # the round trip beside its ceiling: what the same read-back gives for real held-out brains
     held_out = json.loads((tmp_path / "model" / "splits.json").read_text())["test"]
     round_trip = next(t for t in demo["tables"] if t["title"].startswith("Conditional generation, read back"))
@@ -180,18 +181,18 @@ def test_the_round_trip_ceiling_is_the_read_back_line_on_true_age_through_the_va
     from metavoxel.demo import _read_back_ceiling
 
     ages = [45.0, 60.0, 75.0, 90.0]
-    images = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1, 1).expand(4, 1, 2, 2, 2).contiguous()
+    images = 0.1 * torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1, 1).expand(4, 1, 2, 2, 2).contiguous()
     seen = []
-    vae = SimpleNamespace(encode=lambda x: 2 * x, decode=lambda z: z / 2 + 100)  # reconstructions: x + 100
+    vae = SimpleNamespace(encode=lambda x: 2 * x, decode=lambda z: z / 2 + 0.5)  # reconstructions: x + 0.5
     ctx = SimpleNamespace(test={"image": images, "sex": ["F", "M", "F", "M"], "age": ages},
                           model=SimpleNamespace(variables={"image": vae}))
 
     def read_back(x, sexes, phase):
         seen.append(float(x.mean()))
-        return np.array(ages) * (0.5 if x.mean() > 50 else 1.0)  # the reconstructions read back half the age
+        return np.array(ages) * (0.5 if x.mean() > 0.5 else 1.0)  # the reconstructions read back half the age
 
     ceiling = _read_back_ceiling(ctx, read_back)
-    assert seen == [1.5, 101.5]  # raw images first, then their reconstructions
+    assert seen == pytest.approx([0.15, 0.65])  # raw images first, then their reconstructions
     assert ceiling["raw_slope"] == pytest.approx(1.0) and ceiling["raw_r"] == pytest.approx(1.0)
     assert ceiling["slope"] == pytest.approx(0.5) and ceiling["intercept"] == pytest.approx(0.0, abs=1e-9)
     assert ceiling["subjects"] == 4

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
-from metavoxel.diffusion.conditioning import Conditions, call_network
+from metavoxel.diffusion.conditioning import ConditioningFallback, Conditions, call_network
 from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
+from metavoxel.diffusion.options import SamplingOptions
+from metavoxel.diffusion.sampling import sample
 from metavoxel.errors import InputError, SpecError
 from metavoxel.spec import PAPER_TRAINING, RECOMMENDED_TRAINING, ModelSpec
 
@@ -151,7 +153,8 @@ def test_two_images_sample_freely_in_clean_mode_and_translation_falls_back_to_re
     model = mv.JointModel(spec)
     free = model.sample(num_subjects=2, seed=0)
     assert free.conditioning == "clean" and free.to_dict()["conditioning"] == "clean"
-    translated = model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, seed=0)
+    with pytest.warns(ConditioningFallback, match="default conditioning, clean, cannot hold.*sampled with repaint"):
+        translated = model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, seed=0)
     assert translated.conditioning == "repaint" and translated.samples["flair"].shape == (2, 1, 1, 8, 8)
     with pytest.raises(InputError, match="share one level"):
         model.sample(fix={"image": torch.rand(2, 1, 8, 8)}, conditioning="clean")
@@ -205,7 +208,7 @@ def test_clean_conditioning_holds_fixed_values_at_level_0_and_never_renoises_the
                             lambda *a, _n=name, _o=original, **k: renoised.append(_n) or _o(*a, **k))
     net = Recorder(model.net)
     ages, groups = [45.0, 80.0, float("nan")], ["A", "C", "B"]
-    result = model.diffusion.sample(net, fix={"age": ages, "group": groups}, num_samples=2, conditioning="clean")
+    result = sample(model.diffusion, net, {"age": ages, "group": groups}, options=SamplingOptions(num_samples=2, conditioning="clean"))
     assert renoised == []
     assert result.samples["age"][:2].tolist() == [[45.0, 45.0], [80.0, 80.0]]
     assert result.samples["group"].tolist() == [[0, 0], [2, 2], [1, 1]]
@@ -220,7 +223,7 @@ def test_clean_inpainting_conditions_through_the_mask_channels_and_pastes_the_kn
     mask = torch.zeros(1, 8, 8)
     mask[:, :, :4] = 1
     net = Recorder(model.net)
-    result = model.diffusion.sample(net, fix={"image": image}, masks={"image": mask}, conditioning="clean")
+    result = sample(model.diffusion, net, {"image": image}, {"image": mask}, SamplingOptions(conditioning="clean"))
     assert torch.equal(result.samples["image"][:, 0, :, :, :4], image[..., :4])
     keep = net.calls[0][2]["image"]  # (B, 2, 8, 8): [mask, mask * z0]
     assert torch.equal(keep[:, 0], mask.expand(2, 8, 8)) and torch.equal(keep[:, 1, :, 4:], torch.zeros(2, 8, 4))
@@ -237,7 +240,7 @@ def test_clean_inpainting_shows_the_kept_voxels_noised_from_z0_as_training_does(
         seen.append((z["image"].clone(), t["image"] if isinstance(t, dict) else t))
         return model.net(z, t, keep) if keep else model.net(z, t)
 
-    model.diffusion.sample(net, fix={"image": image}, masks={"image": mask}, conditioning="clean")
+    sample(model.diffusion, net, {"image": image}, {"image": mask}, SamplingOptions(conditioning="clean"))
     var = model.variables["image"]
     z0 = var.encode(image)
     kept = var.diffusion_mask(mask.expand(2, 1, 8, 8)).expand_as(z0)
@@ -281,7 +284,7 @@ def test_a_subjects_clean_samples_do_not_depend_on_a_partly_known_neighbour(mode
 
 
 def test_repaint_is_unchanged_by_the_new_options(model):
-    a = model.diffusion.sample(model.net, fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint")
+    a = sample(model.diffusion, model.net, {"age": [50.0]}, options=SamplingOptions(num_samples=2, seed=3, conditioning="repaint"))
     b = model.sample(fix={"age": [50.0]}, num_samples=2, seed=3, conditioning="repaint", guidance=0.0)
     assert torch.equal(a.samples["image"], b.samples["image"])
 
@@ -313,7 +316,9 @@ def test_guidance_with_one_of_two_images_fixed_shows_the_fixed_image_unknown_at_
     at t; it gets prior noise at the shared level instead, and the fixed scalar goes to T as usual."""
     net = Recorder(two_images.net)
     image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    result = two_images.diffusion.sample(net, fix={"image": image, "age": [50.0, 70.0]}, guidance=1.5, seed=0)
+    with pytest.warns(ConditioningFallback):
+        result = sample(two_images.diffusion, net, {"image": image, "age": [50.0, 70.0]},
+                        options=SamplingOptions(guidance=1.5, seed=0))
     assert result.conditioning == "repaint" and torch.isfinite(result.samples["flair"]).all()
     for levels, rows, _ in net.calls:
         assert rows == 4 and torch.equal(levels["image"], levels["flair"])
@@ -336,17 +341,19 @@ def test_clean_refusals_state_the_real_reason_and_point_prediction_offers_what_i
     with pytest.raises(InputError) as both_fixed:  # both images ARE fixed: the mask is the reason
         two_images.sample(fix={"image": image, "flair": flair}, masks={"image": half}, conditioning="clean")
     message = str(both_fixed.value)
-    assert "image is fixed only inside a mask" in message and "flair is fixed whole" in message
-    assert "fix all of them" not in message and "fix flair inside a mask too, or use --conditioning repaint" in message
-    with pytest.raises(InputError, match="flair is free.*fix every image.*or use --conditioning repaint"):
+    assert "image is fixed inside a mask" in message and "flair is held whole" in message
+    assert "set conditioning to repaint, or fix flair inside a mask too" in message
+    assert both_fixed.value.render({"conditioning": "--conditioning"}).endswith(
+        "set --conditioning to repaint, or fix flair inside a mask too")  # the CLI's spelling
+    with pytest.raises(InputError, match="flair is free; set conditioning to repaint, or fix every image"):
         two_images.sample(fix={"image": image}, conditioning="clean")
     for fix, masks in (({"image": image}, {}), ({"image": image, "flair": flair}, {"image": half})):
         with pytest.raises(InputError) as point:
             two_images.point_predict(fix, "age", masks=masks)
-        assert "predict by sampling instead (--method sample)" in str(point.value)
+        assert "predict by sampling instead (method sample)" in str(point.value)
         assert "repaint" not in str(point.value) and "\n" not in str(point.value)
     no_masks = mv.JointModel(mixture_spec(keep_masks=0.0))
-    with pytest.raises(InputError, match="keep_masks > 0.*sample instead \\(--method sample\\), or retrain$"):
+    with pytest.raises(InputError, match="keep_masks > 0.*sampling instead \\(method sample\\) or retrain$"):
         no_masks.point_predict({"image": image}, "age", masks={"image": half})
 
 
@@ -357,9 +364,9 @@ def known_values_flair(model):
 
 
 def test_refusals_name_the_reason(model, paper_model):
-    with pytest.raises(InputError, match="clean subsets.*use --conditioning repaint"):
+    with pytest.raises(InputError, match="clean subsets.*set conditioning to repaint"):
         paper_model.sample(fix={"age": [50.0]}, conditioning="clean")
-    with pytest.raises(InputError, match="prior subsets.*drop --guidance"):
+    with pytest.raises(InputError, match="prior subsets.*set guidance to 0"):
         paper_model.sample(fix={"age": [50.0]}, guidance=1.0)
     with pytest.raises(InputError, match="point prediction needs a model trained with clean subsets"):
         paper_model.point_predict({"age": [50.0]})

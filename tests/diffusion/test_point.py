@@ -7,7 +7,8 @@ import torch
 from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
-from metavoxel.diffusion.point import MAX_CALLS, point_plan
+from metavoxel.diffusion.options import PointOptions
+from metavoxel.diffusion.point import MAX_CALLS, point_plan, predict_point
 from metavoxel.errors import InputError
 
 MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.0}
@@ -56,7 +57,7 @@ def constant_images(values: list[float]) -> torch.Tensor:
 def test_default_plan_reads_at_T_then_lower_levels_from_the_shared_estimate_in_5_calls(model):
     net = Recorder(model.net)
     image = torch.rand(3, 1, 8, 8)
-    p = model.diffusion.point_predict(net, {"image": image})
+    p = predict_point(model.diffusion, net, {"image": image})
     assert [len(z["age"]) for z, _ in net.calls] == [3, 6, 6]  # N · D_k rows at level k: 1 + 2 + 2 = 5 per subject
     levels = (T, round(0.52 * T), round(0.26 * T))
     for (z, t), level in zip(net.calls, levels):
@@ -89,24 +90,25 @@ def test_renoise_and_read_avoids_the_eps_amplification_of_reading_at_T(model):
     image = constant_images([0.1, 0.5, 0.9])
     truth = model.variables["age"].decode(model.variables["image"].encode(image).flatten(1).mean(1)[:, None])
     net = oracle(model, eps_error=0.02)
-    at_t = diffusion.point_predict(net, {"image": image}, "age", levels=[T], draws=4).mean["age"]
-    read = diffusion.point_predict(net, {"image": image}, "age").mean["age"]
+    at_t = predict_point(diffusion, net, {"image": image}, "age", options=PointOptions(levels=[T], draws=4)).mean["age"]
+    read = predict_point(diffusion, net, {"image": image}, "age").mean["age"]
     years_per_z = 55.0 / 2  # age's range [40, 95] is z in [-1, 1]
     assert (read - truth.reshape(-1)).abs().max() < 0.05 * years_per_z
     assert (at_t - truth.reshape(-1)).abs().mean() > 0.5 * years_per_z
-    exact = diffusion.point_predict(oracle(model, 0.0), {"image": image}, "age", levels=[T, 500], draws=1).mean["age"]
+    exact = predict_point(diffusion, oracle(model, 0.0), {"image": image}, "age",
+                          options=PointOptions(levels=[T, 500], draws=1)).mean["age"]
     torch.testing.assert_close(exact, truth.reshape(-1), atol=1e-3, rtol=0)
 
 
 def test_class_probabilities_average_every_call_and_given_rows_come_back_exact(model):
     diffusion = model.diffusion
     image = constant_images([0.2, 0.8])
-    p = diffusion.point_predict(oracle(model, 0.0), {"image": image, "age": [50.0, float("nan")]})
+    p = predict_point(diffusion, oracle(model, 0.0), {"image": image, "age": [50.0, float("nan")]})
     expected = torch.softmax(torch.tensor([0.0, 4.0, 0.0]), 0)
     torch.testing.assert_close(p.probs["group"], expected.expand(2, 3))
     assert set(p.mean) == {"age"} and p.mean["age"][0] == pytest.approx(50.0, abs=1e-4)  # given: returned as is
     assert 40 <= float(p.mean["age"][1]) <= 95
-    given = diffusion.point_predict(oracle(model, 0.0), {"image": image, "age": [50.0, 60.0]}, "age")
+    given = predict_point(diffusion, oracle(model, 0.0), {"image": image, "age": [50.0, 60.0]}, "age")
     torch.testing.assert_close(given.mean["age"], torch.tensor([50.0, 60.0]), atol=1e-4, rtol=0)
 
 
@@ -150,7 +152,7 @@ def test_bf16_precision_runs_the_network_under_autocast_and_reads_in_float32(mod
     full = model.point_predict(fix, "age", seed=0)
     assert seen and not any(seen)
     torch.testing.assert_close(half.mean["age"], full.mean["age"], atol=2.0, rtol=0.05)
-    with pytest.raises(InputError, match="precision must be fp32 or bf16"):
+    with pytest.raises(InputError, match="precision must be one of fp32, bf16"):
         model.point_predict(fix, "age", precision="fp16")
 
 

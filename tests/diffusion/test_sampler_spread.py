@@ -14,6 +14,8 @@ import torch
 from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
+from metavoxel.diffusion.options import SamplingOptions
+from metavoxel.diffusion.sampling import sample
 from metavoxel.spec import ModelSpec
 
 M, S_TRUE = 0.2, 0.15
@@ -37,8 +39,8 @@ def exact_network(model):
 
 
 def drawn_sd(model, grid: str) -> tuple[float, float]:
-    result = model.diffusion.sample(exact_network(model), {"image": torch.rand(1, 1, 8, 8)}, num_samples=2000,
-                                    seed=0, steps=50, grid=grid)
+    result = sample(model.diffusion, exact_network(model), {"image": torch.rand(1, 1, 8, 8)},
+                    options=SamplingOptions(num_samples=2000, seed=0, steps=50, grid=grid))
     assert result.grid == grid and result.to_dict()["grid"] == grid
     z = model.variables["age"].encode(result.samples["age"].flatten()).double()
     return float(z.mean()), float(z.std())

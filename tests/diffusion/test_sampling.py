@@ -232,5 +232,5 @@ def test_bf16_autocast_sampling_keeps_fixed_values_and_close_results(model_2d):
     assert torch.equal(half.samples["image"], full.samples["image"])
     assert half.samples["age"].dtype == torch.float32
     assert (half.samples["age"] - full.samples["age"]).abs().max() < 5.0  # years; bf16 network, same noise
-    with pytest.raises(mv.InputError, match="precision must be fp32 or bf16"):
+    with pytest.raises(mv.InputError, match="precision must be one of fp32, bf16"):
         model_2d.sample(precision="fp16")

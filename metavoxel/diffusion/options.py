@@ -1,0 +1,151 @@
+"""A request's options as one value, validated once where it is made: `SamplingOptions` and `PointOptions`.
+
+The CLI builds them from its flags, the workflows pass them on, and the engine's functions read them
+(`metavoxel.diffusion.sampling.sample`, `metavoxel.diffusion.point.predict_point`), the habit of
+k-diffusion's samplers (one signature over model, state and extra arguments) and diffusers' pipelines (inputs
+checked once in ``check_inputs``). ``None`` means "the model's default" (its spec's ``diffusion`` section).
+A bad value raises `OptionError`, which names the option by its API name; the CLI renders it with its flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from metavoxel.errors import OptionError
+
+__all__ = ["GRIDS", "MAX_SEED", "PRECISIONS", "PointOptions", "SamplingOptions", "check_seed"]
+
+PRECISIONS = ("fp32", "bf16")
+GRIDS = ("uniform", "quadratic")
+#: Seeds go to `torch.Generator.manual_seed`, which takes a 64-bit integer.
+MAX_SEED = 2**63 - 1
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_seed(value: Any, option: str = "seed") -> int:
+    """``value`` as a seed: an integer in [0, 2**63 - 1], else `OptionError` naming ``option``."""
+    if not _integer(value) or not 0 <= value <= MAX_SEED:
+        raise OptionError(f"{{{option}}} must be an integer in [0, {MAX_SEED}], got {value!r}", option)
+    return int(value)
+
+
+def _seeds(value: Sequence[int] | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise OptionError(f"{{seeds}} must be a list of integers (one per subject), got {value!r}", "seeds")
+    return tuple(check_seed(int(s) if hasattr(s, "__index__") else s, "seeds") for s in value)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How one sampling request runs (`metavoxel.diffusion.sampling.sample`).
+
+    Attributes:
+        num_samples: samples per subject (S >= 1).
+        steps: reverse steps on the strided grid (None: the spec's ``sampling_steps``).
+        grid: the grid's spacing, ``uniform`` or ``quadratic`` (None: the spec's ``diffusion.grid``).
+        seed: RNG seed (None: the spec's ``seed``); results are reproducible for the same seed and batch_size.
+        seeds: one seed per subject instead of ``seed``: each subject draws from its own generator, so its
+            samples do not depend on the other subjects or on ``batch_size``.
+        eta: DDIM eta in [0, 1] for Gaussian kinds (None: the spec's ``eta``).
+        batch_size: rows (subjects x samples) per network call (None: all at once).
+        jump_length, jump_rounds: RePaint resampling (Lugmayr et al. 2022); ``jump_rounds = 1`` disables it.
+        precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast.
+        conditioning: ``repaint`` or ``clean`` (None: the spec's default; `metavoxel.diffusion.conditioning`).
+        guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022).
+
+    Raises:
+        OptionError: on construction, for any value out of its range or choices.
+    """
+
+    num_samples: int = 1
+    steps: int | None = None
+    grid: str | None = None
+    seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+    eta: float | None = None
+    batch_size: int | None = None
+    jump_length: int = 1
+    jump_rounds: int = 1
+    precision: str = "fp32"
+    conditioning: str | None = None
+    guidance: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "jump_length", "jump_rounds"):
+            value = getattr(self, name)
+            if not _integer(value) or value < 1:
+                raise OptionError(f"{{{name}}} must be an integer >= 1, got {value!r}", name)
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not _integer(value) or value < 1):
+                raise OptionError(f"{{{name}}} must be an integer >= 1, got {value!r}", name)
+        if self.grid is not None and self.grid not in GRIDS:
+            raise OptionError(f"{{grid}} must be one of {', '.join(GRIDS)}, got {self.grid!r}", "grid")
+        if self.seed is not None:
+            check_seed(self.seed)
+        object.__setattr__(self, "seeds", _seeds(self.seeds))
+        if self.eta is not None and not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
+            raise OptionError(f"{{eta}} must be a number in [0, 1], got {self.eta!r}", "eta")
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+                              "precision")
+        from metavoxel.diffusion.conditioning import CONDITIONING_MODES
+
+        if self.conditioning is not None and self.conditioning not in CONDITIONING_MODES:
+            raise OptionError(f"{{conditioning}} must be one of {', '.join(CONDITIONING_MODES)}, got "
+                              f"{self.conditioning!r}", "conditioning")
+        if not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance) or self.guidance < 0:
+            raise OptionError(f"{{guidance}} must be a finite number >= 0 (e.g. 1), got {self.guidance!r}",
+                              "guidance")
+
+    def replace(self, **changes: Any) -> SamplingOptions:
+        """A copy with ``changes``, validated again."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PointOptions:
+    """How one point prediction runs (`metavoxel.diffusion.point.predict_point`).
+
+    Attributes:
+        seed, seeds, batch_size, precision: as in `SamplingOptions`.
+        levels: integer steps read, T first, strictly decreasing; draws: per level (an int: the same at every
+            level). Default (None): `metavoxel.diffusion.point.READ_LEVELS`.
+
+    Raises:
+        OptionError: on construction, for a bad seed, batch size or precision (the plan is checked against
+            the model's T by `metavoxel.diffusion.point.point_plan`).
+    """
+
+    seed: int | None = None
+    seeds: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    precision: str = "fp32"
+    levels: tuple[int, ...] | None = None
+    draws: int | tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            check_seed(self.seed)
+        object.__setattr__(self, "seeds", _seeds(self.seeds))
+        if self.batch_size is not None and (not _integer(self.batch_size) or self.batch_size < 1):
+            raise OptionError(f"{{batch_size}} must be an integer >= 1, got {self.batch_size!r}", "batch_size")
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+                              "precision")
+        if self.levels is not None:
+            object.__setattr__(self, "levels", tuple(self.levels))
+        if self.draws is not None and not _integer(self.draws):
+            object.__setattr__(self, "draws", tuple(self.draws))
+
+    def replace(self, **changes: Any) -> PointOptions:
+        return dataclasses.replace(self, **changes)
