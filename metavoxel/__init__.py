@@ -11,7 +11,8 @@ from metavoxel.plugins import PluginOrigin, Registry, build_registry, default_re
 from metavoxel.processes import GaussianProcess, UniformDiscreteProcess, make_schedule
 from metavoxel.spec import DiffusionSpec, ModelSpec, NetworkSpec, ScheduleSpec, VariableSpec
 from metavoxel.vae.architecture import VAESpec, build_vae
-from metavoxel.vae.checkpoint import recorded_scale_factor
+from metavoxel.vae.checkpoint import VAERecord, read_vae_record, recorded_scale_factor
+from metavoxel.vae.expected_input import ExpectedInput, VAEInputWarning, input_mismatches
 from metavoxel.variables import (MISSING_TEXT, BuildContext, ClipsDenoised, DeclaresRoundTrip, DiscreteFastPath,
                                  FusedDiscrete, FusedGaussian, GaussianFastPath, GaussianVariable,
                                  HasCategories, HasValueRange, HasVoxelGrid, OwnsFrozenEncoder, Prediction,
@@ -25,12 +26,12 @@ __all__ = [
     "build_registry", "build_vae", "BuildContext", "CheckpointError", "class_summary", "ClipsDenoised",
     "DeclaresRoundTrip", "DiscreteFastPath", "FusedDiscrete", "FusedGaussian", "GaussianFastPath",
     "HasCategories", "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "PreparesScans", "default_registry",
-    "DiffusionSpec", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "InputError",
+    "DiffusionSpec", "ExpectedInput", "float_values", "GaussianProcess", "GaussianVariable", "hookimpl", "input_mismatches", "InputError",
     "interval_summary", "JointModel", "KernelError", "make_schedule", "MetavoxelError", "MISSING_TEXT",
     "model_grid_affine", "ModelSpec", "NetworkSpec", "PluginError", "PluginOrigin", "Prediction", "prediction_field",
     "PreparedImage", "Preprocessor",
-    "PreprocessSpec", "read_nifti", "recorded_scale_factor", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
-    "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAESpec", "Variable", "VariableKind",
+    "PreprocessSpec", "read_nifti", "read_vae_record", "recorded_scale_factor", "Registry", "SampleResult", "ScalarHead", "ScheduleSpec", "SpatialHead",
+    "SpecError", "TOP_CODED", "UniformDiscreteProcess", "UniformDiscreteVariable", "VAEInputWarning", "VAERecord", "VAESpec", "Variable", "VariableKind",
     "VariableSpec", "write_nifti", "write_result",
 ]
 

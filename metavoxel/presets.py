@@ -33,7 +33,34 @@ T1W_AGE_SEX_LATENT: dict[str, Any] = {
     "seed": 0,
 }
 
+#: A starting spec for the autoencoder of MONAI's brain LDM bundle (`brain_image_synthesis_latent_diffusion_model`:
+#: an AutoencoderKL trained on UK Biobank T1w, 160×224×160 voxels of 1 mm in MNI space, intensities in [0, 1]),
+#: imported with `metavoxel import-vae <bundle> --out brain_ldm_vae --spacing 1,1,1 --orientation RAS`
+#: (docs/vae.md). ×8 to a 3×20×28×20 latent. ``vae`` repeats the bundle's config so the spec validates without the
+#: folder; with the folder present it may be left out (it is read from brain_ldm_vae/vae.json), and one that
+#: disagrees with it is refused.
+BRAIN_LDM_AGE_SEX: dict[str, Any] = {
+    "name": "brain-ldm-age-sex",
+    "variables": [
+        {"name": "image", "kind": "image_latent", "channels": 1, "shape": [160, 224, 160],
+         "vae": {"channels": [64, 128, 128, 128], "latent_channels": 3, "num_res_blocks": 2, "norm_num_groups": 32,
+                 "norm_eps": 1e-6, "attention_levels": [False, False, False, False], "nonlocal_attention": False},
+         "weights": "brain_ldm_vae",  # the folder import-vae wrote, beside this spec; the scale factor is
+                                      # computed on your cohort's training split by `encode`/`train`
+         # Scans rigidly registered to MNI (the bundle used UniRes); resampled at 1 mm and cropped/padded to
+         # 160×224×160 around the field of view's centre; the bundle states only [0, 1] for the intensities.
+         "preprocess": {"orientation": "RAS", "spacing": [1.0, 1.0, 1.0], "percentiles": [0.0, 99.5]}},
+        {"name": "age", "kind": "continuous", "range": [40.0, 90.0], "unit": "years"},  # your cohort's range
+        SEX,
+    ],
+    "diffusion": {"timesteps": 1000, "sampling_steps": 50},
+    "network": {"spatial_dims": 3, "channels": [128, 256, 512], "attention_levels": [False, True, True],
+                "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32, "cross_attention_dim": 256},
+    "seed": 0,
+}
+
 EXAMPLES: dict[str, dict[str, Any]] = {
+    "brain_ldm_age_sex": BRAIN_LDM_AGE_SEX,
     "t1w_age_sex_latent": T1W_AGE_SEX_LATENT,
     "toy_2d_pixel": TOY_SPEC,
 }

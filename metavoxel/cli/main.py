@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from metavoxel.cli import commands, phantom_command, run_commands
+from metavoxel.cli import commands, phantom_command, run_commands, vae_command
 from metavoxel.errors import MetavoxelError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("train-vae")(run_commands.train_vae)
+app.command("import-vae")(vae_command.import_vae)
 app.command("encode")(run_commands.encode)
 app.command("train")(run_commands.train)
 app.command("sample")(run_commands.sample)

@@ -86,7 +86,8 @@ def encode(spec: Spec, data: Data, cache: Annotated[Path, typer.Option("--cache"
 
     with progress_bar() as bar:
         task = bar.add_task("encoding", total=None)
-        counts = encode_run(spec, data, cache, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        counts = encode_run(spec, data, cache, progress=lambda d, t: bar.update(task, completed=d, total=t),
+                            report=lambda line: console().print(line, markup=False, highlight=False))
     console().print(f"{counts['images']} images: {counts['cached_before']} were cached, "
                     f"{counts['images'] - counts['cached_before']} encoded; cache at {cache}")
 

@@ -23,11 +23,13 @@ def finite_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def read_checkpoint_meta(directory: Path, meta_file: str, *, fmt: str, version: int, what: str, writer: str,
+def read_checkpoint_meta(directory: Path, meta_file: str, *, fmt: str, version: int | tuple[int, ...], what: str,
+                         writer: str,
                          checks: Callable[[dict[str, Any]], Mapping[str, Callable[[Any], bool]]]) -> dict[str, Any]:
     """``directory / meta_file`` as a dict, after checking it exists, parses, and has the format and version.
 
     Args:
+        version: the format version this metavoxel reads, or the versions (any other is refused).
         what: the checkpoint's name in messages ("VAE", "baseline").
         writer: what writes such folders, for the remedy ("`metavoxel train-vae` (save_vae)").
         checks: given the parsed metadata, a validity test per required field.
@@ -48,9 +50,11 @@ def read_checkpoint_meta(directory: Path, meta_file: str, *, fmt: str, version: 
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{str(path)!r} is not a metavoxel {what} checkpoint (expected format {fmt!r}, got "
                               f"{got!r}); point at the folder written by {writer}")
-    if meta.get("version") != version:
+    versions = (version,) if isinstance(version, int) else tuple(version)
+    if meta.get("version") not in versions or isinstance(meta.get("version"), bool):
+        reads = " or ".join(str(v) for v in versions)
         raise CheckpointError(f"{str(path)!r} has format version {meta.get('version')!r}, this metavoxel reads "
-                              f"version {version}; use the metavoxel that wrote it or re-save the {what}")
+                              f"version {reads}; use the metavoxel that wrote it or re-save the {what}")
     for key, ok in checks(meta).items():
         if not ok(meta.get(key)):
             raise CheckpointError(f"{str(path)!r}: field {key!r} is {meta.get(key)!r}, which is not valid; the file "

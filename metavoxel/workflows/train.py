@@ -16,6 +16,7 @@ from metavoxel.training.trainer import TrainResult, distributed, train, write_tr
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
 from metavoxel.workflows.card import write_model_card
 from metavoxel.workflows.encode import encode_cohort
+from metavoxel.workflows.latent_scale import fill_scale_factors
 
 __all__ = ["train_run"]
 
@@ -40,8 +41,9 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         resume: continue the newest training state in ``out``.
         cache_dir: latent cache for image_latent variables (default: ``out/latents``).
         progress: ``progress(phase, done, total, loss)``.
-        report: receives one-line messages for the user before training: the cohort's summary (records,
-            subjects, how many have no image).
+        report: receives one-line messages for the user before training: a latent scale factor computed for
+            an imported VAE (`fill_scale_factors`), the cohort's summary (records, subjects, how many have no
+            image).
         log: called with every metrics row as it is logged (e.g. a `TensorBoardLog`, which creates its event
             file on the first row; files it adds under ``out`` go with the rest of a run that fails before its
             first saved state).
@@ -55,12 +57,16 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
     out = Path(out)
     if not resume and (out / "state.json").exists():
         raise InputError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    ddp = distributed()
+    if ddp.rank == 0:  # an imported VAE's scale factor, computed once and recorded in its folder
+        spec = fill_scale_factors(spec, data, report=report)
+    ddp.barrier()
+    spec = fill_scale_factors(spec, data, compute=False)  # the other ranks read what rank 0 recorded
     model = JointModel(spec)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())  # every problem reported at once
     if report is not None:
         report(cohort.summary())
     splits = split_subjects(cohort, (spec.data or DataSpec()).split)
-    ddp = distributed()
     tick = progress or (lambda phase, done, total, loss: None)
     cache = Path(cache_dir) if cache_dir is not None else out / "latents"
     clean_up, before = not resume and ddp.rank == 0, _entries(out)

@@ -145,12 +145,14 @@ def judge_vae_run(spec: ModelSpec | str | Path, data: str | Path, *, variable: s
 
 
 def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | Path, *,
-               progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+               progress: Callable[[int, int], None] | None = None,
+               report: Callable[[str], None] | None = None) -> dict[str, int]:
     """Fill the latent cache for every image of the cohort; returns {"images": n, "cached_before": k}."""
     from metavoxel.vae import LatentCache
     from metavoxel.workflows.encode import cache_key
+    from metavoxel.workflows.latent_scale import fill_scale_factors
 
-    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
+    spec = fill_scale_factors(spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec), data, report=report)
     model = JointModel(spec)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
     cache = LatentCache(cache_dir)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_help_lists_the_commands(capsys):
     assert run(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("plugins", "schema", "demo", "evaluate", "phantom", "plot"):
+    for command in ("plugins", "schema", "demo", "evaluate", "phantom", "plot", "import-vae"):
         assert command in out
 
 

@@ -60,7 +60,7 @@ def test_a_factor_that_disagrees_with_the_record_is_refused(vae_run, given, ok):
     if ok:
         assert ModelSpec.from_file(path).variables[0].scale_factor == given
         return
-    with pytest.raises(SpecError, match=r"scale_factor .* disagrees with 1\.7500 that train-vae recorded in .*vae\.json"):
+    with pytest.raises(SpecError, match=r"scale_factor .* disagrees with 1\.7500 recorded in .*vae\.json"):
         ModelSpec.from_file(path)
 
 
