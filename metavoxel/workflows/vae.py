@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from metavoxel.data import Cohort, DataSpec, read_cohort, split_subjects
+from metavoxel.data.identity import cohort_files
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
+from metavoxel.io.outputs import check_outputs
 from metavoxel.spec import ModelSpec
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
 
@@ -77,6 +79,9 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
                   variable: str | None = None, progress: Callable | None = None, refit_probe: bool = True):
     """Train the spec's VAE on the cohort's training split; save vae.safetensors + vae.json in ``out``.
 
+    Refused before training (InputError) when either file to write is one this call reads (the spec, the
+    cohort's table or images, the perceptual-loss weights).
+
     Returns the `metavoxel.vae.VAEReport`: validation PSNR/SSIM, the latent scale factor and, when there
     are validation images, the signal probe (`probe_signal`: fitted on the raw training images, scored on
     the raw and reconstructed validation images; and, unless ``refit_probe`` is False, which saves
@@ -84,10 +89,16 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
     """
     from metavoxel.vae import save_vae, train_vae
 
+    from metavoxel.vae.checkpoint import META_FILE, WEIGHTS_FILE
+
+    spec_file = None if isinstance(spec, ModelSpec) else spec
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     model = JointModel(spec, load_weights=False)
     name = latent_variable(model, variable)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
+    out = Path(out)
+    check_outputs([("--spec", spec_file), *cohort_files(cohort), ("--perceptual-weights", config.perceptual_weights)],
+                  files=[(f"--out ({f})", out / f) for f in (WEIGHTS_FILE, META_FILE)])  # before training
     splits = split_subjects(cohort, (spec.data or DataSpec()).split)
     train = _images(model, name, cohort, splits["train"])
     val = _images(model, name, cohort, splits["val"]) if splits.get("val") else None
@@ -107,9 +118,12 @@ def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | 
     from metavoxel.vae import LatentCache
     from metavoxel.workflows.encode import cache_key
 
+    spec_file = None if isinstance(spec, ModelSpec) else spec
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     model = JointModel(spec)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
+    check_outputs([("--spec", spec_file), *cohort_files(cohort)],
+                  files=[("--cache (index.json)", Path(cache_dir) / "index.json")])  # the cache's own file
     cache = LatentCache(cache_dir)
     counts = {"images": 0, "cached_before": 0}
     for name in [n for n, v in model.variables.items() if isinstance(v, OwnsFrozenEncoder)]:
