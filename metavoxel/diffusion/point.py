@@ -41,6 +41,7 @@ from metavoxel.diffusion.known import Known
 from metavoxel.diffusion.sampler import Streams
 from metavoxel.errors import InputError
 from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
+from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["MAX_CALLS", "READ_LEVELS", "PointPrediction", "point_plan", "point_predict"]
@@ -170,7 +171,7 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
     for name in targets:
         value = torch.cat(parts[name])  # (N, ...)
         if isinstance(paths[name], GaussianFastPath):
-            decoded = variables[name].decode(value)
+            decoded = checked_decode(variables[name], value)
             k = known.get(name)
             if k is not None and isinstance(variables[name].head, SpatialHead):  # a partly known image, as sample
                 decoded = seamless_paste(decoded, k.values, k.value_mask)

@@ -25,6 +25,7 @@ from metavoxel.diffusion.point import PointPrediction, point_plan, point_predict
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.diffusion.sampler import Network, Streams, decode, reverse_chain
 from metavoxel.errors import InputError
+from metavoxel.seeds import check_seed
 from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["Corrupted", "JointDiffusion"]
@@ -252,14 +253,15 @@ class JointDiffusion:
             A `SampleResult` with values of shape (N, S, ...) per variable.
 
         Raises:
-            InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``,
+            InputError: a bad request (see `metavoxel.diffusion.known.known_values`), ``num_samples < 1``, a ``seed``
+                outside [0, 2**63 - 1] (`metavoxel.seeds`),
                 an unknown precision or grid, ``seeds`` not one per subject, or a conditioning mode or guidance
                 the model was not trained for.
         """
         grid_spacing = self.grid if grid is None else grid
         steps = self.sampling_steps if steps is None else int(steps)
         eta = self.eta if eta is None else float(eta)
-        seed = self.seed if seed is None else int(seed)
+        seed = self.seed if seed is None else check_seed(seed)
         if num_samples < 1:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
         if precision not in ("fp32", "bf16"):
@@ -368,7 +370,7 @@ class JointDiffusion:
             generator: torch.Generator | list[torch.Generator] = [
                 torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
         else:
-            generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else int(seed))
+            generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else check_seed(seed))
         if precision == "bf16":
             network = _autocast(network, self.device)
         return point_predict(self.variables, network, known, n, targets, timesteps=self.timesteps, levels=levels,
