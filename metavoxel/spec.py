@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, SerializeAsAn
 
 from metavoxel.data.spec import DataSpec
 from metavoxel.errors import PluginError, SpecError
+from metavoxel.seeds import SEED_MAX
 from metavoxel.plugins.registry import Registry, default_registry
 from metavoxel.processes.schedules import make_schedule
 
@@ -209,7 +210,7 @@ class ModelSpec(BaseModel):
     diffusion: DiffusionSpec = Field(default_factory=DiffusionSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     data: DataSpec | None = Field(None, description="How a cohort table or BIDS tree maps onto the variables.")
-    seed: int = Field(0, ge=0, description="Seed for initialisation and default sampling.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for initialisation and default sampling.")
 
     @model_validator(mode="before")
     @classmethod
@@ -282,7 +283,8 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path, *, registry: Registry | None = None) -> ModelSpec:
-        """Load a spec from YAML (``.yaml``/``.yml``) or JSON; relative paths in it are relative to its folder."""
+        """Load a spec from YAML (``.yaml``/``.yml``) or JSON — also a run directory's spec.json, so a run can be
+        resumed with its own spec; relative paths in it are relative to its folder."""
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"spec file {str(path)!r} does not exist; give the path of a .yaml or .json spec")
@@ -293,6 +295,8 @@ class ModelSpec(BaseModel):
             raise SpecError(_syntax_error(path, exc)) from None
         if not isinstance(data, dict):
             raise SpecError(f"{path} must hold a mapping with 'variables', got {type(data).__name__}")
+        if isinstance(data.get("spec"), dict) and "metavoxel" in data:  # a run directory's spec.json (save_spec)
+            data = data["spec"]
         return cls.from_dict(data, registry=registry, source=str(path), spec_dir=path.parent)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,5 +16,5 @@ def write_run(out: Path, spec: dict, *, registry=None, seed: int = 0) -> Path:
     model = mv.JointModel(spec, registry=registry)
     out.mkdir(parents=True, exist_ok=True)
     save_spec(out, model)
-    save_weights(out / WEIGHTS_FILE, model.state_dict())
+    save_weights(out / WEIGHTS_FILE, model.state_dict(), spec=model.spec)  # sealed, as train writes it
     return out

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from metavoxel.cli.run_commands import seed_option
+
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output directory.")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.", callback=seed_option)]
 
 
 def plugins() -> None:

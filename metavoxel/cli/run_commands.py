@@ -20,7 +20,17 @@ Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (defau
 Grid = Annotated[str | None, typer.Option("--grid", help="Spacing of the reverse steps' levels: quadratic (fine near "
                                           "t = 0, which keeps a scalar's sample spread) or uniform (the paper's). "
                                           "Default: the model's.")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).")]
+
+
+def seed_option(value: int | None) -> int | None:
+    """``--seed`` checked as it is parsed (`metavoxel.seeds.check_seed`): an out-of-range seed is one line with exit
+    code 2 before any work, not an overflow traceback from the random generator."""
+    from metavoxel.seeds import check_seed
+
+    return None if value is None else check_seed(value, "--seed")
+
+
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the model's).", callback=seed_option)]
 Samples = Annotated[int, typer.Option("--num-samples", "-n", help="Samples per subject.", min=1)]
 Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 network autocast.")]
 Conditioning = Annotated[str | None, typer.Option("--conditioning", help="How fixed variables are held: repaint "
@@ -99,8 +109,10 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
           val_every: Annotated[int, typer.Option(help="Validation every N steps.", min=1)] = 500,
           checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.", min=1)] = 500,
           cache: Annotated[Path | None, typer.Option(help="Latent cache (default OUT/latents).")] = None,
-          resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-          seed: Annotated[int, typer.Option(help="Data order and noise seed.")] = 0,
+          resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly: refused, naming "
+                                                   "what differs, if the spec, data or settings are not the run's "
+                                                   "(--spec OUT/spec.json gives its own spec).")] = False,
+          seed: Annotated[int, typer.Option(help="Data order and noise seed.", callback=seed_option)] = 0,
           tensorboard: Annotated[bool, typer.Option(
               "--tensorboard", help="Also log the metrics to OUT/tensorboard (needs metavoxel[tensorboard]).")]
           = False) -> None:
@@ -209,7 +221,7 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
              split: Annotated[str, typer.Option(help="train, val or test (the run's splits.json), or all records "
                                                 "of --data.")] = "test",
              num_samples: Samples = 3, steps: Steps = None, grid: Grid = None,
-             seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+             seed: Annotated[int, typer.Option(help="Sampling seed.", callback=seed_option)] = 0,
              image: Annotated[str, typer.Option("--image", help="The image variable.")] = "image",
              continuous: Annotated[str, typer.Option("--continuous", help="The continuous variable (regression).")]
              = "age",

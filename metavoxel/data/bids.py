@@ -37,7 +37,7 @@ from typing import Any
 from metavoxel.data.cells import CellReader, warn_clipped
 from metavoxel.data.columns import Columns, check_spec_names, resolve_columns, warn_absent
 from metavoxel.data.delimited import Row, Sheet, read_delimited
-from metavoxel.data.images import check_image, is_image
+from metavoxel.data.images import check_image, is_image, warn_reused
 from metavoxel.data.problems import CohortWarning, Problems, list_places
 from metavoxel.data.records import Cohort, Record, session_id, subject_id, without_image_note
 from metavoxel.data.spec import DataSpec
@@ -189,6 +189,7 @@ def read_bids(root: str | Path, variables: Mapping[str, Variable], spec: DataSpe
     clipped = warn_clipped(str(root), readers)
     names = tuple(n for n in variables if n == image or n in columns.mapping)
     images = tuple(n for n in names if is_image(variables[n]))
+    warn_reused(str(root), records, images)
     return Cohort(tuple(records), names, str(root), clipped, images)
 
 

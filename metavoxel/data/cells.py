@@ -97,7 +97,9 @@ class CellReader:
             self.clipped += 1
             return min(max(value, lo), hi)
         raise InputError(f"{self.variable.name}: {text!r} is outside the declared range [{lo:g}, {hi:g}]; correct "
-                         "the value, widen the variable's range in the spec, or set data.out_of_range: clip")
+                         "the value or leave the cell empty (a model answers only within the range it was trained "
+                         "on: values outside need a model trained with a wider declared range, or with "
+                         "data.out_of_range: clip to clip them with a warning)")
 
 
 def warn_clipped(source: str, readers: Mapping[str, CellReader]) -> dict[str, int]:

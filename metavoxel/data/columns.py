@@ -2,7 +2,9 @@
 
 A variable named in ``data.columns`` must find that exact column; any other variable is read from the
 column of its own name (matched ignoring case when unambiguous) and, if there is none, is *absent*: the
-cohort does not provide it, training treats it as missing everywhere, and a `CohortWarning` says so.
+cohort does not provide it, training treats it as missing everywhere, and a `CohortWarning` says so. Two
+columns matching a variable only ignoring case (``Age`` and ``AGE``) are a problem naming both, not an
+absent variable.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def resolve_columns(names: Iterable[str], spec: DataSpec, sheets: Sequence[Sheet
         explicit = name in spec.columns
         if any(s.column(column, fold=not explicit) is not None for s in sheets):
             mapping[name] = column
+        elif not explicit and any(len(s.folded(column)) > 1 for s in sheets):
+            both = next(s.folded(column) for s in sheets if len(s.folded(column)) > 1)
+            shown = " and ".join(repr(c) for c in both)
+            problems.add("header", f"columns {shown} both match variable {name!r} (ignoring case), so neither is "
+                         f"read; name the one to use in data.columns (e.g. {name}: {both[0]}) or rename the other")
         elif explicit:
             shown = sheets[0].describe_columns(column) if sheets else "there are no columns"
             problems.add("data.columns", f"maps {name!r} to column {column!r}, which the table does not have; "

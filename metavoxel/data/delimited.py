@@ -50,6 +50,10 @@ class Sheet:
                 return folded[0]
         return None
 
+    def folded(self, name: str) -> tuple[str, ...]:
+        """Every header column equal to ``name`` ignoring case (``Age`` and ``AGE`` for ``age``)."""
+        return tuple(c for c in self.header if c.casefold() == name.casefold())
+
     def describe_columns(self, name: str | None = None) -> str:
         """``columns are a, b, c`` with a did-you-mean for ``name``, for error messages."""
         close = difflib.get_close_matches(name, self.header, n=1) if name else []

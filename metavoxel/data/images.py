@@ -11,15 +11,18 @@ checked once per process while its size and modification time stay the same.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from metavoxel.errors import InputError
+from metavoxel.io.nifti import FOLDER_GIVEN
 from metavoxel.variables.capabilities import voxel_grid
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["NIFTI_SUFFIXES", "check_image", "check_voxels", "image_geometry", "is_image"]
+__all__ = ["NIFTI_SUFFIXES", "check_image", "check_voxels", "image_geometry", "is_image", "warn_reused"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) -> voxel problem or None
@@ -57,6 +60,8 @@ def check_image(variable: Variable, text: str, base: Path, *, voxels: bool = Tru
     path = Path(text).expanduser()
     path = Path(os.path.abspath(path if path.is_absolute() else base / path))
     name = variable.name
+    if path.is_dir():
+        raise InputError(f"{name}: {text!r} {FOLDER_GIVEN}")
     if not path.is_file():
         raise InputError(f"{name}: file {text!r} does not exist (looked for {str(path)!r}); fix the path — "
                          f"relative paths are relative to {str(base)!r}")
@@ -127,6 +132,36 @@ def _voxel_problem(img) -> str | None:
         what = "every voxel is 0: the scan is empty" if lo == 0 else f"every voxel is {lo:g}: the scan holds no image"
         return f"is constant ({what}); give the file of the actual scan, or leave the cell empty"
     return None
+
+
+def warn_reused(source: str, records: Sequence, images: Sequence[str]) -> None:
+    """One `CohortWarning` when one image file serves several records, naming them (rows, or BIDS files).
+
+    Every record is read as a scan of its own, so a table that gives two subjects (or two sessions) the same
+    file — a copy-paste slip, or one scan linked under two names — trains and answers as if there were two
+    scans. Files are compared by identity (device and inode), so symlinks and hard links of one file count.
+    """
+    from metavoxel.data.problems import CohortWarning, list_places
+
+    groups: dict[object, list[tuple[str, str]]] = {}
+    for record in records:
+        for name in images:
+            path = record.values.get(name)
+            if not path:
+                continue
+            try:
+                stat = os.stat(path)
+                key: object = (stat.st_dev, stat.st_ino)
+            except OSError:
+                key = os.path.realpath(path)
+            groups.setdefault(key, []).append((record.source, path))
+    shared = [group for group in groups.values() if len(group) > 1]
+    if shared:
+        first = shared[0]
+        more = f"; {len(shared) - 1} more file(s) are shared likewise" if len(shared) > 1 else ""
+        warnings.warn(f"{source}: one image file serves {len(first)} records ({list_places([s for s, _ in first])}: "
+                      f"{first[0][1]}){more}; each record is read as a scan of its own, so give each its own scan or "
+                      "keep one row", CohortWarning, stacklevel=3)
 
 
 def _row(matrix: np.ndarray) -> str:

@@ -5,6 +5,9 @@ leaks between training and evaluation. Subjects are ranked by ``sha256(f"{seed}:
 permutation of the sorted ids that depends only on the seed and the ids — not on row order, file
 order, library versions or which other subjects are present (adding a subject never moves another).
 The test subjects are taken first, then validation, so changing ``val`` leaves the test set alone.
+
+The file also records the cohort's source and each subject's fingerprint (`metavoxel.data.identity`), so a
+cohort that is not the run's, even with the same subject ids, is recognised (`foreign_cohort`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from metavoxel.data.identity import subject_fingerprints
 from metavoxel.data.records import Cohort
 from metavoxel.data.spec import SplitSpec
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json
 
-__all__ = ["SPLITS", "SPLITS_FORMAT", "assign_splits", "load_splits", "save_splits", "split_counts", "split_subjects"]
+__all__ = ["SPLITS", "SPLITS_FORMAT", "assign_splits", "foreign_cohort", "load_splits", "read_splits", "save_splits",
+           "split_counts", "split_subjects"]
 
 SPLITS = ("train", "val", "test")
 SPLITS_FORMAT = "metavoxel.splits/1"
@@ -86,20 +91,17 @@ def save_splits(path: str | Path, splits: Mapping[str, Sequence[int]], cohort: C
     """
     path = Path(path)
     subjects = _subjects_per_split(splits, cohort)
-    document = {"format": SPLITS_FORMAT, "source": cohort.source, **subjects}
+    document = {"format": SPLITS_FORMAT, "source": cohort.source, **subjects,
+                "fingerprints": subject_fingerprints(cohort)}
     write_json(path, document)
     return path
 
 
-def load_splits(path: str | Path, cohort: Cohort) -> dict[str, list[int]]:
-    """Read a splits file and give the record indices of ``cohort`` per split.
-
-    Subjects listed in the file but absent from the cohort (e.g. excluded since) are ignored; every
-    subject of the cohort must be listed.
+def read_splits(path: str | Path) -> dict:
+    """A splits file as written by `save_splits` (``source``, subject ids per split, ``fingerprints`` when recorded).
 
     Raises:
-        InputError: the file is missing or malformed, a subject is in two splits, or cohort subjects are
-            in no split.
+        InputError: the file is missing or malformed, or puts a subject in two splits.
     """
     path = Path(path)
     if not path.is_file():
@@ -118,6 +120,52 @@ def load_splits(path: str | Path, cohort: Cohort) -> dict[str, list[int]]:
             if where.setdefault(subject, name) != name:
                 raise InputError(f"{str(path)!r} puts subject {subject} in both {where[subject]} and {name}; "
                                  "a subject belongs to one split — fix or delete the file")
+    return document
+
+
+def foreign_cohort(path: str | Path, cohort: Cohort) -> str | None:
+    """Why ``cohort`` is not the cohort the splits file was made from, or None when it is (all of it or a part).
+
+    It is not when it has subjects the file does not list, or subjects whose data differ from the fingerprints
+    the file records; a file written before fingerprints were recorded is compared by its ``source`` path.
+
+    Raises:
+        InputError: the file is missing or malformed (`read_splits`).
+    """
+    document = read_splits(path)
+    listed = {s for name in SPLITS for s in document[name]}
+    unlisted = [s for s in cohort.subjects() if s not in listed]
+    if unlisted:
+        total = len(cohort.subjects())
+        return f"{len(unlisted)} of its {total} subjects are not in the run's splits (e.g. {unlisted[0]})"
+    recorded = document.get("fingerprints")
+    if isinstance(recorded, dict):
+        now = subject_fingerprints(cohort)
+        changed = sorted(s for s in now if recorded.get(s) != now[s])
+        if changed:
+            return (f"the data of {len(changed)} of its {len(now)} subjects differ from those the run was trained on "
+                    f"(e.g. {changed[0]})")
+        return None
+    source = document.get("source")
+    if isinstance(source, str) and source and cohort.source and \
+            Path(source).resolve() != Path(cohort.source).resolve():
+        return f"the run was trained on {source!r}"
+    return None
+
+
+def load_splits(path: str | Path, cohort: Cohort) -> dict[str, list[int]]:
+    """Read a splits file and give the record indices of ``cohort`` per split.
+
+    Subjects listed in the file but absent from the cohort (e.g. excluded since) are ignored; every
+    subject of the cohort must be listed.
+
+    Raises:
+        InputError: the file is missing or malformed, a subject is in two splits, or cohort subjects are
+            in no split.
+    """
+    path = Path(path)
+    document = read_splits(path)
+    where = {subject: name for name in SPLITS for subject in document[name]}
     unlisted = [s for s in cohort.subjects() if s not in where]
     if unlisted:
         shown = ", ".join(unlisted[:10]) + (f" and {len(unlisted) - 10} more" if len(unlisted) > 10 else "")

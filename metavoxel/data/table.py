@@ -9,7 +9,7 @@ from pathlib import Path
 from metavoxel.data.cells import CellReader, warn_clipped
 from metavoxel.data.columns import check_spec_names, resolve_columns, warn_absent
 from metavoxel.data.delimited import read_delimited
-from metavoxel.data.images import is_image
+from metavoxel.data.images import is_image, warn_reused
 from metavoxel.data.problems import CohortWarning, Problems
 from metavoxel.data.records import Cohort, Record, session_id, subject_id, without_image_note
 from metavoxel.data.spec import DataSpec
@@ -115,6 +115,7 @@ def read_table(path: str | Path, variables: Mapping[str, Variable], spec: DataSp
     if no_image:
         warnings.warn(f"{path}: {without_image_note(no_image, use=use)}", CohortWarning, stacklevel=2)
     clipped = warn_clipped(str(path), readers)
+    warn_reused(str(path), records, images)
     return Cohort(tuple(records), tuple(columns.mapping), str(path), clipped, images)
 
 

@@ -15,25 +15,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metavoxel.errors import OptionError
+from metavoxel.errors import InputError, OptionError
+from metavoxel.seeds import check_seed
 
-__all__ = ["GRIDS", "MAX_SEED", "PRECISIONS", "PointOptions", "SamplingOptions", "check_seed"]
+__all__ = ["GRIDS", "PRECISIONS", "PointOptions", "SamplingOptions"]
 
 PRECISIONS = ("fp32", "bf16")
 GRIDS = ("uniform", "quadratic")
-#: Seeds go to `torch.Generator.manual_seed`, which takes a 64-bit integer.
-MAX_SEED = 2**63 - 1
 
 
 def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_seed(value: Any, option: str = "seed") -> int:
-    """``value`` as a seed: an integer in [0, 2**63 - 1], else `OptionError` naming ``option``."""
-    if not _integer(value) or not 0 <= value <= MAX_SEED:
-        raise OptionError(f"{{{option}}} must be an integer in [0, {MAX_SEED}], got {value!r}", option)
-    return int(value)
+def _seed(value: Any, option: str) -> int:
+    """`metavoxel.seeds.check_seed`, as an OptionError naming ``option``."""
+    try:
+        return check_seed(value, "{" + option + "}")
+    except InputError as exc:
+        raise OptionError(str(exc), option) from None
 
 
 def _seeds(value: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -41,7 +41,7 @@ def _seeds(value: Sequence[int] | None) -> tuple[int, ...] | None:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise OptionError(f"{{seeds}} must be a list of integers (one per subject), got {value!r}", "seeds")
-    return tuple(check_seed(int(s) if hasattr(s, "__index__") else s, "seeds") for s in value)
+    return tuple(_seed(s, "seeds") for s in value)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class SamplingOptions:
         if self.grid is not None and self.grid not in GRIDS:
             raise OptionError(f"{{grid}} must be one of {', '.join(GRIDS)}, got {self.grid!r}", "grid")
         if self.seed is not None:
-            check_seed(self.seed)
+            object.__setattr__(self, "seed", _seed(self.seed, "seed"))
         object.__setattr__(self, "seeds", _seeds(self.seeds))
         if self.eta is not None and not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
             raise OptionError(f"{{eta}} must be a number in [0, 1], got {self.eta!r}", "eta")
@@ -135,7 +135,7 @@ class PointOptions:
 
     def __post_init__(self) -> None:
         if self.seed is not None:
-            check_seed(self.seed)
+            object.__setattr__(self, "seed", _seed(self.seed, "seed"))
         object.__setattr__(self, "seeds", _seeds(self.seeds))
         if self.batch_size is not None and (not _integer(self.batch_size) or self.batch_size < 1):
             raise OptionError(f"{{batch_size}} must be an integer >= 1, got {self.batch_size!r}", "batch_size")

@@ -43,6 +43,7 @@ from metavoxel.diffusion.options import PointOptions
 from metavoxel.diffusion.sampler import Streams, autocast_network
 from metavoxel.errors import InputError, OptionError
 from metavoxel.variables.fast_path import DiscreteFastPath, FusedDiscrete, FusedGaussian, GaussianFastPath
+from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["MAX_CALLS", "READ_LEVELS", "PointPrediction", "point_plan", "point_predict", "predict_point"]
@@ -226,7 +227,7 @@ def point_predict(variables: Mapping[str, Variable], network: Callable, known: M
     for name in targets:
         value = torch.cat(parts[name])  # (N, ...)
         if isinstance(paths[name], GaussianFastPath):
-            decoded = variables[name].decode(value)
+            decoded = checked_decode(variables[name], value)
             k = known.get(name)
             if k is not None and isinstance(variables[name].head, SpatialHead):  # a partly known image, as sample
                 decoded = seamless_paste(decoded, k.values, k.value_mask)

@@ -27,6 +27,7 @@ from metavoxel.diffusion.blend import seamless_paste
 from metavoxel.diffusion.conditioning import Conditions, call_network
 from metavoxel.diffusion.fused import CategoricalGroup, GaussianGroup
 from metavoxel.diffusion.known import Known
+from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import SpatialHead, Variable
 
 __all__ = ["decode", "overwrite", "reverse_chain", "Streams"]
@@ -166,7 +167,8 @@ def overwrite(variables: Mapping[str, Variable], z: dict[str, torch.Tensor], kno
 
 def decode(variables: Mapping[str, Variable], z: Mapping[str, torch.Tensor],
            known: Mapping[str, Known]) -> dict[str, torch.Tensor]:
-    """z0 -> values on the CPU, with known values returned exactly.
+    """z0 -> values on the CPU, with known values returned exactly; a kind whose decode gives NaN or infinite values
+    is named with the fix (`metavoxel.variables.decoded.checked_decode`).
 
     An image known in part (a keep-mask) gets its known voxels back by `seamless_paste`: the generated voxels
     near the mask's border are moved by the decoder's error on the known ones, so no step is left there.
@@ -177,7 +179,7 @@ def decode(variables: Mapping[str, Variable], z: Mapping[str, torch.Tensor],
         if k is not None and bool(k.value_mask.all()):
             values[name] = k.values  # fully known: no decode needed
             continue
-        decoded = var.decode(z[name])
+        decoded = checked_decode(var, z[name])
         if k is None:
             values[name] = decoded
         elif isinstance(var.head, SpatialHead):

@@ -37,6 +37,7 @@ from metavoxel.errors import InputError
 from metavoxel.evaluation.image_metrics import fid_mmd_3plane, ms_ssim_diversity
 from metavoxel.evaluation.scalar_metrics import classification_metrics, regression_metrics, sample_frequencies
 from metavoxel.evaluation.uncertainty import uncertainty_metrics
+from metavoxel.seeds import check_seed
 from metavoxel.evaluation.zero_shot import (Roles, categorical_truth, conditioning_table, continuous_truth,
                                             likelihood_classification, sample_variable)
 from metavoxel.variables.capabilities import HasCategories, HasValueRange
@@ -154,6 +155,7 @@ def evaluate_model(model: JointModel, test: Mapping[str, Any], *, val: Mapping[s
     options = options or EvaluationOptions()
     roles = options.roles.check(model)
     check_method(model, options.method)
+    check_seed(options.seed)
     tick = progress or (lambda phase, done, total: None)
     n = len(test[roles.continuous])
     seeds = _seeds(subjects, options.seed)

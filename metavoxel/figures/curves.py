@@ -20,6 +20,7 @@ import numpy as np
 
 from metavoxel.errors import InputError
 from metavoxel.figures.canvas import COLOURS, figure, save_figure
+from metavoxel.io.outputs import check_outputs
 
 __all__ = ["read_metrics", "training_curves"]
 
@@ -68,8 +69,10 @@ def training_curves(run_dir: str | Path, out: str | Path | None = None, *, vecto
         InputError: no readable ``metrics.jsonl`` in ``run_dir`` (see `read_metrics`).
     """
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.jsonl")
     out = Path(out) if out is not None else run_dir / "training_curves.png"
+    vector_copy = [("--out (its vector copy)", out.with_suffix(f".{vector}"))] if vector else []
+    check_outputs([("the run's metrics.jsonl", run_dir / "metrics.jsonl")], files=[("--out", out), *vector_copy])
+    rows = read_metrics(run_dir / "metrics.jsonl")
     variables = sorted({k for row in rows for k in row if k.startswith("loss/")})
     others = sorted({k for row in rows for k in row if k.startswith("val") and k != "val_loss"})
     panels = 2 + bool(others)

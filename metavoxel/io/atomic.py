@@ -2,7 +2,9 @@
 
 A crash or kill mid-write leaves either the old file or the new one, never half a file. The file gets the
 mode an ordinary ``open()`` would give it (0666 less the process umask: 0644 under the usual umask 022), so
-colleagues can read a shared run; ``tempfile.mkstemp`` alone would leave it 0600.
+colleagues can read a shared run; ``tempfile.mkstemp`` alone would leave it 0600. The mode is set after the
+writer has run: a writer may replace the temporary file with one of its own (``safetensors.torch.save_file``
+does, with mode 0600), so a mode set before would be lost.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, _default_mode())  # mkstemp creates 0600
         write(tmp)
+        os.chmod(tmp, _default_mode())  # after writing: mkstemp creates 0600, and a writer may replace the file
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

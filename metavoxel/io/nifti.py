@@ -8,9 +8,11 @@ import numpy as np
 
 from metavoxel.errors import InputError
 
-__all__ = ["read_nifti"]
+__all__ = ["FOLDER_GIVEN", "read_nifti"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+FOLDER_GIVEN = ("is a folder, not an image file; give a NIfTI file (.nii or .nii.gz) — a DICOM series (a folder of "
+                ".dcm files) needs converting first, e.g. with dcm2niix")
 
 
 def read_nifti(path: str | Path, *, spatial_dims: int = 3, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
@@ -20,11 +22,13 @@ def read_nifti(path: str | Path, *, spatial_dims: int = 3, what: str = "image") 
     ``spatial_dims=2`` a file of shape (X, Y) or (X, Y, 1) gives (1, X, Y).
 
     Raises:
-        InputError: the file is missing, not NIfTI, unreadable, or of the wrong dimensionality.
+        InputError: the file is missing or a folder, not NIfTI, unreadable, or of the wrong dimensionality.
     """
     import nibabel as nib
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what}: {str(path)!r} {FOLDER_GIVEN}")
     if not path.is_file():
         raise InputError(f"{what}: file {str(path)!r} does not exist; give the path of a .nii or .nii.gz file")
     if not path.name.endswith(NIFTI_SUFFIXES):

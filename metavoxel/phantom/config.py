@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from metavoxel.errors import InputError
+from metavoxel.seeds import SEED_MAX
 
 __all__ = ["PhantomConfig", "grid_affine", "world_axes"]
 
@@ -52,7 +53,7 @@ class PhantomConfig(BaseModel):
     size: tuple[int, int, int] = Field((32, 32, 32), description="Voxel grid, 32-128 per axis; an int N means N³.")
     fov_mm: tuple[float, float, float] = Field((176.0, 176.0, 176.0), description=(
         "Field of view in mm per axis (an int/float means a cube); voxel size = fov_mm / size."))
-    seed: int = Field(0, ge=0, description="Subject k's randomness derives from (seed, k) alone.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Subject k's randomness derives from (seed, k) alone.")
     age_mean: float = Field(70.0, description="Mean of the truncated-normal age distribution (years).")
     age_sd: float = Field(10.0, ge=0, le=100, description="SD of the age distribution before truncation (years).")
     age_range: tuple[float, float] = Field((40.0, 95.0), description="Ages outside [lo, hi] are redrawn.")

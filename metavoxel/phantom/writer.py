@@ -10,22 +10,21 @@ Layout::
     out/sub-0001/anat/sub-0001_T1w.nii.gz float32, RAS+ affine in both sform and qform
 
 Everything is written into a hidden temporary sibling ``.<name>.<random>.tmp`` and renamed onto ``out``
-at the end, so a failure or kill leaves no half-written dataset (at most the hidden folder of a killed
-run). An existing non-empty ``out`` is refused unless ``overwrite=True``, and even then only when it is
+at the end (`metavoxel.io.staging.staged_folder`), so a failure or kill leaves no half-written dataset (at
+most the hidden folder of a killed run). An existing non-empty ``out`` is refused unless ``overwrite=True``, and even then only when it is
 a phantom dataset (holds phantom.json) — a guard against replacing an unrelated folder.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json, write_text
+from metavoxel.io.outputs import check_outputs
+from metavoxel.io.staging import staged_folder
 from metavoxel.phantom import anatomy, model
 from metavoxel.phantom.cohort import phantom_subject
 from metavoxel.phantom.config import PhantomConfig
@@ -57,21 +56,19 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
 
     Raises:
         InputError: ``out`` is a file, or a non-empty folder (without ``overwrite``, or not a phantom dataset),
-            or the template cannot be used. Nothing is left at ``out`` on failure.
+            or holds the template, or the template cannot be used. Nothing is left at ``out`` on failure.
     """
     from metavoxel import __version__
     from metavoxel.io.nifti_write import write_nifti
 
     out = Path(out).expanduser()
     _check_target(out, overwrite)
+    check_outputs([("the template", config.template)], folders=[("the output folder", out)])
     if config.template is not None:  # fail on a bad template before creating anything
         from metavoxel.phantom.template import load_template
 
         load_template(config.template, config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
-    staging.mkdir()  # like any new folder (umask permissions), unlike mkdtemp's 0700
-    try:
+    with staged_folder(out) as staging:  # all or nothing: swapped in for out once every file is written
         rows, truth = [], []
         for index in range(config.subjects):
             subject = phantom_subject(config, index)
@@ -88,10 +85,6 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
         write_json(staging / "phantom.json", {"generator": f"metavoxel {__version__}",
                                               "config": config.model_dump(mode="json"), "model": _constants(),
                                               "subjects": truth})
-        _swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
@@ -106,21 +99,6 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if not (out / "phantom.json").is_file():
         raise InputError(f"refusing to overwrite {str(out)!r}: it is not a phantom dataset (no phantom.json); "
                          "remove it yourself or choose another folder")
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Rename ``staging`` onto ``out``; an existing ``out`` is moved aside first and deleted after."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = out.parent / f".{out.name}.{secrets.token_hex(6)}.old"
-    os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _description(config: PhantomConfig, version: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from metavoxel.errors import InputError
 from metavoxel.plugins.registry import Registry
 from metavoxel.processes.schedules import make_schedule
 from metavoxel.variables.capabilities import HasCategories, HasValueRange, is_lossless
+from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind, missing_members
 from metavoxel.variables.summary_contract import summary_problem
 from metavoxel.testing.fast_path import check_fast_path
@@ -211,9 +212,7 @@ def check_domain(case: Case) -> None:
     for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
         t_, s_ = torch.full((B,), t, dtype=torch.long), torch.full((B,), s, dtype=torch.long)
         z = var.reverse_step(z, case.output(seed=17 + i), t_, s_, eta=1.0, generator=_gen(30 + i))
-    values = var.decode(z)
-    if values.is_floating_point():
-        assert torch.isfinite(values).all(), "decoded samples are not finite"
+    values = checked_decode(var, z)  # the check sampling makes: finite, or the kind and the fix named
     _values, present = var.values(values)
     assert present.all(), "values() marks decoded samples as missing; samples must be values the kind accepts"
     if isinstance(var, HasValueRange):

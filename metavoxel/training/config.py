@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metavoxel.seeds import SEED_MAX
+
 __all__ = ["TrainConfig"]
 
 
@@ -23,5 +25,5 @@ class TrainConfig(BaseModel):
     val_every: int = Field(500, ge=1, description="Validation loss every N steps (and at the end).")
     checkpoint_every: int = Field(500, ge=1, description="Resumable state every N steps (and at the end).")
     log_every: int = Field(10, ge=1, description="A metrics.jsonl line every N steps.")
-    seed: int = Field(0, ge=0, description="Data order, timesteps and noise.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Data order, timesteps and noise.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")

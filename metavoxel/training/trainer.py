@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 
 from metavoxel.diffusion.joint import JointModel
-from metavoxel.errors import InputError, MetavoxelError
-from metavoxel.io.atomic import write_json
+from metavoxel.errors import CheckpointError, InputError, MetavoxelError
+from metavoxel.io.atomic import write_json, write_text
+from metavoxel.runs import SEAL_KEY, spec_digest
 from metavoxel.training.checkpoint import load_state, save_state, save_weights
 from metavoxel.training.config import TrainConfig
 
@@ -166,7 +167,7 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
                 if best_val is None or row["val_loss"] < best_val:
                     best_val = row["val_loss"]
                     if run_dir is not None and ddp.rank == 0:
-                        save_weights(run_dir / "best.safetensors", _ema_state(model, params, ema))
+                        save_weights(run_dir / "best.safetensors", _ema_state(model, params, ema), spec=model.spec)
             history.append(row)
             if run_dir is not None and ddp.rank == 0:
                 with (run_dir / "metrics.jsonl").open("a") as fh:
@@ -265,34 +266,44 @@ def _checkpoint(run_dir, step, best_val, model, params, ema, optimiser, schedule
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"best_val": best_val, "epoch": order.epoch, "pos": order.pos, "param_groups": opt["param_groups"],
             "schedule": schedule.state_dict(), "config": config.model_dump()}
-    save_state(run_dir, step, tensors, meta)
-    save_weights(run_dir / "model.safetensors", _ema_state(model, params, ema))
+    save_state(run_dir, step, tensors, meta, spec=model.spec)
+    save_weights(run_dir / "model.safetensors", _ema_state(model, params, ema), spec=model.spec)
 
 
 def _restore(run_dir, model, params, ema, optimiser, schedule, noise, order) -> tuple[int, float | None]:
     if run_dir is None:
         raise InputError("resume needs a run directory")
     tensors, meta = load_state(run_dir)
-    for i, p in enumerate(params):
-        p.data.copy_(tensors[f"param.{i}"])
-    if ema is not None:
-        for i, e in enumerate(ema):
-            e.copy_(tensors[f"ema.{i}"])
-    slots: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            slots.setdefault(int(index), {})[name] = value
-    optimiser.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-    schedule.load_state_dict(meta["schedule"])
-    noise.set_state(tensors["rng.noise"].to(torch.uint8))
-    torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-    order.seek(meta["epoch"], meta["pos"])
-    step = int(meta["step"])
+    seal = meta.get(SEAL_KEY)
+    if seal is not None and seal != spec_digest(model.spec):
+        raise CheckpointError(f"the training state in {run_dir} was trained with another spec than this model's; "
+                              f"resume with the run's own spec ({run_dir / 'spec.json'}), or train a new run")
+    try:
+        for i, p in enumerate(params):
+            p.data.copy_(tensors[f"param.{i}"])
+        if ema is not None:
+            for i, e in enumerate(ema):
+                e.copy_(tensors[f"ema.{i}"])
+        slots: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                slots.setdefault(int(index), {})[name] = value
+        optimiser.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        schedule.load_state_dict(meta["schedule"])
+        noise.set_state(tensors["rng.noise"].to(torch.uint8))
+        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+        order.seek(meta["epoch"], meta["pos"])
+        step = int(meta["step"])
+    except (KeyError, ValueError, RuntimeError) as exc:  # missing entries, other shapes or counts
+        what = f"no entry {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:160]
+        raise CheckpointError(f"the training state in {run_dir} does not fit this model ({what}); the run is damaged or "
+                              "was trained with another spec: restore it from a backup, or train a new run into "
+                              "another --out") from None
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():  # drop lines logged after the checkpoint we resume from
         kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        metrics.write_text("".join(line + "\n" for line in kept))
+        write_text(metrics, "".join(line + "\n" for line in kept))
     return step, meta["best_val"]
 
 

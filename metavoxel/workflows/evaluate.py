@@ -1,13 +1,19 @@
 """`evaluate_run`: the paper's evaluation of a trained run on its held-out split (or any cohort).
 
 Writes ``metrics.json``, ``report.md`` and figures (PNG + PDF: predicted vs true, reliability diagram,
-rank histogram, Table 2 panels, real and generated brains; see `write_figures`) to ``out``, each file
-atomically.
+rank histogram, Table 2 panels, real and generated brains; see `write_figures`) to ``out`` as one whole: into
+a staging folder that replaces ``out`` when complete (`metavoxel.io.staging`).
+
+A cohort that is not the run's — subjects the run's splits.json does not list, or whose data differ from the
+fingerprints it records (`metavoxel.data.splits.foreign_cohort`), even when the subject ids are the same — is
+evaluated as ``--split all``, with the run's own training mean (recorded in train.json) as Table 2's trivial
+predictor, and one `EvaluationWarning` says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import warnings
@@ -19,14 +25,21 @@ import numpy as np
 import torch
 
 from metavoxel.data import Cohort, DataSpec, load_splits, read_cohort
+from metavoxel.data.identity import cohort_files
 from metavoxel.data.records import record_keys
+from metavoxel.data.splits import foreign_cohort
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json, write_text
+from metavoxel.io.outputs import check_outputs
+from metavoxel.io.staging import check_replaceable, staged_folder
 from metavoxel.variables.capabilities import HasCategories, HasValueRange, OwnsFrozenEncoder
 
-__all__ = ["EvaluationWarning", "evaluate_run", "json_ready", "population_mean", "records", "split_indices",
-           "write_figures"]
+# what `evaluate` writes into its --out folder besides metrics.json: an earlier output holds nothing else
+EVALUATION_FILES = ("report.md", "*.png", "*.pdf", "*.svg")
+
+__all__ = ["EVALUATION_FILES", "EvaluationWarning", "evaluate_run", "json_ready", "population_mean", "records",
+           "split_indices", "write_figures"]
 
 
 class EvaluationWarning(UserWarning):
@@ -55,25 +68,37 @@ def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[i
     return {**splits, "test": splits[split]}
 
 
-def population_mean(run_dir: Path, cohort: Cohort, splits: Mapping[str, list[int]], split: str, name: str
-                    ) -> tuple[float, str]:
+def population_mean(run_dir: Path, cohort: Cohort, splits: Mapping[str, list[int]], split: str, name: str, *,
+                    own: bool = True) -> tuple[float, str]:
     """The trivial predictor of Table 2: ``(mean of variable name, where that mean comes from)``.
 
-    The run's training split when it has records in ``cohort`` (with ``split="all"`` when the run's
-    splits.json covers this cohort); otherwise the evaluated records' own mean, said so.
+    The run's training split when it has records in ``cohort`` (with ``split="all"`` when ``cohort`` is the
+    run's own, ``own``, and its splits.json covers it); else the training split's mean the run recorded in
+    train.json; else (a run trained before it was recorded) the evaluated records' own mean, said so.
     """
-    train = splits.get("train")
-    if split == "all":
+    train = splits.get("train") if own else None
+    if split == "all" and own:
         try:
             train = load_splits(run_dir / "splits.json", cohort).get("train")
-        except InputError:  # another cohort (or no splits.json): the run's training records are not in it
+        except InputError:  # no splits.json, or it does not cover this cohort
             train = None
-    source = "the run's training split"
-    if not train:
-        train = splits["test"]
-        source = "the evaluated records (the run's training split is not in --data)"
-    values = np.asarray(cohort.select(train).batch()[name], dtype=float)
-    return float(np.nanmean(values)), source
+    if train:
+        values = np.asarray(cohort.select(train).batch()[name], dtype=float)
+        return float(np.nanmean(values)), "the run's training split"
+    recorded = _recorded_mean(run_dir, name)
+    if recorded is not None:
+        return recorded, "the run's training split (its mean, recorded in train.json)"
+    values = np.asarray(cohort.select(splits["test"]).batch()[name], dtype=float)
+    return float(np.nanmean(values)), "the evaluated records (the run's training split is not in --data)"
+
+
+def _recorded_mean(run_dir: Path, name: str) -> float | None:
+    """The training split's mean of ``name`` that `metavoxel train` records in train.json (None if absent)."""
+    try:
+        value = json.loads((run_dir / "train.json").read_text(encoding="utf-8")).get("train_means", {}).get(name)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def json_ready(value: Any) -> Any:
@@ -102,18 +127,25 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     point_prediction`) beside the sampled answers; a model trained without clean subsets is refused
     (InputError) before the cohort is read.
 
-    Table 2's population mean is the training split's (`population_mean`; the evaluated records' own, said so
-    in the report and an `EvaluationWarning`, when the training split is not in ``data``). Likelihood
+    Table 2's population mean is the training split's (`population_mean`: from ``data`` when the run's training
+    split is in it, else as the run recorded it in train.json; the evaluated records' own, said so in the report
+    and an `EvaluationWarning`, for a run that recorded none). ``data`` that is not the run's cohort (see the
+    module docstring) is evaluated as ``split="all"``, said once in an `EvaluationWarning`. Likelihood
     classification needs validation records for its temperature; without them (``split="all"``, or a run
     with an empty validation split) it is skipped with an `EvaluationWarning`.
+
+    Raises:
+        InputError: a bad option or cohort, or an ``out`` that is a file, another folder, or holds an input (the
+            run's files, the cohort's files, a baseline or feature-network file); all before any evaluation.
     """
     from metavoxel.diffusion.grid import check_grid
     from metavoxel.evaluation import EvaluationOptions, Roles, evaluate_model, feature_network, readers_from_baselines
     from metavoxel.evaluation.protocol import check_method
     from metavoxel.evaluation.report import model_report
-    from metavoxel.runs import load_run
+    from metavoxel.runs import load_run, run_inputs
 
     run_dir, out = Path(run_dir), Path(out)
+    check_replaceable(out, marker="metrics.json", command="metavoxel evaluate", owned=EVALUATION_FILES)
     model = load_run(run_dir)
     roles = (roles or Roles()).check(model)
     options = options or EvaluationOptions()
@@ -121,18 +153,31 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
     check_grid(options.grid)
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    weights = [("--features", features.split(":", 1)[1])] if features and ":" in features else []
+    check_outputs([*run_inputs(run_dir), *cohort_files(cohort), ("--regressor", regressor),
+                   ("--classifier", classifier), *weights], folders=[("--out", out)])
+    foreign = foreign_cohort(run_dir / "splits.json", cohort) if (run_dir / "splits.json").is_file() else None
+    asked, split = split, ("all" if foreign else split)
     splits = split_indices(run_dir, cohort, split)
     test = records(model, cohort, splits["test"], roles.image)
     val = records(model, cohort, splits["val"], roles.image) if splits.get("val") else None
-    mean, mean_from = population_mean(run_dir, cohort, splits, split, roles.continuous)
-    if not mean_from.startswith("the run's training"):
+    mean, mean_from = population_mean(run_dir, cohort, splits, split, roles.continuous, own=not foreign)
+    baseline = f"Table 2's population mean of {roles.continuous} is {mean_from}"
+    if foreign:  # said once: which data, why, how it is evaluated and against which baseline
+        evaluated = f"--split {asked} is evaluated as --split all (every record)" if asked != "all" else \
+            "every record is evaluated (--split all)"
+        warnings.warn(f"--data {data} is not the cohort this run was trained on ({foreign}); {evaluated}, and "
+                      f"{baseline}", EvaluationWarning, stacklevel=2)
+    elif not mean_from.startswith("the run's training"):
         warnings.warn(f"the population mean of {roles.continuous} (Table 2's trivial predictor) is {mean_from}",
                       EvaluationWarning, stacklevel=2)
     if options.likelihood_timesteps and val is None and isinstance(model.variables[roles.categorical], HasCategories):
-        why = "--split all evaluates every record" if split == "all" else "the run's splits.json has no val records"
+        why = ("the run's validation records are not in --data" if foreign else "--split all evaluates every record"
+               if split == "all" else "the run's splits.json has no val records")
+        fix = ("pass --likelihood-timesteps 0" if foreign else
+               "evaluate --split test for it, or pass --likelihood-timesteps 0")
         warnings.warn(f"likelihood classification of {roles.categorical} is skipped: it needs validation records to "
-                      f"fit its temperature on, and {why}; evaluate --split test for it, or pass "
-                      "--likelihood-timesteps 0", EvaluationWarning, stacklevel=2)
+                      f"fit its temperature on, and {why}; {fix}", EvaluationWarning, stacklevel=2)
     net = None
     if features:
         image = model.variables[roles.image]
@@ -156,15 +201,17 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     if "table2" in evaluation:
         evaluation["population_mean_from"] = mean_from
     evaluation["split"] = split
-    out.mkdir(parents=True, exist_ok=True)
+    if foreign:
+        evaluation["foreign_cohort"] = foreign
     command = "metavoxel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     metrics = {"run": str(run_dir), "data": str(data), "split": split, **json_ready(evaluation)}
-    write_json(out / "metrics.json", metrics)
-    figures = write_figures(out, evaluation, test, roles, model)
-    write_text(out / "report.md", model_report(evaluation, title=f"Evaluation of {run_dir}", command=command,
-                                               roles={"continuous": roles.continuous,
-                                                      "categorical": roles.categorical},
-                                               figures=[f.name for f in figures]) + "\n")
+    with staged_folder(out) as staging:  # swapped in for out once every file is written
+        write_json(staging / "metrics.json", metrics)
+        figures = write_figures(staging, evaluation, test, roles, model)
+        write_text(staging / "report.md", model_report(evaluation, title=f"Evaluation of {run_dir}", command=command,
+                                                       roles={"continuous": roles.continuous,
+                                                              "categorical": roles.categorical},
+                                                       figures=[f.name for f in figures]) + "\n")
     return metrics
 
 

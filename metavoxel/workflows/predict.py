@@ -15,8 +15,10 @@ from metavoxel.data.records import record_keys, subject_seed, without_image_note
 from metavoxel.diffusion.grid import check_grid
 from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
+from metavoxel.data.identity import cohort_files
 from metavoxel.io.atomic import write_text
-from metavoxel.runs import load_run
+from metavoxel.io.outputs import check_outputs
+from metavoxel.runs import load_run, run_inputs
 from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summary_contract import checked_summary, summary_cells
@@ -88,8 +90,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         The path written.
 
     Raises:
-        InputError: a bad target, given variable (an empty ``given`` too), table or ``out``, or a sampling
-            option given with ``method="point"`` — all before any sampling.
+        InputError: a bad target, given variable (an empty ``given`` too), table or ``out`` (``out`` may not be a
+            file this call reads: the table, a file of the run, an image the table names), or a sampling option
+            given with ``method="point"`` — all before any sampling.
         PluginError: the target's kind returned a summary outside the contract.
     """
     if method not in ("sample", "point"):
@@ -109,6 +112,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         raise InputError("--given names no variable; name the variables to condition on (comma-separated, e.g. "
                          "--given image,sex), or leave --given out to condition on all the others")
     out = predict_output(out)
+    check_outputs([*run_inputs(run_dir), ("--data", data)], files=[("--out", out)])  # before loading anything
     model = load_run(run_dir)
     if target not in model.variables:
         raise InputError(f"--target {target!r} is not a variable of this model{did_you_mean(target, model.variables)}; "
@@ -126,6 +130,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     with warnings.catch_warnings():  # prediction warns below, for the image variables it is given
         warnings.filterwarnings("ignore", message=r".*no image; (each|it) is predicted", category=CohortWarning)
         cohort = read_cohort(data, model.variables, model.spec.data or DataSpec(), use="predict")
+    check_outputs(cohort_files(cohort), files=[("--out", out)])  # nor over a file the table names
     batch = cohort.batch()
     present = [g for g in given if g in batch]
     if not present:

@@ -12,13 +12,18 @@ from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, did_you_mean
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
+from metavoxel.io.outputs import check_outputs
 from metavoxel.io.preprocess import PreprocessSpec, model_grid_affine
-from metavoxel.runs import load_run
+from metavoxel.io.staging import check_replaceable, staged_folder
+from metavoxel.runs import load_run, run_inputs
 from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel_grid
 from metavoxel.variables.protocol import SpatialHead
 from metavoxel.variables.summary_contract import checked_summary
 
-__all__ = ["parse_assignments", "sample_run"]
+__all__ = ["SAMPLE_FILES", "parse_assignments", "sample_run"]
+
+# what `sample` writes into its --out folder besides samples.json: an earlier output holds nothing else
+SAMPLE_FILES = ("preview.png", "preview.pdf", "*_sample[0-9]*.nii.gz", "*_sample[0-9]*.json")
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, str]:
@@ -40,7 +45,12 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
                before_write: Callable[[SampleResult], None] | None = None,
                conditioning: str | None = None, guidance: float = 0.0,
                grid: str | None = None) -> tuple[SampleResult, list[Path]]:
-    """Sample one subject with the given variables fixed; write samples.json, images and a preview.
+    """Sample one subject with the given variables fixed; write samples.json, images and a preview into ``out``.
+
+    ``out`` is written as one whole (`metavoxel.io.staging`): the files go into a staging folder beside it that
+    replaces ``out`` when complete, so ``out`` holds this run's files or the previous run's, never a mix. It
+    must be new, empty or an earlier output of ``sample``, and must not hold any file this call reads (the
+    run's files, a fixed scan, a mask): all checked before the model samples.
 
     Args:
         fix: variable -> text as on the command line (``72.5``, ``F``, ``scan.nii.gz``), parsed by each kind.
@@ -55,11 +65,14 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             its table there), so an error in it leaves no files behind.
 
     Raises:
-        InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask.
+        InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask,
+            an ``out`` that is a file, another folder, or holds an input.
         PluginError: a kind whose summary breaks the summary contract (nothing is written).
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
+    out = Path(out)
+    check_replaceable(out, marker="samples.json", command="metavoxel sample", owned=SAMPLE_FILES)
     model = load_run(run_dir)
     for what, given in (("--fix", fix), ("--mask", masks)):
         unknown = sorted(set(given) - set(model.variables))
@@ -72,6 +85,9 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         name = unfixed[0]
         raise InputError(f"--mask {name}=...: a mask says which voxels of a fixed image to keep, but {name!r} is not "
                          f"fixed; add --fix {name}=SCAN.nii.gz (the scan the mask belongs to)")
+    scans = [(f"--fix {n}", text) for n, text in fix.items() if isinstance(model.variables[n].head, SpatialHead)]
+    check_outputs([*run_inputs(run_dir), *scans, *((f"--mask {n}", path) for n, path in masks.items())],
+                  folders=[("--out", out)])
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]
@@ -93,10 +109,10 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
                "fixed": dict(fix), "masks": dict(masks), **result.to_dict()}
     if before_write is not None:
         before_write(result)
-    out = Path(out)
-    files = _write_images(model, result, prepared, keeps, dict(masks), out, space)
-    files.append(write_json(out / "samples.json", summary))
-    return result, files
+    with staged_folder(out) as staging:  # swapped in for out once every file is written
+        files = _write_images(model, result, prepared, keeps, dict(masks), staging, space)
+        files.append(write_json(staging / "samples.json", summary))
+    return result, [out / f.relative_to(staging) for f in files]
 
 
 def _check_range(var, value) -> None:
@@ -106,7 +122,8 @@ def _check_range(var, value) -> None:
     bounds = var.value_range
     if not bounds[0] <= float(value) <= bounds[1]:
         raise InputError(f"--fix {var.name}={value:g} is outside the model's range [{bounds[0]:g}, {bounds[1]:g}]; "
-                         "the model cannot condition on values it was not trained for")
+                         "the model cannot condition on values it was not trained for (values outside need a model "
+                         "trained with a wider declared range)")
 
 
 def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -185,7 +202,7 @@ def _write_images(model, result: SampleResult, prepared: dict, keeps: dict, mask
             elif source is not None:
                 write_result(path, volume, source, space=space)
             else:
-                write_nifti(path, volume, model_grid_affine(prep_spec, grid))
+                write_nifti(path, volume, model_grid_affine(prep_spec, grid), spatial_dims=len(grid))
             write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
             files += [path]
             # the preview: the given scan (inpainting, translation) beside each result, on the model grid

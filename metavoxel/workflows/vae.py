@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from metavoxel.data import Cohort, DataSpec, read_cohort, split_subjects
+from metavoxel.data.identity import cohort_files
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import InputError
+from metavoxel.io.outputs import check_outputs
 from metavoxel.spec import ModelSpec
 from metavoxel.variables.capabilities import OwnsFrozenEncoder
 
@@ -80,33 +82,43 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
 
     The resumable training state goes to ``out/state`` every ``config.checkpoint_every`` steps; ``resume``
     continues it (same spec, cohort split and settings; ``steps`` may grow under a constant learning rate).
+    Refused before training (InputError) when either file to write is one this call reads (the spec, the
+    cohort's table or images, the perceptual-loss weights).
 
     Returns the `metavoxel.vae.VAEReport`: validation PSNR/SSIM, the latent scale factor and, when there
     are validation images, the signal probe (`probe_signal`: fitted on the raw training images, scored on
     the raw and reconstructed validation images; and, unless ``refit_probe`` is False, which saves
     reconstructing every training image, refitted on the reconstructions).
     """
+    from metavoxel.io.lock import writer_lock
     from metavoxel.vae import save_vae, train_vae
+    from metavoxel.vae.checkpoint import META_FILE, WEIGHTS_FILE
 
+    out = Path(out)
+    state = out / "state" / "state.json"
+    if resume and not state.is_file():
+        raise InputError(f"{out} holds no VAE training to resume (no state/state.json); train without --resume")
+    if not resume and state.is_file():
+        raise InputError(f"{out} already holds a VAE training; pass --resume to continue it or choose another --out")
+    spec_file = None if isinstance(spec, ModelSpec) else spec
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec)
     model = JointModel(spec, load_weights=False)
     name = latent_variable(model, variable)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
+    check_outputs([("--spec", spec_file), *cohort_files(cohort), ("--perceptual-weights", config.perceptual_weights)],
+                  files=[(f"--out ({f})", out / f) for f in (WEIGHTS_FILE, META_FILE)])  # before training
     splits = split_subjects(cohort, (spec.data or DataSpec()).split)
     train = _images(model, name, cohort, splits["train"])
     val = _images(model, name, cohort, splits["val"]) if splits.get("val") else None
     vae = model.variables[name].vae.requires_grad_(True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if resume and not (Path(out) / "state" / "state.json").is_file():
-        raise InputError(f"{out} holds no VAE training to resume (no state/state.json); train without --resume")
-    if not resume and (Path(out) / "state" / "state.json").is_file():
-        raise InputError(f"{out} already holds a VAE training; pass --resume to continue it or choose another --out")
-    report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device,
-                       state_dir=Path(out) / "state", resume=resume)
-    if val is not None:
-        report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size,
-                                    refit=refit_probe)
-    save_vae(out, vae, spec.variable(name).vae, report)
+    with writer_lock(out, what=f"the VAE folder {str(out)!r}"):  # one training per folder
+        report = train_vae(vae, train[0], val[0] if val else None, config, progress=progress, device=device,
+                           state_dir=out / "state", resume=resume)
+        if val is not None:
+            report.probe = probe_signal(model, cohort, vae, train, val, device=device, batch_size=config.batch_size,
+                                        refit=refit_probe)
+        save_vae(out, vae, spec.variable(name).vae, report)
     return report
 
 
@@ -152,9 +164,12 @@ def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | 
     from metavoxel.workflows.encode import cache_key
     from metavoxel.workflows.latent_scale import fill_scale_factors
 
+    spec_file = None if isinstance(spec, ModelSpec) else spec
     spec = fill_scale_factors(spec if isinstance(spec, ModelSpec) else ModelSpec.from_file(spec), data, report=report)
     model = JointModel(spec)
     cohort = read_cohort(data, model.variables, spec.data or DataSpec())
+    check_outputs([("--spec", spec_file), *cohort_files(cohort)],
+                  files=[("--cache (index.json)", Path(cache_dir) / "index.json")])  # the cache's own file
     cache = LatentCache(cache_dir)
     counts = {"images": 0, "cached_before": 0}
     for name in [n for n, v in model.variables.items() if isinstance(v, OwnsFrozenEncoder)]:

@@ -118,6 +118,24 @@ def test_train_vae_resumes_and_refuses_to_restart_over_a_training(trained, capsy
     assert err.startswith("error: invalid VAE training settings: lr_schedule:") and err.count("\n") == 1
 
 
+def test_every_file_a_run_a_cache_and_a_sample_write_gets_the_mode_open_would_give(trained):
+    """safetensors files too (save_file writes them 0600): 0644 under umask 022, like the JSON, NIfTI and PNG."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    out = trained / "modes"
+    _ok(["sample", "--model", trained / "run", "--fix", "age=70", "--out", out])
+    files = [p for folder in ("run", "cache", "vae", "modes") for p in (trained / folder).rglob("*") if p.is_file()]
+    kinds = {p.name.split(".", 1)[-1] for p in files}
+    assert {"safetensors", "json", "nii.gz", "png", "jsonl", "md"} <= kinds
+    assert any(p.parent.name.startswith("state-") for p in files) and any(p.parent.name == "shards" for p in files)
+    wrong = {str(p.relative_to(trained)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files
+             if stat.S_IMODE(p.stat().st_mode) != 0o666 & ~umask}
+    assert not wrong, f"expected mode {oct(0o666 & ~umask)}: {wrong}"
+
+
 def test_train_vae_reports_how_much_signal_the_reconstructions_keep(trained):
     metrics = json.loads((trained / "vae" / "vae.json").read_text())["metrics"]
     age, sex = metrics["probe"]["age"], metrics["probe"]["sex"]

@@ -253,3 +253,32 @@ def test_batches_train_the_joint_model(scans, write_text, cohort_model):
     losses = cohort_model.training_losses(batch, generator=torch.Generator().manual_seed(0))
     assert losses["loss"].shape == (3,) and all(math.isfinite(v) for v in losses["loss"].tolist())
     assert losses["loss/age"][1].item() == 0.0 and losses["loss/image"][1].item() == 0.0
+
+
+def test_two_columns_matching_a_variable_ignoring_case_are_named_not_dropped(scans, write_text, cohort_variables):
+    table = write_text(scans / "cohort.tsv", [["participant_id", "image", "Age", "AGE", "sex"],
+                                              ["sub-01", "scans/ok.nii.gz", "70", "71", "F"]])
+    with pytest.raises(CohortError, match=r"header: columns 'Age' and 'AGE' both match variable 'age' \(ignoring "
+                                          r"case\), so neither is read; name the one to use in data.columns \(e.g. "
+                                          r"age: Age\)"):
+        read_table(table, cohort_variables)
+    assert read_table(table, cohort_variables, DataSpec(columns={"age": "AGE"})).batch()["age"] == [71.0]
+
+
+def test_a_folder_in_an_image_cell_is_named_as_a_folder(scans, write_text, cohort_variables):
+    (scans / "dicom").mkdir()
+    table = write_text(scans / "cohort.tsv", [["participant_id", "image", "age", "sex"], ["s1", "dicom", "70", "F"]])
+    with pytest.raises(CohortError, match=r"row 2, column 'image': image: 'dicom' is a folder, not an image file; give "
+                                          r"a NIfTI file .* needs converting first, e.g. with dcm2niix"):
+        read_table(table, cohort_variables)
+
+
+def test_one_scan_for_several_rows_is_one_warning_naming_the_rows(scans, write_text, cohort_variables):
+    (scans / "scans" / "same.nii.gz").symlink_to(scans / "scans" / "ok.nii.gz")  # a link is the same scan too
+    table = write_text(scans / "cohort.tsv", [["participant_id", "image", "age", "sex"],
+                                              ["s1", "scans/ok.nii.gz", "70", "F"], ["s2", "scans/ok2.nii", "60", "F"],
+                                              ["s3", "scans/same.nii.gz", "50", "M"]])
+    with pytest.warns(CohortWarning, match=r"one image file serves 2 records \(cohort.tsv row 2, cohort.tsv row 4: "
+                                           r".*ok.nii.gz\); each record is read as a scan of its own") as caught:
+        read_table(table, cohort_variables)
+    assert sum("one image file serves" in str(w.message) for w in caught) == 1

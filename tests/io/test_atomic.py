@@ -29,3 +29,24 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomic(tmp_path / "x.bin", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_a_writer_that_replaces_the_file_still_gets_the_mode(tmp_path, umask, mode):
+    """safetensors' save_file writes a new file (mode 0600) over the temporary one: the mode is set after it."""
+    import torch
+    from safetensors.torch import save_file
+
+    def replace(tmp: str) -> None:  # as save_file does
+        fd = os.open(tmp + ".new", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+        os.replace(tmp + ".new", tmp)
+
+    old = os.umask(umask)
+    try:
+        written = [write_atomic(tmp_path / "a.bin", replace),
+                   write_atomic(tmp_path / "w.safetensors", lambda tmp: save_file({"w": torch.zeros(2)}, tmp))]
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [mode] * 2

@@ -3,6 +3,7 @@ domain, and a tiny joint model trained and sampled through the public API."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import pytest
@@ -14,6 +15,7 @@ import metavoxel as mv
 from metavoxel.testing import CHECKS, build_example
 from metavoxel.testing.conformance import Case, check_domain, check_head_width, check_summarize
 from metavoxel.testing.joint_check import check_joint_model
+from metavoxel.variables.decoded import NonFiniteValues
 
 
 def test_a_kind_whose_z_is_wider_than_its_value_passes_every_check():
@@ -71,8 +73,8 @@ class _LostOnDecode(Cyclic):
 
 def test_the_joint_model_check_samples_through_the_engine():
     bad = _variant("lost", lambda spec, ctx: _LostOnDecode(spec.name, spec.period, ctx.schedule("gaussian")))
-    with pytest.raises(AssertionError, match="marks sampled values as missing"):
-        check_joint_model(Case(bad, {"period": 24.0}))
+    with pytest.raises(NonFiniteValues, match="variable 'v' of kind 'cyclic': decode gave 4 NaN value.*x0_range"):
+        check_joint_model(Case(bad, {"period": 24.0}))  # the engine's own check of decoded values
 
 
 class _NaNSteps(Cyclic):
@@ -82,8 +84,70 @@ class _NaNSteps(Cyclic):
 
 def test_the_joint_model_check_sees_a_kinds_own_reverse_step():
     bad = _variant("nansteps", lambda spec, ctx: _NaNSteps(spec.name, spec.period, ctx.schedule("gaussian")))
-    with pytest.raises(AssertionError):
+    with pytest.raises(NonFiniteValues, match="the sampled z0 itself holds NaN.*reverse_step"):
         check_joint_model(Case(bad, {"period": 24.0}))
+
+
+class PositiveSpec(mv.VariableSpec):
+    """A positive quantity over a wide range, log-mapped to [-1, 1] (as the older plugin tutorial wrote it)."""
+
+    kind: Literal["positive", "positive_clipped"]
+    range: tuple[float, float] = (1e-30, 1e30)
+
+
+class _Positive(mv.GaussianVariable):
+    """values (B,) > 0 <-> z (B, 1) = 2 (log v - log lo) / (log hi - log lo) - 1; no x0_range unless given."""
+
+    def __init__(self, name: str, lo: float, hi: float, abar: torch.Tensor, kind: str, clip: bool):
+        self.name, self.kind, self.log_lo, self.log_hi = name, kind, math.log(lo), math.log(hi)
+        self.process, self.z_shape = mv.GaussianProcess(abar), (1,)
+        self.x0_range = (-1.0, 1.0) if clip else None
+        self.head = mv.ScalarHead(channel_features=1, token_features=1, out_features=1)
+
+    def parse(self, text: str) -> float:
+        return float(text)
+
+    def values(self, raw: Any, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        v = mv.float_values(raw, self.name)
+        present = torch.isfinite(v)
+        return torch.where(present, v, 1.0).to(device), present.to(device)
+
+    def encode(self, values: torch.Tensor) -> torch.Tensor:
+        return (2 * (values.double().log() - self.log_lo) / (self.log_hi - self.log_lo) - 1).float().reshape(-1, 1)
+
+    def decode(self, z0: torch.Tensor) -> torch.Tensor:
+        log = self.log_lo + (z0.double().reshape(-1) + 1) / 2 * (self.log_hi - self.log_lo)
+        return log.exp().float()  # past ~3.4e38 (z0 > 1.29) float32 overflows to inf
+
+    def format(self, values: torch.Tensor) -> list[float]:
+        return [float(v) for v in values.reshape(-1)]
+
+    def example_values(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return (self.log_lo + u * (self.log_hi - self.log_lo)).exp().float()
+
+    def channel_input(self, z_t: torch.Tensor) -> torch.Tensor:
+        return z_t
+
+    def token_input(self, z_t: torch.Tensor) -> torch.Tensor:
+        return z_t
+
+    def summarize(self, samples: torch.Tensor) -> dict[str, Any]:
+        return {"median": samples.double().median(dim=1).values.tolist()}
+
+
+def _positive(name: str, clip: bool) -> mv.VariableKind:
+    build = lambda spec, ctx: _Positive(spec.name, *spec.range, ctx.schedule("gaussian"), name, clip)  # noqa: E731
+    return mv.VariableKind(name=name, spec=PositiveSpec, build=build, examples=({},))
+
+
+def test_a_decode_that_overflows_is_named_with_the_fix_after_a_few_training_steps():
+    """The issue's log-mapped kind without x0_range: a lightly trained model samples z0 past where encode puts data,
+    exp overflows, and the tiny joint model meets the sampler's check (not a broken summary later)."""
+    with pytest.raises(NonFiniteValues, match=r"variable 'v' of kind 'positive': decode gave 1 infinite value\(s\) "
+                                              r"of 4 from z0 in \[.*\]; declare x0_range \(mv.ClipsDenoised\)"):
+        check_joint_model(Case(_positive("positive", clip=False), {}))
+    check_joint_model(Case(_positive("positive_clipped", clip=True), {}))  # the fix: x0_range declared
 
 
 def test_build_example_gives_the_cyclic_kind_two_z_features():

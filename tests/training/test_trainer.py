@@ -17,7 +17,8 @@ from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
 from metavoxel.training import TrainConfig, TrainingDiverged, encode_records, load_run, train
-from metavoxel.training.checkpoint import load_weights, save_spec
+from metavoxel.runs import RunWarning
+from metavoxel.training.checkpoint import load_weights, save_spec, save_weights
 
 WORKER = Path(__file__).with_name("train_worker.py")
 
@@ -152,10 +153,17 @@ def test_load_run_round_trip_and_refusals(tmp_path):
     with pytest.raises(mv.CheckpointError, match="not a metavoxel run directory"):
         load_run(tmp_path / "nowhere")
     spec = json.loads((tmp_path / "spec.json").read_text())
+    relabelled = json.loads(json.dumps(spec))
+    relabelled["spec"]["variables"][2]["categories"] = ["C", "B", "A"]  # every tensor still fits: sealed out
+    (tmp_path / "spec.json").write_text(json.dumps(relabelled))
+    with pytest.raises(mv.CheckpointError, match="spec.json is not the spec model.safetensors was trained with"):
+        load_run(tmp_path)
     spec["spec"]["network"]["channels"] = [8, 24]
     spec["spec"]["network"]["norm_num_groups"] = 4
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    with pytest.raises(mv.CheckpointError, match="do not fit the model in its spec"):
+    save_weights(tmp_path / "model.safetensors", model.state_dict())  # unsealed, as written before runs were sealed
+    with pytest.warns(RunWarning, match="carries no seal"), \
+            pytest.raises(mv.CheckpointError, match="do not fit the model in its spec"):
         load_run(tmp_path)
     spec["spec"]["variables"].append({"name": "cdr", "kind": "ordinal"})
     spec["plugins"]["ordinal"] = {"distribution": "metavoxel-ordinal", "version": "0.2"}

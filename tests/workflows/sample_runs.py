@@ -16,5 +16,5 @@ def save_tiny_run(root: Path, spec: dict) -> Path:
     model = mv.JointModel(spec)
     root.mkdir(parents=True, exist_ok=True)
     save_spec(root, model)
-    save_weights(root / "model.safetensors", model.state_dict())
+    save_weights(root / "model.safetensors", model.state_dict(), spec=model.spec)  # sealed, as train writes it
     return root

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -86,6 +87,42 @@ def test_split_all_on_another_cohort_says_whose_mean_it_uses(root, capsys):
     metrics = json.loads((root / "other" / "metrics.json").read_text())
     assert metrics["population_mean"] == pytest.approx(85.0)
     assert metrics["population_mean_from"].startswith("the evaluated records")
+
+
+@pytest.fixture(scope="module")
+def own(root) -> Path:
+    """A run trained on all.tsv as `metavoxel train` records it: splits.json with the subjects' fingerprints (train
+    sub-00..03, val sub-04, test sub-05), train.json with the training split's mean age."""
+    from metavoxel.data import DataSpec, read_cohort, save_splits
+    from metavoxel.runs import load_run
+
+    run_dir = root / "own"
+    shutil.copytree(root / "run", run_dir)
+    model = load_run(run_dir)
+    cohort = read_cohort(root / "all.tsv", model.variables, DataSpec())
+    save_splits(run_dir / "splits.json", {"train": [0, 1, 2, 3], "val": [4], "test": [5]}, cohort)
+    (run_dir / "train.json").write_text(json.dumps({"train_means": {"age": 57.5}}))
+    rows = [f"sub-{k:02d}\timg{5 - k}.nii.gz\t{90 - 3 * k}\t{'MF'[k % 2]}" for k in range(6)]  # the same ids
+    (root / "same_ids.tsv").write_text(HEADER + "".join(r + "\n" for r in rows))
+    return run_dir
+
+
+def test_another_cohort_with_the_runs_subject_ids_is_evaluated_as_all_against_the_runs_mean(root, own, capsys):
+    argv = ["evaluate", "--model", str(own), "--data", str(root / "same_ids.tsv"), "--out", str(root / "same"),
+            "-n", "2", "--steps", "1", "--features", "none", "--likelihood-timesteps", "0"]
+    assert run(argv) == 0  # --split test, the default
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("warning:") == 1, err  # said once
+    assert (f"--data {root / 'same_ids.tsv'} is not the cohort this run was trained on (the data of 6 of its 6 "
+            "subjects differ from those the run was trained on (e.g. sub-00)); --split test is evaluated as --split "
+            "all (every record), and Table 2's population mean of age is the run's training split (its mean, "
+            "recorded in train.json)") in err
+    metrics = json.loads((root / "same" / "metrics.json").read_text())
+    assert metrics["split"] == "all" and metrics["regression"]["n"] == 6 and metrics["population_mean"] == 57.5
+    assert metrics["foreign_cohort"].startswith("the data of 6 of its 6 subjects differ")
+    assert run([*argv[:4], str(root / "all.tsv"), "--out", str(root / "own-test"), *argv[7:]]) == 0  # its own cohort
+    assert json.loads((root / "own-test" / "metrics.json").read_text())["regression"]["n"] == 1  # test: sub-05
+    assert "not the cohort" not in capsys.readouterr().err
 
 
 def test_evaluate_help_says_which_half_of_point_evaluation_each_option_shapes(capsys):

@@ -71,7 +71,7 @@ class Bounded(mv.GaussianVariable):
     # -- encoder --------------------------------------------------------------------------------
     def _out_of_range(self, what: str) -> mv.InputError:
         return mv.InputError(f"{self.name}: {what} is outside the range [{self.lo:g}, {self.hi:g}]; give a value "
-                             f"in the range (or widen the variable's range in the spec)")
+                             "in the range (values outside it need a model trained with a wider declared range)")
 
     def parse(self, text: str) -> float:
         try:
