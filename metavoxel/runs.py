@@ -95,7 +95,7 @@ def load_run(run_dir: str | Path, *, registry: Registry | None = None, weights: 
                 raise PluginError(f"this model needs the variable kind {kind!r} from {dist}: {reason}")
             raise CheckpointError(f"this model needs the variable kind {kind!r} from {dist}, which is not installed; "
                                   f"pip install it (installed kinds: {', '.join(registry) or 'none'})")
-    spec = ModelSpec.from_dict(data, registry=registry, source=str(spec_path))
+    spec = ModelSpec.from_saved(data, registry=registry, source=str(spec_path), written_by=saved.get("metavoxel"))
     model = JointModel(spec, registry=registry, load_weights=False)
     state = load_weights(run_dir / ("best.safetensors" if weights == "best" else WEIGHTS_FILE))
     check_fits(model, state, run_dir)
