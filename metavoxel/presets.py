@@ -92,7 +92,7 @@ def with_recipe(spec: Mapping[str, Any], recipe: Mapping[str, Any], *, registry:
     out = copy.deepcopy(dict(spec))
     for key, value in recipe.items():
         if key == "variables":
-            out["variables"] = [_with_fields(v, value, registry) for v in out.get("variables", [])]
+            out["variables"] = [_with_fields(entry, value, registry) for entry in out.get("variables", [])]
         elif isinstance(value, Mapping):
             out[key] = {**out.get(key, {}), **copy.deepcopy(dict(value))}
         else:
@@ -100,13 +100,14 @@ def with_recipe(spec: Mapping[str, Any], recipe: Mapping[str, Any], *, registry:
     return out
 
 
-def _with_fields(variable: Mapping[str, Any], fields: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+def _with_fields(entry: Mapping[str, Any], fields: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+    """One variable's spec mapping with each of ``fields`` its kind's spec model has."""
     from metavoxel.errors import PluginError, SpecError
     from metavoxel.plugins.registry import default_registry
 
     registry = default_registry() if registry is None else registry
     try:
-        own = registry.get(variable["kind"]).spec.model_fields
+        own = registry.get(entry["kind"]).spec.model_fields
     except PluginError as exc:
-        raise SpecError(f"variable {variable.get('name')!r}: {exc}") from None
-    return {**variable, **{k: copy.deepcopy(v) for k, v in fields.items() if k in own}}
+        raise SpecError(f"variable {entry.get('name')!r}: {exc}") from None
+    return {**entry, **{k: copy.deepcopy(v) for k, v in fields.items() if k in own}}
