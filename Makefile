@@ -9,12 +9,24 @@ RUNTIME := $(VENV)/.metavoxel-runtime
 
 install: $(STAMP)
 
-# torch is pinned and installed first: an unpinned torch would pull several GB of CUDA wheels.
+# torch is pinned and installed first, so that `pip install -e .` finds it and pulls no other build. Which build:
+# - a torch 2.13.0 that pip's own configuration already offers (a find-links folder or a local index, as on an
+#   offline machine) is installed as it is;
+# - otherwise, with no NVIDIA GPU (no `nvidia-smi`), the CPU build from PyTorch's CPU index (about 200 MB
+#   instead of several GB of CUDA wheels);
+# - with `nvidia-smi` present, PyPI's default build, which on Linux is a CUDA build.
+# For a CUDA build where nvidia-smi is absent (e.g. building an image), name PyTorch's index for your CUDA:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128   (the cuXXX folders are listed on pytorch.org)
+TORCH       := torch==2.13.0
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+
 # The demo needs only the runtime; the tests add the dev extras (pytest, hypothesis, triton, ...).
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	if [ -n "$(TORCH_INDEX)" ] && ! $(PY) -m pip install -q --dry-run --no-index --no-deps "$(TORCH)" >/dev/null 2>&1; \
+	then $(PY) -m pip install -q "$(TORCH)" --index-url "$(TORCH_INDEX)"; \
+	else $(PY) -m pip install -q "$(TORCH)"; fi
 	$(PY) -m pip install -q -e .
 	touch $@
 

@@ -54,7 +54,8 @@ def train(recipe: dict, steps: int, seed: int, train_data: dict, cache: Path | N
     """A toy model trained with ``recipe``; with ``cache``, its weights are saved there and reused by a later
     run with the same recipe, steps, data size and seed (training is deterministic on one thread)."""
     spec = copy.deepcopy(TOY_SPEC)
-    spec["diffusion"] = {**spec["diffusion"], "training": recipe}
+    spec["diffusion"] = {**spec["diffusion"], "training": recipe,
+                         "conditioning": "clean" if recipe.get("clean", 0.0) > 0 else "repaint"}
     torch.manual_seed(seed)
     model = mv.JointModel(spec)
     key = "-".join(f"{k}{v:g}" for k, v in sorted(recipe.items()))

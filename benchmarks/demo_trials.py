@@ -25,7 +25,7 @@ import torch
 
 from metavoxel.data import DataSpec, load_splits, read_cohort
 from metavoxel.runs import load_run
-from metavoxel.spec import RECOMMENDED_TRAINING, PAPER_TRAINING
+from metavoxel.presets import PAPER_TRAINING, RECOMMENDED_TRAINING
 from metavoxel.workflows.evaluate import records
 from metavoxel.workflows.study import DEMO, make_cohort, train_study_model, train_study_vae
 

@@ -2,7 +2,7 @@
 with the fused Triton kernels on and off, measured side by side in one run.
 
 Zero-shot age prediction as in the paper: the image and sex fixed, age sampled, 3 samples per subject,
-50 reverse steps, on the paper-sized model (``schemas/examples/t1w_age_sex_latent.yaml``: a 96×112×96
+50 reverse steps, on the paper's model (``schemas/examples/t1w_age_sex_latent_paper.yaml``: a 96×112×96
 T1w through a ×4 VAE to a 4×24×28×24 latent). Weights are random (timing only; the work per step does
 not depend on them). Reported: seconds per subject for 1 subject and for a batch of 16, kernels on
 (``METAVOXEL_KERNELS=triton``: fused attention, noising, sampler step) and off (``torch``: SDPA and the
@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "kernels"))
 from harness import Timer, device_or_exit, emit, header, markdown_table, measure_peaks, parser, ratio  # noqa: E402
 
 import metavoxel as mv  # noqa: E402
-from metavoxel.presets import T1W_AGE_SEX_LATENT  # noqa: E402
+from metavoxel.examples import examples  # noqa: E402
 
 
 def paper_spec(dry_run: bool) -> dict:
-    spec = copy.deepcopy(T1W_AGE_SEX_LATENT)
+    spec = copy.deepcopy(examples()["t1w_age_sex_latent_paper"])
     spec["variables"][0]["weights"] = None  # random VAE: timing only
     if dry_run:  # a tiny stand-in with the same structure
         spec["variables"][0].update(shape=[16, 16, 16], vae={"channels": [8, 8, 8], "latent_channels": 4,

@@ -34,7 +34,8 @@ import torch
 
 from metavoxel.data import DataSpec, read_cohort, split_subjects
 from metavoxel.diffusion.joint import JointModel
-from metavoxel.spec import PAPER_TRAINING, ModelSpec
+from metavoxel.presets import PAPER_TRAINING
+from metavoxel.spec import ModelSpec
 from metavoxel.vae import VAETrainConfig, train_vae
 from metavoxel.vae.architecture import VAESpec, build_vae
 from metavoxel.vae.evaluation import reconstruct, reconstruction_metrics

@@ -150,7 +150,7 @@ def run_demo(out: str | Path, *, subjects: int | None = None, vae_steps: int | N
                                  "yes" if c.met else "NO"] for c in report.checks]))
     summary = {"recipe": recipe.to_dict(), "settings": {"steps": steps, "num_samples": num_samples, "seed": seed,
                                                         "guidance": guidance, "per_request": per_request,
-                                                        "conditioning": model.spec.diffusion.sampling_conditioning},
+                                                        "conditioning": model.spec.diffusion.conditioning},
                **report.to_dict()}
     write_json(out / "demo.json", _finite(summary))
     report.files.append(out / "demo.json")

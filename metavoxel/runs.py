@@ -144,7 +144,7 @@ def load_run(run_dir: str | Path, *, registry: Registry | None = None, weights: 
                               "and the run's spec and data to write it again, or restore the file")
     state = load_weights(weights_path)
     check_seal(weights_path, data, spec_path)
-    spec = ModelSpec.from_dict(data, registry=registry, source=str(spec_path))
+    spec = ModelSpec.from_saved(data, registry=registry, source=str(spec_path), written_by=saved.get("metavoxel"))
     model = JointModel(spec, registry=registry, load_weights=False)
     check_fits(model, state, run_dir)
     model.load_state_dict(state)

@@ -3,6 +3,11 @@
 Specs are strict (``extra="forbid"``). The variables list is a discriminated union on ``kind`` built
 from the plugin registry, so each kind validates its own parameters and a typo says which kinds exist
 and where (``variables.2.kind``). Only this layer knows pydantic: the engine reads plain values.
+
+One format, one table of defaults. Every spec metavoxel saves names its ``format_version`` (`SPEC_FORMAT`);
+a saved spec of another format is refused (`ModelSpec.from_saved`), never guessed at or migrated. A
+hand-written spec may leave the version out: it then means this one. Every field a spec leaves out takes its
+value from `metavoxel.presets.RECOMMENDED`, whatever else the spec names (docs/spec.md).
 """
 
 from __future__ import annotations
@@ -19,12 +24,19 @@ from metavoxel.data.spec import DataSpec
 from metavoxel.errors import PluginError, SpecError
 from metavoxel.seeds import SEED_MAX
 from metavoxel.plugins.registry import Registry, default_registry
+from metavoxel.presets import RECOMMENDED, recommended
 from metavoxel.processes.schedules import make_schedule
 
-__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "PAPER_TRAINING", "RECOMMENDED_TRAINING", "ScheduleSpec", "TrainingSpec", "VariableSpec",
+__all__ = ["DiffusionSpec", "ModelSpec", "NetworkSpec", "SPEC_FORMAT", "ScheduleSpec", "TrainingSpec", "VariableSpec",
            "spec_json_schema"]
 
+#: The spec format this metavoxel reads and writes (``format_version``). It changes when a field's meaning
+#: or default changes, so that a saved spec never silently means something else.
+SPEC_FORMAT = 1
+
 _STRICT = ConfigDict(extra="forbid")
+_DIFFUSION, _NETWORK = "diffusion", "network"
+_TRAINING = RECOMMENDED[_DIFFUSION]["training"]
 
 
 class VariableSpec(BaseModel):
@@ -37,12 +49,12 @@ class VariableSpec(BaseModel):
 
 
 class ScheduleSpec(BaseModel):
-    """A noise schedule: see `metavoxel.processes.schedules`."""
+    """A noise schedule: see `metavoxel.processes.schedules`. A parameter left null takes the schedule's own."""
 
     model_config = _STRICT
     name: Literal["linear", "scaled_linear", "cosine"]
-    beta_start: float | None = Field(None, gt=0, lt=1)
-    beta_end: float | None = Field(None, gt=0, lt=1)
+    beta_start: float | None = Field(None, gt=0, lt=1, description="First beta of a (scaled) linear schedule.")
+    beta_end: float | None = Field(None, gt=0, lt=1, description="Last beta of a (scaled) linear schedule.")
     s: float | None = Field(None, gt=0, description="Offset of the cosine schedule.")
 
     @model_validator(mode="after")
@@ -58,32 +70,44 @@ class ScheduleSpec(BaseModel):
         return {k: v for k, v in self.model_dump(exclude={"name"}).items() if v is not None}
 
 
+class GaussianScheduleSpec(ScheduleSpec):
+    """The Gaussian kinds' schedule; a section that names no schedule keeps `RECOMMENDED`'s."""
+
+    name: Literal["linear", "scaled_linear", "cosine"] = recommended(_DIFFUSION, "gaussian")["name"]
+
+
+class DiscreteScheduleSpec(ScheduleSpec):
+    """The discrete kinds' schedule; a section that names no schedule keeps `RECOMMENDED`'s."""
+
+    name: Literal["linear", "scaled_linear", "cosine"] = recommended(_DIFFUSION, "discrete")["name"]
+
+
 class TrainingSpec(BaseModel):
     """How training draws each variable's noise level: a mixture of recipes, one drawn per record.
 
-    The weights are relative (they need not sum to one). The default is the mixture of
-    `RECOMMENDED_TRAINING`, which won conditional generation and inpainting on the toy and enables clean
-    conditioning, guidance and point predictions (``benchmarks/RESULTS.md``, ``docs/conditioning.md``).
-    ``{shared: 1}`` alone, with ``keep_masks: 0``, is the MetaVoxel paper's recipe (`PAPER_TRAINING`), which
-    the paper preset, the study recipes and the toy keep. Per-variable levels follow UniDiffuser (Bao et al.
-    2023: one timestep per modality, t = 0 for a condition) and CSDI (Tashiro et al. 2021: conditional
-    masks); see `metavoxel.diffusion.mixture`.
+    The weights are relative (they need not sum to one). A weight left out takes its value from
+    `metavoxel.presets.RECOMMENDED_TRAINING`, which won conditional generation and inpainting on the toy and
+    enables clean conditioning, guidance and point predictions (``benchmarks/RESULTS.md``,
+    ``docs/conditioning.md``); `metavoxel.presets.PAPER_TRAINING` (shared 1, every other weight and keep_masks
+    0, each named) is the MetaVoxel paper's recipe. Per-variable levels follow UniDiffuser (Bao et al. 2023:
+    one timestep per modality, t = 0 for a condition) and CSDI (Tashiro et al. 2021: conditional masks); see
+    `metavoxel.diffusion.mixture`.
     """
 
     model_config = _STRICT
-    shared: float = Field(0.5, ge=0.0, description=(
+    shared: float = Field(_TRAINING["shared"], ge=0.0, description=(
         "Weight of the paper's recipe: one t ~ U[1, T] for every variable of the record. Keep it a large share: "
         "RePaint sampling walks this shared diagonal."))
-    clean: float = Field(0.25, ge=0.0, description=(
+    clean: float = Field(_TRAINING["clean"], ge=0.0, description=(
         "Weight of 'some variables given': a random non-empty proper subset of the variables at t = 0 (clean), "
         "the rest at one shared t ~ U[1, T], which is T itself 20% of the time (a target from prior noise "
         "given clean conditions, what point predictions read). Needed for clean conditioning."))
-    independent: float = Field(0.1, ge=0.0, description=(
+    independent: float = Field(_TRAINING["independent"], ge=0.0, description=(
         "Weight of independent levels: every variable (the image variables together) draws its own t ~ U[1, T]."))
-    prior: float = Field(0.15, ge=0.0, description=(
+    prior: float = Field(_TRAINING["prior"], ge=0.0, description=(
         "Weight of 'some variables unknown': a random non-empty proper subset at t = T (prior noise, as for a "
         "missing value), the rest either all clean or all at one shared t. Needed for guidance (the marginal)."))
-    keep_masks: float = Field(0.25, ge=0.0, le=1.0, description=(
+    keep_masks: float = Field(_TRAINING["keep_masks"], ge=0.0, le=1.0, description=(
         "Probability that a record's noised image gets a random keep-mask (a half, a box or a blob of known, "
         "clean voxels shown to the network as extra [mask, mask * z0] input channels, as inpainting models "
         "and CSDI do). Above 0 the network has those channels; needed to condition on partly known images in "
@@ -102,56 +126,51 @@ class TrainingSpec(BaseModel):
         return self.clean == self.independent == self.prior == self.keep_masks == 0.0
 
 
-#: The MetaVoxel paper's training recipe: one shared t for all variables, no keep-masks.
-PAPER_TRAINING: dict[str, float] = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
-#: The mixture measured in benchmarks/RESULTS.md (2026-11-29): clean conditioning, guidance, point predictions.
-RECOMMENDED_TRAINING: dict[str, float] = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15,
-                                          "keep_masks": 0.25}
-
 
 class DiffusionSpec(BaseModel):
-    """One shared time axis of T integer steps; one schedule per process family."""
+    """One shared time axis of T integer steps; one schedule per process family. Defaults: `RECOMMENDED`."""
 
     model_config = _STRICT
-    timesteps: int = Field(1000, ge=2, description="T: number of diffusion steps (t = 0..T).")
-    gaussian: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="scaled_linear"))
-    discrete: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="cosine"))
-    kernels: Literal["auto", "triton", "torch"] = Field("auto", description=(
+    timesteps: int = Field(recommended(_DIFFUSION, "timesteps"), ge=2,
+                           description="T: number of diffusion steps (t = 0..T).")
+    gaussian: GaussianScheduleSpec = Field(
+        default_factory=lambda: GaussianScheduleSpec(**recommended(_DIFFUSION, "gaussian")),
+        description="Schedule of the Gaussian kinds (images, continuous values).")
+    discrete: DiscreteScheduleSpec = Field(
+        default_factory=lambda: DiscreteScheduleSpec(**recommended(_DIFFUSION, "discrete")),
+        description="Schedule of the discrete kinds (categorical values).")
+    kernels: Literal["auto", "triton", "torch"] = Field(recommended(_DIFFUSION, "kernels"), description=(
         "Backend of the fused diffusion kernels (training noise, the DDIM/RePaint and D3PM steps): auto runs "
         "Triton on CUDA and PyTorch elsewhere; METAVOXEL_KERNELS sets the default."))
-    sampling_steps: int = Field(50, ge=1, description="Default number of reverse steps (a strided grid over T).")
-    grid: Literal["uniform", "quadratic"] = Field("quadratic", description=(
+    sampling_steps: int = Field(recommended(_DIFFUSION, "sampling_steps"), ge=1,
+                                description="Default number of reverse steps (a strided grid over T).")
+    grid: Literal["uniform", "quadratic"] = Field(recommended(_DIFFUSION, "grid"), description=(
         "Spacing of the sampling grid's levels: quadratic = t_i = T (i/S)^2 (DDIM's quadratic steps, Song et al. "
         "2021), whose last reverse step starts at t = 1 and so keeps a scalar's sample spread; uniform = "
-        "t_i = T i / S, the paper's strided sampler (specs saved before this field load as uniform)."))
-    eta: float = Field(1.0, ge=0.0, le=1.0, description=(
+        "t_i = T i / S, the paper's strided sampler."))
+    eta: float = Field(recommended(_DIFFUSION, "eta"), ge=0.0, le=1.0, description=(
         "DDIM eta for Gaussian kinds: 1 = ancestral (DDPM-like, the default: it predicts scalars far better "
         "than the deterministic 0 on the toy benchmark), 0 = deterministic DDIM."))
     training: TrainingSpec = Field(default_factory=TrainingSpec, description=(
         "How training draws each variable's noise level (a mixture of recipes). The default {shared: 0.5, "
         "clean: 0.25, independent: 0.1, prior: 0.15, keep_masks: 0.25} enables clean conditioning, guidance and "
-        "point predictions; {shared: 1, the rest 0} is exactly the paper's recipe (docs/conditioning.md)."))
-    conditioning: Literal["repaint", "clean"] | None = Field(None, description=(
-        "Default way sampling holds fixed variables: repaint = re-noise the known value to the current level "
-        "at every step (Lugmayr et al. 2022, the paper's method); clean = feed it clean at level 0 at every "
-        "step (needs training.clean > 0). Unset: clean when the model is trained with clean subsets, else "
-        "repaint."))
+        "point predictions; {shared: 1, clean: 0, independent: 0, prior: 0, keep_masks: 0} is exactly the paper's "
+        "recipe (docs/conditioning.md)."))
+    conditioning: Literal["repaint", "clean"] = Field(recommended(_DIFFUSION, "conditioning"), description=(
+        "Default way sampling holds fixed variables: clean = feed the known value clean, at level 0, at every "
+        "step (needs training.clean > 0); repaint = re-noise it to the current level at every step (Lugmayr et "
+        "al. 2022, the paper's method, which any training supports)."))
 
     @model_validator(mode="after")
     def _steps_fit(self) -> DiffusionSpec:
         if self.sampling_steps > self.timesteps:
             raise ValueError(f"sampling_steps ({self.sampling_steps}) cannot exceed timesteps ({self.timesteps})")
         if self.conditioning == "clean" and self.training.clean <= 0:
-            raise ValueError("conditioning 'clean' needs a model trained with clean subsets; set training.clean > 0 "
-                             "or conditioning: repaint")
+            given = "" if "conditioning" in self.model_fields_set else " (the default)"
+            raise ValueError(f"conditioning 'clean'{given} needs a model trained with clean subsets, but "
+                             "training.clean is 0; set conditioning: repaint (as the paper's recipe does) or give "
+                             "training.clean a weight")
         return self
-
-    @property
-    def sampling_conditioning(self) -> str:
-        """The conditioning mode sampling uses by default (``conditioning``, or chosen from the training)."""
-        if self.conditioning is not None:
-            return self.conditioning
-        return "clean" if self.training.clean > 0 else "repaint"
 
     def schedules(self) -> dict[str, Any]:
         """Process family -> abar table (T + 1,). A Gaussian cosine schedule clips betas at 0.999."""
@@ -164,14 +183,19 @@ class NetworkSpec(BaseModel):
     """The joint U-Net (see `metavoxel.nn.JointUNet`)."""
 
     model_config = _STRICT
-    spatial_dims: Literal[2, 3] = 3
-    channels: list[int] = Field(default_factory=lambda: [64, 128, 256], min_length=1)
-    attention_levels: list[bool] = Field(default_factory=lambda: [False, True, True], min_length=1)
-    num_res_blocks: int = Field(2, ge=1)
-    num_head_channels: int = Field(32, ge=1)
-    norm_num_groups: int = Field(32, ge=1)
-    cross_attention_dim: int = Field(256, ge=1)
-    attention_backend: Literal["auto", "triton", "torch"] = Field("auto", description=(
+    spatial_dims: Literal[2, 3] = Field(recommended(_NETWORK, "spatial_dims"), description="2D or 3D images.")
+    channels: list[int] = Field(default_factory=lambda: recommended(_NETWORK, "channels"), min_length=1,
+                                description="Feature channels of each U-Net level.")
+    attention_levels: list[bool] = Field(default_factory=lambda: recommended(_NETWORK, "attention_levels"),
+                                         min_length=1, description="Self-attention at each level (one flag each).")
+    num_res_blocks: int = Field(recommended(_NETWORK, "num_res_blocks"), ge=1, description="Residual blocks per level.")
+    num_head_channels: int = Field(recommended(_NETWORK, "num_head_channels"), ge=1,
+                                   description="Channels per attention head.")
+    norm_num_groups: int = Field(recommended(_NETWORK, "norm_num_groups"), ge=1,
+                                 description="GroupNorm groups; every channel count must be divisible by it.")
+    cross_attention_dim: int = Field(recommended(_NETWORK, "cross_attention_dim"), ge=1,
+                                     description="Width of the scalar variables' cross-attention tokens.")
+    attention_backend: Literal["auto", "triton", "torch"] = Field(recommended(_NETWORK, "attention_backend"), description=(
         "Backend of the U-Net's attention: auto runs the fused Triton kernel on CUDA and PyTorch elsewhere."))
 
     @field_validator("channels")
@@ -205,18 +229,21 @@ class ModelSpec(BaseModel):
     """
 
     model_config = _STRICT
-    name: str = Field("metavoxel-model", description="A short name for the model.")
+    format_version: Literal[SPEC_FORMAT] = Field(SPEC_FORMAT, description=(  # type: ignore[valid-type]
+        "The spec format. Every saved spec names it; a hand-written spec may leave it out (it then means this "
+        "metavoxel's format); a saved spec of another format is refused."))
+    name: str = Field(RECOMMENDED["name"], description="A short name for the model.")
     variables: list[SerializeAsAny[VariableSpec]] = Field(min_length=1)
     diffusion: DiffusionSpec = Field(default_factory=DiffusionSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     data: DataSpec | None = Field(None, description="How a cohort table or BIDS tree maps onto the variables.")
-    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for initialisation and default sampling.")
+    seed: int = Field(RECOMMENDED["seed"], ge=0, le=SEED_MAX,
+                      description="Seed for initialisation and default sampling.")
 
     @model_validator(mode="before")
     @classmethod
     def _validate_kinds(cls, data: Any, info: ValidationInfo) -> Any:
-        """Saved specs of earlier versions brought up to date, then each variable validated by its kind."""
-        data = _legacy_prediction(_legacy_grid(_legacy_training(_split_legacy_kernels(data))))
+        """Each variable validated by its kind (a discriminated union built from the registry)."""
         if not isinstance(data, dict) or not isinstance(data.get("variables"), list):
             return data
         if all(isinstance(v, VariableSpec) and type(v) is not VariableSpec for v in data["variables"]):
@@ -262,11 +289,18 @@ class ModelSpec(BaseModel):
                   spec_dir: str | Path | None = None) -> ModelSpec:
         """Validate a plain mapping; `SpecError` carrying every field path on failure.
 
+        The mapping is a spec as a person writes it: fields left out take `metavoxel.presets.RECOMMENDED`'s
+        values, and a missing ``format_version`` means `SPEC_FORMAT`. A saved spec goes through `from_saved`.
+
         Args:
             spec_dir: the folder of the spec file the mapping was read from: relative paths in it (e.g. an
                 image_latent variable's ``weights``) resolve against it, and kinds check files it names (a
                 scale factor against the VAE's record). Given by `from_file`; None for a stored run's spec.
+
+        Raises:
+            SpecError: a field that does not validate (with its path), or a ``format_version`` of another format.
         """
+        _check_format(data, source)
         context: dict[str, Any] = {}
         if registry is not None:
             context["registry"] = registry
@@ -280,6 +314,21 @@ class ModelSpec(BaseModel):
                 reason = (registry or default_registry()).unavailable()
                 note = f"; a plugin that is installed but unavailable may provide it: {reason}" if reason else ""
             raise SpecError(f"{source} is not a valid model spec: {format_errors(err)}{note}") from None
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], *, registry: Registry | None = None, source: str = "saved spec",
+                   written_by: str | None = None) -> ModelSpec:
+        """A spec metavoxel saved (`to_dict`, a run's spec.json): it must name this format's ``format_version``.
+
+        Args:
+            written_by: the metavoxel version that saved it (named in the refusal), if known.
+
+        Raises:
+            SpecError: one line when the saved spec is of another format (or of none: saved before formats
+                were numbered), saying what to do: retrain with this metavoxel, or use the one that saved it.
+        """
+        _check_format(data, source, written_by=written_by, saved=True)
+        return cls.from_dict(data, registry=registry, source=source)
 
     @classmethod
     def from_file(cls, path: str | Path, *, registry: Registry | None = None) -> ModelSpec:
@@ -322,71 +371,18 @@ def _syntax_error(path: Path, exc: Exception) -> str:
     return f"{place}: invalid {language}: {what}; fix the syntax there"
 
 
-def _split_legacy_kernels(data: Any) -> Any:
-    """Specs written before 0.2 had one ``network.kernels`` for attention AND the diffusion kernels."""
-    network = data.get("network") if isinstance(data, dict) else None
-    if not isinstance(network, dict) or "kernels" not in network:
-        return data
-    network = dict(network)
-    choice = network.pop("kernels")
-    network.setdefault("attention_backend", choice)
-    data = {**data, "network": network}
-    diffusion = data.get("diffusion", {})
-    if isinstance(diffusion, dict):
-        data["diffusion"] = {"kernels": choice, **diffusion}
-    return data
+def _check_format(data: Any, source: str, *, written_by: str | None = None, saved: bool = False) -> None:
+    """Refuse a spec of another format in one line; a missing version is this format unless ``saved``."""
+    import metavoxel
 
-
-def _legacy_training(data: Any) -> Any:
-    """Saved specs from before per-variable levels load as the paper's recipe, so their checkpoints still fit.
-
-    A spec written by `ModelSpec.to_dict` holds every field; one that has ``network.kernels`` (before 0.2) or
-    ``diffusion.kernels`` but no ``diffusion.training`` was saved before training recipes existed.
-    """
-    if not isinstance(data, dict):
-        return data
-    network, diffusion = data.get("network"), data.get("diffusion")
-    saved_before = ((isinstance(network, dict) and "kernels" in network)
-                    or (isinstance(diffusion, dict) and "kernels" in diffusion))
-    if not saved_before or (isinstance(diffusion, dict) and "training" in diffusion):
-        return data
-    diffusion = dict(diffusion) if isinstance(diffusion, dict) else {}
-    diffusion.setdefault("training", dict(PAPER_TRAINING))
-    diffusion.setdefault("conditioning", "repaint")
-    diffusion.setdefault("grid", "uniform")
-    return {**data, "diffusion": diffusion}
-
-
-def _legacy_grid(data: Any) -> Any:
-    """Saved specs from before the grid choice sample on the uniform grid they were measured with.
-
-    A spec written by `ModelSpec.to_dict` holds every field, so one whose ``diffusion`` has every other field
-    but no ``grid`` was saved before ``grid`` existed (a hand-written spec names only what it changes).
-    """
-    diffusion = data.get("diffusion") if isinstance(data, dict) else None
-    if not _saved(diffusion, but="grid") or "grid" in diffusion:
-        return data
-    return {**data, "diffusion": {**diffusion, "grid": "uniform"}}
-
-
-def _saved(diffusion: Any, *, but: str | None = None) -> bool:
-    """Whether a spec's ``diffusion`` was written by `ModelSpec.to_dict`: it holds every field (but ``but``)."""
-    return isinstance(diffusion, dict) and set(DiffusionSpec.model_fields) - {but} <= diffusion.keys()
-
-
-def _legacy_prediction(data: Any) -> Any:
-    """Saved specs from before ``image_latent`` defaulted to v keep the eps their weights were trained with.
-
-    Recognised as `_legacy_grid` recognises a saved spec (its ``diffusion`` holds every field); there an
-    ``image_latent`` variable that names no ``prediction`` was saved when eps was every kind's default.
-    """
-    diffusion = data.get("diffusion") if isinstance(data, dict) else None
-    variables = data.get("variables") if isinstance(data, dict) else None
-    if not _saved(diffusion) or not isinstance(variables, list):
-        return data
-    legacy = [{**v, "prediction": "eps"} if isinstance(v, dict) and v.get("kind") == "image_latent"
-              and "prediction" not in v else v for v in variables]
-    return {**data, "variables": legacy}
+    if not isinstance(data, dict) or (data.get("format_version", None if saved else SPEC_FORMAT) == SPEC_FORMAT):
+        return
+    version = data.get("format_version")
+    by = f"metavoxel {written_by}" if written_by else "another metavoxel"
+    what = (f"was saved by {by} before spec formats were numbered" if version is None
+            else f"is in spec format {version!r}" + (f" (saved by {by})" if written_by else ""))
+    raise SpecError(f"{source} {what}; this metavoxel ({metavoxel.__version__}) reads spec format {SPEC_FORMAT} "
+                    "only: retrain the model with this metavoxel, or load it with the metavoxel that wrote it")
 
 
 def format_errors(err: ValidationError) -> str:

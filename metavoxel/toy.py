@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from metavoxel.spec import PAPER_TRAINING
+from metavoxel.presets import PAPER_TRAINING
 
 __all__ = ["TOY_SPEC", "toy_cohort"]
 
@@ -29,8 +29,8 @@ TOY_SPEC: dict[str, Any] = {
         {"name": "age", "kind": "continuous", "range": list(AGE_RANGE), "unit": "years"},
         {"name": "group", "kind": "categorical", "categories": GROUPS},
     ],
-    "diffusion": {"timesteps": 1000, "sampling_steps": 25, "grid": "uniform",
-                  "training": dict(PAPER_TRAINING)},  # the paper's recipe
+    "diffusion": {"timesteps": 1000, "sampling_steps": 25, "grid": "uniform",  # the paper's recipe (presets.PAPER;
+                  "training": dict(PAPER_TRAINING), "conditioning": "repaint"},  # both Gaussian kinds default to eps)
     "network": {"spatial_dims": 2, "channels": [32, 64, 64], "attention_levels": [False, False, True],
                 "num_res_blocks": 1, "num_head_channels": 32, "norm_num_groups": 16, "cross_attention_dim": 64},
     "seed": 0,

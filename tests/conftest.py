@@ -17,6 +17,9 @@ from tiny_specs import tiny_latent_spec_3d, tiny_spec_2d
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
+# The conformance suite's pytest plugin is opt-in (as for a plugin author, docs/plugins.md): loaded here by name.
+pytest_plugins = ["metavoxel.testing.pytest_plugin"]
+
 settings.register_profile("metavoxel", deadline=None, max_examples=50)
 # Under CI (CI set, as .ci/run runs) every run draws the same examples: a property test fails for a reason,
 # not for a draw. Locally examples stay random (and the failing ones are replayed from .hypothesis/).

@@ -114,13 +114,14 @@ def test_example_specs_build_and_the_schema_names_every_builtin_kind():
     kinds = {d["properties"]["kind"]["const"] for d in schema["$defs"].values() if "kind" in d.get("properties", {})
              and "const" in d["properties"]["kind"]}
     assert kinds == {"continuous", "categorical", "image", "image_latent"}
-    paper = mv.ModelSpec.from_file(ROOT / "schemas/examples/t1w_age_sex_latent.yaml")
-    assert [v.kind for v in paper.variables] == ["image_latent", "continuous", "categorical"]
+    for stem in ("t1w_age_sex_latent", "t1w_age_sex_latent_paper"):
+        spec = mv.ModelSpec.from_file(ROOT / f"schemas/examples/{stem}.yaml")
+        assert [v.kind for v in spec.variables] == ["image_latent", "continuous", "categorical"]
     toy = mv.ModelSpec.from_file(ROOT / "schemas/examples/toy_2d_pixel.yaml")
     assert mv.JointModel(toy).grid == (16, 16)
 
 
-def test_a_new_latent_image_predicts_v_and_a_saved_older_one_keeps_the_eps_it_was_trained_with():
+def test_a_latent_image_predicts_v_unless_its_spec_or_the_paper_preset_names_eps():
     from tiny_specs import tiny_latent_spec_3d
 
     new = mv.ModelSpec.from_dict(tiny_latent_spec_3d())
@@ -129,11 +130,7 @@ def test_a_new_latent_image_predicts_v_and_a_saved_older_one_keeps_the_eps_it_wa
     assert mv.ModelSpec.from_dict(tiny_spec_2d()).variables[0].prediction == "eps"  # a pixel image: the paper's
     saved = json.loads(json.dumps(new.to_dict()))
     assert saved["variables"][0]["prediction"] == "v"  # a spec written now names it, so it loads as written
-    del saved["variables"][0]["prediction"]  # as written before the default changed: every other field present
-    assert mv.ModelSpec.model_validate(saved).variables[0].prediction == "eps"
-    assert mv.JointModel(saved).variables["image"].prediction == "eps"
-    hand = tiny_latent_spec_3d()  # a hand-written spec naming a few diffusion fields takes the new default
-    hand["diffusion"]["grid"] = "uniform"
-    assert mv.ModelSpec.from_dict(hand).variables[0].prediction == "v"
-    paper = mv.ModelSpec.from_file(ROOT / "schemas/examples/t1w_age_sex_latent.yaml")
-    assert paper.variables[0].prediction == "eps"  # the paper preset is the paper's recipe
+    del saved["variables"][0]["prediction"]  # every other field present: still v, no guessing from the others
+    assert mv.ModelSpec.from_dict(saved).variables[0].prediction == "v"
+    paper = mv.ModelSpec.from_file(ROOT / "schemas/examples/t1w_age_sex_latent_paper.yaml")
+    assert [getattr(v, "prediction", None) for v in paper.variables] == ["eps", "eps", None]  # the paper preset

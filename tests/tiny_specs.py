@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 
-# The paper's training recipe (one shared t): the suite's tiny models keep the behaviour their tests were
-# written for; tests of the level mixture build their own specs (tests/diffusion/test_conditioning.py).
+# The paper's training recipe (one shared t) and its RePaint conditioning: the suite's tiny models keep the
+# behaviour their tests were written for (on the recommended quadratic grid); tests of the level mixture build
+# their own specs (tests/diffusion/test_conditioning.py).
 PAPER = {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
 
 TINY_NET_2D = {"spatial_dims": 2, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
@@ -21,7 +22,7 @@ def tiny_spec_2d(**overrides) -> dict:
             {"name": "age", "kind": "continuous", "range": [40.0, 95.0]},
             {"name": "group", "kind": "categorical", "categories": ["A", "B", "C"], "aliases": {"alpha": "A"}},
         ],
-        "diffusion": {"timesteps": 100, "sampling_steps": 5, "training": dict(PAPER)},
+        "diffusion": {"timesteps": 100, "sampling_steps": 5, "training": dict(PAPER), "conditioning": "repaint"},
         "network": copy.deepcopy(TINY_NET_2D),
     }
     spec.update(overrides)
@@ -38,6 +39,6 @@ def tiny_latent_spec_3d() -> dict:
             {"name": "age", "kind": "continuous", "range": [40.0, 95.0]},
             {"name": "sex", "kind": "categorical", "categories": ["F", "M"]},
         ],
-        "diffusion": {"timesteps": 50, "sampling_steps": 4, "training": dict(PAPER)},
+        "diffusion": {"timesteps": 50, "sampling_steps": 4, "training": dict(PAPER), "conditioning": "repaint"},
         "network": {**TINY_NET_2D, "spatial_dims": 3},
     }

@@ -2,7 +2,7 @@
 
 Three joint models trained with the same budget, data, VAE and seed — the paper's recipe (one shared t,
 its schedules), the paper's recipe with matched schedules (the Gaussian variables on the cosine schedule of
-the categorical one), and the per-variable-level mixture (`metavoxel.spec.RECOMMENDED_TRAINING`) — and,
+the categorical one), and the per-variable-level mixture (`metavoxel.presets.RECOMMENDED_TRAINING`) — and,
 side by side in one run, each way of conditioning them:
 
 - age from image + sex: MAE of the mean of the first 3 samples (Table 1's figure) and of ``calibration``

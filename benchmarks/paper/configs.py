@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from metavoxel.workflows.study import StudyRecipe
 
-__all__ = ["CONFIGS", "BenchConfig"]
+__all__ = ["CONFIGS", "PAPER_SPEC", "BenchConfig"]
+
+#: The paper's model on the paper's recipe (`metavoxel.presets.PAPER`): the ``paper`` configuration trains its
+#: network with its diffusion settings (the study's defaults: shared t, RePaint, uniform grid, eps), at its grid.
+PAPER_SPEC = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "t1w_age_sex_latent_paper.yaml"
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,7 @@ SMALL = BenchConfig(
 PAPER = BenchConfig(
     recipe=StudyRecipe(name="paper", subjects=3000, size=(96, 112, 96), voxel_mm=1.5, vae_channels=(64, 128, 256),
                        vae_steps=20_000, vae_batch_size=2, vae_lr=1e-4, train_steps=100_000, batch_size=16,
-                       lr=1e-4, ema_decay=0.999,
-                       network={"spatial_dims": 3, "channels": [128, 256, 512], "attention_levels": [False, True, True],
-                                "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32,
-                                "cross_attention_dim": 256}),
+                       lr=1e-4, ema_decay=0.999, network=yaml.safe_load(PAPER_SPEC.read_text())["network"]),
     baseline_steps=20_000, baseline_batch_size=8,
     densenet={"init_features": 64, "growth_rate": 32},
     vit={"patch_size": 16, "hidden_size": 768, "mlp_dim": 3072, "num_layers": 12, "num_heads": 12},

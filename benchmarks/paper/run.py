@@ -42,7 +42,7 @@ from metavoxel.evaluation.scalar_metrics import (classification_metrics, regress
 from metavoxel.io.atomic import write_json  # noqa: E402
 from metavoxel.training.checkpoint import load_run  # noqa: E402
 from metavoxel.workflows.evaluate import records  # noqa: E402
-from metavoxel.spec import RECOMMENDED_TRAINING  # noqa: E402
+from metavoxel.presets import RECOMMENDED_TRAINING  # noqa: E402
 from metavoxel.workflows.study import (StudyRecipe, make_cohort, phantom_config, train_study_model,  # noqa: E402
                                       train_study_vae)
 

@@ -151,7 +151,8 @@ def write_paper_figures(out: Path, *, metavoxel: dict, image_only: dict, baselin
     """Every figure of the report (PNG + PDF): `write_figures`' plots with the baselines beside MetaVoxel, the
     ablations as line plots, and real, MetaVoxel and image-only brains as orthogonal planes."""
     from metavoxel.evaluation import Roles
-    from metavoxel.figures import BrainImage, ablation_lines, brain_views
+    from ablation_figure import ablation_lines  # beside this file: only this benchmark measures the ablations
+    from metavoxel.figures import BrainImage, brain_views
     from metavoxel.workflows.previews import UNITS, grid_affine
 
     truth_k = class_truth(joint, "sex", test["sex"])

@@ -77,8 +77,7 @@ class JointModel(nn.Module):
         self.diffusion = JointDiffusion(self.variables, self.timesteps, kernels=d.kernels, device=self.device,
                                         loss_weights=self.loss_weights, sampling_steps=d.sampling_steps, eta=d.eta,
                                         seed=spec.seed, mixture=LevelMixture(**d.training.model_dump()),
-                                        conditioning=d.sampling_conditioning, grid=d.grid)
-        self._register_load_state_dict_pre_hook(_legacy_network_keys)
+                                        conditioning=d.conditioning, grid=d.grid)
 
     def train(self, mode: bool = True) -> JointModel:
         super().train(mode)
@@ -190,10 +189,3 @@ def _build(registry: Registry, spec: Any, ctx: BuildContext) -> Variable:
         raise PluginError(f"kind {spec.kind!r} ({registry.origin(spec.kind)}) built {type(variable).__name__}, "
                           f"which lacks {', '.join(sorted(missing))} of the Variable protocol")
     return variable
-
-
-def _legacy_network_keys(module, state_dict, prefix, *args) -> None:
-    """Runs saved before the network/process split keep the U-Net at ``net.*``; it now lives at ``net.unet.*``."""
-    old = f"{prefix}net."
-    for key in [k for k in state_dict if k.startswith(old) and not k.startswith(f"{old}unet.")]:
-        state_dict[f"{old}unet.{key[len(old):]}"] = state_dict.pop(key)

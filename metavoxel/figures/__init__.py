@@ -8,9 +8,9 @@ from metavoxel.figures.brain import BrainImage, brain_figure, brain_views
 from metavoxel.figures.canvas import figure, save_figure
 from metavoxel.figures.curves import read_metrics, training_curves
 from metavoxel.figures.orientation import convention_note, orthogonal_planes
-from metavoxel.figures.report import (ablation_lines, conditioning_panels, pit_ranks, predicted_vs_true,
-                                      rank_histogram, reliability_diagram)
+from metavoxel.figures.report import (conditioning_panels, pit_ranks, predicted_vs_true, rank_histogram,
+                                      reliability_diagram)
 
-__all__ = ["BrainImage", "ablation_lines", "brain_figure", "brain_views", "conditioning_panels", "convention_note",
+__all__ = ["BrainImage", "brain_figure", "brain_views", "conditioning_panels", "convention_note",
            "figure", "orthogonal_planes", "pit_ranks", "predicted_vs_true", "rank_histogram", "read_metrics",
            "reliability_diagram", "save_figure", "training_curves"]

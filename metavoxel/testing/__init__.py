@@ -3,7 +3,8 @@ hypothesis strategies (specs, timesteps, batches).
 
 For plugin authors (see docs/plugins.md):
 
-- the fixture ``metavoxel_conformance(kind_or_name, registry=None)`` (pytest plugin, installed with metavoxel);
+- the fixture ``metavoxel_conformance(kind_or_name, registry=None)`` (pytest plugin, opt-in:
+  ``-p metavoxel.testing.pytest_plugin``);
 - ``test_mine = conformance_tests("my_kind")``: one pytest item per (kind, example, check);
 - ``timesteps(T)``, ``model_specs(registry)``, ``batches(model)``: hypothesis strategies (needs hypothesis).
 """

@@ -1,7 +1,9 @@
 """The Variable conformance suite as a pytest plugin, for plugin authors.
 
-Installed with metavoxel (entry point ``pytest11: metavoxel``), so any project that has metavoxel and
-pytest gets it with nothing to configure. Two ways to use it::
+Opt-in: a test suite that wants it loads it by name, with ``-p metavoxel.testing.pytest_plugin`` on the pytest
+command line, in ``addopts`` (``[tool.pytest.ini_options] addopts = "-p metavoxel.testing.pytest_plugin"``), or
+with ``pytest_plugins = ["metavoxel.testing.pytest_plugin"]`` in the root conftest.py; metavoxel registers no
+``pytest11`` entry point, so other pytest sessions never import it. Two ways to use it::
 
     # 1. the fixture: one test per kind, every check on every example; a failure lists each failed check
     def test_my_kind_conforms(metavoxel_conformance):
@@ -11,8 +13,7 @@ pytest gets it with nothing to configure. Two ways to use it::
     from metavoxel.testing import conformance_tests
     test_ordinal = conformance_tests("ordinal")
 
-The plugin adds no autouse fixture, option or hook, and imports torch and the suite only when used, so
-it costs nothing in test suites that do not use it.
+The plugin adds no autouse fixture, option or hook, and imports torch and the suite only when used.
 """
 
 from __future__ import annotations

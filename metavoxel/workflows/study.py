@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from metavoxel.errors import InputError
 from metavoxel.io.atomic import write_json
-from metavoxel.spec import PAPER_TRAINING, RECOMMENDED_TRAINING
+from metavoxel.presets import PAPER_TRAINING, RECOMMENDED_TRAINING
 
 __all__ = ["DEMO", "VARIANTS", "StudyRecipe", "make_cohort", "phantom_config", "study_spec", "train_study_model",
            "train_study_vae"]
@@ -150,7 +150,8 @@ def study_spec(recipe: StudyRecipe, variant: str = "joint", *, vae_weights: str 
         "variables": variables,
         "diffusion": {"timesteps": 1000, "gaussian": dict(recipe.gaussian_schedule),
                       "discrete": {"name": "cosine"}, "sampling_steps": recipe.sampling_steps, "eta": 1.0,
-                      "grid": recipe.grid, "training": dict(recipe.training)},
+                      "grid": recipe.grid, "training": dict(recipe.training),
+                      "conditioning": "clean" if recipe.training.get("clean", 0.0) > 0 else "repaint"},
         "network": copy.deepcopy(recipe.network),
         "data": data,
         "seed": recipe.seed,

@@ -55,7 +55,8 @@ def cohort(tmp_path_factory):
              "aliases": {"female": "F", "male": "M"}},
         ],
         "diffusion": {"timesteps": 50, "sampling_steps": 4,
-                      "training": {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}},
+                      "training": {"shared": 1.0, "clean": 0.0, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0},
+                      "conditioning": "repaint"},
         "network": {"spatial_dims": 3, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
                     "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16},
         "data": {"columns": {"image": "t1"}, "split": {"val": 0.2, "test": 0.2, "seed": 0}},
@@ -274,7 +275,8 @@ def test_a_mixture_model_predicts_by_point_and_samples_clean_with_guidance(train
 def test_evaluate_reports_point_predictions_beside_sampling(trained, cohort, capsys):
     if not (trained / "mix" / "spec.json").is_file():  # written by the test above when it ran first
         _root, spec = cohort
-        mixture = {**spec, "diffusion": {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}}
+        mixture = {**spec, "diffusion": {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5},
+                                         "conditioning": "clean"}}
         (trained / "mixture.yaml").write_text(yaml.safe_dump(mixture))
         _ok(["train", "--spec", trained / "mixture.yaml", "--data", trained / "cohort.tsv", "--out", trained / "mix",
              "--steps", 2, "--batch-size", 2, "--cache", trained / "cache"])

@@ -14,7 +14,8 @@ from metavoxel.diffusion.mixture import LevelMixture, draw_levels, keep_mask
 from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.sampling import sample
 from metavoxel.errors import InputError, SpecError
-from metavoxel.spec import PAPER_TRAINING, RECOMMENDED_TRAINING, ModelSpec
+from metavoxel.presets import PAPER_TRAINING, RECOMMENDED_TRAINING
+from metavoxel.spec import ModelSpec
 
 MIXTURE = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.25}
 GROUPS = [["image"], ["age"], ["group"]]
@@ -37,7 +38,8 @@ def model():
 
 
 def paper_spec() -> dict:
-    return tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": dict(PAPER_TRAINING)})
+    return tiny_spec_2d(diffusion={"timesteps": T, "sampling_steps": 5, "training": dict(PAPER_TRAINING),
+                                   "conditioning": "repaint"})
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +117,6 @@ def test_mask_channels_exist_only_with_keep_masks():
     assert without == paper and with_masks == paper + 2  # [mask, mask * z0] for the 1-channel image
 
 
-def test_saved_specs_without_a_training_recipe_load_as_the_paper_recipe():
-    old = tiny_spec_2d(diffusion={"timesteps": T})
-    old["network"] = {**old["network"], "kernels": "torch"}  # before 0.2
-    saved = tiny_spec_2d(diffusion={"timesteps": T, "kernels": "auto"})  # written before training recipes
-    for data in (old, saved):
-        spec = ModelSpec.from_dict(data)
-        assert spec.diffusion.training.model_dump() == PAPER_TRAINING and spec.diffusion.conditioning == "repaint"
-    assert ModelSpec.from_dict(mixture_spec()).diffusion.training.clean == 0.25
-
-
 def test_training_spec_refuses_bad_weights():
     with pytest.raises(SpecError, match="must not all be 0"):
         ModelSpec.from_dict(tiny_spec_2d(diffusion={"training": {"shared": 0, "clean": 0, "independent": 0, "prior": 0}}))
@@ -134,14 +126,16 @@ def test_training_spec_refuses_bad_weights():
         ModelSpec.from_dict(tiny_spec_2d(diffusion={"conditioning": "clean", "training": dict(PAPER_TRAINING)}))
 
 
-def test_conditioning_defaults_follow_the_training_recipe():
+def test_conditioning_is_clean_by_default_whatever_the_training_and_a_paper_recipe_names_repaint():
     plain = ModelSpec.from_dict(tiny_spec_2d(diffusion={"timesteps": T}))  # no recipe, no conditioning given
-    assert plain.diffusion.training.model_dump() == RECOMMENDED_TRAINING and plain.diffusion.sampling_conditioning == "clean"
-    paper = ModelSpec.from_dict(paper_spec())
-    assert paper.diffusion.training.is_paper and paper.diffusion.sampling_conditioning == "repaint"
-    assert ModelSpec.from_dict(mixture_spec()).diffusion.sampling_conditioning == "clean"
+    assert plain.diffusion.training.model_dump() == RECOMMENDED_TRAINING and plain.diffusion.conditioning == "clean"
+    assert ModelSpec.from_dict(paper_spec()).diffusion.conditioning == "repaint"  # named by the spec
     assert mv.JointModel(mixture_spec()).diffusion.conditioning == "clean"
     assert RECOMMENDED_TRAINING == MIXTURE
+    with pytest.raises(SpecError) as err:  # the paper's training alone: the default is not quietly changed
+        ModelSpec.from_dict(tiny_spec_2d(diffusion={"timesteps": T, "training": dict(PAPER_TRAINING)}))
+    assert "conditioning 'clean' (the default) needs a model trained with clean subsets" in str(err.value)
+    assert "set conditioning: repaint" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_two_images_sample_freely_in_clean_mode_and_translation_falls_back_to_repaint_by_default():

@@ -11,7 +11,7 @@ import torch
 from tiny_specs import tiny_latent_spec_3d, tiny_spec_2d
 
 import metavoxel as mv
-from metavoxel.spec import PAPER_TRAINING
+from metavoxel.presets import PAPER, with_recipe
 
 PINNED = json.loads((Path(__file__).parent / "pinned_values.json").read_text())
 
@@ -25,10 +25,8 @@ def _perturb(model: mv.JointModel) -> None:
 
 @pytest.mark.parametrize("name", ["2d", "3d"])
 def test_sampling_and_losses_equal_the_values_before_the_refactor(name):
-    spec = tiny_spec_2d() if name == "2d" else tiny_latent_spec_3d()
-    # the paper preset (its training recipe, uniform grid and eps), whatever the defaults
-    spec["diffusion"] = {**spec["diffusion"], "training": dict(PAPER_TRAINING), "grid": "uniform"}
-    spec["variables"][0]["prediction"] = "eps"
+    # the paper preset (its training recipe, RePaint, the uniform grid and eps), whatever the defaults
+    spec = with_recipe(tiny_spec_2d() if name == "2d" else tiny_latent_spec_3d(), PAPER)
     torch.manual_seed(0)
     model = mv.JointModel(spec)
     _perturb(model)

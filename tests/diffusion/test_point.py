@@ -160,10 +160,10 @@ def test_a_partly_known_latent_image_comes_back_with_its_kept_voxels_exactly():
     """As `sample` does: the decoder misses the kept voxels, the paste puts them back (`blend.seamless_paste`)."""
     from tiny_specs import tiny_latent_spec_3d
 
-    from metavoxel.spec import RECOMMENDED_TRAINING
+    from metavoxel.presets import RECOMMENDED_TRAINING
 
     spec = tiny_latent_spec_3d()
-    spec["diffusion"]["training"] = dict(RECOMMENDED_TRAINING)
+    spec["diffusion"].update(training=dict(RECOMMENDED_TRAINING), conditioning="clean")
     torch.manual_seed(0)
     latent = mv.JointModel(spec)
     image = torch.rand(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))

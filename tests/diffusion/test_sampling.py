@@ -9,7 +9,7 @@ import torch
 
 import metavoxel as mv
 import metavoxel.diffusion.fused as fused_module
-from metavoxel.spec import RECOMMENDED_TRAINING
+from metavoxel.presets import RECOMMENDED_TRAINING
 from tiny_specs import tiny_spec_2d
 
 

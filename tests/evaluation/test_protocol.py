@@ -117,7 +117,7 @@ def test_a_class_role_without_categories_or_range_is_refused():
 
 def test_point_prediction_is_reported_beside_sampling():
     spec = tiny_latent_spec_3d()
-    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}, "conditioning": "clean"}
     mixture = mv.JointModel(spec)
     test = records(4, 0)
     options = EvaluationOptions(num_samples=1, steps=2, likelihood_timesteps=0, table2=False, method="point")
@@ -147,7 +147,7 @@ def test_point_prediction_of_a_paper_recipe_model_is_refused_before_any_sampling
 def test_a_continuous_sex_is_classified_by_its_point_mean_cut_at_the_midpoint():
     spec = tiny_latent_spec_3d()
     spec["variables"][2] = {"name": "sex", "kind": "continuous", "range": [0.0, 1.0]}
-    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}}
+    spec["diffusion"] = {**spec.get("diffusion", {}), "training": {"shared": 0.5, "clean": 0.5}, "conditioning": "clean"}
     model = mv.JointModel(spec)
     test = {**records(4, 0), "sex": [0.0, 1.0, 1.0, 0.0]}
     point = point_prediction(model, test, Roles(), seed=0)

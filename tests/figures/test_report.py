@@ -8,8 +8,7 @@ import pytest
 
 import metavoxel.figures.report as report
 from metavoxel.errors import InputError
-from metavoxel.figures import (ablation_lines, conditioning_panels, pit_ranks, predicted_vs_true, rank_histogram,
-                               reliability_diagram)
+from metavoxel.figures import conditioning_panels, pit_ranks, predicted_vs_true, rank_histogram, reliability_diagram
 
 
 @pytest.fixture
@@ -102,17 +101,3 @@ def test_table2_has_one_panel_per_conditioning_set(tmp_path, drawn):
     assert len(titles) == 4 and titles[0].startswith("given image + sex") and titles[3].startswith("given nothing")
     with pytest.raises(InputError, match="has 2 subjects"):
         conditioning_panels(tmp_path / "bad.png", {"I": np.zeros((2, 3))}, truth, name="age")
-
-
-def test_ablations_are_lines_with_seconds_on_a_second_axis(tmp_path, drawn):
-    ablation = {"steps": [{"steps": s, "mae": 9 / s, "accuracy": 0.8, "fid": 40 / s, "seconds_per_subject": s / 10}
-                          for s in (10, 20, 50)],
-                "samples": [{"samples": s, "mae": 3 / s, "accuracy": 0.7, "seconds_per_subject": s}
-                            for s in (1, 3)]}
-    _written(ablation_lines(tmp_path / "ablations.png", ablation, unit="years"))
-    (fig,) = drawn
-    labels = [ax.get_ylabel() for ax in fig.axes]
-    assert labels.count("s / subject") == 5  # steps: MAE, accuracy, FID; samples: MAE, accuracy
-    assert labels.count("age MAE (years)") == 2 and labels.count("FID") == 1
-    with pytest.raises(InputError, match="'steps' or 'samples'"):
-        ablation_lines(tmp_path / "none.png", {})

@@ -20,7 +20,7 @@ from tiny_specs import TINY_NET_2D
 
 import metavoxel as mv
 from metavoxel.diffusion import fused, process
-from metavoxel.spec import PAPER_TRAINING
+from metavoxel.presets import PAPER_TRAINING
 
 SOURCE = Path(__file__).resolve().parents[1] / "plugins" / "counting_plugin"
 
@@ -56,7 +56,8 @@ def model(counting):
             {"name": "sex", "kind": "counting_categorical", "categories": ["F", "M"]},
             {"name": "group", "kind": "categorical", "categories": ["A", "B", "C"]},
         ],
-        "diffusion": {"timesteps": 50, "sampling_steps": 3, "training": dict(PAPER_TRAINING)},  # RePaint: renoise runs
+        "diffusion": {"timesteps": 50, "sampling_steps": 3, "training": dict(PAPER_TRAINING),
+                      "conditioning": "repaint"},  # RePaint: renoise runs
         "network": TINY_NET_2D,
     }
     return mv.JointModel(spec, registry=mv.build_registry(strict=True))

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("interpreter")
 
 def _model(kernels: str) -> mv.JointModel:
     spec = copy.deepcopy(tiny_latent_spec_3d())
-    spec["network"]["kernels"] = kernels
+    spec["network"]["attention_backend"] = kernels  # the U-Net's attention
+    spec["diffusion"]["kernels"] = kernels  # the fused noising, DDIM/RePaint and D3PM steps
     model = mv.JointModel(spec)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # give the zero-initialised output layers weights, so every path matters

@@ -24,7 +24,7 @@ from tiny_specs import TINY_NET_2D
 
 import metavoxel as mv
 from metavoxel.testing import conformance_cases, run_check
-from metavoxel.spec import PAPER_TRAINING
+from metavoxel.presets import PAPER_TRAINING
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {"ordinal": "metavoxel-ordinal", "bounded": "metavoxel-bounded"}
@@ -302,7 +302,8 @@ def test_joint_model_trains_and_samples_with_plugin_kinds(registry):
             {"name": "mmse", "kind": "bounded", "range": [0, 30]},
             {"name": "age", "kind": "continuous", "range": [40.0, 95.0]},
         ],
-        "diffusion": {"timesteps": 100, "sampling_steps": 5, "training": dict(PAPER_TRAINING)},  # every loss term live
+        "diffusion": {"timesteps": 100, "sampling_steps": 5, "training": dict(PAPER_TRAINING),  # every loss term live
+                      "conditioning": "repaint"},
         "network": dict(TINY_NET_2D),
     }
     model = mv.JointModel(spec, registry=registry)

@@ -35,10 +35,21 @@ BROKEN = mv.VariableKind(name="leaky", spec=LeakySpec, build=Leaky.from_spec, ex
 '''
 
 
-def test_the_plugin_is_registered_under_the_pytest11_entry_point(pytestconfig):
-    (ep,) = [ep for ep in md.entry_points(group="pytest11") if ep.name == "metavoxel"]
-    assert ep.value == "metavoxel.testing.pytest_plugin" and ep.dist.metadata["Name"] == "metavoxel"
-    assert pytestconfig.pluginmanager.get_plugin("metavoxel") is not None
+def test_the_plugin_is_opt_in_and_this_suite_loads_it_by_name(pytestconfig):
+    assert not [ep for ep in md.entry_points(group="pytest11") if ep.value.startswith("metavoxel")]
+    assert pytestconfig.pluginmanager.get_plugin("metavoxel.testing.pytest_plugin") is not None  # tests/conftest.py
+
+
+def test_a_pytest_session_that_does_not_ask_for_it_imports_neither_it_nor_torch(pytester):
+    pytester.makepyfile(test_plain='''
+        import sys
+
+        def test_nothing_of_metavoxel(request):
+            assert "metavoxel_conformance" not in request.fixturenames
+            assert not [m for m in sys.modules if m == "torch" or m.startswith("metavoxel")]
+    ''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
 
 
 def test_the_plugin_adds_no_autouse_fixture():
@@ -53,8 +64,8 @@ def test_the_plugin_adds_no_autouse_fixture():
 
 
 def _run(pytester, *args):
-    """The inner session in a subprocess, as a plugin author runs it (the plugin is found by entry point)."""
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rf", *args)
+    """The inner session in a subprocess, as a plugin author runs it (loading the plugin by name)."""
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "metavoxel.testing.pytest_plugin", "-rf", *args)
 
 
 def test_fixture_passes_a_builtin_kind_and_reports_the_failed_check_of_a_broken_one(pytester):

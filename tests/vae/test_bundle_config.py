@@ -82,7 +82,7 @@ def test_the_brain_ldm_example_spec_has_the_bundles_autoencoder():
     """The public bundle's autoencoder_def (brain_image_synthesis_latent_diffusion_model, configs/inference.json):
     the example spec in schemas/examples must describe it exactly, and its grid must give the bundle's
     3×20×28×20 latent."""
-    from metavoxel.presets import BRAIN_LDM_AGE_SEX
+    from metavoxel.examples import BRAIN_LDM_AGE_SEX
     from metavoxel.vae.architecture import VAESpec
 
     bundle = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "latent_channels": 3,

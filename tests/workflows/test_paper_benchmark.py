@@ -149,3 +149,27 @@ def test_cost_counts_a_training_step_as_forward_plus_twice_the_work_backward():
     assert train["params"] == reverse["params"] > 0 and train["steps"] == tiny.recipe.train_steps
     text = cost.report("tiny", tiny, list(rows.values()), measured_minutes=1.0)
     assert "| **training, all networks** |" in text and "GFLOP/s achieved" in text
+
+
+def test_the_ablation_figure_draws_lines_with_seconds_on_a_second_axis(tmp_path, monkeypatch):
+    """benchmarks/paper/ablation_figure.py: one row per ablation, one panel per metric, a twin seconds axis."""
+    import matplotlib.image
+
+    sys.path.insert(0, str(ROOT / "benchmarks" / "paper"))
+    try:
+        figure_module = importlib.import_module("ablation_figure")
+    finally:
+        sys.path.pop(0)
+    drawn, real = [], figure_module.save_figure
+    monkeypatch.setattr(figure_module, "save_figure", lambda fig, path, **kw: drawn.append(fig) or real(fig, path, **kw))
+    ablation = {"steps": [{"steps": s, "mae": 9 / s, "accuracy": 0.8, "fid": 40 / s, "seconds_per_subject": s / 10}
+                          for s in (10, 20, 50)],
+                "samples": [{"samples": s, "mae": 3 / s, "accuracy": 0.7, "seconds_per_subject": s}
+                            for s in (1, 3)]}
+    png, pdf = figure_module.ablation_lines(tmp_path / "ablations.png", ablation, unit="years")
+    assert matplotlib.image.imread(png)[..., :3].std() > 0.01 and pdf.read_bytes().startswith(b"%PDF")
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    assert labels.count("s / subject") == 5  # steps: MAE, accuracy, FID; samples: MAE, accuracy
+    assert labels.count("age MAE (years)") == 2 and labels.count("FID") == 1
+    with pytest.raises(mv.InputError, match="'steps' or 'samples'"):
+        figure_module.ablation_lines(tmp_path / "none.png", {})

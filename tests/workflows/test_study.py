@@ -44,6 +44,21 @@ def test_the_paper_recipe_has_the_papers_latent_grid():
     assert [s // image.vae.downsample_factor for s in image.shape] == [24, 28, 24]
 
 
+def test_the_paper_configuration_trains_the_paper_example_spec_on_the_paper_recipe():
+    """benchmarks/paper's ``paper`` configuration is schemas/examples/t1w_age_sex_latent_paper.yaml's model."""
+    from metavoxel.presets import PAPER
+
+    example = mv.ModelSpec.from_file(ROOT / "schemas" / "examples" / "t1w_age_sex_latent_paper.yaml")
+    spec = mv.ModelSpec.from_dict(study_spec(benchmark_configs()["paper"].recipe))
+    assert spec.diffusion == example.diffusion and spec.network == example.network
+    assert {k: getattr(spec.diffusion, k) for k in PAPER["diffusion"] if k != "training"} == \
+        {k: v for k, v in PAPER["diffusion"].items() if k != "training"}
+    assert spec.diffusion.training.model_dump() == PAPER["diffusion"]["training"]
+    assert [(v.kind, getattr(v, "prediction", None)) for v in spec.variables] == \
+        [(v.kind, getattr(v, "prediction", None)) for v in example.variables]
+    assert spec.variable("image").shape == example.variable("image").shape
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(mv.InputError, match="image-only"):
         study_spec(DEMO, "image_only")
