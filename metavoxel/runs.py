@@ -142,9 +142,9 @@ def load_run(run_dir: str | Path, *, registry: Registry | None = None, weights: 
         raise CheckpointError(f"{run_dir} is damaged: it has a training state but no {weights_path.name} (training "
                               f"stopped while writing it?); resume it with `metavoxel train --resume --out {run_dir}` "
                               "and the run's spec and data to write it again, or restore the file")
-    state = load_weights(weights_path)
-    check_seal(weights_path, data, spec_path)
     spec = ModelSpec.from_saved(data, registry=registry, source=str(spec_path), written_by=saved.get("metavoxel"))
+    state = load_weights(weights_path)
+    check_seal(weights_path, data, spec_path)  # after the format: a spec of another format says so first
     model = JointModel(spec, registry=registry, load_weights=False)
     check_fits(model, state, run_dir)
     model.load_state_dict(state)

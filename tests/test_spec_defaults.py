@@ -104,6 +104,19 @@ NON_DEFAULT: dict[str, Any] = {
     "variables.image_latent.vae.attention_levels": [False, False, True],
     "variables.image_latent.vae.norm_num_groups": 16,
     "variables.image_latent.vae.nonlocal_attention": True,
+    "variables.image_latent.vae.network": Together({"variables.image_latent.vae.network": "AutoencoderKlMaisi",
+                                                    "variables.image_latent.vae.num_splits": 1}),  # 16 by default
+    "variables.image_latent.vae.norm_eps": 1e-5,
+    "variables.image_latent.vae.use_convtranspose": True,
+    "variables.image_latent.vae.include_fc": False,
+    "variables.image_latent.vae.use_combined_linear": True,
+    "variables.image_latent.vae.use_flash_attention": True,
+    "variables.image_latent.vae.use_checkpoint": True,
+    **{f"variables.image_latent.vae.{field}": Together({"variables.image_latent.vae.network": "AutoencoderKlMaisi",
+                                                        "variables.image_latent.vae.num_splits": 1,
+                                                        f"variables.image_latent.vae.{field}": value})
+       for field, value in (("num_splits", 1), ("dim_split", 1), ("norm_float16", True), ("print_info", True),
+                            ("save_mem", True))},
     "variables.image_latent.scale_factor": 0.5,
     "variables.image_latent.weights": "vae/vae.safetensors",  # no vae.json beside it: no recorded scale factor
     "variables.continuous.range": [0.0, 100.0],

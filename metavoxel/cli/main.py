@@ -16,7 +16,8 @@ import warnings
 import typer
 
 from metavoxel.cli import commands, phantom_command, run_commands, vae_command
-from metavoxel.errors import MetavoxelError
+from metavoxel.cli.flags import FLAGS
+from metavoxel.errors import MetavoxelError, OptionError
 
 app = typer.Typer(
     name="metavoxel",
@@ -67,7 +68,7 @@ def _run(argv: list[str] | None) -> int:
     except MetavoxelError as exc:
         if os.environ.get("METAVOXEL_DEBUG") == "1":
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.render(FLAGS) if isinstance(exc, OptionError) else exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
         line = None if os.environ.get("METAVOXEL_DEBUG") == "1" else _plugin_blame(exc)

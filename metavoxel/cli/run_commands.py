@@ -161,15 +161,16 @@ def sample(model: Model,
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
            guidance: Guidance = 0.0) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
+    from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run
 
+    options = SamplingOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, precision=precision,
+                              conditioning=conditioning, guidance=guidance)  # validated here, before any work
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
     tables = []  # rendered before any file is written: a failure there leaves no samples.json behind
     with progress_bar() as bar:
         task = bar.add_task("sampling", total=None)
-        _result, files = sample_run(model, fixed, masks, out, num_samples=num_samples, steps=steps, seed=seed,
-                                    space=space, precision=precision, conditioning=conditioning, guidance=guidance,
-                                    grid=grid,
+        _result, files = sample_run(model, fixed, masks, out, options, space=space,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
                                     before_write=lambda result: tables.append(result_table(result)))
     console().print(tables[0])
@@ -205,14 +206,18 @@ def predict(model: Model, data: Data,
                                                            "--method sample only).", min=0.0)] = None) -> None:
     """Predict one variable for every subject of a table (mean, SD and an interval with its real level, or
     class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval."""
+    from metavoxel.diffusion.options import request_options
     from metavoxel.workflows.predict import predict_run
 
+    if method == "sample" and num_samples is None:
+        num_samples = 3
+    options = request_options(method, num_samples=num_samples, steps=steps, grid=grid, seed=seed,
+                              batch_size=batch_size, precision=precision, conditioning=conditioning,
+                              guidance=guidance)  # what does not apply to the method is refused here, once
     names = None if given is None else [g.strip() for g in given.split(",") if g.strip()]  # "": refused
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
-        path = predict_run(model, data, target, out, given=names, num_samples=num_samples, steps=steps, seed=seed,
-                           batch_size=batch_size, precision=precision, method=method, conditioning=conditioning,
-                           guidance=guidance, grid=grid,
+        path = predict_run(model, data, target, out, options, given=names,
                            progress=lambda d, t: bar.update(task, completed=d, total=t))
     console().print(f"wrote {escape(str(path))}")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from metavoxel.errors import InputError
+from metavoxel.errors import InputError, OptionError
 
 __all__ = ["GRID_SPACINGS", "check_grid", "repaint_walk", "time_grid"]
 
@@ -48,10 +48,10 @@ def time_grid(timesteps: int, steps: int, spacing: str = "uniform") -> torch.Ten
 
 
 def check_grid(spacing: str | None) -> None:
-    """Refuse an unknown grid spacing (None: the model's default) with a one-line `InputError`."""
+    """Refuse an unknown grid spacing (None: the model's default) with a one-line `OptionError` naming ``grid``."""
     if spacing is not None and spacing not in GRID_SPACINGS:
-        raise InputError(f"grid (the sampling grid's spacing) must be one of {', '.join(GRID_SPACINGS)}, "
-                         f"got {spacing!r}")
+        raise OptionError(f"{{grid}} (the sampling grid's spacing) must be one of {', '.join(GRID_SPACINGS)}, "
+                          f"got {spacing!r}", "grid")
 
 
 def repaint_walk(steps: int, jump_length: int = 1, jump_rounds: int = 1) -> list[tuple[int, int]]:

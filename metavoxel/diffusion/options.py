@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from metavoxel.diffusion.grid import check_grid
 from metavoxel.errors import InputError, OptionError
 from metavoxel.seeds import check_seed
 
-__all__ = ["GRIDS", "PRECISIONS", "PointOptions", "SamplingOptions"]
+__all__ = ["METHODS", "PRECISIONS", "PointOptions", "SamplingOptions", "request_options"]
 
 PRECISIONS = ("fp32", "bf16")
-GRIDS = ("uniform", "quadratic")
+#: How a request is answered: by sampling (`SamplingOptions`) or by point prediction (`PointOptions`).
+METHODS = ("sample", "point")
 
 
 def _integer(value: Any) -> bool:
@@ -88,8 +90,7 @@ class SamplingOptions:
             value = getattr(self, name)
             if value is not None and (not _integer(value) or value < 1):
                 raise OptionError(f"{{{name}}} must be an integer >= 1, got {value!r}", name)
-        if self.grid is not None and self.grid not in GRIDS:
-            raise OptionError(f"{{grid}} must be one of {', '.join(GRIDS)}, got {self.grid!r}", "grid")
+        check_grid(self.grid)
         if self.seed is not None:
             object.__setattr__(self, "seed", _seed(self.seed, "seed"))
         object.__setattr__(self, "seeds", _seeds(self.seeds))
@@ -149,3 +150,27 @@ class PointOptions:
 
     def replace(self, **changes: Any) -> PointOptions:
         return dataclasses.replace(self, **changes)
+
+
+def request_options(method: str, **values: Any) -> SamplingOptions | PointOptions:
+    """The options of a request answered by ``method``: `SamplingOptions` for ``sample``, `PointOptions` for
+    ``point``, from ``values`` (None: the default). Each method's incompatibilities live here, once.
+
+    Raises:
+        OptionError: an unknown method, or an option given that the method does not take (e.g. ``num_samples``
+            for a point prediction, which draws no samples), naming them all.
+    """
+    if method not in METHODS:
+        raise OptionError(f"{{method}} must be one of {', '.join(METHODS)}, got {method!r}", "method")
+    kind = PointOptions if method == "point" else SamplingOptions
+    fields = {f.name for f in dataclasses.fields(kind)}
+    given = {k: v for k, v in values.items() if v is not None}
+    extra = [k for k in given if k not in fields]  # in the order given
+    if extra:
+        why = ("it reads the model's x0 prediction with the given variables clean, drawing no samples"
+               if method == "point" else "they plan a point prediction")
+        other = "sample" if method == "point" else "point"
+        names = ", ".join("{" + e + "}" for e in extra)
+        raise OptionError(f"{names} {'does' if len(extra) == 1 else 'do'} not apply to {{method}} {method} ({why}); "
+                          f"drop {'it' if len(extra) == 1 else 'them'}, or use {{method}} {other}", *extra, "method")
+    return kind(**given)

@@ -42,6 +42,12 @@ class VAETrainConfig(BaseModel):
         "constant", description="constant: lr throughout; cosine: lr * 0.5 (1 + cos(pi i / steps)) at step i, "
                                 "from lr down to 0 (Loshchilov & Hutter 2017, one cycle), after the warm-up.")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up from lr / warmup_steps to lr.")
+    initial_log_var: float | None = Field(None, le=0, description=(
+        "Start the posterior log-variance at this value (the bias of the log-variance convolution, its weights "
+        "zeroed) on a fresh training; None keeps the network's own start (log-variance about 0, sigma about 1). "
+        "A light KL term lets sigma shrink only slowly from 1, so the decoder spends its first thousands of steps "
+        "on latents whose noise exceeds their spread; from -10 (sigma 0.007) it sees them near noise-free from the "
+        "first step and learns faster (benchmarks/RESULTS.md, 'The shipped phantom VAE')."))
     kl_weight: float = Field(1e-6, ge=0, description="Weight of the KL term (kept light: a near-deterministic "
                                                       "latent with a roughly unit scale).")
     adv_weight: float = Field(0.01, ge=0, description="Weight of the generator's adversarial term.")

@@ -120,6 +120,19 @@ def _autocast(config: VAETrainConfig, device: torch.device) -> Callable[[], cont
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def _start_log_var(vae: torch.nn.Module, value: float) -> None:
+    """Set the posterior log-variance of every input to ``value``: the bias of the convolution that produces it
+    (MONAI's ``quant_conv_log_sigma``), its weights zeroed."""
+    conv = getattr(vae, "quant_conv_log_sigma", None)
+    conv = getattr(conv, "conv", conv)
+    if not isinstance(conv, torch.nn.modules.conv._ConvNd) or conv.bias is None:
+        raise InputError(f"initial_log_var needs a MONAI autoencoder with a biased quant_conv_log_sigma convolution, "
+                         f"got {type(vae).__name__}; leave initial_log_var unset")
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(value)
+
+
 def _perceptual(config: VAETrainConfig, spatial_dims: int, device: torch.device) -> FeaturePerceptualLoss | None:
     if config.perceptual_weights is None:
         if config.perceptual_weight > 0:
@@ -199,6 +212,8 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
         if resume:
             state, batches.pending = load_training_state(state_dir, config, vae=vae, discriminator=discriminator,
                                                          opt_g=opt_g, opt_d=opt_d, order=generator)
+        elif config.initial_log_var is not None:
+            _start_log_var(vae, config.initial_log_var)
         seconds_before = state.seconds
         for step in range(state.step, config.steps):
             x = train.batch(next(batches))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from metavoxel.data import CohortWarning, DataSpec, read_cohort
 from metavoxel.data.records import record_keys, subject_seed, without_image_note
-from metavoxel.diffusion.grid import check_grid
+from metavoxel.diffusion.options import PointOptions, SamplingOptions
 from metavoxel.diffusion.point import point_plan
 from metavoxel.errors import InputError, PluginError, did_you_mean
 from metavoxel.data.identity import cohort_files
@@ -51,12 +51,9 @@ def predict_output(out: str | Path) -> Path:
     return path
 
 
-def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path, *,
-                given: Sequence[str] | None = None, num_samples: int | None = None, steps: int | None = None,
-                seed: int | None = None, batch_size: int = 16, precision: str = "fp32",
-                progress: Callable[[int, int], None] | None = None, method: str = "sample",
-                conditioning: str | None = None, guidance: float | None = None, draws: int | None = None,
-                grid: str | None = None) -> Path:
+def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path,
+                options: SamplingOptions | PointOptions | None = None, *, given: Sequence[str] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (None: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
@@ -69,12 +66,11 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     from (``test.tsv row 7``); ``session`` is ``n/a`` when the record has none. Nothing is written if any
     record fails.
 
-    ``method="point"`` reads the posterior mean (or class probabilities) from the model's x0 prediction,
-    renoise-and-read in at most 5 network calls per record (`metavoxel.JointModel.point_predict`, its default
-    plan, or ``draws`` per level; a model trained with clean subsets): continuous targets then get ``target``
-    only (no spread). ``num_samples`` (default 3), ``steps``, ``grid`` (default: the model's), ``conditioning``
-    and ``guidance`` (default 0) apply to ``method="sample"`` only: given with ``method="point"`` they are
-    refused; ``precision`` applies to both.
+    ``options`` says how: `SamplingOptions` (default: 3 samples per record) samples every record; `PointOptions`
+    reads the posterior mean (or class probabilities) from the model's x0 prediction, renoise-and-read in at
+    most 5 network calls per record (`metavoxel.JointModel.point_predict`; a model trained with clean subsets):
+    continuous targets then get ``target`` only (no spread). `metavoxel.diffusion.options.request_options`
+    builds either from a method's name and refuses what does not apply to it.
 
     Each record is sampled with its own generator, seeded by `subject_seed` from ``(seed, subject, session)``,
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
@@ -83,31 +79,21 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
 
     Args:
         out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
-        seed: default: the model's seed.
-        batch_size: rows per network call (whole records of ``num_samples`` rows each, at least one record).
+        options: its ``seed`` (default: the model's) seeds every record's own generator; its ``batch_size`` is
+            rows per network call (default 16; whole records of ``num_samples`` rows each, at least one record).
 
     Returns:
         The path written.
 
     Raises:
         InputError: a bad target, given variable (an empty ``given`` too), table or ``out`` (``out`` may not be a
-            file this call reads: the table, a file of the run, an image the table names), or a sampling option
-            given with ``method="point"`` — all before any sampling.
+            file this call reads: the table, a file of the run, an image the table names) — all before any
+            sampling.
         PluginError: the target's kind returned a summary outside the contract.
     """
-    if method not in ("sample", "point"):
-        raise InputError(f"--method must be sample or point, got {method!r}")
-    if method == "point":
-        sampling = {"--num-samples": num_samples, "--steps": steps, "--grid": grid, "--conditioning": conditioning,
-                    "--guidance": guidance}
-        extra = [flag for flag, value in sampling.items() if value is not None]
-        if extra:
-            raise InputError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to --method point "
-                             "(it reads the model's x0 prediction with the given variables clean, drawing no "
-                             f"samples); drop {'it' if len(extra) == 1 else 'them'}, or use --method sample")
-    check_grid(grid)
-    num_samples = 3 if num_samples is None else int(num_samples)
-    guidance = 0.0 if guidance is None else float(guidance)
+    options = SamplingOptions(num_samples=3) if options is None else options
+    point = isinstance(options, PointOptions)
+    batch_size = 16 if options.batch_size is None else options.batch_size
     if given is not None and not list(given):
         raise InputError("--given names no variable; name the variables to condition on (comma-separated, e.g. "
                          "--given image,sex), or leave --given out to condition on all the others")
@@ -139,7 +125,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     no_image = [r for r in cohort.records if images and all(r.values.get(g) is None for g in images)]
     if no_image:
         warnings.warn(f"{data}: {without_image_note(no_image, use='predict')}", CohortWarning, stacklevel=2)
-    seed = model.spec.seed if seed is None else int(seed)
+    seed = model.spec.seed if options.seed is None else options.seed
     labels = list(var.categories) if isinstance(var, HasCategories) else None
     has_truth = target in batch
     columns: list[str] | None = None
@@ -148,7 +134,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
     # a call holds records that give the same variables, so which variables are free (and the conditioning a
     # spec's default falls back to) is each record's own, whatever the other rows
-    rows_per_record = max(point_plan(model.timesteps, None, draws)[1]) if method == "point" else num_samples
+    rows_per_record = (max(point_plan(model.timesteps, options.levels, options.draws)[1]) if point
+                       else options.num_samples)
     per_call = max(1, batch_size // rows_per_record)
     patterns: dict[tuple[bool, ...], list[int]] = {}
     for i in range(len(records)):
@@ -159,13 +146,11 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     for chunk in chunks:
         fix = {g: [batch[g][i] for i in chunk] for g in present}
         seeds = [subject_seed(seed, *keys[i]) for i in chunk]
-        if method == "point":
-            summary = _point_summary(model.point_predict(fix, target, draws=draws, seeds=seeds, batch_size=batch_size,
-                                                         precision=precision), target, var)
+        request = options.replace(seeds=seeds, batch_size=batch_size)
+        if point:
+            summary = _point_summary(model.point_predict(fix, target, options=request), target, var)
         else:
-            result = model.sample(fix=fix, num_samples=num_samples, steps=steps, precision=precision, seeds=seeds,
-                                  batch_size=batch_size, conditioning=conditioning, guidance=guidance, grid=grid)
-            summary = result.summary(target)
+            summary = model.sample(fix=fix, options=request).summary(target)
         summary = checked_summary(var, summary, len(chunk))
         for j, i in enumerate(chunk):
             record = records[i]

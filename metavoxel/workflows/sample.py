@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, did_you_mean
 from metavoxel.io.atomic import write_json
@@ -39,12 +40,10 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path, *,
-               num_samples: int = 1, steps: int | None = None, seed: int | None = None, space: str = "source",
-               precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
-               before_write: Callable[[SampleResult], None] | None = None,
-               conditioning: str | None = None, guidance: float = 0.0,
-               grid: str | None = None) -> tuple[SampleResult, list[Path]]:
+def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path,
+               options: SamplingOptions | None = None, *, space: str = "source",
+               progress: Callable[[int, int], None] | None = None,
+               before_write: Callable[[SampleResult], None] | None = None) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview into ``out``.
 
     ``out`` is written as one whole (`metavoxel.io.staging`): the files go into a staging folder beside it that
@@ -57,10 +56,10 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         masks: image variable -> a NIfTI keep-mask (non-zero = keep that voxel), normally on the fixed scan's grid
             (another grid is moved onto it). Every voxel it keeps is held while sampling (a model voxel partly
             kept is kept) and comes back unchanged in the written file: see `write_inpainted`.
+        options: how to sample (`metavoxel.diffusion.options.SamplingOptions`; default: one sample, the model's
+            steps, grid, seed and conditioning, no guidance).
         space: where images derived from a given scan are written: ``source`` (the scan's own grid and
             header) or ``model`` (the model grid).
-        conditioning, guidance, grid: see `metavoxel.JointModel.sample` (default: the model's conditioning and
-            grid, no guidance).
         before_write: called with the result after sampling and before anything is written (the CLI renders
             its table there), so an error in it leaves no files behind.
 
@@ -99,9 +98,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             _check_range(var, parsed)
             raw[name] = parsed[None] if isinstance(parsed, torch.Tensor) else [parsed]
     keeps = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
-    result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, num_samples=num_samples,
-                          steps=steps, seed=seed, precision=precision, progress=progress,
-                          conditioning=conditioning, guidance=guidance, grid=grid)
+    result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, options=options,
+                          progress=progress)
     for name, var in model.variables.items():  # every summary keeps the contract before a file is written
         if not isinstance(var.head, SpatialHead):
             checked_summary(var, result.summary(name), result.num_subjects)

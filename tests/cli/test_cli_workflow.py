@@ -226,7 +226,7 @@ def test_predict_writes_one_row_per_subject(trained):
     (["--fix", "age=60", "--fix", "sex=F", "--fix", "image=IMG"], "every variable is fixed"),
     (["--fix", "age=60", "--conditioning", "clean"], "needs a model trained with clean subsets"),
     (["--fix", "age=60", "--guidance", "1"], "needs a model trained with prior subsets"),
-    (["--fix", "age=60", "--grid", "cosine"], "grid (the sampling grid's spacing) must be one of uniform, quadratic"),
+    (["--fix", "age=60", "--grid", "cosine"], "--grid (the sampling grid's spacing) must be one of uniform, quadratic"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(trained, capsys, args, message):
     args = [a.replace("IMG", str(trained / "images" / "sub-01_T1w.nii.gz")) for a in args]

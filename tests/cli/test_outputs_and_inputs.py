@@ -16,6 +16,7 @@ from tiny_runs import write_run
 from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
+from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.cli import run
 from metavoxel.io.atomic import write_json
 from metavoxel.workflows import sample as sample_workflow
@@ -84,10 +85,10 @@ def test_inpainting_what_was_generated_into_the_same_default_out_is_refused(root
 # -- 4. an output folder holds one run's files or the previous run's --------------------------------------
 def test_a_new_sample_replaces_the_earlier_output_whole(root, tmp_path):
     out = tmp_path / "o"
-    sample_run(root / "run", {"age": "70"}, {}, out, num_samples=3, steps=1)
+    sample_run(root / "run", {"age": "70"}, {}, out, SamplingOptions(num_samples=3, steps=1))
     assert sorted(p.name for p in out.glob("image_sample*")) == [f"image_sample0{k}.{e}" for k in range(3)
                                                                   for e in ("json", "nii.gz")]
-    _result, files = sample_run(root / "run", {"age": "90"}, {}, out, num_samples=1, steps=1)
+    _result, files = sample_run(root / "run", {"age": "90"}, {}, out, SamplingOptions(num_samples=1, steps=1))
     assert sorted(p.name for p in out.iterdir()) == ["image_sample00.json", "image_sample00.nii.gz", "preview.pdf",
                                                      "preview.png", "samples.json"]  # samples 01, 02 went with 70
     assert json.loads((out / "samples.json").read_text())["fixed"] == {"age": "90"}
@@ -98,7 +99,7 @@ def test_a_new_sample_replaces_the_earlier_output_whole(root, tmp_path):
 @pytest.mark.parametrize("when", ["sampling", "writing"])
 def test_an_interrupted_sample_leaves_the_earlier_output_as_it_was(root, tmp_path, monkeypatch, when):
     out = tmp_path / "o"
-    sample_run(root / "run", {"age": "70"}, {}, out, num_samples=2, steps=1)
+    sample_run(root / "run", {"age": "70"}, {}, out, SamplingOptions(num_samples=2, steps=1))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def interrupt(*args, **kwargs):
@@ -108,7 +109,7 @@ def test_an_interrupted_sample_leaves_the_earlier_output_as_it_was(root, tmp_pat
         monkeypatch.setattr(sample_workflow, "write_json", lambda path, data: (
             interrupt() if path.name == "samples.json" else write_json(path, data)))
     with pytest.raises(KeyboardInterrupt):
-        sample_run(root / "run", {"age": "90"}, {}, out, num_samples=1, steps=2,
+        sample_run(root / "run", {"age": "90"}, {}, out, SamplingOptions(num_samples=1, steps=2),
                    progress=interrupt if when == "sampling" else None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]

@@ -203,3 +203,13 @@ def test_the_learning_rate_each_step_used_is_recorded(tiny_vae, blob_data):
     report = train_vae(tiny_vae, train, None, _config(steps=3, adv_start=1, lr_schedule="cosine"))
     assert [r["lr"] for r in report.history] == pytest.approx([2e-3, 2e-3 * 0.75, 2e-3 * 0.25])
     assert "lr" not in report.final and report.seconds > 0
+
+
+def test_initial_log_var_starts_the_posterior_near_noise_free(tiny_vae, blob_data):
+    train, _val = blob_data
+    train_vae(tiny_vae, train, None, _config(steps=1, adv_start=100, initial_log_var=-10.0))
+    with torch.no_grad():
+        sigma = tiny_vae.encode(train)[1]
+    assert float(sigma.max()) < 0.01  # exp(-10 / 2) = 0.0067, one step later
+    with pytest.raises(InputError, match="initial_log_var needs a MONAI autoencoder"):
+        train_vae(torch.nn.Linear(1, 1), train, None, _config(steps=1, initial_log_var=-10.0))

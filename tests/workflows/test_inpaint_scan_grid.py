@@ -13,6 +13,7 @@ import pytest
 from sample_runs import save_tiny_run
 from tiny_specs import TINY_NET_2D
 
+from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.workflows.sample import sample_run
 
 SHAPE = (16, 16, 16)
@@ -56,7 +57,7 @@ def test_kept_voxels_come_back_unchanged(run, tmp_path, mask_grid):
         mask_affine[:3, 3] = affine[:3, 3] - 2.75
     nib.save(nib.Nifti1Image(keep, mask_affine), str(tmp_path / "keep.nii.gz"))
     out = tmp_path / "out"
-    sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")}, out, seed=0)
+    sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")}, out, SamplingOptions(seed=0))
 
     scan, written = nib.load(str(scan_path)), nib.load(str(out / "image_sample00.nii.gz"))
     kept = np.zeros(SHAPE, dtype=bool)
@@ -82,7 +83,7 @@ def test_model_space_is_in_the_scans_units_and_says_what_was_held(run, tmp_path)
     keep[:8] = 1
     nib.save(nib.Nifti1Image(keep, affine), str(tmp_path / "keep.nii.gz"))
     out = tmp_path / "out"
-    sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")}, out, seed=0,
+    sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")}, out, SamplingOptions(seed=0),
                space="model")
     written = nib.load(str(out / "image_sample00.nii.gz"))
     assert written.shape == SHAPE and written.get_data_dtype() == np.float32
@@ -104,5 +105,5 @@ def test_a_mask_that_keeps_no_voxel_of_the_scan_is_refused_and_nothing_written(r
     nib.save(nib.Nifti1Image(keep, mask_affine), str(tmp_path / "keep.nii.gz"))
     with pytest.raises(InputError, match=r"--mask image=.*keeps no voxel of the fixed scan.*drop --mask"):
         sample_run(run, {"image": str(scan_path), "age": "70"}, {"image": str(tmp_path / "keep.nii.gz")},
-                   tmp_path / "out", seed=0)
+                   tmp_path / "out", SamplingOptions(seed=0))
     assert not (tmp_path / "out").exists()

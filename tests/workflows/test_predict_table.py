@@ -11,6 +11,7 @@ import pytest
 from sample_runs import save_tiny_run
 from tiny_specs import tiny_spec_2d
 
+from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.errors import InputError
 from metavoxel.workflows.predict import predict_output, predict_run
 
@@ -43,7 +44,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def _predict(run: Path, table: Path, out, **kw) -> Path:
-    return predict_run(run, table, "age", out, given=["image", "group"], num_samples=2, seed=3, **kw)
+    return predict_run(run, table, "age", out, SamplingOptions(num_samples=2, seed=3, **kw), given=["image", "group"])
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,6 +9,7 @@ import pytest
 from sample_runs import save_tiny_run
 from tiny_specs import tiny_spec_2d
 
+from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.errors import InputError
 from metavoxel.workflows.sample import sample_run
 
@@ -20,7 +21,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_fix_accepts_a_top_coded_age_as_tables_do(run, tmp_path):
-    result, _files = sample_run(run, {"age": "89+", "group": "A"}, {}, tmp_path / "out", seed=0)
+    result, _files = sample_run(run, {"age": "89+", "group": "A"}, {}, tmp_path / "out", SamplingOptions(seed=0))
     assert result.labels("age") == [[89.0]]  # (subjects, samples)
     assert json.loads((tmp_path / "out" / "samples.json").read_text())["fixed"]["age"] == "89+"
 
