@@ -61,6 +61,8 @@ EXTERNAL = {"tensorboard": "TensorBoard's own command line (the optional `metavo
 #: flags added to a command that does not set them, so that it trains at a test's budget
 BUDGET = {"train": ("--steps", "2", "--batch-size", "4"), "train-vae": ("--steps", "2"),
           "evaluate": ("--likelihood-timesteps", "2")}
+#: flags that need one of metavoxel's optional extras: a line using one is only parsed where the extra is absent
+EXTRA_FLAGS = {"--tensorboard": "tensorboard"}
 #: options whose value is a path a command writes (never provided as a fixture)
 OUTPUTS = ("--out", "-o", "--cache")
 
@@ -196,6 +198,17 @@ def check_line(line: str) -> str:
     if head in EXTERNAL:
         return f"not metavoxel's: {EXTERNAL[head]}"
     return "run by its page's own test"
+
+
+def extra_installed(extra: str) -> bool:
+    """Every requirement of metavoxel's optional extra ``extra`` is installed."""
+    requirements = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
+    try:
+        for requirement in requirements:
+            md.version(re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0])
+    except md.PackageNotFoundError:
+        return False
+    return True
 
 
 # -- the Python blocks' names -----------------------------------------------------------------------------------
@@ -385,9 +398,11 @@ class Shell:
 
     @staticmethod
     def _cannot_run(argv: list[str]) -> bool:
-        """metavoxel demo (10 minutes), benchmark scripts (an hour), pip of metavoxel's extras (downloads)."""
+        """metavoxel demo (10 minutes), benchmark scripts (an hour), pip of metavoxel's extras (downloads), and a
+        line with a flag whose extra is not installed here."""
         return (argv[:2] == ["metavoxel", "demo"] or (argv[0] == "python" and argv[1].startswith("benchmarks/"))
-                or (argv[0] == "pip" and argv[2].startswith("metavoxel[")))
+                or (argv[0] == "pip" and argv[2].startswith("metavoxel["))
+                or any(not extra_installed(EXTRA_FLAGS[flag]) for flag in argv if flag in EXTRA_FLAGS))
 
     def mkdir(self, args: list[str]) -> str:
         assert args[0] == "-p"

@@ -115,7 +115,7 @@ def _anchors(path) -> set[str]:
     return {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
 
 
-@pytest.mark.parametrize("page", pages())
+@pytest.mark.parametrize("page", [*pages(), "benchmarks/RESULTS.md", "benchmarks/RESULTS-archive.md"])
 def test_every_relative_link_and_anchor_resolves(page):
     source = ROOT / page
     text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", source.read_text(), flags=re.M | re.S)
@@ -170,3 +170,11 @@ def test_benchmark_scripts_take_the_flags_the_docs_give(line):
     assert done.returncode == 0, done.stderr[-2000:]
     for flag in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
         assert flag in done.stdout, f"{argv[1]} --help does not list {flag}"
+
+
+def test_results_keeps_one_current_section_per_benchmark_in_under_500_lines():
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    assert len(text.splitlines()) < 500, "move superseded runs to benchmarks/RESULTS-archive.md"
+    index = text.split("\n## ", 1)[0]
+    for title in re.findall(r"^## (.+)$", text, re.M):
+        assert f"(#{_slug(title)})" in index, f"RESULTS.md's index has no row for {title!r}"
