@@ -109,7 +109,7 @@ def _parser(path: Path, root: Path):
                          "fix or remove it, or name another with --config") from None
     if not isinstance(parser.get(), dict):
         raise InputError(f"{str(path)!r} holds a {type(parser.get()).__name__}, not a config mapping")
-    parser["bundle_root"] = str(root)
+    parser["bundle_root"] = str(root.resolve())  # absolute: items are resolved inside the bundle folder
     return parser
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from test_plugin_docs import DOC, blocks
+from doc_shell import blocks, shell_lines
+from test_plugin_docs import DOC
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +31,13 @@ def test_the_tutorial_installed_for_real_runs_every_shell_line(tmp_path):
     env.pop("METAVOXEL_DISABLE_PLUGINS", None)
     bin_dir = Path(sys.executable).parent
     ran = []
-    for lang, info, body in blocks(DOC.read_text()):
-        if info.startswith("file="):
-            path = tmp_path / info.removeprefix("file=")
+    for block in blocks(DOC):
+        if "file" in block.info:
+            path = tmp_path / block.info["file"]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(body)
-        elif lang == "bash":
-            for line in filter(None, map(str.strip, body.splitlines())):
+            path.write_text(block.body)
+        elif block.lang == "bash":
+            for line in shell_lines(block.body):
                 argv = shlex.split(line)
                 if argv[0] == "pip":
                     target, _, extras = argv[3].partition("[")

@@ -97,6 +97,15 @@ def test_a_monai_core_bundle_in_yaml_with_a_checkpoint_dict(tmp_path):
     _encodes_like(image, module, _volumes((16, 24)), 2.0)
 
 
+def test_a_bundle_named_by_a_relative_path_from_its_parent_folder(tmp_path, monkeypatch, capsys):
+    """As docs/vae.md types it: `import-vae bundles/NAME` from the folder holding bundles/ (the weights path the
+    config builds from bundle_root is not joined onto the bundle folder twice)."""
+    core_bundle(tmp_path / "bundles" / "brain_ldm")
+    monkeypatch.chdir(tmp_path)
+    assert run(["import-vae", "bundles/brain_ldm", "--out", "vae"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "vae" / "vae.json").read_text())["provenance"]["weights_file"] == "models/autoencoder.pt"
+
+
 def test_a_maisi_bundle_picks_the_image_autoencoder(tmp_path):
     bundle, module = maisi_bundle(tmp_path / "maisi")
     result = import_vae(bundle, tmp_path / "vae")
