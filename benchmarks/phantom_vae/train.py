@@ -63,6 +63,19 @@ def phase_configs(args: argparse.Namespace, precision: str) -> dict[str, VAETrai
     }
 
 
+def _init_record(folder: Path) -> dict:
+    """What a warm start continues: the saved VAE's folder and, from its provenance, the steps and hours behind it."""
+    meta_path = folder / "vae.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"error: --init-from {folder}: no vae.json there; name a saved VAE folder")
+    meta = json.loads(meta_path.read_text())
+    provenance = meta.get("provenance") or {}
+    if meta.get("architecture", {}).get("channels") != ARCHITECTURE["channels"]:
+        raise SystemExit(f"error: --init-from {folder}: its architecture is not this training's {ARCHITECTURE}")
+    return {"path": str(folder), "steps": int(provenance.get("steps", 0)), "hours": float(provenance.get("hours", 0.0)),
+            "sessions": int(provenance.get("sessions", 0))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/phantom-vae"))
@@ -78,6 +91,10 @@ def main() -> None:
     parser.add_argument("--val-subjects", type=int, default=16, help="Held-out brains per phantom for validation.")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path,
+                        help="Start from the weights of a saved VAE folder (e.g. metavoxel/pretrained/phantom-32) "
+                             "instead of a fresh network: how a training whose state did not survive (a new machine) "
+                             "continues from what was shipped. Read only when --out holds no training yet.")
     args = parser.parse_args()
 
     precision = args.precision
@@ -102,11 +119,21 @@ def main() -> None:
             raise SystemExit(f"error: {out} holds a training with other settings; re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
         record["sessions"] = saved.get("sessions", [])
+        if "init_from" in saved:
+            record["init_from"] = saved["init_from"]
+    elif args.init_from is not None:
+        record["init_from"] = _init_record(args.init_from)
     record.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     write_json(previous, record)
 
     torch.manual_seed(args.seed)
     vae = build_vae(3, 1, spec)
+    if "init_from" in record:
+        from metavoxel.vae.checkpoint import load_vae
+
+        vae, _ = load_vae(record["init_from"]["path"])
+        vae.requires_grad_(True)
+        print(f"starting from {record['init_from']['path']} ({record['init_from']['steps']} steps before)", flush=True)
     for name, config in configs.items():
         folder = out / name
         if (folder / "vae" / "vae.json").is_file():
