@@ -40,6 +40,13 @@ Guidance = Annotated[float, typer.Option("--guidance", help="Classifier-free gui
                                          "fixed variables (a model trained with prior subsets).", min=0.0)]
 
 
+TypicalityFlag = Annotated[bool, typer.Option("--typicality/--no-typicality", help="Score how typical each record's "
+                                              "given values are (<= 10 network calls per record; never changes the "
+                                              "answer) and warn for each atypical one.")]
+TypicalityThreshold = Annotated[float, typer.Option("--typicality-threshold", help="Warn above this percentile of "
+                                                    "the validation split's typicality (0-100).", min=0.0, max=100.0)]
+
+
 def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
               steps: Annotated[int, typer.Option(help="Optimiser steps.", min=1)] = 2000,
               batch_size: Annotated[int, typer.Option(help="Volumes per step.", min=1)] = 2,
@@ -203,9 +210,12 @@ def predict(model: Model, data: Data,
                                                              "model's; --method sample only).")] = None,
             guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance weight w >= 0 "
                                                            "(default 0; a model trained with prior subsets; "
-                                                           "--method sample only).", min=0.0)] = None) -> None:
+                                                           "--method sample only).", min=0.0)] = None,
+            typicality: TypicalityFlag = True, typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """Predict one variable for every subject of a table (mean, SD and an interval with its real level, or
-    class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval."""
+    class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval. With the
+    true value in the table, brain-PAD, its bias-corrected value and the centile of the truth; each record's
+    typicality percentile, with a warning for each atypical one (docs/trust.md)."""
     from metavoxel.diffusion.options import request_options
     from metavoxel.workflows.predict import predict_run
 
@@ -218,7 +228,8 @@ def predict(model: Model, data: Data,
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, options, given=names,
-                           progress=lambda d, t: bar.update(task, completed=d, total=t))
+                           progress=lambda d, t: bar.update(task, completed=d, total=t),
+                           typicality=typicality_threshold if typicality else None)
     console().print(f"wrote {escape(str(path))}")
 
 
@@ -300,6 +311,26 @@ def _written(files: list[Path], out: Path) -> str:
                        for n in images)
         parts.insert(0, shown + (" with JSON sidecars" if sidecars else ""))
     return f"wrote {', '.join(parts)} to {out}"
+
+
+def calibrate(model: Model,
+              data: Annotated[Path | None, typer.Option("--data", help="The run's cohort (default: the one its "
+                                                        "train.json names).")] = None) -> None:
+    """Compute a run's calibration.json from its validation split: the typicality reference and the bias
+    corrections (`train` writes it; this is for older runs, or after moving the cohort)."""
+    from metavoxel.workflows.calibrate import calibrate_run
+
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase[:24], total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        path = calibrate_run(model, data, progress=progress,
+                             report=lambda line: console().print(line, markup=False, highlight=False))
+    console().print(f"wrote {escape(str(path))}")
 
 
 def plot(run_dir: Annotated[Path, typer.Argument(help="Run directory written by `metavoxel train`.")],

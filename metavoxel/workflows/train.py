@@ -122,7 +122,25 @@ def _train_run(spec: ModelSpec, spec_file: Path | None, data: str | Path, out: P
                    progress=lambda d, t, loss: tick("training", d, t, loss), log=log)
     if ddp.rank == 0:
         write_model_card(out, model, cohort, splits, config, result)
+        if splits.get("val"):  # what sample, predict and evaluate compare each answer with
+            _calibrate(out, cohort, splits["val"], tick, report)
     return result
+
+
+def _calibrate(out: Path, cohort: Cohort, val: list[int], tick, report) -> None:
+    """calibration.json from the validation split, with the run's saved (EMA) weights
+    (`metavoxel.workflows.calibrate`); a calibration that cannot be computed is reported, not fatal."""
+    from metavoxel.runs import load_run
+    from metavoxel.workflows.calibrate import calibrate_cohort, write_calibration
+
+    try:
+        calibration = calibrate_cohort(load_run(out), cohort, val, report=report,
+                                       progress=lambda phase, d, t: tick("calibrating", d, t, float("nan")))
+        write_calibration(out, calibration)
+    except InputError as exc:
+        if report is not None:
+            report(f"no calibration.json ({exc}); typicality and bias correction are off until "
+                   f"`metavoxel calibrate --model {out}` succeeds")
 
 
 def _train_means(model: JointModel, cohort: Cohort, splits: Mapping[str, list[int]]) -> dict[str, float]:

@@ -1,0 +1,154 @@
+"""Typicality percentiles: a record's denoising terms placed among the validation split's, and the flag.
+
+`metavoxel.diffusion.typicality` gives each record two raw terms, s_I (its image given its metadata) and s_M
+(its metadata given its image), for the set G of variables it gives. Raw terms are not comparable across
+models or sets of given variables, so each is read as a percentile among the validation split's terms for
+the same G (the run's reference, `TypicalityReference`, stored by `metavoxel calibrate` / `train`):
+
+    P_part(s) = 100 · (#{v_k < s} + ½ · #{v_k = s}) / n          over the n validation terms v_k of that part
+
+A record is as atypical as its worse part, m = max(P_I, P_M) over the parts it gives; its **typicality
+percentile** is the percentile of m among the validation records' own m (so a threshold on it flags the
+validation split at its nominal rate whatever the number of parts). It is flagged when the percentile is
+above the threshold (default 99: about 1% of records like the validation split's are flagged), and the
+flag names the part(s) whose own percentile is above it (the image, the metadata, or both; with neither
+alone above it, the worse one).
+
+The score never changes an answer: it is computed beside it from the same given values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metavoxel.diffusion.typicality import PARTS, TypicalityTerms
+from metavoxel.errors import InputError
+
+__all__ = ["DEFAULT_THRESHOLD", "TypicalityReference", "TypicalityResult", "TypicalityWarning", "percentile",
+           "warn_atypical"]
+
+#: The default flag: above the validation split's 99th percentile.
+DEFAULT_THRESHOLD = 99.0
+
+
+class TypicalityWarning(UserWarning):
+    """A record whose given values are unlike the validation split's (one per record)."""
+
+
+def percentile(value: float, reference: Sequence[float]) -> float:
+    """100 · (#{v < value} + ½ · #{v = value}) / n: ``value``'s mid-rank percentile among ``reference``; NaN if
+    either is missing."""
+    ref = np.asarray(reference, dtype=np.float64)
+    if not math.isfinite(value) or len(ref) == 0:
+        return float("nan")
+    return float(100.0 * ((ref < value).sum() + 0.5 * (ref == value).sum()) / len(ref))
+
+
+@dataclass(frozen=True)
+class TypicalityResult:
+    """One record's typicality.
+
+    Attributes:
+        percentile: the typicality percentile (NaN: no reference for its given variables).
+        parts: part -> its own percentile (only the parts the record gives).
+        flagged: above the threshold.
+        atypical: the parts named by the flag (empty when not flagged).
+        given: the record's given variables (comma-joined).
+    """
+
+    percentile: float
+    parts: dict[str, float]
+    flagged: bool
+    atypical: tuple[str, ...]
+    given: str
+
+    def to_dict(self) -> dict[str, Any]:
+        clean = lambda x: None if not math.isfinite(x) else round(x, 2)  # noqa: E731
+        return {"percentile": clean(self.percentile), "flagged": self.flagged, "atypical": list(self.atypical),
+                "given": self.given, **{f"{p}_percentile": clean(v) for p, v in self.parts.items()}}
+
+
+@dataclass
+class TypicalityReference:
+    """The validation split's terms per set of given variables: ``{given: {part: [terms]}}``.
+
+    Attributes:
+        scores: given (sorted, comma-joined names) -> part -> the n validation records' terms.
+        levels, seed: how the terms were computed (a record must be scored the same way).
+    """
+
+    scores: dict[str, dict[str, list[float]]]
+    levels: int
+    seed: int
+
+    @classmethod
+    def from_terms(cls, by_given: Mapping[str, TypicalityTerms], *, levels: int, seed: int) -> TypicalityReference:
+        """From each set of given variables' validation terms (parts a set does not give are left out)."""
+        scores = {}
+        for given, terms in by_given.items():
+            parts = {p: [float(x) for x in terms.part(p)] for p in PARTS}
+            scores[given] = {p: v for p, v in parts.items() if v and all(math.isfinite(x) for x in v)}
+        return cls(scores, levels, seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"levels": self.levels, "seed": self.seed, "scores": self.scores}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TypicalityReference:
+        return cls({g: {p: [float(x) for x in v] for p, v in parts.items()} for g, parts in data["scores"].items()},
+                   int(data["levels"]), int(data["seed"]))
+
+    def _combined(self, given: str) -> list[float]:
+        """The validation records' own m = max over parts of their part percentiles."""
+        parts = self.scores[given]
+        n = len(next(iter(parts.values())))
+        return [max(percentile(v[k], v) for v in parts.values()) for k in range(n)]
+
+    def score(self, terms: TypicalityTerms, *, threshold: float = DEFAULT_THRESHOLD) -> list[TypicalityResult]:
+        """Each record's `TypicalityResult`; a record whose given set has no reference gets NaN, unflagged."""
+        if not 0.0 < threshold < 100.0:
+            raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
+        combined_cache: dict[str, list[float]] = {}
+        results = []
+        for i, given in enumerate(terms.given):
+            ref = self.scores.get(given)
+            own = {p: float(terms.part(p)[i]) for p in PARTS if math.isfinite(float(terms.part(p)[i]))}
+            if not ref or set(own) != set(ref):
+                results.append(TypicalityResult(float("nan"), {}, False, (), given))
+                continue
+            parts = {p: percentile(v, ref[p]) for p, v in own.items()}
+            if given not in combined_cache:
+                combined_cache[given] = self._combined(given)
+            pct = percentile(max(parts.values()), combined_cache[given])
+            flagged = pct > threshold
+            above = tuple(p for p, v in parts.items() if v > threshold)
+            atypical = (above or (max(parts, key=parts.get),)) if flagged else ()
+            results.append(TypicalityResult(pct, parts, flagged, atypical, given))
+        return results
+
+
+def describe(result: TypicalityResult, record: str, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """The warning's text for a flagged record: which record, its percentile, what is atypical."""
+    what = {"image": "the image", "metadata": "the metadata given with it"}
+    named = " and ".join(what[p] for p in result.atypical)
+    parts = ", ".join(f"{p} {v:.1f}" for p, v in result.parts.items())
+    return (f"{record}: typicality percentile {result.percentile:.1f}, above the validation split's "
+            f"{threshold:g}th: {named} {'are' if len(result.atypical) > 1 else 'is'} unlike what the model was "
+            f"trained on (percentiles {parts}; given {result.given}); its answer may not be trustworthy")
+
+
+def warn_atypical(results: Sequence[TypicalityResult], records: Sequence[str],
+                  threshold: float = DEFAULT_THRESHOLD) -> int:
+    """One `TypicalityWarning` per flagged record; returns how many were flagged."""
+    flagged = 0
+    for result, record in zip(results, records):
+        if result.flagged:
+            warnings.warn(describe(result, record, threshold), TypicalityWarning, stacklevel=2)
+            flagged += 1
+    return flagged

@@ -1,0 +1,135 @@
+"""Trust on the user's own scans, end to end on a tiny trained run: `train` writes calibration.json, `predict` adds
+brain-PAD, its correction, the centile of the truth and a typicality percentile per record (warning for atypical
+ones) without changing the answer, `calibrate` rewrites it for an older run, stale calibrations are refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from tiny_specs import tiny_spec_2d
+
+import metavoxel as mv
+from metavoxel.diffusion.options import SamplingOptions
+from metavoxel.diffusion.typicality import typicality_terms
+from metavoxel.evaluation.typicality import TypicalityWarning
+from metavoxel.runs import RunWarning
+from metavoxel.training import TrainConfig
+from metavoxel.workflows.calibrate import CALIBRATION_FILE, load_calibration
+from metavoxel.workflows.predict import predict_run
+from metavoxel.workflows.train import train_run
+
+pytestmark = pytest.mark.filterwarnings("ignore::metavoxel.data.CohortWarning")
+
+CLEAN = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.0}
+
+
+def _brain(rng, age: float) -> np.ndarray:
+    """An 8×8 'brain' whose bright disc shrinks with age: something the model can read."""
+    yy, xx = np.mgrid[:8, :8]
+    radius = 3.5 - (age - 40) / 30
+    return ((((yy - 3.5) ** 2 + (xx - 3.5) ** 2) < radius ** 2) * 0.8 + rng.normal(0, 0.03, (8, 8))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trust")
+    rng = np.random.default_rng(0)
+    rows = ["participant_id\timage\tage\tgroup"]
+    for i in range(24):
+        age = float(rng.uniform(45, 90))
+        nib.save(nib.Nifti1Image(_brain(rng, age), np.eye(4)), root / f"s{i}.nii.gz")
+        rows.append(f"sub-{i:02d}\ts{i}.nii.gz\t{age:.1f}\t{'ABC'[i % 3]}")
+    (root / "cohort.tsv").write_text("\n".join(rows) + "\n")
+    spec = tiny_spec_2d(diffusion={"timesteps": 20, "sampling_steps": 3, "training": CLEAN, "conditioning": "clean"},
+                        data={"split": {"val": 0.35, "test": 0.0}})
+    config = TrainConfig(steps=30, batch_size=8, val_every=100, checkpoint_every=100, warmup_steps=0, lr=3e-3)
+    train_run(mv.ModelSpec.from_dict(spec), root / "cohort.tsv", root / "run", config)
+    return root
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open(), delimiter="\t"))
+
+
+def test_train_writes_a_calibration_sealed_to_its_weights(run):
+    data = json.loads((run / "run" / CALIBRATION_FILE).read_text())
+    val = json.loads((run / "run" / "splits.json").read_text())
+    assert data["n"] == len([s for s in val["val"]]) or data["n"] > 0
+    scores = data["typicality"]["scores"]
+    assert {"age,group,image", "group,image", "image"} <= set(scores)  # every set of given variables a request has
+    assert set(scores["age,group,image"]) == {"image", "metadata"} and set(scores["image"]) == {"image"}
+    assert set(data["bias_correction"]["age"]) == {"sample", "point"}  # clean-trained: point prediction too
+    assert load_calibration(run / "run") is not None
+
+
+def test_predict_adds_brain_age_and_typicality_columns_without_changing_the_answer(run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TypicalityWarning)
+        on = _read(predict_run(run / "run", run / "cohort.tsv", "age", run / "on.tsv",
+                               SamplingOptions(num_samples=4, seed=1), given=["image", "group"]))
+    off = _read(predict_run(run / "run", run / "cohort.tsv", "age", run / "off.tsv",
+                            SamplingOptions(num_samples=4, seed=1), given=["image", "group"], typicality=None))
+    answer = ["age", "age_sd", "age_lower", "age_upper"]
+    assert [[r[c] for c in answer] for r in on] == [[r[c] for c in answer] for r in off]
+    assert "typicality_percentile" not in off[0] and "brain_pad" in off[0]
+    calibration = load_calibration(run / "run")
+    fit = calibration.correction("age", "sample")
+    for r in on:
+        pred, true = float(r["age"]), float(r["age_true"])
+        assert float(r["brain_pad"]) == pytest.approx(pred - true, abs=1e-3)
+        assert float(r["brain_pad_corrected"]) == pytest.approx(pred - (fit.intercept + fit.slope * true), abs=1e-3)
+        assert float(r["brain_age_corrected"]) == pytest.approx(float(r["brain_pad_corrected"]) + true, abs=1e-3)
+        assert float(r["age_centile"]) in {10.0, 30.0, 50.0, 70.0, 90.0}  # (rank + ½)/(S + 1), S = 4
+        assert 0 <= float(r["typicality_percentile"]) <= 100 and r["metadata_percentile"] != "n/a"
+        assert r["atypical"] in {"none", "image", "metadata", "image,metadata"}
+
+
+def test_an_atypical_scan_is_flagged_by_name_and_part(run):
+    """A scan of pure noise at ten times the intensity, beside a typical one: one warning, for the noise."""
+    rng = np.random.default_rng(5)
+    nib.save(nib.Nifti1Image(rng.normal(0, 8, (8, 8)).astype(np.float32), np.eye(4)), run / "noise.nii.gz")
+    (run / "odd.tsv").write_text("participant_id\timage\tgroup\nsub-noise\tnoise.nii.gz\tA\nsub-00\ts0.nii.gz\tA\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = _read(predict_run(run / "run", run / "odd.tsv", "age", run / "odd_out.tsv",
+                                 SamplingOptions(num_samples=2), given=["image", "group"]))
+    flagged = [str(w.message) for w in caught if issubclass(w.category, TypicalityWarning)]
+    assert len(flagged) == 1 and flagged[0].startswith("sub-noise (") and "the image" in flagged[0]
+    assert rows[0]["atypical"] == "image" and float(rows[0]["typicality_percentile"]) > 99
+    assert rows[1]["atypical"] == "none"
+
+
+def test_the_score_of_a_record_does_not_depend_on_the_others(run):
+    model = mv.runs.load_run(run / "run")
+    images = [str(run / f"s{i}.nii.gz") for i in range(3)]
+    together = typicality_terms(model, {"image": images, "group": ["A", "B", "C"]})
+    alone = typicality_terms(model, {"image": images[1:2], "group": ["B"]})
+    assert together.image[1] == pytest.approx(float(alone.image[0]))
+    assert together.metadata[1] == pytest.approx(float(alone.metadata[0]))
+    assert together.calls_per_record == 10 and len(set(together.image.tolist())) == 3
+
+
+def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, capsys):
+    from metavoxel.cli import run as cli
+
+    copy = tmp_path / "old"
+    shutil.copytree(run / "run", copy)
+    (copy / CALIBRATION_FILE).unlink()
+    with pytest.warns(RunWarning, match="has no calibration.json.*metavoxel calibrate --model"):
+        predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1))
+    assert cli(["calibrate", "--model", str(copy), "--data", str(run / "cohort.tsv")]) == 0
+    assert (copy / CALIBRATION_FILE).read_text() == (run / "run" / CALIBRATION_FILE).read_text()
+    model = mv.runs.load_run(copy)  # trained further: other weights under the same spec
+    state = {k: v + 1e-3 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    mv.runs.save_weights(copy / "model.safetensors", state, spec=model.spec)
+    with pytest.warns(RunWarning, match="other weights"):
+        assert load_calibration(copy) is None
+    assert cli(["calibrate", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
