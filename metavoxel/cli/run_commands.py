@@ -166,7 +166,8 @@ def sample(model: Model,
            out: Out = Path("samples"),
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
-           guidance: Guidance = 0.0) -> None:
+           guidance: Guidance = 0.0, typicality: TypicalityFlag = True,
+           typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run
@@ -179,8 +180,11 @@ def sample(model: Model,
         task = bar.add_task("sampling", total=None)
         _result, files = sample_run(model, fixed, masks, out, options, space=space,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
-                                    before_write=lambda result: tables.append(result_table(result)))
+                                    before_write=lambda result: tables.append(result_table(result)),
+                                    typicality=typicality_threshold if typicality else None)
     console().print(tables[0])
+    if _result is not None and "typicality" in (scored := _typicality_line(out)):
+        console().print(scored, markup=False, highlight=False)
     console().print(_written(files, out), markup=False, highlight=False)
 
 
@@ -298,6 +302,22 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                         f"{num(cls['seconds_per_subject'], 4)})")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
+
+
+def _typicality_line(out: Path) -> str:
+    """``typicality percentile P of the given values (image Q, metadata R)`` from samples.json, or ``""``."""
+    import json
+
+    try:
+        scored = json.loads((out / "samples.json").read_text(encoding="utf-8")).get("typicality") or {}
+    except (OSError, ValueError):
+        return ""
+    if scored.get("percentile") is None:
+        return ""
+    parts = ", ".join(f"{k.removesuffix('_percentile')} {v:.1f}" for k, v in scored.items()
+                      if k.endswith("_percentile") and v is not None)
+    return (f"typicality percentile {scored['percentile']:.1f} of the given values among the validation split's "
+            f"({parts}; warned above the threshold)")
 
 
 def _written(files: list[Path], out: Path) -> str:

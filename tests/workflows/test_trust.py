@@ -54,6 +54,13 @@ def run(tmp_path_factory) -> Path:
     return root
 
 
+def _noise(root: Path) -> Path:
+    """A scan of pure noise at ten times a brain's intensity."""
+    rng = np.random.default_rng(5)
+    nib.save(nib.Nifti1Image(rng.normal(0, 8, (8, 8)).astype(np.float32), np.eye(4)), root / "noise.nii.gz")
+    return root / "noise.nii.gz"
+
+
 def _read(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open(), delimiter="\t"))
 
@@ -93,8 +100,7 @@ def test_predict_adds_brain_age_and_typicality_columns_without_changing_the_answ
 
 def test_an_atypical_scan_is_flagged_by_name_and_part(run):
     """A scan of pure noise at ten times the intensity, beside a typical one: one warning, for the noise."""
-    rng = np.random.default_rng(5)
-    nib.save(nib.Nifti1Image(rng.normal(0, 8, (8, 8)).astype(np.float32), np.eye(4)), run / "noise.nii.gz")
+    _noise(run)
     (run / "odd.tsv").write_text("participant_id\timage\tgroup\nsub-noise\tnoise.nii.gz\tA\nsub-00\ts0.nii.gz\tA\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -133,3 +139,17 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
         assert load_calibration(copy) is None
     assert cli(["calibrate", "--model", str(tmp_path / "nowhere")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, capsys):
+    from metavoxel.cli import run as cli
+
+    code = cli(["sample", "--model", str(run / "run"), "--fix", f"image={_noise(run)}", "--fix", "group=A",
+                "--out", str(run / "sampled")])
+    captured = capsys.readouterr()
+    scored = json.loads((run / "sampled" / "samples.json").read_text())["typicality"]
+    assert code == 0 and scored["flagged"] and scored["atypical"] == ["image"] and scored["percentile"] > 99
+    assert "warning: " in captured.err and "noise.nii.gz (given with group=A): typicality percentile" in captured.err
+    code = cli(["sample", "--model", str(run / "run"), "--fix", "age=60", "--no-typicality", "--out",
+                str(run / "plain")])
+    assert code == 0 and "typicality" not in json.loads((run / "plain" / "samples.json").read_text())
