@@ -229,11 +229,14 @@ def predict(model: Model, data: Data,
                               batch_size=batch_size, precision=precision, conditioning=conditioning,
                               guidance=guidance)  # what does not apply to the method is refused here, once
     names = None if given is None else [g.strip() for g in given.split(",") if g.strip()]  # "": refused
+    notes: list[str] = []
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, options, given=names,
                            progress=lambda d, t: bar.update(task, completed=d, total=t),
-                           typicality=typicality_threshold if typicality else None)
+                           typicality=typicality_threshold if typicality else None, report=notes.append)
+    for line in notes:
+        console().print(line, markup=False, highlight=False)
     console().print(f"wrote {escape(str(path))}")
 
 
@@ -263,14 +266,16 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                                                  "subsets) beside the sampled answers. -n, --steps and --grid shape "
                                                  "the sampled answers only (point prediction draws no samples and "
                                                  "reads its own levels); --seed, --batch-size and --precision "
-                                                 "apply to both.")] = "sample") -> None:
+                                                 "apply to both.")] = "sample",
+             typicality: TypicalityFlag = True, typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """The paper's evaluation of a run: age MAE, PIT/CRPS/spread-skill/coverage, sex accuracy/AUROC/ECE, Table 2,
     FID/MMD, MS-SSIM. Coverage of a 90% interval needs -n 20; with fewer samples its real level is reported."""
     from metavoxel.evaluation import EvaluationOptions, Roles
     from metavoxel.workflows.evaluate import evaluate_run
 
     options = EvaluationOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, batch_size=batch_size,
-                                precision=precision, likelihood_timesteps=likelihood_timesteps, method=method)
+                                precision=precision, likelihood_timesteps=likelihood_timesteps, method=method,
+                                typicality=typicality_threshold if typicality else None)
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
@@ -300,6 +305,19 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                         f"(sampling {num(reg['seconds_per_subject'], 4)}); {categorical} accuracy "
                         f"{num(pcls['accuracy'], 3)} in {num(pcls['seconds_per_subject'], 4)} s/subject (sampling "
                         f"{num(cls['seconds_per_subject'], 4)})")
+    ages = metrics.get("brain_age")
+    if ages:
+        after = ages.get("after")
+        console().print(f"brain age: r {num(ages['before']['r'], 3)}, R² {num(ages['before']['r2'], 3)}, corr(PAD, "
+                        f"{continuous}) {num(ages['before']['pad_age_r'], 3)}"
+                        + (f"; bias-corrected MAE {num(after['mae'])}, corr(PAD, {continuous}) "
+                           f"{num(after['pad_age_r'], 3)}" if after else "; no bias correction (metavoxel calibrate)"))
+    if metrics.get("trust_note"):
+        console().print(metrics["trust_note"], markup=False, highlight=False)
+    typ = metrics.get("typicality")
+    if typ:
+        console().print(f"typicality: {typ['flagged']} of {typ['n']} records above the validation split's "
+                        f"{typ['threshold']:g}th percentile")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
 

@@ -132,6 +132,8 @@ def difference_columns(target: str) -> dict[str, str]:
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2:
+        return float("nan")
     a, b = a - a.mean(), b - b.mean()
     denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
@@ -148,7 +150,7 @@ def _fit_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 def brain_age_metrics(predicted: Any, truth: Any, correction: BiasCorrection | None = None) -> dict[str, Any]:
     """MAE, r, R² and corr(PAD, y) of predictions, before and (with ``correction``) after the bias correction.
 
-    ``r`` is Pearson's between ŷ and y; ``r2`` the coefficient of determination 1 - Σ(ŷ - y)²/Σ(y - ȳ)² (it is
+    ``r`` is Pearson's between ŷ and y (NaN for one record or a constant); ``r2`` the coefficient of determination 1 - Σ(ŷ - y)²/Σ(y - ȳ)² (it is
     negative for predictions worse than the mean, and is not r²); ``pad_age_r`` Pearson's between PAD and y
     (negative: regression to the mean); ``pad_mean`` the mean PAD. After correction the same on the corrected
     prediction ŷ - (a + b·y) + y; its ``pad_age_r`` is near 0 when the validation fit transfers.
@@ -157,8 +159,8 @@ def brain_age_metrics(predicted: Any, truth: Any, correction: BiasCorrection | N
         ``{"n", "before": {...}, "after": {...} or None, "correction": {...} or None}``.
     """
     p, t = _vector(predicted, "predicted"), _vector(truth, "truth")
-    if len(p) != len(t) or len(t) < 2:
-        raise InputError(f"brain-age metrics need N >= 2 predictions and true values, got {len(p)} and {len(t)}")
+    if len(p) != len(t) or len(t) < 1:
+        raise InputError(f"brain-age metrics need one prediction per true value, got {len(p)} and {len(t)}")
     after = None if correction is None else _fit_metrics(correction.corrected(p, t), t)
     return {"n": len(t), "before": _fit_metrics(p, t), "after": after,
             "correction": None if correction is None else correction.to_dict()}

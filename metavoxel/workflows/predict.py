@@ -56,7 +56,7 @@ def predict_output(out: str | Path) -> Path:
 def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path,
                 options: SamplingOptions | PointOptions | None = None, *, given: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                typicality: float | None = DEFAULT_THRESHOLD) -> Path:
+                typicality: float | None = DEFAULT_THRESHOLD, report: Callable[[str], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (None: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
@@ -90,7 +90,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     record gets ``typicality_percentile`` (its given values' denoising bound as a percentile of the validation
     split's, at most 10 network calls per record), ``image_percentile``/``metadata_percentile`` and
     ``atypical`` (the parts above the threshold, or ``none``); one `TypicalityWarning` per record above it.
-    It never changes the answer. ``typicality=None`` switches it off.
+    It never changes the answer. ``typicality=None`` switches it off. ``report`` receives one line when the run
+    has no calibration.json (``metavoxel calibrate``), whose outputs are then n/a.
 
     Args:
         out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
@@ -147,7 +148,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     records = list(cohort.records)
     trust = trust_for(run_dir, model, target, method="point" if point else "sample", given=present,
                       has_truth=has_truth and not isinstance(var, HasCategories), samples=not point,
-                      threshold=typicality)
+                      threshold=typicality, report=report)
     keys = record_keys(records)
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
     # a call holds records that give the same variables, so which variables are free (and the conditioning a

@@ -9,8 +9,7 @@ The answer itself is never touched: the typicality score is computed beside it f
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import numpy as np
 from metavoxel.diffusion.typicality import typicality_terms
 from metavoxel.evaluation.brain_age import BiasCorrection, difference_columns, true_centile
 from metavoxel.evaluation.typicality import TypicalityReference, TypicalityResult, warn_atypical
-from metavoxel.runs import RunWarning
 from metavoxel.workflows.calibrate import load_calibration
 
 __all__ = ["TYPICALITY_COLUMNS", "RecordTrust", "trust_for"]
@@ -89,7 +87,7 @@ class RecordTrust:
 
 def trust_for(run_dir: str | Path, model: Any, target: str | None = None, *, method: str = "sample",
               given: Sequence[str] = (), has_truth: bool = False, samples: bool = True,
-              threshold: float | None = 99.0) -> RecordTrust:
+              threshold: float | None = 99.0, report: Callable[[str], None] | None = None) -> RecordTrust:
     """The trust outputs of a request on a run: which columns, with which calibration.
 
     Args:
@@ -99,20 +97,22 @@ def trust_for(run_dir: str | Path, model: Any, target: str | None = None, *, met
         has_truth: the table holds the target's true value and the target is continuous: brain-age outputs.
         samples: the answer has samples (the centile of the truth needs them).
         threshold: the typicality flag's percentile; None switches typicality off.
+        report: receives one line when the run has no calibration.json (the outputs that need it are n/a).
     """
     calibration = load_calibration(run_dir) if (threshold is not None or has_truth) else None
     if calibration is None and (threshold is not None or has_truth):
         what = " and ".join(w for w, on in (("typicality", threshold is not None), ("bias correction", has_truth)) if on)
-        if not (Path(run_dir) / "calibration.json").is_file():
-            warnings.warn(f"{run_dir} has no calibration.json, so {what} {'are' if ' and ' in what else 'is'} n/a; "
-                          f"run `metavoxel calibrate --model {run_dir}` once to compute it", RunWarning, stacklevel=3)
+        if not (Path(run_dir) / "calibration.json").is_file() and report is not None:
+            report(f"note: {run_dir} has no calibration.json, so {what} {'are' if ' and ' in what else 'is'} n/a; "
+                   f"run `metavoxel calibrate --model {run_dir}` once to compute it")
     correction = None
     if calibration is not None and has_truth and target is not None:
         correction = calibration.correction(target, method)
         others = sorted(n for n in model.variables if n != target)
         if correction is not None and sorted(given) != others:
-            warnings.warn(f"the run's bias correction of {target} was fitted given {', '.join(others)}; this request "
-                          f"gives {', '.join(given)}, so the corrected columns are n/a", RunWarning, stacklevel=3)
+            if report is not None:
+                report(f"note: the run's bias correction of {target} was fitted given {', '.join(others)}; this "
+                       f"request gives {', '.join(given)}, so the corrected columns are n/a")
             correction = None
     reference = None if calibration is None else calibration.typicality
     trust = RecordTrust(target, reference, threshold, correction, has_truth and target is not None,

@@ -128,8 +128,12 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
     copy = tmp_path / "old"
     shutil.copytree(run / "run", copy)
     (copy / CALIBRATION_FILE).unlink()
-    with pytest.warns(RunWarning, match="has no calibration.json.*metavoxel calibrate --model"):
-        predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1))
+    notes = []
+    rows = _read(predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1),
+                             report=notes.append))
+    assert len(notes) == 1 and "has no calibration.json" in notes[0] and "metavoxel calibrate --model" in notes[0]
+    assert rows[0]["typicality_percentile"] == "n/a" and rows[0]["brain_pad_corrected"] == "n/a"
+    assert rows[0]["brain_pad"] != "n/a"
     assert cli(["calibrate", "--model", str(copy), "--data", str(run / "cohort.tsv")]) == 0
     assert (copy / CALIBRATION_FILE).read_text() == (run / "run" / CALIBRATION_FILE).read_text()
     model = mv.runs.load_run(copy)  # trained further: other weights under the same spec
@@ -153,3 +157,22 @@ def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, 
     code = cli(["sample", "--model", str(run / "run"), "--fix", "age=60", "--no-typicality", "--out",
                 str(run / "plain")])
     assert code == 0 and "typicality" not in json.loads((run / "plain" / "samples.json").read_text())
+
+
+def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, capsys):
+    from metavoxel.cli import run as cli
+
+    code = cli(["evaluate", "--model", str(run / "run"), "--data", str(run / "cohort.tsv"), "--split", "val",
+                "--continuous", "age", "--categorical", "group", "--features", "none", "--likelihood-timesteps", "0",
+                "-n", "2", "--out", str(run / "eval")])
+    out = capsys.readouterr().out
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    ages, typ = metrics["brain_age"], metrics["typicality"]
+    assert code == 0 and set(ages["before"]) == {"mae", "r", "r2", "pad_mean", "pad_age_r"}
+    assert ages["after"] is not None and ages["correction"]["slope"] == pytest.approx(
+        load_calibration(run / "run").correction("age", "sample").slope)
+    assert ages["before"]["mae"] == pytest.approx(metrics["regression"]["mae"])
+    assert typ["n"] == metrics["n_test"] == len(typ["records"]) and typ["given"] == "image,age,group"
+    report = (run / "eval" / "report.md").read_text()
+    assert "brain-PAD" in report and "Typicality of the evaluated records" in report
+    assert "brain age: r " in out and "typicality: " in out
