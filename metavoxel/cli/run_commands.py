@@ -351,6 +351,29 @@ def _written(files: list[Path], out: Path) -> str:
     return f"wrote {', '.join(parts)} to {out}"
 
 
+def check(model: Model, data: Data, out: OutTable = "checks.tsv",
+          variables: Annotated[str | None, typer.Option("--variables", help="Comma-separated scalar variables to "
+                                                        "check (default: every one in the table).")] = None,
+          min_probability: Annotated[float, typer.Option("--min-probability", help="Flag a categorical value whose "
+                                                         "posterior probability given the rest is below this.",
+                                                         min=0.0, max=1.0)] = 0.05,
+          level: Annotated[float, typer.Option("--level", help="Flag a continuous value outside this central "
+                                               "fraction of what the image predicts.", min=0.0, max=1.0)] = 0.99,
+          seed: Seed = None,
+          batch_size: Annotated[int, typer.Option(help="Records per network call.", min=1)] = 16) -> None:
+    """Check every record's metadata against its own image (swapped labels, typos): one row per record with a
+    flag per variable; at most 5 network calls per record and variable (docs/trust.md)."""
+    from metavoxel.workflows.check import check_run
+
+    names = None if variables is None else [v.strip() for v in variables.split(",") if v.strip()]
+    with progress_bar() as bar:
+        task = bar.add_task("checking", total=None)
+        path, flagged = check_run(model, data, out, variables=names, min_probability=min_probability, level=level,
+                                  seed=seed, batch_size=batch_size,
+                                  progress=lambda d, t: bar.update(task, completed=d, total=t))
+    console().print(f"{flagged} record(s) flagged; wrote {escape(str(path))}")
+
+
 def calibrate(model: Model,
               data: Annotated[Path | None, typer.Option("--data", help="The run's cohort (default: the one its "
                                                         "train.json names).")] = None) -> None:

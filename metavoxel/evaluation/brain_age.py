@@ -60,12 +60,15 @@ class BiasCorrection:
         slope: b (dimensionless; 1 = no regression to the mean).
         n: records it was fitted on.
         fitted_on: where they came from (e.g. ``validation split, sample mean of 3``).
+        residual_sd: σ, the SD of the fit's residuals ŷ - (a + b·y) (n - 2 degrees of freedom; NaN for n = 2):
+            the spread of corrected PAD among the fitting records.
     """
 
     intercept: float
     slope: float
     n: int
     fitted_on: str = ""
+    residual_sd: float = float("nan")
 
     @classmethod
     def fit(cls, predicted: Any, truth: Any, *, fitted_on: str = "") -> BiasCorrection:
@@ -80,7 +83,10 @@ class BiasCorrection:
                              "use a validation split with more records")
         tc = t - t.mean()
         slope = float((tc * (p - p.mean())).sum() / (tc * tc).sum())
-        return cls(float(p.mean() - slope * t.mean()), slope, int(len(t)), fitted_on)
+        intercept = float(p.mean() - slope * t.mean())
+        residual = p - (intercept + slope * t)
+        sd = float(np.sqrt((residual ** 2).sum() / (len(t) - 2))) if len(t) > 2 else float("nan")
+        return cls(intercept, slope, int(len(t)), fitted_on, sd)
 
     def expected(self, truth: Any) -> np.ndarray:
         """a + b·y: the prediction the fit expects at true value y, (N,)."""
@@ -96,11 +102,14 @@ class BiasCorrection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "linear", "intercept": self.intercept, "slope": self.slope, "n": self.n,
-                "fitted_on": self.fitted_on}
+                "fitted_on": self.fitted_on,
+                "residual_sd": self.residual_sd if np.isfinite(self.residual_sd) else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BiasCorrection:
-        return cls(float(data["intercept"]), float(data["slope"]), int(data["n"]), str(data.get("fitted_on", "")))
+        sd = data.get("residual_sd")
+        return cls(float(data["intercept"]), float(data["slope"]), int(data["n"]), str(data.get("fitted_on", "")),
+                   float("nan") if sd is None else float(sd))
 
 
 def true_centile(samples: Any, truth: Any) -> np.ndarray:

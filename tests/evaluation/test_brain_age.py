@@ -21,6 +21,8 @@ def test_the_correction_leaves_no_correlation_with_age_on_its_fitting_records(se
     assert abs(np.corrcoef(corrected_pad, age)[0, 1]) < 1e-6 or np.std(corrected_pad) < 1e-9
     assert np.allclose(fit.corrected(predicted, age), corrected_pad + age)
     assert abs(corrected_pad.mean()) < 1e-6  # the residual of a least-squares fit with an intercept
+    assert fit.residual_sd == pytest.approx(np.std(corrected_pad, ddof=2), rel=1e-9, abs=1e-12)
+    assert BiasCorrection.from_dict(fit.to_dict()) == fit
 
 
 def test_a_shrunk_prediction_is_corrected_back_to_the_truth():

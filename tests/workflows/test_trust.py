@@ -176,3 +176,44 @@ def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, cap
     report = (run / "eval" / "report.md").read_text()
     assert "brain-PAD" in report and "Typicality of the evaluated records" in report
     assert "brain age: r " in out and "typicality: " in out
+
+
+def test_check_flags_a_swapped_label_and_an_implausible_age_against_the_image(run, capsys):
+    """Calibration stubbed to a known fit (ŷ ≈ y, σ = 1): each flag is the documented rule applied to the record's
+    own point prediction (seeded by its subject, as `predict` seeds it)."""
+    from metavoxel.cli import run as cli
+    from metavoxel.data.records import subject_seed
+    from metavoxel.evaluation.brain_age import BiasCorrection
+    from metavoxel.workflows import check as check_module
+
+    calibration = load_calibration(run / "run")
+    calibration.bias["age"]["point"] = BiasCorrection(0.0, 1.0, 10, "test", residual_sd=1.0)
+    model = mv.runs.load_run(run / "run")
+    image = str(run / "s0.nii.gz")
+
+    def point(subject, fix, target):
+        return model.point_predict(fix, target, seeds=[subject_seed(model.spec.seed, subject, None)])
+
+    probs = point("sub-00", {"image": [image]}, "group").probs["group"][0]  # the row gives no age
+    worst = "ABC"[int(probs.argmin())]
+    near = float(point("sub-01", {"image": [image], "group": ["A"]}, "age").mean["age"][0])
+    far = float(point("sub-02", {"image": [image], "group": ["A"]}, "age").mean["age"][0])
+    far_age = 40.0 if far > 70 else 95.0
+    rows = [f"sub-00\ts0.nii.gz\t\t{worst}", f"sub-01\ts0.nii.gz\t{near:.3f}\tA",
+            f"sub-02\ts0.nii.gz\t{far_age}\tA", "sub-03\t\t60\tA"]
+    (run / "check.tsv").write_text("participant_id\timage\tage\tgroup\n" + "".join(r + "\n" for r in rows))
+    threshold = (float(probs.min()) + float(probs.max())) / 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(check_module, "load_calibration", lambda run_dir: calibration)
+        code = cli(["check", "--model", str(run / "run"), "--data", str(run / "check.tsv"), "--out",
+                    str(run / "checks.tsv"), "--min-probability", f"{threshold:.6f}", "--variables", "group,age"])
+    assert code == 0, capsys.readouterr().err
+    table = _read(run / "checks.tsv")
+    assert float(table[0]["group_p"]) == pytest.approx(float(probs.min()), abs=1e-3)
+    assert table[0]["group_flag"] == "yes" and table[0]["flags"] == "group" and table[0]["age_flag"] == "n/a"
+    assert table[1]["age_flag"] == "no" and abs(float(table[1]["age_z"])) < 1e-2
+    assert float(table[2]["age_z"]) == pytest.approx(far - far_age, abs=1e-2) and table[2]["age_flag"] == "yes"
+    assert table[3]["flags"] == "none" and table[3]["age_flag"] == "n/a"  # no image: nothing to check against
+    assert "record(s) flagged" in capsys.readouterr().out
+    assert cli(["check", "--model", str(run / "run"), "--data", str(run / "check.tsv"), "--out",
+                str(run / "c2.tsv"), "--variables", "image"]) == 2
