@@ -366,11 +366,15 @@ def check(model: Model, data: Data, out: OutTable = "checks.tsv",
     from metavoxel.workflows.check import check_run
 
     names = None if variables is None else [v.strip() for v in variables.split(",") if v.strip()]
+    notes: list[str] = []
     with progress_bar() as bar:
         task = bar.add_task("checking", total=None)
         path, flagged = check_run(model, data, out, variables=names, min_probability=min_probability, level=level,
                                   seed=seed, batch_size=batch_size,
-                                  progress=lambda d, t: bar.update(task, completed=d, total=t))
+                                  progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                  report=notes.append)
+    for line in notes:
+        console().print(line, markup=False, highlight=False)
     console().print(f"{flagged} record(s) flagged; wrote {escape(str(path))}")
 
 

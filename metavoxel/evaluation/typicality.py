@@ -41,6 +41,14 @@ class TypicalityWarning(UserWarning):
     """A record whose given values are unlike the validation split's (one per record)."""
 
 
+def _percentiles(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """`percentile` of each of ``values`` (n,) at once (sorted reference, binary search)."""
+    ref = np.sort(np.asarray(reference, dtype=np.float64))
+    below = np.searchsorted(ref, values, side="left")
+    ties = np.searchsorted(ref, values, side="right") - below
+    return 100.0 * (below + 0.5 * ties) / len(ref)
+
+
 def percentile(value: float, reference: Sequence[float]) -> float:
     """100 · (#{v < value} + ½ · #{v = value}) / n: ``value``'s mid-rank percentile among ``reference``; NaN if
     either is missing."""
@@ -104,33 +112,36 @@ class TypicalityReference:
         return cls({g: {p: [float(x) for x in v] for p, v in parts.items()} for g, parts in data["scores"].items()},
                    int(data["levels"]), int(data["seed"]))
 
-    def _combined(self, given: str) -> list[float]:
-        """The validation records' own m = max over parts of their part percentiles."""
-        parts = self.scores[given]
-        n = len(next(iter(parts.values())))
-        return [max(percentile(v[k], v) for v in parts.values()) for k in range(n)]
+    def _combined(self, given: str) -> np.ndarray:
+        """The validation records' own m = max over parts of their part percentiles, (n,)."""
+        return np.max([_percentiles(np.asarray(v, dtype=np.float64), v) for v in self.scores[given].values()], axis=0)
 
     def score(self, terms: TypicalityTerms, *, threshold: float = DEFAULT_THRESHOLD) -> list[TypicalityResult]:
         """Each record's `TypicalityResult`; a record whose given set has no reference gets NaN, unflagged."""
         if not 0.0 < threshold < 100.0:
             raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
-        combined_cache: dict[str, list[float]] = {}
-        results = []
+        n = len(terms.given)
+        values = {p: terms.part(p).double().cpu().numpy() for p in PARTS}
+        results: list[TypicalityResult | None] = [None] * n
+        groups: dict[str, list[int]] = {}
         for i, given in enumerate(terms.given):
+            groups.setdefault(given, []).append(i)
+        for given, rows in groups.items():
             ref = self.scores.get(given)
-            own = {p: float(terms.part(p)[i]) for p in PARTS if math.isfinite(float(terms.part(p)[i]))}
+            own = [p for p in PARTS if np.isfinite(values[p][rows]).all()]
             if not ref or set(own) != set(ref):
-                results.append(TypicalityResult(float("nan"), {}, False, (), given))
+                for i in rows:
+                    results[i] = TypicalityResult(float("nan"), {}, False, (), given)
                 continue
-            parts = {p: percentile(v, ref[p]) for p, v in own.items()}
-            if given not in combined_cache:
-                combined_cache[given] = self._combined(given)
-            pct = percentile(max(parts.values()), combined_cache[given])
-            flagged = pct > threshold
-            above = tuple(p for p, v in parts.items() if v > threshold)
-            atypical = (above or (max(parts, key=parts.get),)) if flagged else ()
-            results.append(TypicalityResult(pct, parts, flagged, atypical, given))
-        return results
+            parts = {p: _percentiles(values[p][rows], ref[p]) for p in own}  # part -> (rows,)
+            combined = _percentiles(np.max(list(parts.values()), axis=0), self._combined(given))
+            for k, i in enumerate(rows):
+                mine = {p: float(v[k]) for p, v in parts.items()}
+                flagged = bool(combined[k] > threshold)
+                above = tuple(p for p, v in mine.items() if v > threshold)
+                atypical = (above or (max(mine, key=mine.get),)) if flagged else ()
+                results[i] = TypicalityResult(float(combined[k]), mine, flagged, atypical, given)
+        return results  # type: ignore[return-value]
 
 
 def describe(result: TypicalityResult, record: str, threshold: float = DEFAULT_THRESHOLD) -> str:

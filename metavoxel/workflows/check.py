@@ -52,7 +52,8 @@ def _given(value) -> bool:
 
 def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variables: Sequence[str] | None = None,
               min_probability: float = 0.05, level: float = 0.99, seed: int | None = None, batch_size: int = 16,
-              progress: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
+              progress: Callable[[int, int], None] | None = None,
+              report: Callable[[str], None] | None = None) -> tuple[Path, int]:
     """Check every given scalar value of every record against its image (module docstring); write a TSV.
 
     Columns: ``participant_id``, ``session``, ``source``, then per checked variable v: ``v`` (the given value),
@@ -65,13 +66,15 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
         min_probability: flag a categorical value whose posterior probability is below this, in (0, 1).
         level: flag a continuous value outside this central fraction, in (0, 1).
         seed: point prediction's seed (default: the model's); each record draws from its own generator.
+        report: receives one line per continuous variable left unchecked (by default, those the run has no
+            point bias correction for; its cells are n/a).
 
     Returns:
         (the path written, the number of records with at least one flag).
 
     Raises:
-        InputError: a bad variable, threshold, table or ``out``; a continuous variable the run has no point bias
-            correction for (`metavoxel calibrate`).
+        InputError: a bad variable, threshold, table or ``out``; a continuous variable named in ``variables`` that
+            the run has no point bias correction for (`metavoxel calibrate`).
         OptionError: a model trained without clean subsets (point prediction needs them).
     """
     if not 0.0 < min_probability < 1.0:
@@ -101,14 +104,20 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
     if not chosen:
         raise InputError(f"{data} holds none of the model's scalar variables ({', '.join(scalars)}); nothing to check")
     calibration = load_calibration(run_dir)
-    corrections = {}
+    corrections, unchecked = {}, []
     for name in chosen:
         if isinstance(model.variables[name], HasCategories):
             continue
         fit = calibration.correction(name, "point") if calibration is not None else None
         if fit is None or not math.isfinite(fit.residual_sd) or fit.residual_sd <= 0:
-            raise InputError(f"checking {name} needs the run's bias correction of its point prediction "
-                             f"(calibration.json); run `metavoxel calibrate --model {run_dir}`")
+            why = (f"checking {name} needs the run's bias correction of its point prediction (calibration.json, "
+                   f"fitted on at least 3 validation records); run `metavoxel calibrate --model {run_dir}`")
+            if variables is not None:
+                raise InputError(why)
+            unchecked.append(name)
+            if report is not None:
+                report(f"note: {name} is not checked: {why}")
+            continue
         corrections[name] = fit
     z_limit = NormalDist().inv_cdf((1 + level) / 2)
     seed = model.spec.seed if seed is None else seed
@@ -116,7 +125,7 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
     keys = record_keys(records)
     cells: dict[str, list[list[str]]] = {name: [["n/a"] * 4 for _ in records] for name in chosen}
     flags: list[list[str]] = [[] for _ in records]
-    todo = [(name, i) for name in chosen for i in range(len(records))
+    todo = [(name, i) for name in chosen if name not in unchecked for i in range(len(records))
             if _given(batch[name][i]) and any(_given(batch[g][i]) for g in images if g in batch)]
     done = 0
     for name in chosen:
