@@ -17,9 +17,10 @@ shows them). This is clean conditioning, which a model trained with clean subset
 so for it both terms come from one call per level with every given variable at t_j (the joint bound, read per
 part). Cost: 2·J network calls per record (J with one part only, or the paper's recipe); J = 5 keeps it <= 10.
 
-The raw terms are in the loss's units, which differ between models, parts and sets of given variables; they
-are made comparable by their percentile among the validation split's terms for the same given variables
-(`metavoxel.evaluation.typicality`).
+The losses are kept per level (`TypicalityTerms.image_levels`, ``metadata_levels``): their spread differs by
+orders of magnitude between levels, so `metavoxel.evaluation.typicality` standardises each level by the
+validation split's before averaging, and reads the result as a percentile among the validation split's for the
+same given variables.
 """
 
 from __future__ import annotations
@@ -44,21 +45,36 @@ PARTS = ("image", "metadata")
 
 @dataclass
 class TypicalityTerms:
-    """Per-record terms (N,) float64, NaN where the record gives nothing of that part.
+    """Per-record, per-level losses (N, J) float64, NaN rows where the record gives nothing of that part.
 
     Attributes:
-        image, metadata: s_I and s_M of the module docstring.
+        image_levels, metadata_levels: L_I and L_M at each of the J levels t_j (module docstring).
         calls_per_record: network calls spent on each record.
         given: per record, the given variables (sorted, comma-joined: the key of its reference scores).
     """
 
-    image: torch.Tensor
-    metadata: torch.Tensor
+    image_levels: torch.Tensor
+    metadata_levels: torch.Tensor
     calls_per_record: int
     given: list[str]
 
+    @property
+    def image(self) -> torch.Tensor:
+        """s_I (N,): the image losses averaged over the levels."""
+        return self.image_levels.mean(dim=1)
+
+    @property
+    def metadata(self) -> torch.Tensor:
+        """s_M (N,): the metadata losses averaged over the levels."""
+        return self.metadata_levels.mean(dim=1)
+
+    def levels(self, name: str) -> torch.Tensor:
+        """(N, J) per-level losses of part ``name`` (``image`` or ``metadata``)."""
+        return {"image": self.image_levels, "metadata": self.metadata_levels}[name]
+
     def part(self, name: str) -> torch.Tensor:
-        return {"image": self.image, "metadata": self.metadata}[name]
+        """(N,) the level-averaged term of part ``name``."""
+        return self.levels(name).mean(dim=1)
 
 
 def _levels(total: int, count: int) -> list[int]:
@@ -97,7 +113,7 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
            "metadata": torch.stack([present[v] for v in scalars]).any(0) if scalars else torch.zeros(n, dtype=torch.bool)}
     parts = [p for p in PARTS if bool(has[p].any())]
     passes = [(p,) for p in parts] if clean else [tuple(parts)] if parts else []
-    sums = {p: torch.zeros(n, dtype=torch.float64) for p in PARTS}
+    sums = {p: torch.zeros(n, len(grid), dtype=torch.float64) for p in PARTS}  # (N, J) per part
     total, done = len(passes) * len(grid) * -(-n // max(1, batch_size)), 0
     was_training = model.training
     model.eval()
@@ -112,14 +128,14 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
                                      seed * 1_000_003 + j, device)
                     for p in noised_parts:
                         names = spatial if p == "image" else scalars
-                        sums[p][rows] += sum(losses[v] for v in names).double().cpu() / len(grid)
+                        sums[p][rows, j] = sum(losses[v] for v in names).double().cpu()
                     done += 1
                     if progress is not None:
                         progress(done, total)
     finally:
         model.train(was_training)
-    nan = torch.full((n,), float("nan"), dtype=torch.float64)
-    terms = {p: torch.where(has[p], sums[p], nan) for p in PARTS}
+    nan = torch.full((n, len(grid)), float("nan"), dtype=torch.float64)
+    terms = {p: torch.where(has[p][:, None], sums[p], nan) for p in PARTS}
     calls = len(passes) * len(grid)
     return TypicalityTerms(terms["image"], terms["metadata"], calls, given)
 

@@ -1,11 +1,18 @@
 """Typicality percentiles: a record's denoising terms placed among the validation split's, and the flag.
 
-`metavoxel.diffusion.typicality` gives each record two raw terms, s_I (its image given its metadata) and s_M
-(its metadata given its image), for the set G of variables it gives. Raw terms are not comparable across
-models or sets of given variables, so each is read as a percentile among the validation split's terms for
-the same G (the run's reference, `TypicalityReference`, stored by `metavoxel calibrate` / `train`):
+`metavoxel.diffusion.typicality` gives each record two parts' losses L_j at J levels t_j: its image given its
+metadata, and its metadata given its image, for the set G of variables it gives. The loss's spread differs by
+orders of magnitude between levels (near T it is mostly the noise's own variance), so a plain average is ruled
+by the least informative levels. Each level is standardised by the validation split's losses for the same G
+and part (mean μ_j, SD σ_j over its n records; the run's reference, `TypicalityReference`, stored by
+`metavoxel calibrate` / `train`), then averaged:
 
-    P_part(s) = 100 · (#{v_k < s} + ½ · #{v_k = s}) / n          over the n validation terms v_k of that part
+    s = (1/J) Σ_j (L_j - μ_j) / σ_j
+
+(the inverse-variance weighting of a diagonal Mahalanobis distance, one-sided: only a worse denoising counts).
+Each part's s is read as a percentile among the validation records' own s:
+
+    P_part(s) = 100 · (#{v_k < s} + ½ · #{v_k = s}) / n          over the n validation scores v_k of that part
 
 A record is as atypical as its worse part, m = max(P_I, P_M) over the parts it gives; its **typicality
 percentile** is the percentile of m among the validation records' own m (so a threshold on it flags the
@@ -84,56 +91,69 @@ class TypicalityResult:
 
 @dataclass
 class TypicalityReference:
-    """The validation split's terms per set of given variables: ``{given: {part: [terms]}}``.
+    """The validation split's per-level losses per set of given variables: ``{given: {part: (n, J) lists}}``.
 
     Attributes:
-        scores: given (sorted, comma-joined names) -> part -> the n validation records' terms.
-        levels, seed: how the terms were computed (a record must be scored the same way).
+        losses: given (sorted, comma-joined names) -> part -> the n validation records' J per-level losses.
+        levels, seed: how the losses were computed (a record must be scored the same way).
     """
 
-    scores: dict[str, dict[str, list[float]]]
+    losses: dict[str, dict[str, list[list[float]]]]
     levels: int
     seed: int
 
     @classmethod
     def from_terms(cls, by_given: Mapping[str, TypicalityTerms], *, levels: int, seed: int) -> TypicalityReference:
         """From each set of given variables' validation terms (parts a set does not give are left out)."""
-        scores = {}
+        losses = {}
         for given, terms in by_given.items():
-            parts = {p: [float(x) for x in terms.part(p)] for p in PARTS}
-            scores[given] = {p: v for p, v in parts.items() if v and all(math.isfinite(x) for x in v)}
-        return cls(scores, levels, seed)
+            parts = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}
+            losses[given] = {p: v.tolist() for p, v in parts.items() if len(v) and np.isfinite(v).all()}
+        return cls(losses, levels, seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"levels": self.levels, "seed": self.seed, "scores": self.scores}
+        return {"levels": self.levels, "seed": self.seed, "losses": self.losses}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TypicalityReference:
-        return cls({g: {p: [float(x) for x in v] for p, v in parts.items()} for g, parts in data["scores"].items()},
-                   int(data["levels"]), int(data["seed"]))
+        return cls({g: {p: [[float(x) for x in row] for row in v] for p, v in parts.items()}
+                    for g, parts in data["losses"].items()}, int(data["levels"]), int(data["seed"]))
+
+    def standardised(self, given: str, part: str, losses: np.ndarray) -> np.ndarray:
+        """s = mean_j (L_j - μ_j)/σ_j of (m, J) losses against the validation split's (module docstring), (m,)."""
+        ref = np.asarray(self.losses[given][part], dtype=np.float64)  # (n, J)
+        mu = ref.mean(axis=0)
+        sd = ref.std(axis=0, ddof=1) if len(ref) > 1 else np.zeros_like(mu)
+        sd = np.where(sd > 0, sd, np.maximum(np.abs(mu), 1.0) * 1e-6)  # a level with no spread: a tiny unit
+        return ((losses - mu) / sd).mean(axis=1)
+
+    def scores(self, given: str) -> dict[str, np.ndarray]:
+        """part -> the validation records' own standardised scores s, (n,)."""
+        return {p: self.standardised(given, p, np.asarray(v, dtype=np.float64)) for p, v in self.losses[given].items()}
 
     def _combined(self, given: str) -> np.ndarray:
         """The validation records' own m = max over parts of their part percentiles, (n,)."""
-        return np.max([_percentiles(np.asarray(v, dtype=np.float64), v) for v in self.scores[given].values()], axis=0)
+        return np.max([_percentiles(v, v) for v in self.scores(given).values()], axis=0)
 
     def score(self, terms: TypicalityTerms, *, threshold: float = DEFAULT_THRESHOLD) -> list[TypicalityResult]:
         """Each record's `TypicalityResult`; a record whose given set has no reference gets NaN, unflagged."""
         if not 0.0 < threshold < 100.0:
             raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
         n = len(terms.given)
-        values = {p: terms.part(p).double().cpu().numpy() for p in PARTS}
+        values = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}  # (N, J) each
         results: list[TypicalityResult | None] = [None] * n
         groups: dict[str, list[int]] = {}
         for i, given in enumerate(terms.given):
             groups.setdefault(given, []).append(i)
         for given, rows in groups.items():
-            ref = self.scores.get(given)
+            ref = self.losses.get(given)
             own = [p for p in PARTS if np.isfinite(values[p][rows]).all()]
-            if not ref or set(own) != set(ref):
+            if not ref or set(own) != set(ref) or values[own[0]].shape[1] != len(ref[own[0]][0]):
                 for i in rows:
                     results[i] = TypicalityResult(float("nan"), {}, False, (), given)
                 continue
-            parts = {p: _percentiles(values[p][rows], ref[p]) for p in own}  # part -> (rows,)
+            val = self.scores(given)
+            parts = {p: _percentiles(self.standardised(given, p, values[p][rows]), val[p]) for p in own}  # (rows,)
             combined = _percentiles(np.max(list(parts.values()), axis=0), self._combined(given))
             for k, i in enumerate(rows):
                 mine = {p: float(v[k]) for p, v in parts.items()}

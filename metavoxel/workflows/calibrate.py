@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from metavoxel.diffusion.typicality import TYPICALITY_LEVELS, TypicalityTerms, typicality_terms
 from metavoxel.errors import InputError
 from metavoxel.evaluation.brain_age import BiasCorrection
@@ -40,7 +42,7 @@ from metavoxel.variables.protocol import ScalarHead
 __all__ = ["CALIBRATION_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets", "load_calibration"]
 
 CALIBRATION_FILE = "calibration.json"
-FORMAT = 1
+FORMAT = 2  # 2: per-level typicality losses
 #: The samples per record of the ``sample`` correction: `predict`'s default.
 BIAS_SAMPLES = 3
 
@@ -110,7 +112,7 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
     tick = progress or (lambda phase, done, total: None)
     say = report or (lambda line: None)
     n = len(next(iter(val.values())))
-    by_given: dict[str, list[tuple[float, float]]] = {}
+    by_given: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # given -> per record (image, metadata) (J,)
     for names in given_sets(list(model.variables)):
         if not all(name in val for name in names):
             continue
@@ -118,12 +120,9 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
                                  progress=lambda d, t, g=names: tick(f"typicality {','.join(g)}", d, t))
         for i, given in enumerate(terms.given):
             if given:
-                by_given.setdefault(given, []).append((float(terms.image[i]), float(terms.metadata[i])))
-    import torch
-
+                by_given.setdefault(given, []).append((terms.image_levels[i], terms.metadata_levels[i]))
     reference = TypicalityReference.from_terms(
-        {g: TypicalityTerms(torch.tensor([r[0] for r in rows], dtype=torch.float64),
-                            torch.tensor([r[1] for r in rows], dtype=torch.float64), 0, [g] * len(rows))
+        {g: TypicalityTerms(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), 0, [g] * len(rows))
          for g, rows in by_given.items()}, levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
     bias: dict[str, dict[str, BiasCorrection]] = {}
     seeds = [subject_seed(seed, *k) for k in keys]

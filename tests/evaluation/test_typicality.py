@@ -14,7 +14,9 @@ from metavoxel.evaluation.typicality import TypicalityReference, percentile, war
 
 
 def _terms(image, metadata, given="age,image") -> TypicalityTerms:
+    """Terms from per-record losses (N,) (one level) or per-level losses (N, J)."""
     image, metadata = np.asarray(image, float), np.asarray(metadata, float)
+    image, metadata = (x[:, None] if x.ndim == 1 else x for x in (image, metadata))
     return TypicalityTerms(torch.tensor(image), torch.tensor(metadata), 10, [given] * len(image))
 
 
@@ -52,10 +54,23 @@ def test_the_flag_names_the_atypical_part():
         assert warn_atypical([image_odd, fine], ["sub-1", "sub-2"]) == 1
 
 
+def test_each_level_counts_by_its_validation_spread_not_by_its_scale():
+    """A level with a huge, noisy loss does not drown a quiet level that tells: standardised before averaging."""
+    rng = np.random.default_rng(1)
+    quiet, loud = rng.normal(0.1, 0.001, 200), rng.normal(10.0, 1.0, 200)
+    reference = TypicalityReference.from_terms({"image": _terms(np.stack([quiet, loud], 1), [np.nan] * 200,
+                                                                "image")}, levels=2, seed=0)
+    odd = _terms([[0.1 + 0.01, 10.0]], [[np.nan, np.nan]], "image")  # 10 SDs off at the quiet level only
+    (result,) = reference.score(odd)
+    assert result.flagged and result.atypical == ("image",)
+    plain = np.stack([quiet, loud], 1).mean(axis=1)  # the plain mean would have ranked it ordinary
+    assert np.mean(plain < (0.11 + 10.0) / 2) < 0.9
+
+
 def test_a_record_giving_other_variables_than_the_reference_has_no_percentile():
     reference = TypicalityReference.from_terms({"age,image": _terms([1.0, 2.0], [1.0, 2.0])}, levels=5, seed=0)
     (result,) = reference.score(_terms([1.5], [float("nan")], given="image"))
     assert np.isnan(result.percentile) and not result.flagged
-    assert TypicalityReference.from_dict(reference.to_dict()).scores == reference.scores
+    assert TypicalityReference.from_dict(reference.to_dict()).losses == reference.losses
     with pytest.raises(InputError, match="threshold"):
         reference.score(_terms([1.0], [1.0]), threshold=100.0)

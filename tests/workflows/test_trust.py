@@ -69,9 +69,10 @@ def test_train_writes_a_calibration_sealed_to_its_weights(run):
     data = json.loads((run / "run" / CALIBRATION_FILE).read_text())
     val = json.loads((run / "run" / "splits.json").read_text())
     assert data["n"] == len([s for s in val["val"]]) or data["n"] > 0
-    scores = data["typicality"]["scores"]
+    scores = data["typicality"]["losses"]
     assert {"age,group,image", "group,image", "image"} <= set(scores)  # every set of given variables a request has
     assert set(scores["age,group,image"]) == {"image", "metadata"} and set(scores["image"]) == {"image"}
+    assert len(scores["image"]["image"][0]) == data["typicality"]["levels"] == 5  # per-level losses
     assert set(data["bias_correction"]["age"]) == {"sample", "point"}  # clean-trained: point prediction too
     assert load_calibration(run / "run") is not None
 
