@@ -122,7 +122,11 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
           seed: Annotated[int, typer.Option(help="Data order and noise seed.", callback=seed_option)] = 0,
           tensorboard: Annotated[bool, typer.Option(
               "--tensorboard", help="Also log the metrics to OUT/tensorboard (needs metavoxel[tensorboard]).")]
-          = False) -> None:
+          = False,
+          calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="After training, compute "
+                                                  "OUT/calibration.json from the validation split (typicality and "
+                                                  "bias correction; `metavoxel calibrate` does it later).")]
+          = True) -> None:
     """Train the joint model on a cohort (one or many GPUs with torchrun, or the CPU)."""
     from metavoxel.training import TrainConfig
     from metavoxel.training.tensorboard import TensorBoardLog
@@ -148,7 +152,8 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
 
         try:
             result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress,
-                               report=lambda line: console().print(line, markup=False, highlight=False), log=board)
+                               report=lambda line: console().print(line, markup=False, highlight=False), log=board,
+                               calibrate=calibrate)
         finally:
             if board is not None:
                 board.close()

@@ -218,3 +218,11 @@ def test_check_flags_a_swapped_label_and_an_implausible_age_against_the_image(ru
     assert "record(s) flagged" in capsys.readouterr().out
     assert cli(["check", "--model", str(run / "run"), "--data", str(run / "check.tsv"), "--out",
                 str(run / "c2.tsv"), "--variables", "image"]) == 2
+
+
+def test_train_without_calibration_leaves_it_to_calibrate(run, tmp_path):
+    spec = json.loads((run / "run" / "spec.json").read_text())["spec"]
+    config = TrainConfig(steps=1, batch_size=4, val_every=10, checkpoint_every=10, warmup_steps=0)
+    train_run(mv.ModelSpec.from_dict(spec), run / "cohort.tsv", tmp_path / "plain", config, calibrate=False)
+    assert (tmp_path / "model.safetensors").exists() is False and (tmp_path / "plain" / "model.safetensors").is_file()
+    assert not (tmp_path / "plain" / CALIBRATION_FILE).exists()
