@@ -36,10 +36,11 @@ from metavoxel.evaluation.brain_age import BiasCorrection
 from metavoxel.evaluation.typicality import TypicalityReference
 from metavoxel.io.atomic import write_json
 from metavoxel.runs import WEIGHTS_FILE, RunWarning
-from metavoxel.variables.capabilities import HasCategories
+
 from metavoxel.variables.protocol import ScalarHead
 
-__all__ = ["CALIBRATION_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets", "load_calibration"]
+__all__ = ["CALIBRATION_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets", "linear_target",
+           "load_calibration"]
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = 2  # 2: per-level typicality losses
@@ -71,6 +72,21 @@ class Calibration:
                    {t: {m: BiasCorrection.from_dict(c) for m, c in by.items()}
                     for t, by in (data.get("bias_correction") or {}).items()},
                    str(data.get("weights_sha256", "")), int(data.get("n", 0)))
+
+
+def linear_target(var: Any) -> bool:
+    """Whether brain-age outputs apply to ``var``: a continuous scalar with a declared range whose diffusion state is
+    one number per record (not a categorical, nor e.g. a cyclic variable encoded as (sin, cos), whose difference
+    wraps around)."""
+    from metavoxel.variables.capabilities import HasCategories, HasValueRange
+
+    if isinstance(var, HasCategories) or not isinstance(var, HasValueRange):
+        return False
+    try:
+        values, _present = var.values([float(var.value_range[0])], "cpu")
+        return var.encode(values).numel() == 1
+    except Exception:  # a kind that cannot encode its own bound: no brain-age outputs, the answer is unaffected
+        return False
 
 
 def weights_digest(run_dir: Path) -> str:
@@ -127,7 +143,7 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
     bias: dict[str, dict[str, BiasCorrection]] = {}
     seeds = [subject_seed(seed, *k) for k in keys]
     for target, var in model.variables.items():
-        if not isinstance(var.head, ScalarHead) or isinstance(var, HasCategories) or target not in val:
+        if not isinstance(var.head, ScalarHead) or not linear_target(var) or target not in val:
             continue
         rows = [i for i in range(n) if _given(val[target][i])]
         if len(rows) < 2:

@@ -23,7 +23,7 @@ from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summary_contract import checked_summary, summary_cells
 from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
-from metavoxel.workflows.trust import RecordTrust, trust_for
+from metavoxel.workflows.trust import linear_target, trust_for
 
 __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
 
@@ -147,7 +147,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     columns: list[str] | None = None
     records = list(cohort.records)
     trust = trust_for(run_dir, model, target, method="point" if point else "sample", given=present,
-                      has_truth=has_truth and not isinstance(var, HasCategories), samples=not point,
+                      has_truth=has_truth and linear_target(var), samples=not point,
                       threshold=typicality, report=report)
     keys = record_keys(records)
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;

@@ -19,9 +19,9 @@ import numpy as np
 from metavoxel.diffusion.typicality import typicality_terms
 from metavoxel.evaluation.brain_age import BiasCorrection, difference_columns, true_centile
 from metavoxel.evaluation.typicality import TypicalityReference, TypicalityResult, warn_atypical
-from metavoxel.workflows.calibrate import load_calibration
+from metavoxel.workflows.calibrate import linear_target, load_calibration
 
-__all__ = ["TYPICALITY_COLUMNS", "RecordTrust", "trust_for"]
+__all__ = ["TYPICALITY_COLUMNS", "RecordTrust", "linear_target", "trust_for"]
 
 #: The typicality columns of `predict`'s table.
 TYPICALITY_COLUMNS = ("typicality_percentile", "image_percentile", "metadata_percentile", "atypical")
