@@ -36,7 +36,6 @@ from metavoxel.evaluation.brain_age import BiasCorrection
 from metavoxel.evaluation.typicality import TypicalityReference
 from metavoxel.io.atomic import write_json
 from metavoxel.runs import WEIGHTS_FILE, RunWarning
-
 from metavoxel.variables.protocol import ScalarHead
 
 __all__ = ["CALIBRATION_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets", "linear_target",

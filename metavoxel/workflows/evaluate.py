@@ -222,15 +222,17 @@ def _trust(evaluation: dict[str, Any], run_dir: Path, model: JointModel, test: M
     (each evaluated record's percentile; one `TypicalityWarning` per flagged record) to ``evaluation``."""
     from metavoxel.evaluation.brain_age import brain_age_metrics
     from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
-    from metavoxel.workflows.trust import trust_for
+    from metavoxel.workflows.trust import linear_target, trust_for
 
     threshold = getattr(options, "typicality", DEFAULT_THRESHOLD)
     given = [roles.image, roles.categorical]
-    trust = trust_for(run_dir, model, roles.continuous, given=given, has_truth=True, threshold=threshold,
+    linear = linear_target(model.variables[roles.continuous])
+    trust = trust_for(run_dir, model, roles.continuous, given=given, has_truth=linear, threshold=threshold,
                       report=lambda line: evaluation.__setitem__("trust_note", line))
-    predicted = evaluation["samples"]["regression"].double().mean(dim=1)
-    evaluation["brain_age"] = brain_age_metrics(predicted, np.asarray(test[roles.continuous], dtype=float),
-                                                trust.correction)
+    if linear:
+        predicted = evaluation["samples"]["regression"].double().mean(dim=1)
+        evaluation["brain_age"] = brain_age_metrics(predicted, np.asarray(test[roles.continuous], dtype=float),
+                                                    trust.correction)
     if trust.reference is None or threshold is None:
         return
     names = [n for n in model.variables if n in test]
