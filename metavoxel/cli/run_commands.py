@@ -339,8 +339,9 @@ def _typicality_line(out: Path) -> str:
         return ""
     parts = ", ".join(f"{k.removesuffix('_percentile')} {v:.1f}" for k, v in scored.items()
                       if k.endswith("_percentile") and v is not None)
-    return (f"typicality percentile {scored['percentile']:.1f} of the given values among the validation split's "
-            f"({parts}; warned above the threshold)")
+    verdict = "atypical: " + " and ".join(scored.get("atypical") or []) if scored.get("flagged") else "typical"
+    return (f"typicality of the given values: percentile {scored['percentile']:.1f} of the validation split's "
+            f"({parts}): {verdict}")
 
 
 def _written(files: list[Path], out: Path) -> str:
