@@ -144,11 +144,14 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
     for target, var in model.variables.items():
         if not isinstance(var.head, ScalarHead) or not linear_target(var) or target not in val:
             continue
-        rows = [i for i in range(n) if _given(val[target][i])]
+        others = [g for g in model.variables if g != target and g in val]
+        # records giving the target and every other variable: the correction is of the answer given all of them
+        rows = [i for i in range(n) if _given(val[target][i]) and all(_given(val[g][i]) for g in others)]
         if len(rows) < 2:
-            say(f"no bias correction of {target}: {len(rows)} validation record(s) give it; it needs 2")
+            say(f"no bias correction of {target}: {len(rows)} validation record(s) give it and every other "
+                "variable; it needs 2")
             continue
-        fix = {g: [val[g][i] for i in rows] for g in model.variables if g != target and g in val}
+        fix = {g: [val[g][i] for i in rows] for g in others}
         truth = [float(val[target][i]) for i in rows]
         methods = {"sample": None}
         if model.diffusion.mixture.clean > 0:
