@@ -17,7 +17,9 @@ Each part's s is read as a percentile among the validation records' own s:
 A record is as atypical as its worse part, m = max(P_I, P_M) over the parts it gives; its **typicality
 percentile** is the percentile of m among the validation records' own m (so a threshold on it flags the
 validation split at its nominal rate whatever the number of parts). It is flagged when the percentile is
-above the threshold (default 99: about 1% of records like the validation split's are flagged), and the
+above the threshold (default 99: about 1% of records like the validation split's are meant to be flagged; with
+n validation records the percentile resolves only 100/n, so at n <= 100 the flag is "above every validation
+record", with probability about 1/(n + 1) for a record like them), and the
 flag names the part(s) whose own percentile is above it (the image, the metadata, or both; with neither
 alone above it, the worse one).
 
