@@ -136,6 +136,9 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
         for i, given in enumerate(terms.given):
             if given:
                 by_given.setdefault(given, []).append((terms.image_levels[i], terms.metadata_levels[i]))
+    if 0 < n < 100:
+        say(f"note: {n} validation records resolve typicality percentiles to {100 / n:.1f}; the default flag (above "
+            f"the 99th) then means above all of them, about {100 / (n + 1):.1f}% of records like them")
     reference = TypicalityReference.from_terms(
         {g: TypicalityTerms(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), 0, [g] * len(rows))
          for g, rows in by_given.items()}, levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
