@@ -41,13 +41,15 @@ def _source(out: Path, snapshot: str | None):
     raise SystemExit(f"error: {out} holds no finished phase; give --snapshot or train further")
 
 
-def _state_seconds(out: Path, phase: str) -> float:
-    """Training seconds so far of a phase, from its resumable state (0 where it has none)."""
+def _state_seconds(out: Path, phase: str, step: int) -> float:
+    """Training seconds of a phase's first ``step`` steps, from its resumable state's seconds at its own step
+    (pro rata where the state is further on; 0 where the phase has no state)."""
     pointer = out / phase / "state" / "state.json"
     if not pointer.is_file():
         return 0.0
-    current = json.loads(pointer.read_text())["dir"]
-    return float(json.loads((out / phase / "state" / current / "state.json").read_text()).get("seconds") or 0.0)
+    current = json.loads(pointer.read_text())
+    seconds = float(json.loads((out / phase / "state" / current["dir"] / "state.json").read_text()).get("seconds") or 0)
+    return seconds * min(1.0, step / max(1, int(current["step"])))
 
 
 def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
@@ -69,9 +71,12 @@ def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
              f"- Brains: phantom seeds {TRAIN_SEEDS} (training), {HELD_OUT_SEEDS} (held out); the demo and the "
              "benchmarks draw seed 0, so the VAE never saw their brains (checked when they load it).",
              f"- Losses: L1 + KL (weight {record['phases']['recon']['kl_weight']:g}, the L1 a mean over voxels) at a "
-             "constant learning rate, then the least-squares patch adversarial "
-             "term joins as the learning rate decays (benchmarks/phantom_vae/train.py). No perceptual term: no "
-             "pretrained 3D feature network can be loaded offline.", ""]
+             "constant learning rate"
+             + (" (this snapshot is from that phase: the adversarial finish was trained but not shipped, "
+                "benchmarks/RESULTS.md says why)" if provenance["shipped"].startswith("snapshot recon") else
+                ", then the least-squares patch adversarial term joins as the learning rate decays")
+             + " (benchmarks/phantom_vae/train.py). No perceptual term: no pretrained 3D feature network can be "
+             "loaded offline.", ""]
     if evaluation is not None:
         lines += ["## What it measures (held-out brains, `benchmarks/phantom_vae/evaluate.py`)", "",
                   "| phantom | PSNR dB | SSIM | age MAE raw -> refitted on reconstructions | sex accuracy raw -> refitted |",
@@ -112,7 +117,8 @@ def main() -> None:
     if args.snapshot is not None:
         phase, step = args.snapshot.rsplit("-", 1)
         steps = int(step) + (record["phases"]["recon"]["steps"] if phase == "finish" else 0)
-        seconds = _state_seconds(args.out, phase) + (_state_seconds(args.out, "recon") if phase == "finish" else 0)
+        seconds = _state_seconds(args.out, phase, int(step)) + (
+            _state_seconds(args.out, "recon", record["phases"]["recon"]["steps"]) if phase == "finish" else 0)
     continued = record.get("init_from")
     if continued:
         steps += continued["steps"]
