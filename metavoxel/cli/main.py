@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from metavoxel.cli import commands, phantom_command, run_commands, vae_command
+from metavoxel.cli import commands, edit_commands, phantom_command, run_commands, vae_command
 from metavoxel.cli.flags import FLAGS
 from metavoxel.errors import MetavoxelError, OptionError
 
@@ -33,6 +33,7 @@ app.command("train")(run_commands.train)
 app.command("sample")(run_commands.sample)
 app.command("predict")(run_commands.predict)
 app.command("evaluate")(run_commands.evaluate)
+app.command("edit")(edit_commands.edit)
 app.command("plot")(run_commands.plot)
 app.command("plugins")(commands.plugins)
 app.command("schema")(commands.schema)
