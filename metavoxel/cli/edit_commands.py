@@ -67,3 +67,36 @@ def _edit_table(result) -> Table:
 
 def _shown(value) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def deviation(model: Model, fix: Fix = None,
+              num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Brains drawn for the scan's "
+                                                       "values (2 or more; the SD's own error is ~1/sqrt(2n)).",
+                                                       min=1)] = 16,
+              steps: Steps = None, grid: Grid = None, seed: Seed = None,
+              out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (new, or an earlier deviation's).")]
+              = Path("deviation"),
+              floor: Annotated[float, typer.Option("--sd-floor", help="Smallest SD a voxel's z divides by, in the "
+                                                   "model's units (the scan scaled to [0, 1]).")] = 0.02,
+              reference: Annotated[str, typer.Option("--reference", help="What is scored: scan (the scan itself) or "
+                                                     "reconstruction (the scan through the VAE, as smooth as the "
+                                                     "samples).")] = "scan",
+              space: Space = "source", precision: Precision = "fp32") -> None:
+    """Deviation map: the voxelwise z-score of a scan against the model's brains for its values (normative
+    modelling from one model); writes the z-score, the expected image and its SD as NIfTI, and deviation.json."""
+    from metavoxel.diffusion.options import SamplingOptions
+    from metavoxel.workflows.deviation import deviation_run
+    from metavoxel.workflows.sample import parse_assignments
+
+    options = SamplingOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, precision=precision)
+    fixed = parse_assignments(fix or [], "--fix")
+    with progress_bar() as bar:
+        task = bar.add_task("sampling", total=None)
+        result, files = deviation_run(model, fixed, out, options, floor=floor, reference=reference, space=space,
+                                      progress=lambda d, t: bar.update(task, completed=d, total=t))
+    values = ", ".join(f"{n}={_shown(v[0])}{' (inferred)' if n in result.inferred else ''}"
+                       for n, v in result.values.items())
+    z = result.z[0]
+    console().print(f"{result.num_samples} brains for {escape(values)}: |z| > 3 in {float((z.abs() > 3).float().mean()):.1%} "
+                    "of the model grid's voxels")
+    console().print(f"wrote {', '.join(escape(f.name) for f in files)} to {escape(str(out))}")

@@ -46,7 +46,7 @@ from metavoxel.variables.capabilities import HasValueRange
 from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["EditResult", "edit", "edit_refusal", "relative_change"]
+__all__ = ["EditResult", "edit", "edit_refusal", "observed_values", "relative_change"]
 
 
 @dataclass
@@ -172,7 +172,7 @@ def edit(process: Any, network: Callable, fix: Mapping[str, Any], changes: Mappi
         if not k.complete:
             raise InputError(f"{name}: the scan of subject {int((~k.value_mask.flatten(1).all(1)).nonzero()[0, 0])} "
                              "has missing (NaN) voxels; editing needs whole scans")
-    observed, inferred = _observed(process, network, fix, scalars, images, n, seed)
+    observed, inferred = observed_values(process, network, fix, scalars, images, n, seed)
     target = _changed(variables, observed, changes, n)
 
     steps = process.sampling_steps if options.steps is None else options.steps
@@ -231,10 +231,15 @@ def _check_request(variables: Mapping[str, Variable], images: list[str], fix: Ma
                          "regenerates the image")
 
 
-def _observed(process: Any, network: Callable, fix: Mapping[str, Any], scalars: list[str], images: list[str], n: int,
-              seed: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Every scalar's values (N,) as given, with those not given (or missing for some subject) inferred from the
-    scan and the given values: the posterior mean of a Gaussian kind, the most probable class of a D3PM kind."""
+def observed_values(process: Any, network: Callable, fix: Mapping[str, Any], scalars: list[str], images: list[str],
+                    n: int, seed: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Every scalar's values (N,) as given in ``fix``, with those not given (or missing for some subject) inferred
+    from the images and the given values by point prediction: the posterior mean of a Gaussian kind, the most
+    probable class of a D3PM kind. Returns ``(values, inferred names)``.
+
+    Raises:
+        InputError: a given value outside the variable's range, or not one per subject.
+    """
     variables, device = process.variables, process.device
     values, present = {}, {}
     for name in scalars:

@@ -17,6 +17,7 @@ from torch import nn
 
 from metavoxel.diffusion.mixture import LevelMixture
 from metavoxel.diffusion.network import JointNetwork
+from metavoxel.diffusion.deviation import DeviationMap, deviation_map
 from metavoxel.diffusion.edit import EditResult, edit
 from metavoxel.diffusion.options import EditOptions, PointOptions, SamplingOptions
 from metavoxel.diffusion.point import PointPrediction, predict_point
@@ -181,6 +182,24 @@ class JointModel(nn.Module):
         self.eval()
         try:
             return edit(self.diffusion, self.net, fix, changes, options, progress=progress)
+        finally:
+            self.train(was_training)
+
+    def deviation(self, fix: Mapping[str, Any], options: SamplingOptions | None = None, *, image: str | None = None,
+                  floor: float = 0.02, reference: str = "scan", progress: Callable[[int, int], None] | None = None,
+                  **option_values: Any) -> DeviationMap:
+        """The voxelwise z-score of scans against brains sampled for their values
+        (`metavoxel.diffusion.deviation.deviation_map`); ``options`` or its fields (``num_samples=16``, ...).
+
+        The network runs in inference mode and the model's training mode is restored afterwards.
+        """
+        options = _options(SamplingOptions, options if options is not None or "num_samples" in option_values
+                           else SamplingOptions(num_samples=16), option_values)
+        was_training = self.training
+        self.eval()
+        try:
+            return deviation_map(self.diffusion, self.net, fix, options, image=image, floor=floor,
+                                 reference=reference, progress=progress)
         finally:
             self.train(was_training)
 

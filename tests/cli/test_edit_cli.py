@@ -113,3 +113,39 @@ def test_a_model_without_clean_subsets_refuses_and_a_folder_it_did_not_write_is_
     assert edit(runs, runs["root"], "--set", "age=70") == 2
     assert "metavoxel edit did not write" in capsys.readouterr().err  # the folder holding the scan is not replaced
     assert sorted(p.name for p in runs["root"].iterdir()) == ["clean", "paper", "scan.nii.gz"]
+
+
+def test_deviation_writes_a_zscore_map_in_the_scans_own_grid(runs, tmp_path, capsys):
+    out = tmp_path / "dev"
+    assert run(["deviation", "--model", str(runs["clean"]), "--fix", f"image={runs['scan']}", "--fix", "age=60",
+                "-n", "3", "--out", str(out)]) == 0
+    assert "(inferred)" in capsys.readouterr().out  # sex was not given
+    assert sorted(p.name for p in out.iterdir()) == ["deviation.json", "image_expected.nii.gz", "image_sd.nii.gz",
+                                                    "image_zscore.nii.gz"]
+    scan = nib.load(runs["scan"])
+    z = nib.load(out / "image_zscore.nii.gz")
+    assert z.shape == scan.shape and np.allclose(z.affine, scan.affine, atol=1e-5)
+    assert np.isfinite(z.get_fdata()).all()
+    record = json.loads((out / "deviation.json").read_text())
+    assert record["num_samples"] == 3 and record["inferred"] == ["sex"] and record["values"]["age"] == [60.0]
+    model_space = tmp_path / "dev-model"
+    assert run(["deviation", "--model", str(runs["clean"]), "--fix", f"image={runs['scan']}", "-n", "2",
+                "--space", "model", "--reference", "reconstruction", "--out", str(model_space)]) == 0
+    assert nib.load(model_space / "image_zscore.nii.gz").shape == (8, 8, 8)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-n", "1"], "at least 2 samples"),
+    (["--sd-floor", "0"], "floor must be > 0"),
+    (["--reference", "atlas"], "reference must be one of"),
+    (["--fix", "weight=3"], "unknown variable"),
+])
+def test_deviation_bad_requests_exit_2_and_write_nothing(runs, tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    assert run(["deviation", "--model", str(runs["clean"]), "--fix", f"image={runs['scan']}", "--out", str(out),
+                *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert run(["deviation", "--model", str(runs["clean"]), "--fix", "age=60", "--out", str(out)]) == 2
+    assert "add --fix image=SCAN.nii.gz" in capsys.readouterr().err
