@@ -283,14 +283,3 @@ def test_cli_counterfactual_writes_the_cohort_at_other_values(tmp_path, capsys):
     assert err.startswith("error:") and "age and/or sex" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
-
-def test_the_toy_cohort_renders_the_same_records_at_another_age():
-    import torch
-
-    from metavoxel.toy import toy_cohort
-
-    now, later = toy_cohort(6, seed=3), toy_cohort(6, seed=3, age_shift=10.0)
-    assert torch.allclose(later["age"], now["age"] + 10) and later["group"] == now["group"]
-    assert torch.equal(toy_cohort(6, seed=3, age_shift=0.0)["image"], now["image"])
-    bright = (later["image"] - now["image"]).flatten(1).sum(1)
-    assert bool((bright > 0).all())  # older: a larger, brighter blob, the same noise
