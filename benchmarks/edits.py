@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lesions", type=int, default=12, help="held-out subjects given a lesion (0: skip)")
     parser.add_argument("--samples", type=int, default=16, help="brains per deviation map")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps each way")
-    parser.add_argument("--variants", nargs="+", default=["0:0", "1:0", "2:0", "1:2"],
+    parser.add_argument("--variants", nargs="+", default=["0:0", "1:0", "2:0", "1:1", "1:2"],
                         help="edits tried, REFINE:GUIDANCE (fixed-point refinements, guidance weight)")
     parser.add_argument("--toy-steps", type=int, default=0, help="also train a 2D toy model (pixel space, no VAE) "
                         "this many steps and score its edits against the toy's counterfactual (0: skip)")
@@ -173,18 +173,20 @@ def toy_edits(train_steps: int, steps: int, n: int = 96) -> dict:
     coef = torch.linalg.lstsq(toy_design(t_age, t_group), flat).solution
     effect = (toy_design(ages + SHIFT, groups) - toy_design(ages, groups)) @ coef
     outputs["cohort effect"] = x + effect.float().reshape(x.shape)
-    start = time.perf_counter()
-    r = model.edit({"image": x, "age": ages.tolist(), "group": groups.tolist()}, {"age": f"+{SHIFT:g}"},
-                   EditOptions(steps=steps, refine=1))
-    spent = (time.perf_counter() - start) / len(x)
-    outputs["edit: change, refine 1"] = r.edited["image"]
-    outputs["edit: decoded, refine 1"] = r.decoded["image"]
+    for w in (0.0, 1.0, 2.0):
+        r = model.edit({"image": x, "age": ages.tolist(), "group": groups.tolist()}, {"age": f"+{SHIFT:g}"},
+                       EditOptions(steps=steps, refine=1, guidance=w))
+        outputs[f"edit: change, refine 1, w {w:g}"] = r.edited["image"]
+        outputs[f"edit: decoded, refine 1, w {w:g}"] = r.decoded["image"]
     out = {name: scores(image, x, truth, mask) for name, image in outputs.items()}
-    out["edit: change, refine 1"]["seconds"] = out["edit: decoded, refine 1"]["seconds"] = spent
-    print(f"\n| toy ({len(x)} held-out images, +{SHIFT:g} years) | MAE vs truth | r | identity MAE |\n|---|---|---|---|")
+    for name, image in outputs.items():  # how much of the true change's size: LS slope of change on true change
+        true_change = (truth - x).flatten()
+        out[name]["slope"] = float(((image - x).flatten() * true_change).sum() / true_change.pow(2).sum())
+    print(f"\n| toy ({len(x)} held-out images, +{SHIFT:g} years) | MAE vs truth | r | size (slope) | identity MAE |\n"
+          "|---|---|---|---|---|")
     for name, v in out.items():
         r_text = "—" if v["r"] != v["r"] else f"{v['r']:.2f}"
-        print(f"| {name} | {v['mae']:.4f} | {r_text} | {v['identity']:.4f} |")
+        print(f"| {name} | {v['mae']:.4f} | {r_text} | {v['slope']:.2f} | {v['identity']:.4f} |")
     return out
 
 

@@ -31,7 +31,8 @@ def edit(model: Model, fix: Fix = None,
          refine: Annotated[int, typer.Option("--refine", help="Fixed-point iterations per inversion step (0: plain "
                                              "DDIM inversion; each adds one network call per step).")] = 1,
          guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance weight w >= 0 of the "
-                                                 "regeneration (a model trained with prior subsets).")] = 0.0,
+                                                 "inversion and regeneration (a model trained with prior "
+                                                 "subsets): a larger change, less of the scan kept.")] = 0.0,
          output: Annotated[str, typer.Option("--output", help="change (the scan plus the decoded change) or decoded "
                                              "(the decoded edit, as blurred as the VAE).")] = "change",
          seed: Seed = None, space: Space = "source", precision: Precision = "fp32") -> None:

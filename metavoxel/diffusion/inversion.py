@@ -43,7 +43,8 @@ def invertible(var: Variable) -> GaussianFastPath | None:
 
 @torch.no_grad()
 def ddim_invert(variables: Mapping[str, Variable], network: Callable, z0: Mapping[str, torch.Tensor],
-                conditions: Conditions, grid: torch.Tensor, *, refine: int = 0,
+                conditions: Conditions, grid: torch.Tensor, *, refine: int = 0, guidance: float = 0.0,
+                prior: Mapping[str, torch.Tensor] | None = None,
                 on_call: Callable[[], None] | None = None) -> dict[str, torch.Tensor]:
     """z_T of the images ``z0`` under ``conditions`` (clean, held at level 0), walking ``grid`` upwards.
 
@@ -54,6 +55,9 @@ def ddim_invert(variables: Mapping[str, Variable], network: Callable, z0: Mappin
         conditions: the held scalars of these B rows (`Conditions` in ``clean`` mode, images not held).
         grid: (K + 1,) levels 0 = t_0 < ... < t_K (`metavoxel.diffusion.grid.time_grid`).
         refine: fixed-point iterations per step (module docstring); 0 is plain DDIM inversion.
+        guidance, prior: classifier-free guidance weight w and its marginal's noise for the held variables, as
+            `ddim_regenerate` takes them: inverting the guided ODE that will regenerate the image, so that
+            regenerating under the same conditions and guidance gives the image back.
         on_call: called after every network call.
 
     Returns:
@@ -73,7 +77,7 @@ def ddim_invert(variables: Mapping[str, Variable], network: Callable, z0: Mappin
         b = torch.full((rows,), int(grid[i + 1]), device=device, dtype=torch.long)
         estimate = dict(z)  # z_b's estimate: z_a first (plain DDIM inversion), then the fixed point's iterates
         for _ in range(1 + int(refine)):
-            out = call_network(network, conditions, estimate, b)
+            out = call_network(network, conditions, estimate, b, guidance=guidance, prior=prior)
             if on_call is not None:
                 on_call()
             for name, path in paths.items():

@@ -164,7 +164,8 @@ class EditOptions:
         grid: the grid's spacing, ``uniform`` or ``quadratic`` (None: the spec's ``diffusion.grid``).
         refine: fixed-point iterations per inversion step (0: plain DDIM inversion; each adds one network call
             per step; `metavoxel.diffusion.inversion`).
-        guidance: classifier-free guidance weight w >= 0 of the regeneration (Ho & Salimans 2022).
+        guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022) of the regeneration and of the
+            inversion, which walks the same guided ODE.
         output: ``change`` (the scan plus the decoded change) or ``decoded`` (the decoded edit), `EDIT_OUTPUTS`.
         seed: RNG seed (None: the spec's ``seed``) of the guidance marginal's noise and of the point prediction
             that infers values not given; the inversion and regeneration draw nothing.
