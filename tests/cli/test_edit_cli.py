@@ -149,3 +149,14 @@ def test_deviation_bad_requests_exit_2_and_write_nothing(runs, tmp_path, capsys,
     assert not out.exists()
     assert run(["deviation", "--model", str(runs["clean"]), "--fix", "age=60", "--out", str(out)]) == 2
     assert "add --fix image=SCAN.nii.gz" in capsys.readouterr().err
+
+
+def test_editing_an_edit_into_its_own_folder_is_refused_before_any_work(runs, tmp_path, capsys):
+    out = tmp_path / "older"
+    assert edit(runs, out, "--set", "age=+10") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert run(["edit", "--model", str(runs["clean"]), "--fix", f"image={out / 'image_edited.nii.gz'}",
+                "--fix", "age=70", "--fix", "sex=F", "--set", "age=-10", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds --fix image" in err and len(err.splitlines()) == 1, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
