@@ -10,6 +10,8 @@ Layout of a run directory::
     splits.json          subjects per split (when trained from a cohort)
     MODEL_CARD.md        intended use, data, variables, training and validation figures
     state.json           pointer to the newest complete training state (see `metavoxel.training.checkpoint`)
+    calibration.json     typicality reference and bias corrections from the validation split
+                         (`metavoxel.workflows.calibrate`; written at the end of training or by `calibrate`)
 
 This module reads and writes the spec and the weights (safetensors + JSON, never pickle); it does not import
 the trainer, so sampling and evaluation load a run without it. The resumable training state lives in
@@ -44,7 +46,7 @@ __all__ = ["RUN_FILES", "SEAL_KEY", "SPEC_FILE", "RunWarning", "WEIGHTS_FILE", "
 SPEC_FILE, WEIGHTS_FILE = "spec.json", "model.safetensors"
 # every file of a run directory (besides its state-*/ folders): what a command's output must never replace
 RUN_FILES = (SPEC_FILE, WEIGHTS_FILE, "best.safetensors", "splits.json", "train.json", "metrics.jsonl", "MODEL_CARD.md",
-             "state.json")
+             "state.json", "calibration.json")
 SEAL_KEY = "metavoxel.spec_sha256"  # safetensors metadata: the digest of the spec the weights were trained with
 
 

@@ -284,6 +284,8 @@ class Fixtures:
                 continue
             if not source.exists():
                 self.makers[key](self.store)
+            if target == source:  # a maker asking for another fixture in the store itself: made in place
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
         return True

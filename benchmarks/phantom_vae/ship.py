@@ -41,6 +41,15 @@ def _source(out: Path, snapshot: str | None):
     raise SystemExit(f"error: {out} holds no finished phase; give --snapshot or train further")
 
 
+def _state_seconds(out: Path, phase: str) -> float:
+    """Training seconds so far of a phase, from its resumable state (0 where it has none)."""
+    pointer = out / phase / "state" / "state.json"
+    if not pointer.is_file():
+        return 0.0
+    current = json.loads(pointer.read_text())["dir"]
+    return float(json.loads((out / phase / "state" / current / "state.json").read_text()).get("seconds") or 0.0)
+
+
 def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
     lines = [f"# {NAME}: the phantom VAE shipped with metavoxel", "",
              "A KL-VAE (MONAI `AutoencoderKL`) of the built-in phantom's skull-stripped T1w-like brains at 32³ voxels "
@@ -54,10 +63,13 @@ def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
              f"- Shipped: {provenance['shipped']}; {provenance['steps']} optimiser steps of "
              f"{record['phases']['recon']['batch_size']} fresh brains each, {provenance['hours']:.1f} hours on "
              f"{record['device']} ({record['threads']} thread(s), bf16 autocast where the CPU has it), over "
-             f"{len(record.get('sessions', []))} session(s).",
+             f"{provenance['sessions']} session(s)"
+             + (f", continuing (`--init-from`) the {provenance['continued']['steps']} steps shipped before, whose "
+                "optimiser state did not survive a new machine." if provenance.get("continued") else "."),
              f"- Brains: phantom seeds {TRAIN_SEEDS} (training), {HELD_OUT_SEEDS} (held out); the demo and the "
              "benchmarks draw seed 0, so the VAE never saw their brains (checked when they load it).",
-             "- Losses: L1 + KL (weight 1e-6) at a constant learning rate, then the least-squares patch adversarial "
+             f"- Losses: L1 + KL (weight {record['phases']['recon']['kl_weight']:g}, the L1 a mean over voxels) at a "
+             "constant learning rate, then the least-squares patch adversarial "
              "term joins as the learning rate decays (benchmarks/phantom_vae/train.py). No perceptual term: no "
              "pretrained 3D feature network can be loaded offline.", ""]
     if evaluation is not None:
@@ -98,8 +110,13 @@ def main() -> None:
     seconds = sum((json.loads((args.out / p / "vae" / "vae.json").read_text())["metrics"].get("seconds") or 0)
                   for p in ("recon", "finish") if (args.out / p / "vae" / "vae.json").is_file())
     if args.snapshot is not None:
-        steps = int(args.snapshot.rsplit("-", 1)[1]) + (record["phases"]["recon"]["steps"]
-                                                        if args.snapshot.startswith("finish") else 0)
+        phase, step = args.snapshot.rsplit("-", 1)
+        steps = int(step) + (record["phases"]["recon"]["steps"] if phase == "finish" else 0)
+        seconds = _state_seconds(args.out, phase) + (_state_seconds(args.out, "recon") if phase == "finish" else 0)
+    continued = record.get("init_from")
+    if continued:
+        steps += continued["steps"]
+        seconds += continued["hours"] * 3600
     scale = meta["scale_factor"] if meta else 1.0
     if meta is None:  # a snapshot: measure the scale factor as train_vae does, on 512 training brains
         from data import PhantomVolumes, phantom_configs
@@ -111,13 +128,20 @@ def main() -> None:
         scale, _std = latent_scale_factor(vae, VolumeSet(train, "training brains"), batch_size=16, device="cpu")
     evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
     provenance = {"source": "benchmarks/phantom_vae/train.py", "command": record["command"], "shipped": shipped,
-                  "steps": steps, "hours": seconds / 3600, "phantoms": PHANTOMS,
+                  "steps": steps, "hours": seconds / 3600, "phantoms": PHANTOMS, "continued": continued,
+                  "sessions": len(record.get("sessions", [])) + (continued["sessions"] if continued else 0),
                   "phantom_seeds": {"train": TRAIN_SEEDS, "held_out": HELD_OUT_SEEDS},
                   "grid": {"shape": [SIZE] * 3, "spacing_mm": [VOXEL_MM] * 3, "orientation": "RAS",
                            "percentiles": list(PERCENTILES)}}
     report = VAEReport(steps=steps, final={}, val=(meta or {}).get("metrics", {}).get("val", {}), scale_factor=scale,
                        latent_std=1.0 / scale, perceptual=False, seconds=seconds)
-    save_vae(args.to, vae, ARCHITECTURE, report, provenance=provenance)
+    expects = {"shape": [SIZE] * 3, "spacing": [VOXEL_MM] * 3, "orientation": "RAS",
+               "intensity": {"method": "percentiles", "percentiles": list(PERCENTILES), "range": [0.0, 1.0],
+                             "clip": True},
+               "sources": {"shape": "benchmarks/phantom_vae/data.py", "spacing": "benchmarks/phantom_vae/data.py",
+                           "orientation": "benchmarks/phantom_vae/data.py",
+                           "intensity": "benchmarks/phantom_vae/data.py: scaled()"}}
+    save_vae(args.to, vae, ARCHITECTURE, report, provenance=provenance, expects=expects)
     write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation))
     print(f"shipped {shipped} to {args.to} (scale factor {scale:.4f})")
 

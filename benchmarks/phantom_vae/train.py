@@ -5,7 +5,7 @@
 Run the same command again to continue: each phase keeps its training state (`metavoxel.vae.state`) under
 ``OUT/<phase>/state`` every ``--checkpoint-every`` steps, and a finished phase is not trained again, so the
 command can be stopped at any moment and re-run in a later session (with the same options; a change is
-refused). ``python benchmarks/phantom_vae/ship.py OUT`` then copies the result beside the code.
+refused, but for the phases' lengths: ``--recon-steps`` may end the first phase sooner). ``python benchmarks/phantom_vae/ship.py OUT`` then copies the result beside the code.
 
 1. ``recon``: L1 + KL at a constant learning rate after a linear warm-up: the autoencoder learns to reconstruct.
    The KL weight is 1e-9, not the 1e-6 of MONAI's tutorials and of `metavoxel train-vae`: with the L1 term a
@@ -56,11 +56,33 @@ def phase_configs(args: argparse.Namespace, precision: str) -> dict[str, VAETrai
                   checkpoint_every=args.checkpoint_every, scale_images=512, precision=precision, disc_layers=2,
                   disc_channels=32, seed=args.seed)
     return {
+        # adv_start is moot at adv_weight 0; it stays 16000 (its first value) so that a recon shortened with
+        # --recon-steps resumes from its state.
         "recon": VAETrainConfig(steps=args.recon_steps, lr=args.lr, warmup_steps=500, adv_weight=0.0,
-                                adv_start=args.recon_steps, initial_log_var=-10.0, **common),
+                                adv_start=16_000, initial_log_var=-10.0, **common),
         "finish": VAETrainConfig(steps=args.finish_steps, lr=args.lr / 2, lr_schedule="cosine", adv_start=0,
                                  adv_weight=args.adv_weight, **common),
     }
+
+
+def _settings(phases: dict) -> dict:
+    """The phases' configs but for what a resumed training may change (its length and bookkeeping)."""
+    from metavoxel.vae.state import RESUMABLE_CHANGES
+
+    return {name: {k: v for k, v in c.items() if k not in RESUMABLE_CHANGES} for name, c in phases.items()}
+
+
+def _init_record(folder: Path) -> dict:
+    """What a warm start continues: the saved VAE's folder and, from its provenance, the steps and hours behind it."""
+    meta_path = folder / "vae.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"error: --init-from {folder}: no vae.json there; name a saved VAE folder")
+    meta = json.loads(meta_path.read_text())
+    provenance = meta.get("provenance") or {}
+    if meta.get("architecture", {}).get("channels") != ARCHITECTURE["channels"]:
+        raise SystemExit(f"error: --init-from {folder}: its architecture is not this training's {ARCHITECTURE}")
+    return {"path": str(folder), "steps": int(provenance.get("steps", 0)), "hours": float(provenance.get("hours", 0.0)),
+            "sessions": int(provenance.get("sessions", 0))}
 
 
 def main() -> None:
@@ -78,6 +100,10 @@ def main() -> None:
     parser.add_argument("--val-subjects", type=int, default=16, help="Held-out brains per phantom for validation.")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path,
+                        help="Start from the weights of a saved VAE folder (e.g. metavoxel/pretrained/phantom-32) "
+                             "instead of a fresh network: how a training whose state did not survive (a new machine) "
+                             "continues from what was shipped. Read only when --out holds no training yet.")
     args = parser.parse_args()
 
     precision = args.precision
@@ -98,15 +124,25 @@ def main() -> None:
     previous = out / "train.json"
     if previous.is_file():
         saved = json.loads(previous.read_text())
-        if saved["phases"] != record["phases"] or saved["architecture"] != ARCHITECTURE:
+        if _settings(saved["phases"]) != _settings(record["phases"]) or saved["architecture"] != ARCHITECTURE:
             raise SystemExit(f"error: {out} holds a training with other settings; re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
         record["sessions"] = saved.get("sessions", [])
+        if "init_from" in saved:
+            record["init_from"] = saved["init_from"]
+    elif args.init_from is not None:
+        record["init_from"] = _init_record(args.init_from)
     record.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     write_json(previous, record)
 
     torch.manual_seed(args.seed)
     vae = build_vae(3, 1, spec)
+    if "init_from" in record:
+        from metavoxel.vae.checkpoint import load_vae
+
+        vae, _ = load_vae(record["init_from"]["path"])
+        vae.requires_grad_(True)
+        print(f"starting from {record['init_from']['path']} ({record['init_from']['steps']} steps before)", flush=True)
     for name, config in configs.items():
         folder = out / name
         if (folder / "vae" / "vae.json").is_file():

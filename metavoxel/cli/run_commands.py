@@ -40,6 +40,13 @@ Guidance = Annotated[float, typer.Option("--guidance", help="Classifier-free gui
                                          "fixed variables (a model trained with prior subsets).", min=0.0)]
 
 
+TypicalityFlag = Annotated[bool, typer.Option("--typicality/--no-typicality", help="Score how typical each record's "
+                                              "given values are (<= 10 network calls per record; never changes the "
+                                              "answer) and warn for each atypical one.")]
+TypicalityThreshold = Annotated[float, typer.Option("--typicality-threshold", help="Warn above this percentile of "
+                                                    "the validation split's typicality (0-100).", min=0.0, max=100.0)]
+
+
 def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
               steps: Annotated[int, typer.Option(help="Optimiser steps.", min=1)] = 2000,
               batch_size: Annotated[int, typer.Option(help="Volumes per step.", min=1)] = 2,
@@ -115,7 +122,11 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
           seed: Annotated[int, typer.Option(help="Data order and noise seed.", callback=seed_option)] = 0,
           tensorboard: Annotated[bool, typer.Option(
               "--tensorboard", help="Also log the metrics to OUT/tensorboard (needs metavoxel[tensorboard]).")]
-          = False) -> None:
+          = False,
+          calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="After training, compute "
+                                                  "OUT/calibration.json from the validation split (typicality and "
+                                                  "bias correction; `metavoxel calibrate` does it later).")]
+          = True) -> None:
     """Train the joint model on a cohort (one or many GPUs with torchrun, or the CPU)."""
     from metavoxel.training import TrainConfig
     from metavoxel.training.tensorboard import TensorBoardLog
@@ -141,7 +152,8 @@ def train(spec: Spec, data: Data, out: Out = Path("runs/joint"),
 
         try:
             result = train_run(spec, data, out, config, resume=resume, cache_dir=cache, progress=progress,
-                               report=lambda line: console().print(line, markup=False, highlight=False), log=board)
+                               report=lambda line: console().print(line, markup=False, highlight=False), log=board,
+                               calibrate=calibrate)
         finally:
             if board is not None:
                 board.close()
@@ -159,7 +171,8 @@ def sample(model: Model,
            out: Out = Path("samples"),
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
-           guidance: Guidance = 0.0) -> None:
+           guidance: Guidance = 0.0, typicality: TypicalityFlag = True,
+           typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run
@@ -172,8 +185,11 @@ def sample(model: Model,
         task = bar.add_task("sampling", total=None)
         _result, files = sample_run(model, fixed, masks, out, options, space=space,
                                     progress=lambda d, t: bar.update(task, completed=d, total=t),
-                                    before_write=lambda result: tables.append(result_table(result)))
+                                    before_write=lambda result: tables.append(result_table(result)),
+                                    typicality=typicality_threshold if typicality else None)
     console().print(tables[0])
+    if _result is not None and "typicality" in (scored := _typicality_line(out)):
+        console().print(scored, markup=False, highlight=False)
     console().print(_written(files, out), markup=False, highlight=False)
 
 
@@ -203,9 +219,12 @@ def predict(model: Model, data: Data,
                                                              "model's; --method sample only).")] = None,
             guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance weight w >= 0 "
                                                            "(default 0; a model trained with prior subsets; "
-                                                           "--method sample only).", min=0.0)] = None) -> None:
+                                                           "--method sample only).", min=0.0)] = None,
+            typicality: TypicalityFlag = True, typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """Predict one variable for every subject of a table (mean, SD and an interval with its real level, or
-    class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval."""
+    class frequencies); an interval reaches 90% from 19 samples (-n 19), 3 samples give a 50% interval. With the
+    true value in the table, brain-PAD, its bias-corrected value and the centile of the truth; each record's
+    typicality percentile, with a warning for each atypical one (docs/trust.md)."""
     from metavoxel.diffusion.options import request_options
     from metavoxel.workflows.predict import predict_run
 
@@ -215,10 +234,14 @@ def predict(model: Model, data: Data,
                               batch_size=batch_size, precision=precision, conditioning=conditioning,
                               guidance=guidance)  # what does not apply to the method is refused here, once
     names = None if given is None else [g.strip() for g in given.split(",") if g.strip()]  # "": refused
+    notes: list[str] = []
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=None)
         path = predict_run(model, data, target, out, options, given=names,
-                           progress=lambda d, t: bar.update(task, completed=d, total=t))
+                           progress=lambda d, t: bar.update(task, completed=d, total=t),
+                           typicality=typicality_threshold if typicality else None, report=notes.append)
+    for line in notes:
+        console().print(line, markup=False, highlight=False)
     console().print(f"wrote {escape(str(path))}")
 
 
@@ -248,14 +271,16 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                                                  "subsets) beside the sampled answers. -n, --steps and --grid shape "
                                                  "the sampled answers only (point prediction draws no samples and "
                                                  "reads its own levels); --seed, --batch-size and --precision "
-                                                 "apply to both.")] = "sample") -> None:
+                                                 "apply to both.")] = "sample",
+             typicality: TypicalityFlag = True, typicality_threshold: TypicalityThreshold = 99.0) -> None:
     """The paper's evaluation of a run: age MAE, PIT/CRPS/spread-skill/coverage, sex accuracy/AUROC/ECE, Table 2,
     FID/MMD, MS-SSIM. Coverage of a 90% interval needs -n 20; with fewer samples its real level is reported."""
     from metavoxel.evaluation import EvaluationOptions, Roles
     from metavoxel.workflows.evaluate import evaluate_run
 
     options = EvaluationOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, batch_size=batch_size,
-                                precision=precision, likelihood_timesteps=likelihood_timesteps, method=method)
+                                precision=precision, likelihood_timesteps=likelihood_timesteps, method=method,
+                                typicality=typicality_threshold if typicality else None)
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
@@ -285,8 +310,38 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                         f"(sampling {num(reg['seconds_per_subject'], 4)}); {categorical} accuracy "
                         f"{num(pcls['accuracy'], 3)} in {num(pcls['seconds_per_subject'], 4)} s/subject (sampling "
                         f"{num(cls['seconds_per_subject'], 4)})")
+    ages = metrics.get("brain_age")
+    if ages:
+        after = ages.get("after")
+        console().print(f"brain age: r {num(ages['before']['r'], 3)}, R² {num(ages['before']['r2'], 3)}, corr(PAD, "
+                        f"{continuous}) {num(ages['before']['pad_age_r'], 3)}"
+                        + (f"; bias-corrected MAE {num(after['mae'])}, corr(PAD, {continuous}) "
+                           f"{num(after['pad_age_r'], 3)}" if after else "; no bias correction (metavoxel calibrate)"))
+    if metrics.get("trust_note"):
+        console().print(metrics["trust_note"], markup=False, highlight=False)
+    typ = metrics.get("typicality")
+    if typ:
+        console().print(f"typicality: {typ['flagged']} of {typ['n']} records above the validation split's "
+                        f"{typ['threshold']:g}th percentile")
     if num_samples < COVERAGE_SAMPLES:
         console().print(f"coverage: {unc['coverage_note']}")
+
+
+def _typicality_line(out: Path) -> str:
+    """``typicality percentile P of the given values (image Q, metadata R)`` from samples.json, or ``""``."""
+    import json
+
+    try:
+        scored = json.loads((out / "samples.json").read_text(encoding="utf-8")).get("typicality") or {}
+    except (OSError, ValueError):
+        return ""
+    if scored.get("percentile") is None:
+        return ""
+    parts = ", ".join(f"{k.removesuffix('_percentile')} {v:.1f}" for k, v in scored.items()
+                      if k.endswith("_percentile") and v is not None)
+    verdict = "atypical: " + " and ".join(scored.get("atypical") or []) if scored.get("flagged") else "typical"
+    return (f"typicality of the given values: percentile {scored['percentile']:.1f} of the validation split's "
+            f"({parts}): {verdict}")
 
 
 def _written(files: list[Path], out: Path) -> str:
@@ -300,6 +355,53 @@ def _written(files: list[Path], out: Path) -> str:
                        for n in images)
         parts.insert(0, shown + (" with JSON sidecars" if sidecars else ""))
     return f"wrote {', '.join(parts)} to {out}"
+
+
+def check(model: Model, data: Data, out: OutTable = "checks.tsv",
+          variables: Annotated[str | None, typer.Option("--variables", help="Comma-separated scalar variables to "
+                                                        "check (default: every one in the table).")] = None,
+          min_probability: Annotated[float, typer.Option("--min-probability", help="Flag a categorical value whose "
+                                                         "posterior probability given the rest is below this.",
+                                                         min=0.0, max=1.0)] = 0.05,
+          level: Annotated[float, typer.Option("--level", help="Flag a continuous value outside this central "
+                                               "fraction of what the image predicts.", min=0.0, max=1.0)] = 0.99,
+          seed: Seed = None,
+          batch_size: Annotated[int, typer.Option(help="Records per network call.", min=1)] = 16) -> None:
+    """Check every record's metadata against its own image (swapped labels, typos): one row per record with a
+    flag per variable; at most 5 network calls per record and variable (docs/trust.md)."""
+    from metavoxel.workflows.check import check_run
+
+    names = None if variables is None else [v.strip() for v in variables.split(",") if v.strip()]
+    notes: list[str] = []
+    with progress_bar() as bar:
+        task = bar.add_task("checking", total=None)
+        path, flagged = check_run(model, data, out, variables=names, min_probability=min_probability, level=level,
+                                  seed=seed, batch_size=batch_size,
+                                  progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                  report=notes.append)
+    for line in notes:
+        console().print(line, markup=False, highlight=False)
+    console().print(f"{flagged} record(s) flagged; wrote {escape(str(path))}")
+
+
+def calibrate(model: Model,
+              data: Annotated[Path | None, typer.Option("--data", help="The run's cohort (default: the one its "
+                                                        "train.json names).")] = None) -> None:
+    """Compute a run's calibration.json from its validation split: the typicality reference and the bias
+    corrections (`train` writes it; this is for older runs, or after moving the cohort)."""
+    from metavoxel.workflows.calibrate import calibrate_run
+
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase[:24], total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        path = calibrate_run(model, data, progress=progress,
+                             report=lambda line: console().print(line, markup=False, highlight=False))
+    console().print(f"wrote {escape(str(path))}")
 
 
 def plot(run_dir: Annotated[Path, typer.Argument(help="Run directory written by `metavoxel train`.")],

@@ -65,6 +65,8 @@ class EvaluationOptions:
         generate: unconditional images drawn for FID/MMD (default: as many as real images).
         likelihood_timesteps: timesteps of likelihood classification (0: skip it).
         table2: run the four conditioning sets of Table 2.
+        typicality: the percentile of the validation split's typicality above which `metavoxel evaluate` flags
+            a record (`metavoxel.evaluation.typicality`); None: no typicality.
         method: ``sample``, or ``point`` to add point predictions (`point_prediction`) beside sampling.
             ``num_samples`` and ``steps`` shape the sampled answers only (point prediction draws no samples
             and reads its own levels); ``seed``, ``batch_size`` and ``precision`` apply to both.
@@ -81,6 +83,7 @@ class EvaluationOptions:
     likelihood_timesteps: int = 25
     table2: bool = True
     method: str = "sample"
+    typicality: float | None = 99.0
 
 
 @dataclass

@@ -129,6 +129,10 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
     if "uncertainty" in evaluation:
         lines += [f"## Uncertainty of {c} given image + {k}", "",
                   uncertainty_markdown(evaluation["uncertainty"], c), ""]
+    if "brain_age" in evaluation:
+        lines += [brain_age_markdown(evaluation["brain_age"], c, k), ""]
+    if "typicality" in evaluation:
+        lines += [typicality_markdown(evaluation["typicality"]), ""]
     if "table2" in evaluation:
         lines += [f"## {c} under each conditioning set (paper Table 2)", "",
                   table2_markdown(evaluation["table2"], k), ""]
@@ -145,6 +149,36 @@ def model_report(evaluation: Mapping[str, Any], *, title: str, roles: Mapping[st
                   f"{k} accuracy {fmt(fid['categorical_accuracy'], 3)}.", ""]
     if figures:
         lines += ["## Figures", ""] + [line for link in figure_links(figures) for line in (link, "")]
+    return "\n".join(lines)
+
+
+def brain_age_markdown(ages: Mapping[str, Any], c: str, k: str) -> str:
+    """The brain-age section: MAE, r, R² and corr(PAD, truth) before and after the run's bias correction."""
+    pad = "brain-PAD" if c == "age" else f"{c} difference"
+    rows = []
+    for label, m in (("raw", ages["before"]), ("bias-corrected", ages.get("after"))):
+        if m is not None:
+            rows.append([label, fmt(m["mae"]), fmt(m["r"], 3), fmt(m["r2"], 3), fmt(m["pad_mean"]),
+                         fmt(m["pad_age_r"], 3)])
+    fit = ages.get("correction")
+    how = (f"The correction ŷ - (a + b·y) + y was fitted on the run's {fit['fitted_on']} ({fit['n']} records): "
+           f"a = {fmt(fit['intercept'])}, b = {fmt(fit['slope'], 3)}." if fit else
+           "No bias correction: the run has no calibration.json (`metavoxel calibrate --model RUN`).")
+    return "\n".join([f"## {c} as brain-age studies report it ({c} from image + {k}, mean of the samples)", "",
+                      markdown_table(["prediction", "MAE", "r", "R²", f"mean {pad}", f"corr({pad}, {c})"], rows),
+                      "", how + " R² is 1 - Σ(ŷ - y)²/Σ(y - ȳ)² (not r²); docs/trust.md gives every formula."])
+
+
+def typicality_markdown(typ: Mapping[str, Any]) -> str:
+    """The typicality section: how many evaluated records were flagged, and which."""
+    flagged = [r for r in typ["records"] if r["flagged"]]
+    lines = ["## Typicality of the evaluated records", "",
+             f"{len(flagged)} of {typ['n']} records ({fmt(100 * typ['flag_rate'], 1)}%) are above the validation "
+             f"split's {typ['threshold']:g}th typicality percentile (given {typ['given']}; "
+             f"{typ['calls_per_record']} network calls per record)."]
+    if flagged:
+        rows = [[r["record"], fmt(r["percentile"], 1), ", ".join(r["atypical"])] for r in flagged[:20]]
+        lines += ["", markdown_table(["record", "percentile", "atypical"], rows)]
     return "\n".join(lines)
 
 

@@ -198,6 +198,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     evaluation = evaluate_model(model, test, val=val, population_mean=mean, options=options,
                                 features=net, readers=readers, progress=progress, subjects=ids(splits["test"]),
                                 val_subjects=ids(splits["val"]) if val is not None else None)
+    _trust(evaluation, run_dir, model, test, roles, ids(splits["test"]), options)
     if "table2" in evaluation:
         evaluation["population_mean_from"] = mean_from
     evaluation["split"] = split
@@ -213,6 +214,35 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
                                                               "categorical": roles.categorical},
                                                        figures=[f.name for f in figures]) + "\n")
     return metrics
+
+
+def _trust(evaluation: dict[str, Any], run_dir: Path, model: JointModel, test: Mapping[str, Any], roles,
+           keys: list[tuple], options) -> None:
+    """Add ``brain_age`` (MAE, r, R², corr(PAD, truth) before and after the run's bias correction) and ``typicality``
+    (each evaluated record's percentile; one `TypicalityWarning` per flagged record) to ``evaluation``."""
+    from metavoxel.evaluation.brain_age import brain_age_metrics
+    from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
+    from metavoxel.workflows.trust import linear_target, trust_for
+
+    threshold = getattr(options, "typicality", DEFAULT_THRESHOLD)
+    given = [roles.image, roles.categorical]
+    linear = linear_target(model.variables[roles.continuous])
+    trust = trust_for(run_dir, model, roles.continuous, given=given, has_truth=linear, threshold=threshold,
+                      report=lambda line: evaluation.__setitem__("trust_note", line))
+    if linear:
+        predicted = evaluation["samples"]["regression"].double().mean(dim=1)
+        evaluation["brain_age"] = brain_age_metrics(predicted, np.asarray(test[roles.continuous], dtype=float),
+                                                    trust.correction)
+    if trust.reference is None or threshold is None:
+        return
+    names = [n for n in model.variables if n in test]
+    labels = [f"{s}" + (f" session {ses}" if ses else "") for s, ses, *_ in keys]
+    results = trust.typicality(model, {n: test[n] for n in names}, labels)
+    flagged = sum(r.flagged for r in results)
+    evaluation["typicality"] = {"threshold": threshold, "given": ",".join(names), "n": len(results),
+                                "flagged": flagged, "flag_rate": flagged / max(1, len(results)),
+                                "calls_per_record": 2 * trust.reference.levels,
+                                "records": [{"record": label, **r.to_dict()} for label, r in zip(labels, results)]}
 
 
 def write_figures(out: Path, evaluation: Mapping[str, Any], test: Mapping[str, Any], roles, model: JointModel,

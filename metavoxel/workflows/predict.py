@@ -22,6 +22,8 @@ from metavoxel.runs import load_run, run_inputs
 from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summary_contract import checked_summary, summary_cells
+from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
+from metavoxel.workflows.trust import linear_target, trust_for
 
 __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
 
@@ -53,7 +55,8 @@ def predict_output(out: str | Path) -> Path:
 
 def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | Path,
                 options: SamplingOptions | PointOptions | None = None, *, given: Sequence[str] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+                progress: Callable[[int, int], None] | None = None,
+                typicality: float | None = DEFAULT_THRESHOLD, report: Callable[[str], None] | None = None) -> Path:
     """Predict ``target`` from the ``given`` variables (None: all others) for every record; write a TSV.
 
     The columns follow the target's summary (the contract in `metavoxel.variables.summary_contract`): its point
@@ -76,6 +79,19 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     so the same subject, seed and settings give the same answer whatever other rows the table holds and
     whatever ``batch_size`` is (`metavoxel.JointModel.sample` with ``seeds``). Several records of one subject
     and session (BIDS runs) add their image file to the seed (`record_keys`), so their draws differ.
+
+    Brain-age outputs (`metavoxel.evaluation.brain_age`; docs/trust.md): for a continuous target with its true
+    value in the table, ``brain_pad`` (predicted - true; ``<target>_difference`` for a target not named age),
+    ``brain_pad_corrected`` and ``brain_age_corrected`` (the linear age-bias correction the run fitted on its
+    validation split, `metavoxel.workflows.calibrate`; n/a without one) and, when sampling, ``age_centile``
+    (the centile of the true value among the record's samples).
+
+    Typicality (`metavoxel.evaluation.typicality`): with a threshold (default 99) and a calibrated run, every
+    record gets ``typicality_percentile`` (its given values' denoising bound as a percentile of the validation
+    split's, at most 10 network calls per record), ``image_percentile``/``metadata_percentile`` and
+    ``atypical`` (the parts above the threshold, or ``none``); one `TypicalityWarning` per record above it.
+    It never changes the answer. ``typicality=None`` switches it off. ``report`` receives one line when the run
+    has no calibration.json (``metavoxel calibrate``), whose outputs are then n/a.
 
     Args:
         out: the TSV file, or a folder (existing, or written ``d/``) to write ``predictions.tsv`` in.
@@ -130,6 +146,9 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
     has_truth = target in batch
     columns: list[str] | None = None
     records = list(cohort.records)
+    trust = trust_for(run_dir, model, target, method="point" if point else "sample", given=present,
+                      has_truth=has_truth and linear_target(var), samples=not point,
+                      threshold=typicality, report=report)
     keys = record_keys(records)
     # whole records per call: `batch_size` rows of `num_samples` samples (or of a point prediction's draws) each;
     # a call holds records that give the same variables, so which variables are free (and the conditioning a
@@ -147,11 +166,15 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         fix = {g: [batch[g][i] for i in chunk] for g in present}
         seeds = [subject_seed(seed, *keys[i]) for i in chunk]
         request = options.replace(seeds=seeds, batch_size=batch_size)
+        samples = None
         if point:
             summary = _point_summary(model.point_predict(fix, target, options=request), target, var)
         else:
-            summary = model.sample(fix=fix, options=request).summary(target)
+            result = model.sample(fix=fix, options=request)
+            summary, samples = result.summary(target), result.samples[target]
         summary = checked_summary(var, summary, len(chunk))
+        truths = [batch[target][i] for i in chunk] if has_truth else None
+        extra = trust.cells(model, fix, summary, samples, truths, [_name(records[i], images) for i in chunk])
         for j, i in enumerate(chunk):
             record = records[i]
             image = next((record.values[g] for g in images if record.values.get(g) is not None), None)
@@ -167,17 +190,25 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
             if has_truth:
                 truth = batch[target][i]
                 row += ["n/a" if truth is None or (isinstance(truth, float) and math.isnan(truth)) else str(truth)]
-            written[i] = row
+            written[i] = row + extra[j]
         done += len(chunk)
         if progress is not None:
             progress(done, len(records))
     rows = [written[i] for i in range(len(records))]  # the table's order
-    header = ["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
+    header = (["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
+              + trust.columns)
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return write_text(out, text.getvalue())
+
+
+def _name(record, images: list[str]) -> str:
+    """How a warning names a record: its subject (and session), and its image file or table row."""
+    image = next((record.values[g] for g in images if record.values.get(g) is not None), None)
+    session = f" session {record.session}" if record.session else ""
+    return f"{record.subject}{session} ({image if image is not None else record.source})"
 
 
 def _given(value) -> bool:

@@ -43,7 +43,8 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
 def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, str], out: str | Path,
                options: SamplingOptions | None = None, *, space: str = "source",
                progress: Callable[[int, int], None] | None = None,
-               before_write: Callable[[SampleResult], None] | None = None) -> tuple[SampleResult, list[Path]]:
+               before_write: Callable[[SampleResult], None] | None = None,
+               typicality: float | None = 99.0) -> tuple[SampleResult, list[Path]]:
     """Sample one subject with the given variables fixed; write samples.json, images and a preview into ``out``.
 
     ``out`` is written as one whole (`metavoxel.io.staging`): the files go into a staging folder beside it that
@@ -62,6 +63,9 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             header) or ``model`` (the model grid).
         before_write: called with the result after sampling and before anything is written (the CLI renders
             its table there), so an error in it leaves no files behind.
+        typicality: the percentile above which the fixed values are flagged as atypical (a `TypicalityWarning`;
+            samples.json's ``typicality`` field holds the percentiles, `metavoxel.evaluation.typicality`); None
+            switches the score off. A masked image is scored as not given (its kept part is not a whole scan).
 
     Raises:
         InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask,
@@ -100,17 +104,38 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     keeps = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, options=options,
                           progress=progress)
+    scored = _typicality(run_dir, model, {n: v for n, v in raw.items() if n not in keeps}, fix, typicality)
     for name, var in model.variables.items():  # every summary keeps the contract before a file is written
         if not isinstance(var.head, SpatialHead):
             checked_summary(var, result.summary(name), result.num_subjects)
     summary = {"model": str(Path(run_dir).resolve()), "metavoxel": _version(), "created": _now(),
                "fixed": dict(fix), "masks": dict(masks), **result.to_dict()}
+    if scored is not None:
+        summary["typicality"] = scored
     if before_write is not None:
         before_write(result)
     with staged_folder(out) as staging:  # swapped in for out once every file is written
         files = _write_images(model, result, prepared, keeps, dict(masks), staging, space)
         files.append(write_json(staging / "samples.json", summary))
     return result, [out / f.relative_to(staging) for f in files]
+
+
+def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, str], threshold: float | None):
+    """samples.json's ``typicality`` (a `TypicalityResult` as a dict; None when off or nothing is given), with one
+    warning when the given values are atypical."""
+    from metavoxel.workflows.trust import trust_for
+
+    if threshold is None or not given:
+        return None
+    trust = trust_for(run_dir, model, threshold=threshold)
+    if trust.reference is None:
+        return {"percentile": None, "note": "the run has no calibration.json: run `metavoxel calibrate`"}
+    scans = [fix[n] for n in given if isinstance(model.variables[n].head, SpatialHead)]
+    values = [f"{n}={fix[n]}" for n in given if not isinstance(model.variables[n].head, SpatialHead)]
+    name = (f"{', '.join(scans)}" + (f" (given with {', '.join(values)})" if values else "")) if scans else \
+        f"the values {', '.join(values)}"
+    results = trust.typicality(model, given, [name])
+    return results[0].to_dict()
 
 
 def _check_range(var, value) -> None:

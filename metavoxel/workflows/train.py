@@ -30,7 +30,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
               resume: bool = False, cache_dir: str | Path | None = None,
               progress: Callable[[str, int, int, float], None] | None = None,
               report: Callable[[str], None] | None = None,
-              log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+              log: Callable[[dict[str, float]], None] | None = None, calibrate: bool = True) -> TrainResult:
     """Validate the cohort, split it by subject, encode it once, train, and write the run directory.
 
     Nothing is written until the whole cohort — every cell and every image's voxels — has passed
@@ -57,6 +57,8 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
         log: called with every metrics row as it is logged (e.g. a `TensorBoardLog`, which creates its event
             file on the first row; files it adds under ``out`` go with the rest of a run that fails before its
             first saved state).
+        calibrate: after training, write calibration.json from the validation split (typicality reference and
+            bias corrections, `metavoxel.workflows.calibrate`); off, `metavoxel calibrate` writes it later.
 
     Raises:
         CohortError: the cohort's problems, all at once (nothing written).
@@ -70,11 +72,13 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
     out = Path(out)
     ddp = distributed()
     if ddp.rank != 0:  # rank 0 is the one writer of the run directory and holds its lock
-        return _train_run(spec, spec_file, data, out, config, resume, cache_dir, progress, report, log, ddp)
+        return _train_run(spec, spec_file, data, out, config, resume, cache_dir, progress, report, log, ddp,
+                          calibrate)
     before, fresh = _entries(out), not (out / "state.json").exists()
     with writer_lock(out, what=f"the run directory {str(out)!r}"):
         try:
-            result = _train_run(spec, spec_file, data, out, config, resume, cache_dir, progress, report, log, ddp)
+            result = _train_run(spec, spec_file, data, out, config, resume, cache_dir, progress, report, log, ddp,
+                                calibrate)
         except BaseException:
             if fresh and not (out / "state.json").exists():  # nothing to resume: remove what this call added
                 _remove_added(out, before)
@@ -83,7 +87,7 @@ def train_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Path, c
 
 
 def _train_run(spec: ModelSpec, spec_file: Path | None, data: str | Path, out: Path, config: TrainConfig,
-               resume: bool, cache_dir, progress, report, log, ddp) -> TrainResult:
+               resume: bool, cache_dir, progress, report, log, ddp, calibrate: bool = True) -> TrainResult:
     kept = (SPEC_FILE, "splits.json", "train.json") if resume else ()  # a resume keeps the run's own
     writes = [(f"--out ({name})", out / name) for name in RUN_FILES if name not in kept]
     check_outputs([("--spec", spec_file), ("--data", data)], files=writes)
@@ -122,7 +126,25 @@ def _train_run(spec: ModelSpec, spec_file: Path | None, data: str | Path, out: P
                    progress=lambda d, t, loss: tick("training", d, t, loss), log=log)
     if ddp.rank == 0:
         write_model_card(out, model, cohort, splits, config, result)
+        if calibrate and splits.get("val"):  # what sample, predict and evaluate compare each answer with
+            _calibrate(out, cohort, splits["val"], tick, report)
     return result
+
+
+def _calibrate(out: Path, cohort: Cohort, val: list[int], tick, report) -> None:
+    """calibration.json from the validation split, with the run's saved (EMA) weights
+    (`metavoxel.workflows.calibrate`); a calibration that cannot be computed is reported, not fatal."""
+    from metavoxel.runs import load_run
+    from metavoxel.workflows.calibrate import calibrate_cohort, write_calibration
+
+    try:
+        calibration = calibrate_cohort(load_run(out), cohort, val, report=report,
+                                       progress=lambda phase, d, t: tick("calibrating", d, t, float("nan")))
+        write_calibration(out, calibration)
+    except InputError as exc:
+        if report is not None:
+            report(f"no calibration.json ({exc}); typicality and bias correction are off until "
+                   f"`metavoxel calibrate --model {out}` succeeds")
 
 
 def _train_means(model: JointModel, cohort: Cohort, splits: Mapping[str, list[int]]) -> dict[str, float]:

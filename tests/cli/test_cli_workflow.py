@@ -203,7 +203,9 @@ def test_predict_writes_one_row_per_subject(trained):
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert len(rows) == N
     assert set(rows[0]) == {"participant_id", "session", "source", "age", "age_sd", "age_lower", "age_upper",
-                            "age_level", "age_num_samples", "age_true"}
+                            "age_level", "age_num_samples", "age_true", "brain_pad", "brain_pad_corrected",
+                            "brain_age_corrected", "age_centile", "typicality_percentile", "image_percentile",
+                            "metadata_percentile", "atypical"}  # docs/trust.md
     assert rows[0]["participant_id"] == "sub-00" and float(rows[0]["age_lower"]) <= float(rows[0]["age_upper"])
     assert float(rows[0]["age_level"]) == pytest.approx(1 / 3, abs=1e-4) and rows[0]["age_num_samples"] == "2"
     out = trained / "sex.tsv"

@@ -81,7 +81,8 @@ def test_train_sample_and_predict_a_kind_with_two_dimensional_z(workdir, capsys)
          "--num-samples", 2, "--out", workdir / "time.tsv"], capsys)
     rows = list(csv.DictReader((workdir / "time.tsv").open(), delimiter="\t"))
     assert len(rows) == N and list(rows[0]) == ["participant_id", "session", "source", "time", "time_resultant",
-                                               "time_true"]
+                                               "time_true", "typicality_percentile", "image_percentile",
+                                               "metadata_percentile", "atypical"]  # no brain-PAD: time wraps
     assert all(0 <= float(r["time"]) < 24 and 0 <= float(r["time_resultant"]) <= 1 + 1e-6 for r in rows)
 
 

@@ -1,0 +1,191 @@
+"""Typicality of a record's given values: the model's own denoising bound, split into the image and the metadata.
+
+The denoising loss of a diffusion model, averaged over noise levels, is a Monte-Carlo estimate of a
+variational bound on -log p (Ho et al. 2020, eq. 5; Kingma et al. 2021): a record unlike the training data
+denoises worse. For a record with given variables G, split into its images I ⊆ G (the spatial variables)
+and its metadata M = G \\ I (the scalars), two terms are estimated at J levels stratified over 1..T
+(t_j = ⌈(j + ½) T / J⌉, as `metavoxel.diffusion.likelihood`), with the SAME noise for every record at a
+level (common random numbers: a score depends on the record, not on its draws):
+
+    image term    s_I = (1/J) Σ_j  L_I(x_I at t_j | x_M clean)      ≈ bound on -log p(x_I | x_M)
+    metadata term s_M = (1/J) Σ_j  L_M(x_M at t_j | x_I clean)      ≈ bound on -log p(x_M | x_I)
+
+where L is the kinds' own per-record training loss (noise MSE, cross-entropy of the x0 logits) summed over the
+part's variables, and variables not in G enter as missing (prior noise at level T: marginalised, as training
+shows them). This is clean conditioning, which a model trained with clean subsets has learned
+(``diffusion.training.clean > 0``); a model trained with the paper's one shared t never saw a clean given value,
+so for it both terms come from one call per level with every given variable at t_j (the joint bound, read per
+part). Cost: 2·J network calls per record (J with one part only, or the paper's recipe); J = 5 keeps it <= 10.
+
+The losses are kept per level (`TypicalityTerms.image_levels`, ``metadata_levels``): their spread differs by
+orders of magnitude between levels, so `metavoxel.evaluation.typicality` standardises each level by the
+validation split's before averaging, and reads the result as a percentile among the validation split's for the
+same given variables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from metavoxel.errors import InputError
+from metavoxel.variables.protocol import SpatialHead
+
+__all__ = ["PARTS", "TYPICALITY_LEVELS", "TypicalityTerms", "typicality_terms"]
+
+#: J, the levels each term is averaged over (2·J <= 10 network calls per record).
+TYPICALITY_LEVELS = 5
+#: The two parts a record's given values are split into.
+PARTS = ("image", "metadata")
+
+
+@dataclass
+class TypicalityTerms:
+    """Per-record, per-level losses (N, J) float64, NaN rows where the record gives nothing of that part.
+
+    Attributes:
+        image_levels, metadata_levels: L_I and L_M at each of the J levels t_j (module docstring).
+        calls_per_record: network calls spent on each record.
+        given: per record, the given variables (sorted, comma-joined: the key of its reference scores).
+    """
+
+    image_levels: torch.Tensor
+    metadata_levels: torch.Tensor
+    calls_per_record: int
+    given: list[str]
+
+    @property
+    def image(self) -> torch.Tensor:
+        """s_I (N,): the image losses averaged over the levels."""
+        return self.image_levels.mean(dim=1)
+
+    @property
+    def metadata(self) -> torch.Tensor:
+        """s_M (N,): the metadata losses averaged over the levels."""
+        return self.metadata_levels.mean(dim=1)
+
+    def levels(self, name: str) -> torch.Tensor:
+        """(N, J) per-level losses of part ``name`` (``image`` or ``metadata``)."""
+        return {"image": self.image_levels, "metadata": self.metadata_levels}[name]
+
+    def part(self, name: str) -> torch.Tensor:
+        """(N,) the level-averaged term of part ``name``."""
+        return self.levels(name).mean(dim=1)
+
+
+def _levels(total: int, count: int) -> list[int]:
+    return [min(total, max(1, math.ceil((j + 0.5) * total / count))) for j in range(count)]
+
+
+@torch.no_grad()
+def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICALITY_LEVELS, seed: int = 0,
+                     batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> TypicalityTerms:
+    """The image and metadata terms of N records (module docstring).
+
+    Args:
+        model: a `metavoxel.JointModel` (its current weights, in eval mode while scoring).
+        fix: variable -> raw values of N records (None/NaN cells: not given for that record).
+        levels: J (each term averages J network calls).
+        seed: the shared noise's seed.
+        batch_size: records per network call.
+        progress: ``progress(done, total)`` after each network call.
+
+    Raises:
+        InputError: an unknown variable, or ``levels`` < 1.
+    """
+    if levels < 1:
+        raise InputError(f"typicality: levels must be >= 1, got {levels}")
+    diffusion, network = model.diffusion, model.net
+    variables = diffusion.variables
+    z0, present = diffusion.encode_batch(dict(fix))
+    n = len(next(iter(present.values())))
+    spatial = [name for name, v in variables.items() if isinstance(v.head, SpatialHead)]
+    scalars = [name for name in variables if name not in spatial]
+    clean = diffusion.mixture.clean > 0
+    grid = _levels(diffusion.timesteps, levels)
+    device, total_t = diffusion.device, diffusion.timesteps
+    given = [",".join(sorted(name for name in variables if bool(present[name][i]))) for i in range(n)]
+    has = {"image": torch.stack([present[v] for v in spatial]).any(0) if spatial else torch.zeros(n, dtype=torch.bool),
+           "metadata": torch.stack([present[v] for v in scalars]).any(0) if scalars else torch.zeros(n, dtype=torch.bool)}
+    parts = [p for p in PARTS if bool(has[p].any())]
+    passes = [(p,) for p in parts] if clean else [tuple(parts)] if parts else []
+    sums = {p: torch.zeros(n, len(grid), dtype=torch.float64) for p in PARTS}  # (N, J) per part
+    total, done = len(passes) * len(grid) * -(-n // max(1, batch_size)), 0
+    was_training = model.training
+    model.eval()
+    try:
+        for noised_parts in passes:
+            noised = [v for p in noised_parts for v in (spatial if p == "image" else scalars)]
+            for j, level in enumerate(grid):
+                for start in range(0, n, max(1, batch_size)):
+                    rows = slice(start, min(n, start + max(1, batch_size)))
+                    losses = _losses(diffusion, network, {k: v[rows] for k, v in z0.items()},
+                                     {k: v[rows] for k, v in present.items()}, noised, level, clean, total_t,
+                                     seed * 1_000_003 + j, device)
+                    for p in noised_parts:
+                        names = spatial if p == "image" else scalars
+                        sums[p][rows, j] = sum(losses[v] for v in names).double().cpu()
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+    finally:
+        model.train(was_training)
+    nan = torch.full((n, len(grid)), float("nan"), dtype=torch.float64)
+    terms = {p: torch.where(has[p][:, None], sums[p], nan) for p in PARTS}
+    calls = len(passes) * len(grid)
+    return TypicalityTerms(terms["image"], terms["metadata"], calls, given)
+
+
+def _losses(diffusion, network, z0, present, noised: list[str], level: int, clean: bool, total_t: int, seed: int,
+            device) -> dict[str, torch.Tensor]:
+    """Per-variable losses (b,) of b records with ``noised`` at ``level`` and the other given variables clean (or
+    at ``level`` too, without ``clean``); missing variables are prior noise at T (at ``level`` in the paper's
+    recipe, as it trained). Every record's draws come from its own generator seeded by ``seed``: shared noise."""
+    b = len(next(iter(present.values())))
+    paper = diffusion.mixture.is_paper
+    noisy = set(noised) if clean else set(diffusion.variables)
+    states: dict[str, list[torch.Tensor]] = {name: [] for name in diffusion.variables}
+    targets: dict[str, list[Any]] = {name: [] for name in diffusion.variables}
+    for i in range(b):
+        generator = torch.Generator(device=device).manual_seed(seed)  # the same draws for every record
+        t = torch.full((1,), level, dtype=torch.long, device=device)
+        for name, var in diffusion.variables.items():  # a fixed order: the draws depend on shapes only
+            x0 = z0[name][i:i + 1]
+            prior = var.prior(1, generator=generator, device=device)
+            corrupted, target = var.corrupt(x0, t, generator=generator)
+            if not bool(present[name][i]):
+                states[name].append(prior)
+            elif name in noisy:
+                states[name].append(corrupted)
+            else:
+                states[name].append(x0)
+            targets[name].append(target)
+    z_t = {name: torch.cat(parts) for name, parts in states.items()}
+    target = {name: _cat(parts) for name, parts in targets.items()}
+    t = torch.full((b,), level, dtype=torch.long, device=device)
+    if paper:
+        out = network(z_t, t)
+    else:
+        shown = diffusion.shown(present)
+        full = torch.full_like(t, total_t)
+        zero = torch.zeros_like(t)
+        given_levels = {name: torch.where(shown[name], t if name in noisy else zero, full) for name in z_t}
+        out = network(z_t, given_levels)
+    return {name: diffusion.variables[name].loss(out[name], target[name]) * present[name].float()
+            for name in noised}
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Concatenate per-record targets: tensors along dim 0, or tuples/dicts of tensors element-wise."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, tuple):
+        return tuple(_cat([p[k] for p in parts]) for k in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _cat([p[k] for p in parts]) for k in first}
+    raise InputError(f"typicality: cannot batch a loss target of type {type(first).__name__}")
