@@ -38,7 +38,7 @@ class BenchConfig:
 
 
 SMALL = BenchConfig(
-    recipe=StudyRecipe(name="small", subjects=600, size=32, pretrained_vae=None, vae_channels=(8, 16, 32),
+    recipe=StudyRecipe(name="small", subjects=600, size=32, pretrained_vae="phantom-32", vae_channels=(8, 16, 32),
                        vae_latent_channels=8, vae_steps=600, vae_batch_size=8, vae_lr=2e-3, train_steps=1200,
                        batch_size=32, lr=1e-3, ema_decay=0.99, val_fraction=0.1, test_fraction=0.16),
     baseline_steps=300, baseline_batch_size=16,

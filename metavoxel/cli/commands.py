@@ -76,7 +76,7 @@ def demo(
                                                   min=1)] = None,
     train_vae: Annotated[bool, typer.Option("--train-vae", help="Train a VAE on the cohort (the demo's earlier recipe) "
                                             "instead of using the phantom VAE shipped with metavoxel.")] = False,
-    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 560).",
+    train_steps: Annotated[int | None, typer.Option(help="Joint-model training steps (default 900).",
                                                     min=1)] = None,
     steps: Annotated[int, typer.Option(help="Reverse steps per sample.", min=1)] = 50,
     num_samples: Annotated[int, typer.Option(help="Samples per subject for the age intervals (the answer itself "

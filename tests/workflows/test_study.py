@@ -106,3 +106,16 @@ def test_recipe_phantom_settings_reach_the_cohort_and_bad_ones_are_refused(tmp_p
     for bad, message in (({"colour": 1.0}, "colour"), ({"seed": 3}, "phantom_seed"), ({"noise": -1.0}, "noise")):
         with pytest.raises(mv.InputError, match=message):
             phantom_config(dataclasses.replace(DEMO, phantom=bad))
+
+
+def test_without_the_shipped_vae_the_recipe_trains_its_own_on_the_cohort(tmp_path):
+    """`demo --train-vae` and the benchmark's --train-vae: the recipe's VAE trained on the training split into out."""
+    from metavoxel.workflows.study import train_study_vae
+
+    recipe = dataclasses.replace(DEMO, subjects=12, pretrained_vae=None, vae_steps=2, vae_batch_size=2)
+    root = make_cohort(recipe, tmp_path / "cohort")
+    weights, scale, summary = train_study_vae(recipe, root, tmp_path / "vae", refit_probe=False)
+    assert weights == tmp_path / "vae" / "vae.safetensors" and weights.is_file() and scale > 0
+    assert "pretrained" not in summary and summary["steps"] == 2
+    assert json.loads((tmp_path / "vae" / "vae.json").read_text())["architecture"]["channels"] == list(
+        recipe.vae_channels)
