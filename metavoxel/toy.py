@@ -37,12 +37,17 @@ TOY_SPEC: dict[str, Any] = {
 }
 
 
-def toy_cohort(n: int, *, seed: int = 0) -> dict[str, Any]:
-    """n records: ``{"image": (n, 1, 16, 16) tensor, "age": (n,) tensor, "group": list of labels}``."""
+def toy_cohort(n: int, *, seed: int = 0, age_shift: float = 0.0) -> dict[str, Any]:
+    """n records: ``{"image": (n, 1, 16, 16) tensor, "age": (n,) tensor, "group": list of labels}``.
+
+    ``age_shift``: the same records (same draws, noise included) with the blob drawn at age + age_shift, the
+    true counterfactual of each image at that age (``age`` holds the shifted ages; the law extrapolates past 95).
+    """
     g = torch.Generator().manual_seed(seed)
     lo, hi = AGE_RANGE
     age = lo + torch.rand(n, generator=g) * (hi - lo)
     group = torch.multinomial(torch.tensor(GROUP_PROBS), n, replacement=True, generator=g)
+    age = age + float(age_shift)
     u = (age - lo) / (hi - lo)  # (n,) in [0, 1]
     radius = 1.5 + 2.5 * u
     brightness = 0.4 + 0.6 * u

@@ -8,4 +8,5 @@ __all__ = ["FLAGS"]
 #: API option name -> its command-line flag.
 FLAGS = {"num_samples": "--num-samples", "steps": "--steps", "grid": "--grid", "seed": "--seed", "seeds": "--seed",
          "batch_size": "--batch-size", "precision": "--precision", "conditioning": "--conditioning",
-         "guidance": "--guidance", "method": "--method", "draws": "--draws", "levels": "--levels"}
+         "guidance": "--guidance", "method": "--method", "draws": "--draws", "levels": "--levels",
+         "refine": "--refine", "output": "--output"}

@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from metavoxel.cli import commands, phantom_command, run_commands, vae_command
+from metavoxel.cli import commands, edit_commands, phantom_command, run_commands, vae_command
 from metavoxel.cli.flags import FLAGS
 from metavoxel.errors import MetavoxelError, OptionError
 
@@ -35,6 +35,8 @@ app.command("predict")(run_commands.predict)
 app.command("evaluate")(run_commands.evaluate)
 app.command("check")(run_commands.check)
 app.command("calibrate")(run_commands.calibrate)
+app.command("edit")(edit_commands.edit)
+app.command("deviation")(edit_commands.deviation)
 app.command("plot")(run_commands.plot)
 app.command("plugins")(commands.plugins)
 app.command("schema")(commands.schema)

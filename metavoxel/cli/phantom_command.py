@@ -35,17 +35,23 @@ def phantom(
                                                        "the procedural brain (e.g. an MNI152 brain).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing phantom dataset at OUT.")]
     = False,
+    counterfactual: Annotated[list[str] | None, typer.Option(
+        "--counterfactual", help="Render every subject at another value, same anatomy and noise: age=81, age=+10 "
+                                 "(from its drawn age) or sex=M; repeatable. The true counterfactual of an edit.")]
+    = None,
 ) -> None:
     """Write a synthetic skull-stripped T1w cohort (BIDS) whose images depend on age and sex by known laws."""
     import statistics
 
     from metavoxel.cli.display import console, progress_bar
     from metavoxel.phantom import PhantomConfig, write_phantom
+    from metavoxel.workflows.sample import parse_assignments
 
     config = PhantomConfig.build(subjects=subjects, size=size, seed=seed, age_mean=age_mean, age_sd=age_sd,
                                  age_range=(age_min, age_max), female_fraction=female_fraction,
                                  age_effect=age_effect, sex_effect=sex_effect, variability=variability, noise=noise,
                                  template=template)
+    changes = parse_assignments(counterfactual or [], "--counterfactual")
     bar, tasks = progress_bar(), []
 
     def progress(done: int, total: int) -> None:
@@ -55,7 +61,7 @@ def phantom(
         bar.update(tasks[0], completed=done, total=total)
 
     try:
-        path = write_phantom(out, config, overwrite=overwrite, progress=progress)
+        path = write_phantom(out, config, overwrite=overwrite, progress=progress, counterfactual=changes or None)
     finally:
         if tasks:
             bar.stop()

@@ -17,7 +17,9 @@ from torch import nn
 
 from metavoxel.diffusion.mixture import LevelMixture
 from metavoxel.diffusion.network import JointNetwork
-from metavoxel.diffusion.options import PointOptions, SamplingOptions
+from metavoxel.diffusion.deviation import DeviationMap, deviation_map
+from metavoxel.diffusion.edit import EditResult, edit
+from metavoxel.diffusion.options import EditOptions, PointOptions, SamplingOptions
 from metavoxel.diffusion.point import PointPrediction, predict_point
 from metavoxel.diffusion.process import Corrupted, JointDiffusion
 from metavoxel.diffusion.results import SampleResult
@@ -164,6 +166,40 @@ class JointModel(nn.Module):
         self.eval()
         try:
             return predict_point(self.diffusion, self.net, fix, targets, masks=masks, options=options)
+        finally:
+            self.train(was_training)
+
+    def edit(self, fix: Mapping[str, Any], changes: Mapping[str, Any], options: EditOptions | None = None, *,
+             progress: Callable[[int, int], None] | None = None, **option_values: Any) -> EditResult:
+        """Edit subjects' own scans: DDIM inversion under their observed values, regeneration with ``changes``
+        (`metavoxel.diffusion.edit.edit`). ``options`` (or its fields as keywords): steps, grid, refine,
+        guidance, output, seed, precision. Needs a model trained with clean subsets.
+
+        The network runs in inference mode and the model's training mode is restored afterwards.
+        """
+        options = _options(EditOptions, options, option_values)
+        was_training = self.training
+        self.eval()
+        try:
+            return edit(self.diffusion, self.net, fix, changes, options, progress=progress)
+        finally:
+            self.train(was_training)
+
+    def deviation(self, fix: Mapping[str, Any], options: SamplingOptions | None = None, *, image: str | None = None,
+                  floor: float = 0.02, reference: str = "scan", progress: Callable[[int, int], None] | None = None,
+                  **option_values: Any) -> DeviationMap:
+        """The voxelwise z-score of scans against brains sampled for their values
+        (`metavoxel.diffusion.deviation.deviation_map`); ``options`` or its fields (``num_samples=16``, ...).
+
+        The network runs in inference mode and the model's training mode is restored afterwards.
+        """
+        options = _options(SamplingOptions, options if options is not None or "num_samples" in option_values
+                           else SamplingOptions(num_samples=16), option_values)
+        was_training = self.training
+        self.eval()
+        try:
+            return deviation_map(self.diffusion, self.net, fix, options, image=image, floor=floor,
+                                 reference=reference, progress=progress)
         finally:
             self.train(was_training)
 

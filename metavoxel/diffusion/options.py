@@ -19,9 +19,12 @@ from metavoxel.diffusion.grid import check_grid
 from metavoxel.errors import InputError, OptionError
 from metavoxel.seeds import check_seed
 
-__all__ = ["METHODS", "PRECISIONS", "PointOptions", "SamplingOptions", "request_options"]
+__all__ = ["EDIT_OUTPUTS", "EditOptions", "METHODS", "PRECISIONS", "PointOptions", "SamplingOptions", "request_options"]
 
 PRECISIONS = ("fp32", "bf16")
+#: What an edit hands back (`EditOptions.output`): ``change``, the scan plus the decoded change
+#: D(z_edited) - D(z_reconstructed); ``decoded``, the decoded edit D(z_edited) itself.
+EDIT_OUTPUTS = ("change", "decoded")
 #: How a request is answered: by sampling (`SamplingOptions`) or by point prediction (`PointOptions`).
 METHODS = ("sample", "point")
 
@@ -149,6 +152,55 @@ class PointOptions:
             object.__setattr__(self, "draws", tuple(self.draws))
 
     def replace(self, **changes: Any) -> PointOptions:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """How one edit runs (`metavoxel.diffusion.edit.edit`): DDIM inversion, then DDIM regeneration.
+
+    Attributes:
+        steps: DDIM steps each way on the strided grid (None: the spec's ``sampling_steps``).
+        grid: the grid's spacing, ``uniform`` or ``quadratic`` (None: the spec's ``diffusion.grid``).
+        refine: fixed-point iterations per inversion step (0: plain DDIM inversion; each adds one network call
+            per step; `metavoxel.diffusion.inversion`).
+        guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022) of the regeneration and of the
+            inversion, which walks the same guided ODE.
+        output: ``change`` (the scan plus the decoded change) or ``decoded`` (the decoded edit), `EDIT_OUTPUTS`.
+        seed: RNG seed (None: the spec's ``seed``) of the guidance marginal's noise and of the point prediction
+            that infers values not given; the inversion and regeneration draw nothing.
+        precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast.
+
+    Raises:
+        OptionError: on construction, for any value out of its range or choices.
+    """
+
+    steps: int | None = None
+    grid: str | None = None
+    refine: int = 1
+    guidance: float = 0.0
+    output: str = "change"
+    seed: int | None = None
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and (not _integer(self.steps) or self.steps < 1):
+            raise OptionError(f"{{steps}} must be an integer >= 1, got {self.steps!r}", "steps")
+        if not _integer(self.refine) or not 0 <= self.refine <= 10:
+            raise OptionError(f"{{refine}} must be an integer in [0, 10], got {self.refine!r}", "refine")
+        check_grid(self.grid)
+        if self.seed is not None:
+            object.__setattr__(self, "seed", _seed(self.seed, "seed"))
+        if not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance) or self.guidance < 0:
+            raise OptionError(f"{{guidance}} must be a finite number >= 0 (e.g. 1), got {self.guidance!r}",
+                              "guidance")
+        if self.output not in EDIT_OUTPUTS:
+            raise OptionError(f"{{output}} must be one of {', '.join(EDIT_OUTPUTS)}, got {self.output!r}", "output")
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"{{precision}} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+                              "precision")
+
+    def replace(self, **changes: Any) -> EditOptions:
         return dataclasses.replace(self, **changes)
 
 

@@ -15,6 +15,7 @@ exactly 0 outside it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,8 @@ class PhantomSubject:
         return participant_id(self.index)
 
 
-def phantom_subject(config: PhantomConfig, index: int, *, tissues: bool = False) -> PhantomSubject:
+def phantom_subject(config: PhantomConfig, index: int, *, tissues: bool = False,
+                    counterfactual: Mapping[str, Any] | None = None) -> PhantomSubject:
     """Render subject ``index`` (0-based) of the cohort ``config`` describes.
 
     The result depends only on ``config`` (minus ``subjects``) and ``index``: the same call gives the same
@@ -68,16 +70,22 @@ def phantom_subject(config: PhantomConfig, index: int, *, tissues: bool = False)
         config: the cohort settings.
         index: 0 <= index < config.subjects.
         tissues: also return the ground-truth tissue fractions (procedural anatomy only).
+        counterfactual: render the subject at other values, ``{"age": 81}``, ``{"age": "+10"}`` (relative to
+            its drawn age), ``{"sex": "M"}``: the same anatomy, nuisance and noise draws, other demographics
+            (`metavoxel.phantom.model.counterfactual_values`); ``truth["factual"]`` holds the drawn values.
 
     Raises:
-        InputError: the index is out of range, or the template cannot be read.
+        InputError: the index is out of range, the template cannot be read, or a bad counterfactual.
     """
     if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < config.subjects:
         raise InputError(f"subject index must be an integer in [0, {config.subjects}) for a cohort of "
                          f"{config.subjects}, got {index!r}; raise config.subjects or pass a smaller index")
-    draws = draw_subject(config, int(index))
+    draws = draw_subject(config, int(index), counterfactual)
     coords, bias = anatomy_coords(config, draws)
     truth = _common_truth(config, draws)
+    if counterfactual:
+        factual = draw_subject(config, int(index))
+        truth["factual"] = {"age": factual.age, "sex": factual.sex}
     if config.template is None:
         voxel = float(np.mean(config.voxel_mm)) / (draws.scale * float(np.mean(draws.aspect)))
         maps = procedural_brain(coords, draws, voxel)

@@ -13,13 +13,16 @@ e.g. ``female_fraction`` or ``age_mean`` leaves every other draw of a subject as
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from metavoxel.errors import InputError
 from metavoxel.phantom.config import PhantomConfig
 
-__all__ = ["AgeLaws", "Draws", "INTENSITY", "age_laws", "draw_subject", "participant_id"]
+__all__ = ["AgeLaws", "Draws", "INTENSITY", "age_laws", "counterfactual_values", "draw_subject", "participant_id"]
 
 # Tissue intensities before bias and noise (WM is the reference, 1.0); GM is its value at 40 years.
 INTENSITY = {"background": 0.0, "csf": 0.20, "gm": 0.60, "wm": 1.00}
@@ -111,12 +114,19 @@ def participant_id(index: int) -> str:
     return f"sub-{index + 1:04d}"
 
 
-def draw_subject(config: PhantomConfig, index: int) -> Draws:
-    """Draw subject ``index`` (0-based) of ``config`` from its own ``SeedSequence([seed, index])``."""
+def draw_subject(config: PhantomConfig, index: int, counterfactual: Mapping[str, Any] | None = None) -> Draws:
+    """Draw subject ``index`` (0-based) of ``config`` from its own ``SeedSequence([seed, index])``.
+
+    ``counterfactual`` (`counterfactual_values`) replaces the drawn age and/or sex after they are drawn: every
+    other draw of the subject (anatomy, nuisance, noise) stays as it was, so the subject is rendered as it would
+    be at those values — the true counterfactual an edit of its scan is scored against.
+    """
     demo_seq, anat_seq, noise_seq = np.random.SeedSequence([config.seed, index]).spawn(3)
     demo = np.random.default_rng(demo_seq)
     sex = "F" if demo.random() < config.female_fraction else "M"
     age = _truncated_normal(demo, config.age_mean, config.age_sd, config.age_range)
+    if counterfactual:
+        age, sex = counterfactual_values(age, sex, counterfactual)
 
     anat = np.random.default_rng(anat_seq)
     nu = config.variability
@@ -137,6 +147,43 @@ def draw_subject(config: PhantomConfig, index: int) -> Draws:
         translation_mm=SD["translation_mm"] * nu * np.array([z["shift_x"], z["shift_y"], z["shift_z"]]),
         folding_phase=SD["folding_rad"] * nu * np.array([z[f"fold_{i}"] for i in range(5)]),
         fields=fields, noise_seed=noise_seq)
+
+
+#: Ages a counterfactual may set: the age laws are clamped to stay physical outside [40, 95].
+COUNTERFACTUAL_AGES = (0.0, 120.0)
+
+
+def counterfactual_values(age: float, sex: str, changes: Mapping[str, Any]) -> tuple[float, str]:
+    """``(age, sex)`` with ``changes`` applied: ``age`` a number of years or a signed text (``"+10"``, ``"-5"``)
+    relative to ``age``; ``sex`` ``"F"`` or ``"M"``. The new age is rounded to 0.1 year, as drawn ages are.
+
+    Raises:
+        InputError: a name other than age and sex, an age not a number or outside `COUNTERFACTUAL_AGES`, a sex
+            other than F or M.
+    """
+    unknown = sorted(set(changes) - {"age", "sex"})
+    if unknown:
+        raise InputError(f"a phantom counterfactual sets age and/or sex, got {', '.join(unknown)}; e.g. age=+10 "
+                         "or sex=M")
+    if "age" in changes:
+        raw = changes["age"]
+        text = str(raw).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"counterfactual age {raw!r} is not a number; give years (age=81) or a change "
+                             "(age=+10)") from None
+        new = age + value if text[:1] in "+-" and isinstance(raw, str) else value
+        lo, hi = COUNTERFACTUAL_AGES
+        if not (math.isfinite(new) and lo <= new <= hi):
+            raise InputError(f"counterfactual age {new:g} is outside [{lo:g}, {hi:g}] years; give a smaller change")
+        age = float(round(new, 1))
+    if "sex" in changes:
+        label = str(changes["sex"]).strip().upper()
+        if label not in ("F", "M"):
+            raise InputError(f"counterfactual sex {changes['sex']!r} must be F or M")
+        sex = label
+    return age, sex
 
 
 def _truncated_normal(rng: np.random.Generator, mean: float, sd: float, bounds: tuple[float, float]) -> float:

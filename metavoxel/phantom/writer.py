@@ -17,7 +17,7 @@ a phantom dataset (holds phantom.json) — a guard against replacing an unrelate
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ PARTICIPANTS_JSON = {
 
 
 def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+                  progress: Callable[[int, int], None] | None = None,
+                  counterfactual: Mapping[str, Any] | None = None) -> Path:
     """Generate the cohort ``config`` describes and write it as a BIDS dataset at ``out``.
 
     Args:
@@ -50,13 +51,18 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
         config: the cohort settings.
         overwrite: replace an existing phantom dataset at ``out``.
         progress: called as ``progress(done, total)`` after each subject.
+        counterfactual: render every subject at other values (``{"age": "+10"}``, ``{"sex": "M"}``; see
+            `metavoxel.phantom.cohort.phantom_subject`): the same subjects as the cohort without it, at those
+            values. participants.tsv holds the values the images were made at; phantom.json records the
+            counterfactual and each subject's drawn values (``factual``).
 
     Returns:
         ``out``.
 
     Raises:
         InputError: ``out`` is a file, or a non-empty folder (without ``overwrite``, or not a phantom dataset),
-            or holds the template, or the template cannot be used. Nothing is left at ``out`` on failure.
+            or holds the template, or the template cannot be used, or a bad counterfactual. Nothing is left at
+            ``out`` on failure.
     """
     from metavoxel import __version__
     from metavoxel.io.nifti_write import write_nifti
@@ -64,6 +70,10 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
     out = Path(out).expanduser()
     _check_target(out, overwrite)
     check_outputs([("the template", config.template)], folders=[("the output folder", out)])
+    if counterfactual:  # a bad counterfactual is refused before anything is created
+        from metavoxel.phantom.model import counterfactual_values
+
+        counterfactual_values(70.0, "F", counterfactual)
     if config.template is not None:  # fail on a bad template before creating anything
         from metavoxel.phantom.template import load_template
 
@@ -71,7 +81,7 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
     with staged_folder(out) as staging:  # all or nothing: swapped in for out once every file is written
         rows, truth = [], []
         for index in range(config.subjects):
-            subject = phantom_subject(config, index)
+            subject = phantom_subject(config, index, counterfactual=counterfactual)
             sub = subject.participant_id
             write_nifti(staging / sub / "anat" / f"{sub}_T1w.nii.gz", subject.image, subject.affine)
             rows.append(f"{sub}\t{subject.age:.1f}\t{subject.sex}\n")
@@ -84,6 +94,7 @@ def write_phantom(out: str | Path, config: PhantomConfig, *, overwrite: bool = F
         write_text(staging / "README", _readme(config))
         write_json(staging / "phantom.json", {"generator": f"metavoxel {__version__}",
                                               "config": config.model_dump(mode="json"), "model": _constants(),
+                                              **({"counterfactual": dict(counterfactual)} if counterfactual else {}),
                                               "subjects": truth})
     return out
 

@@ -242,3 +242,44 @@ def test_cli_writes_a_cohort_and_bad_input_exits_2_writing_nothing(tmp_path, cap
     assert run(["phantom", str(tmp_path / "cli"), "--subjects", "2"]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli"]
+
+
+def test_a_counterfactual_renders_the_same_subject_at_other_values():
+    config = _config(subjects=4)
+    for k in range(3):
+        factual = phantom_subject(config, k)
+        own = phantom_subject(config, k, counterfactual={"age": factual.age})
+        assert np.array_equal(own.image, factual.image)  # its own values: the same bytes
+        older = phantom_subject(config, k, counterfactual={"age": "+10"})
+        assert older.age == pytest.approx(factual.age + 10) and older.sex == factual.sex
+        assert older.truth["factual"] == {"age": factual.age, "sex": factual.sex}
+        assert older.truth["ventricle_scale"] > factual.truth["ventricle_scale"]
+        assert older.truth["rotation_deg"] == factual.truth["rotation_deg"]  # the same nuisance draws
+        other = "M" if factual.sex == "F" else "F"
+        swapped = phantom_subject(config, k, counterfactual={"sex": other})
+        assert swapped.sex == other and swapped.age == factual.age
+        assert (swapped.truth["sex_scale"] > factual.truth["sex_scale"]) == (other == "M")
+    still = _config(subjects=2, age_effect=0.0)  # no age effect: another age changes nothing in the image
+    assert np.array_equal(phantom_subject(still, 1, counterfactual={"age": "-20"}).image,
+                          phantom_subject(still, 1).image)
+    for bad in ({"weight": 3}, {"age": "old"}, {"age": "+200"}, {"sex": "X"}):
+        with pytest.raises(InputError) as info:
+            phantom_subject(config, 0, counterfactual=bad)
+        assert "\n" not in str(info.value)
+
+
+def test_cli_counterfactual_writes_the_cohort_at_other_values(tmp_path, capsys):
+    assert run(["phantom", str(tmp_path / "now"), "--subjects", "3"]) == 0
+    assert run(["phantom", str(tmp_path / "later"), "--subjects", "3", "--counterfactual", "age=+10"]) == 0
+    rows = {name: [line.split("\t") for line in (tmp_path / name / "participants.tsv").read_text().splitlines()[1:]]
+            for name in ("now", "later")}
+    assert [float(r[1]) for r in rows["later"]] == pytest.approx([float(r[1]) + 10 for r in rows["now"]])
+    record = json.loads((tmp_path / "later" / "phantom.json").read_text())
+    assert record["counterfactual"] == {"age": "+10"}
+    assert record["subjects"][0]["factual"]["age"] == float(rows["now"][0][1])
+    capsys.readouterr()
+    assert run(["phantom", str(tmp_path / "bad"), "--subjects", "2", "--counterfactual", "weight=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "age and/or sex" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
