@@ -34,8 +34,9 @@ SIZE, VOXEL_MM, PERCENTILES = 32, 5.5, (0.5, 99.5)
 
 
 def phantom_configs(seeds: dict[str, int], subjects: int = 100_000) -> dict[str, PhantomConfig]:
-    return {name: PhantomConfig(subjects=subjects, size=SIZE, fov_mm=SIZE * VOXEL_MM, seed=seeds[name], **effects)
-            for name, effects in PHANTOMS.items()}
+    """name -> the phantom's config at the grid, for each phantom named in ``seeds`` (with its seed)."""
+    return {name: PhantomConfig(subjects=subjects, size=SIZE, fov_mm=SIZE * VOXEL_MM, seed=seed, **PHANTOMS[name])
+            for name, seed in seeds.items()}
 
 
 def scaled(image: np.ndarray) -> torch.Tensor:

@@ -90,7 +90,8 @@ def test_the_tutorial_runs_from_an_empty_folder_to_a_trained_model(tutorial):
     assert re.search(r"lesion\s.*sampled\s.*% interval \[[\d.]+, [\d.]+\] \(of 2 samples\)", free_table), free_table
     rows = (tutorial.root / "lesion.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "session", "source", "lesion", "lesion_lower", "lesion_upper", "lesion_level",
-                                   "lesion_num_samples", "lesion_true"]
+                                   "lesion_num_samples", "lesion_true", "typicality_percentile", "image_percentile",
+                                   "metadata_percentile", "atypical"]
     assert len(rows) == 25
 
 
