@@ -42,7 +42,7 @@ from metavoxel.diffusion.known import Known, known_values
 from metavoxel.diffusion.options import EditOptions, PointOptions
 from metavoxel.diffusion.point import predict_point
 from metavoxel.diffusion.sampler import autocast_network
-from metavoxel.errors import InputError
+from metavoxel.errors import InputError, OptionError
 from metavoxel.variables.capabilities import HasValueRange
 from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import SpatialHead, Variable
@@ -151,8 +151,9 @@ def edit(process: Any, network: Callable, fix: Mapping[str, Any], changes: Mappi
 
     Raises:
         InputError: a model that cannot edit (`edit_refusal`), an image not given whole, no change or an unknown
-            or image variable among them, a new value outside the variable's range or not of its kind.
-        OptionError: steps outside [1, T].
+            or image variable among them, a new value outside the variable's range or not of its kind, steps
+            outside [1, T].
+        OptionError: guidance asked of a model trained without prior subsets.
     """
     start = time.perf_counter()
     options = EditOptions() if options is None else options
@@ -160,6 +161,9 @@ def edit(process: Any, network: Callable, fix: Mapping[str, Any], changes: Mappi
     refusal = edit_refusal(process)
     if refusal is not None:
         raise refusal
+    if options.guidance > 0 and process.mixture.prior <= 0:
+        raise OptionError("{guidance} needs a model trained with prior subsets (diffusion.training.prior > 0) to "
+                          "know the marginal, this one was not; set {guidance} to 0 or retrain", "guidance")
     images = [n for n, v in variables.items() if isinstance(v.head, SpatialHead)]
     scalars = [n for n in variables if n not in images]
     _check_request(variables, images, fix, changes)

@@ -94,6 +94,15 @@ def test_a_model_trained_without_clean_subsets_refuses():
     assert "\n" not in str(err.value)
 
 
+def test_guidance_needs_a_model_that_knows_the_marginal():
+    torch.manual_seed(0)
+    spec = clean_spec("v")
+    spec["diffusion"]["training"] = {"shared": 0.5, "clean": 0.5, "independent": 0.0, "prior": 0.0, "keep_masks": 0.0}
+    no_prior = mv.JointModel(spec)
+    with pytest.raises(OptionError, match="guidance needs a model trained with prior subsets"):
+        no_prior.edit({"image": scans(1), "age": 60.0, "sex": "F"}, {"age": 70.0}, guidance=1.0)
+
+
 def test_options_are_checked_where_they_are_made():
     for bad in ({"refine": -1}, {"output": "blend"}, {"steps": 0}, {"guidance": -1.0}, {"grid": "cubic"}):
         with pytest.raises(OptionError):
