@@ -96,17 +96,12 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from metavoxel.cli.display import progress_bar
+    from metavoxel.cli.display import phase_progress, progress_bar
     from metavoxel.demo import run_demo
 
     console = Console()
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+        progress = phase_progress(bar)
 
         report = run_demo(out, subjects=subjects, vae_steps=vae_steps, train_steps=train_steps, steps=steps,
                           num_samples=num_samples, guidance=guidance, seed=seed, train_vae=train_vae,

@@ -52,6 +52,19 @@ def progress_bar(*, loss: bool = False) -> Progress:
     return _FirstUpdateProgress(*columns, console=console(), transient=False)
 
 
+def phase_progress(bar: Progress, *, width: int | None = None):
+    """``progress(phase, done, total)`` drawing one task per phase on ``bar`` (the first ``width`` characters of
+    the phase's name as its description)."""
+    tasks: dict[str, int] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase[:width] if width else phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    return progress
+
+
 def result_table(result) -> Table:
     """Scalar variables of one subject: the fixed value, or whatever the kind's summary holds.
 

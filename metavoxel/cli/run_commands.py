@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from metavoxel.cli.display import console, progress_bar, result_table
+from metavoxel.cli.display import console, phase_progress, progress_bar, result_table
 
 Spec = Annotated[Path, typer.Option("--spec", help="Model spec (YAML or JSON).")]
 Data = Annotated[Path, typer.Option("--data", help="Cohort: a TSV/CSV table or a BIDS root.")]
@@ -282,12 +282,7 @@ def evaluate(model: Model, data: Data, out: Out = Path("runs/eval"),
                                 precision=precision, likelihood_timesteps=likelihood_timesteps, method=method,
                                 typicality=typicality_threshold if typicality else None)
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase[:24], total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+        progress = phase_progress(bar, width=24)
 
         metrics = evaluate_run(model, data, out, split=split, roles=Roles(image, continuous, categorical),
                                options=options, features=None if features == "none" else features,
@@ -392,12 +387,7 @@ def calibrate(model: Model,
     from metavoxel.workflows.calibrate import calibrate_run
 
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase[:24], total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+        progress = phase_progress(bar, width=24)
 
         path = calibrate_run(model, data, progress=progress,
                              report=lambda line: console().print(line, markup=False, highlight=False))
