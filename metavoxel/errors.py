@@ -65,3 +65,17 @@ def did_you_mean(name: str, choices) -> str:
     same = [c for c in choices if c.casefold() == name.casefold()]
     close = same or difflib.get_close_matches(name, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_variable_names(variables, **given) -> None:
+    """Refuse names that are no variable of the model: ``given`` maps a flag (``fix``, ``mask``, ``set``) to the
+    names it was given with.
+
+    Raises:
+        InputError: ``--FLAG: unknown variable(s) ... (did you mean ...?); this model has ...``.
+    """
+    for flag, names in given.items():
+        unknown = sorted(set(names) - set(variables))
+        if unknown:
+            raise InputError(f"--{flag}: unknown variable(s) {', '.join(unknown)}{did_you_mean(unknown[0], variables)}; "
+                             f"this model has {', '.join(variables)}")

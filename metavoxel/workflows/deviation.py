@@ -21,7 +21,7 @@ import torch
 
 from metavoxel.diffusion.deviation import DeviationMap, check_request
 from metavoxel.diffusion.options import SamplingOptions
-from metavoxel.errors import InputError, did_you_mean
+from metavoxel.errors import InputError, check_variable_names
 from metavoxel.io.atomic import write_json
 from metavoxel.io.outputs import check_outputs
 from metavoxel.io.staging import check_replaceable, staged_folder
@@ -60,11 +60,7 @@ def deviation_run(run_dir: str | Path, fix: Mapping[str, str], out: str | Path, 
     out = Path(out)
     check_replaceable(out, marker="deviation.json", command="metavoxel deviation", owned=DEVIATION_FILES)
     model = load_run(run_dir)
-    unknown = sorted(set(fix) - set(model.variables))
-    if unknown:
-        hint = "".join(did_you_mean(u, model.variables) for u in unknown[:1])
-        raise InputError(f"--fix: unknown variable(s) {', '.join(unknown)}{hint}; this model has "
-                         f"{', '.join(model.variables)}")
+    check_variable_names(model.variables, fix=fix)
     scans = [(f"--fix {n}", text) for n, text in fix.items() if isinstance(model.variables[n].head, SpatialHead)]
     if not scans:
         images = [n for n, v in model.variables.items() if isinstance(v.head, SpatialHead)]

@@ -26,7 +26,7 @@ import torch
 
 from metavoxel.diffusion.edit import EditResult, edit_refusal
 from metavoxel.diffusion.options import EditOptions
-from metavoxel.errors import InputError, did_you_mean
+from metavoxel.errors import InputError, check_variable_names
 from metavoxel.io.atomic import write_json
 from metavoxel.io.outputs import check_outputs
 from metavoxel.io.staging import check_replaceable, staged_folder
@@ -156,12 +156,7 @@ def _write(path: Path, data: np.ndarray, affine: np.ndarray, header: Any) -> Pat
 
 
 def _check_names(model: Any, fix: Mapping[str, str], changes: Mapping[str, str]) -> None:
-    for what, given in (("--fix", fix), ("--set", changes)):
-        unknown = sorted(set(given) - set(model.variables))
-        if unknown:
-            hint = "".join(did_you_mean(u, model.variables) for u in unknown[:1])
-            raise InputError(f"{what}: unknown variable(s) {', '.join(unknown)}{hint}; this model has "
-                             f"{', '.join(model.variables)}")
+    check_variable_names(model.variables, fix=fix, set=changes)
     images = [n for n, v in model.variables.items() if isinstance(v.head, SpatialHead)]
     missing = [n for n in images if n not in fix]
     if missing:

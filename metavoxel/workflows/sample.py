@@ -10,7 +10,7 @@ import torch
 
 from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.results import SampleResult
-from metavoxel.errors import InputError, did_you_mean
+from metavoxel.errors import InputError, check_variable_names
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
 from metavoxel.io.outputs import check_outputs
@@ -77,12 +77,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     out = Path(out)
     check_replaceable(out, marker="samples.json", command="metavoxel sample", owned=SAMPLE_FILES)
     model = load_run(run_dir)
-    for what, given in (("--fix", fix), ("--mask", masks)):
-        unknown = sorted(set(given) - set(model.variables))
-        if unknown:
-            hint = "".join(did_you_mean(u, model.variables) for u in unknown[:1])
-            raise InputError(f"{what}: unknown variable(s) {', '.join(unknown)}{hint}; this model has "
-                             f"{', '.join(model.variables)}")
+    check_variable_names(model.variables, fix=fix, mask=masks)
     unfixed = sorted(set(masks) - set(fix))
     if unfixed:
         name = unfixed[0]
