@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--partial-records", type=int, default=60, help="test records of the partial-brain part")
     parser.add_argument("--samples", type=int, default=16, help="samples per record, partial-brain part")
     parser.add_argument("--steps", type=int, default=25, help="reverse steps, partial-brain part")
+    parser.add_argument("--partial-methods", type=lambda t: [x for x in t.split(",") if x], default=["joint", "impute"],
+                        help="partial-brain part: joint (one chain, the answer beside the generated image) and/or "
+                             "impute (the image completed first, the answer given it held whole)")
     parser.add_argument("--check-samples", type=int, default=CHECK_SAMPLES, help="samples per record, sampled check")
     parser.add_argument("--check-steps", type=int, default=CHECK_STEPS, help="reverse steps, sampled check")
     parser.add_argument("--seed", type=int, default=0)
@@ -353,20 +356,26 @@ def main(argv: list[str] | None = None) -> dict:
 
         seeds = [subject_seed(args.seed, r["participant_id"], None) for r in base[:m]]
         truth = torch.tensor([float(r["age"]) for r in base[:m]], dtype=torch.float64)
-        for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
-            started = time.perf_counter()
-            masks = None if name == "whole brain" else {"image": keep}
-            result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
-                                  options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds))
-            draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
-            level = (args.samples - 1) / (args.samples + 1)
-            partial_rows.append({"kept": name, "kept_fraction": float(keep.float().mean()),
-                                 "mae": float((draws.mean(1) - truth).abs().mean()),
-                                 "interval_width": float((draws.max(1).values - draws.min(1).values).mean()),
-                                 "interval_level": level,
-                                 "coverage": float(((draws.min(1).values <= truth) & (truth <= draws.max(1).values))
-                                                   .double().mean()),
-                                 "sample_sd": float(draws.std(1).mean()), "seconds": time.perf_counter() - started})
+        level = (args.samples - 1) / (args.samples + 1)  # of the min-max interval of S samples
+        for method in args.partial_methods:
+            for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
+                if name == "whole brain" and method == "impute":
+                    continue  # nothing to impute: the same chain as joint
+                started = time.perf_counter()
+                masks = None if name == "whole brain" else {"image": keep}
+                result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
+                                      options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds,
+                                                              impute=method == "impute"))
+                draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
+                low, high = draws.min(1).values, draws.max(1).values
+                error = draws.mean(1) - truth
+                partial_rows.append({"method": method, "kept": name, "kept_fraction": float(keep.float().mean()),
+                                     "kept_latent_fraction": float(var.diffusion_mask(keep).float().mean()),
+                                     "mae": float(error.abs().mean()), "rmse": float(error.pow(2).mean().sqrt()),
+                                     "interval_width": float((high - low).mean()), "interval_level": level,
+                                     "coverage": float(((low <= truth) & (truth <= high)).double().mean()),
+                                     "sample_sd": float(draws.std(1).mean()),
+                                     "seconds": time.perf_counter() - started})
         report["partial"] = {"records": m, "samples": args.samples, "steps": args.steps, "rows": partial_rows}
     report["seconds"] = time.perf_counter() - begun
     (out / "trust.json").write_text(json.dumps(report, indent=2))
@@ -414,11 +423,14 @@ def _print(report: dict) -> None:
                 print(f"brain age {label} correction: MAE {f(m['mae'], 2)} r {f(m['r'])} R2 {f(m['r2'])} "
                       f"corr(PAD, age) {f(m['pad_age_r'])}")
     if "partial" in report:
-        for r in report["partial"]["rows"]:
-            print(f"{r['kept']:15s} kept {f(r['kept_fraction'], 2)}: age MAE {f(r['mae'], 2)}, interval width "
-                  f"{f(r['interval_width'], 2)} ({f(r['interval_level'], 2)} level, coverage {f(r['coverage'], 2)}), "
-                  f"sample SD {f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
-
+        p = report["partial"]
+        print(f"part of a brain, {p['records']} records, {p['samples']} samples, {p['steps']} steps (min-max interval "
+              f"of {p['samples']} samples: level {f((p['samples'] - 1) / (p['samples'] + 1), 2)})")
+        for r in p["rows"]:
+            print(f"  {r['method']:7s} {r['kept']:15s} kept {f(r['kept_fraction'], 2)} (latent "
+                  f"{f(r['kept_latent_fraction'], 2)}): age MAE {f(r['mae'], 2)} RMSE {f(r['rmse'], 2)}, interval "
+                  f"width {f(r['interval_width'], 2)}, coverage {f(r['coverage'], 2)}, sample SD "
+                  f"{f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
 
 if __name__ == "__main__":
     main()

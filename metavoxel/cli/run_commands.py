@@ -172,13 +172,18 @@ def sample(model: Model,
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
            guidance: Guidance = 0.0, typicality: TypicalityFlag = True,
-           typicality_threshold: TypicalityThreshold = 99.0) -> None:
+           typicality_threshold: TypicalityThreshold = 99.0,
+           impute: Annotated[bool, typer.Option("--impute/--no-impute", help="With an image fixed inside a --mask "
+                                                "and a variable left free: complete the image first, then sample the "
+                                                "free variables given it whole (twice the network calls; its "
+                                                "intervals widen as less is kept).")] = True) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run
 
     options = SamplingOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, precision=precision,
-                              conditioning=conditioning, guidance=guidance)  # validated here, before any work
+                              conditioning=conditioning, guidance=guidance,
+                              impute=impute)  # validated here, before any work
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
     tables = []  # rendered before any file is written: a failure there leaves no samples.json behind
     with progress_bar() as bar:
