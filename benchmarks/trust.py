@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--partial-methods", type=lambda t: [x for x in t.split(",") if x], default=["joint", "impute"],
                         help="partial-brain part: joint (one chain, the answer beside the generated image) and/or "
                              "impute (the image completed first, the answer given it held whole)")
+    parser.add_argument("--partial-kept", type=lambda t: [x for x in t.split(",") if x],
+                        default=["whole", "hemisphere", "quarter"], help="partial-brain part: what is kept")
     parser.add_argument("--check-samples", type=int, default=CHECK_SAMPLES, help="samples per record, sampled check")
     parser.add_argument("--check-steps", type=int, default=CHECK_STEPS, help="reverse steps, sampled check")
     parser.add_argument("--seed", type=int, default=0)
@@ -358,7 +360,10 @@ def main(argv: list[str] | None = None) -> dict:
         truth = torch.tensor([float(r["age"]) for r in base[:m]], dtype=torch.float64)
         level = (args.samples - 1) / (args.samples + 1)  # of the min-max interval of S samples
         for method in args.partial_methods:
-            for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
+            for key, name, keep in (("whole", "whole brain", whole), ("hemisphere", "one hemisphere", hemisphere),
+                                    ("quarter", "one quarter", quarter)):
+                if key not in args.partial_kept:
+                    continue
                 if name == "whole brain" and method == "impute":
                     continue  # nothing to impute: the same chain as joint
                 started = time.perf_counter()
