@@ -11,9 +11,10 @@ shift the AUROC of:
 
 and the fraction flagged at the default 99th by each. Flag rates of unaltered records: the test split, and the
 validation split left one out (each validation record scored against a reference fitted on the other n - 1). A
-masked image: one hemisphere kept (the keep-mask of the part-of-brain measurement) of the unaltered and the
-lesioned brains, with the lesion in the kept hemisphere and, as a control, outside it. The maps do not depend on
-the mask, so the masked rows reuse the same network calls.
+masked image: one hemisphere kept (the keep-mask of the part-of-brain measurement) of the unaltered brains and
+of a copy of each with the lesion placed inside that hemisphere; as a control, the other hemisphere kept (the
+lesion outside it), and the whole image. The maps do not depend on the mask, so the masked rows reuse the same
+network calls (a masked record is scored by its image only).
 """
 
 from __future__ import annotations
@@ -54,11 +55,32 @@ def _latent_keep(var, keep: torch.Tensor) -> torch.Tensor:
     return z_mask.reshape(z_mask.shape[0], -1, *var.head.shape).all(dim=1)
 
 
+def _lesion_in_hemisphere(var, record: dict, scans: Path, mid: int) -> tuple[Path, float]:
+    """The record's scan with the lesion shift's sphere centred on the brain voxels at least 5 voxels below the
+    model grid's midline on its first axis (found through the scan's own and its model-grid affine), and the
+    fraction of the lesion's voxels below the midline."""
+    img = nib.load(record["image"])
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    mask = data > 0.05 * float(data.max())
+    top = float(np.percentile(data[mask], 99))
+    voxels = np.argwhere(mask)  # (m, 3) source indices
+    to_model = np.linalg.inv(var.prepare(record["image"]).affine) @ img.affine
+    on_model = voxels @ to_model[:3, :3].T + to_model[:3, 3]
+    centre = voxels[on_model[:, 0] < mid - 5].mean(axis=0)
+    grid = np.indices(data.shape).transpose(1, 2, 3, 0)
+    sphere = ((grid - centre) ** 2).sum(-1) <= 4.0 ** 2
+    path = scans / f"{record['participant_id']}_hemilesion.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(sphere & mask, 1.6 * top, data).astype(np.float32), img.affine), str(path))
+    lesion = np.argwhere(sphere & mask) @ to_model[:3, :3].T + to_model[:3, 3]
+    return path, float((lesion[:, 0] < mid - 0.5).mean())
+
+
 def measure_typicality(run: Path, model, calibration, base: list[dict], out: Path, rng: np.random.Generator,
                        shifts: tuple[str, ...], shifted, auroc) -> dict:
     """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's."""
     from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
     from metavoxel.evaluation.typicality import TypicalityReference
+    from metavoxel.variables.capabilities import voxel_grid
 
     n, given = len(base), "image,sex"
     scans = out / "scans"
@@ -119,29 +141,38 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
     report.update(val_n=count, val_loo_flag_rate=float(np.mean(loo)), old_val_loo_flag_rate=float(np.mean(old_loo)),
                   val_binomial_se_at_1pct=math.sqrt(0.01 * 0.99 / count))
 
-    # a masked image: one hemisphere kept (RAS: x < mid, as the part-of-brain measurement), lesion inside or not
+    # a masked image: one hemisphere kept (RAS: x < mid, as the part-of-brain measurement); a lesion as the lesion
+    # shift's (radius 4 voxels, 1.6x the 99th percentile) placed inside that hemisphere, 5 voxels from its border
     var = model.variables["image"]
-    lesion = n * (1 + list(shifts).index("lesion"))
-    clean_img, _ = var.values([base[0]["image"]], "cpu")  # (1, 1, *shape) on the model grid
-    lesion_img, _ = var.values([rows[lesion]["image"]], "cpu")
-    changed = (lesion_img - clean_img).abs()[0, 0] > 0.05
-    grid = clean_img.shape[2:]
+    grid = voxel_grid(var)[1]
+    mid = grid[0] // 2
+    placed = [_lesion_in_hemisphere(var, r, scans, mid) for r in base]
+    hemi_rows = [{**r, "image": str(path)} for r, (path, _) in zip(base, placed)]
+    inside = float(np.mean([fraction for _, fraction in placed]))  # of the lesion below the midline
+    hemi = typicality_terms(model, {"image": [r["image"] for r in hemi_rows], "sex": [r["sex"] for r in hemi_rows]},
+                            levels=reference.levels, seed=reference.seed)
+    both = TypicalityTerms(torch.cat([terms.image_levels[:n], hemi.image_levels]),
+                           torch.cat([terms.metadata_levels[:n], hemi.metadata_levels]), terms.calls_per_record,
+                           terms.given[:n] + hemi.given, torch.cat([terms.image_maps[:n], hemi.image_maps]))
     masked_rows = []
-    for name, side in (("lesion in the kept hemisphere", slice(None, grid[0] // 2)),
-                       ("lesion outside the kept hemisphere", slice(grid[0] // 2, None))):
-        keep = torch.zeros(1, 1, *grid, dtype=torch.bool)
-        keep[:, :, side] = True
-        latent = _latent_keep(var, keep)
-        pick = list(range(n)) + list(range(lesion, lesion + n))
-        sub = TypicalityTerms(terms.image_levels[pick], terms.metadata_levels[pick], terms.calls_per_record,
-                              [terms.given[i] for i in pick], terms.image_maps[pick], latent.expand(len(pick), *latent.shape[1:]))
-        scored = reference.score(sub)
-        s = np.array([max(r.scores["image"], r.scores["image_local"], r.scores["metadata"]) for r in scored])
+    for name, side in (("whole image", None), ("the lesion's hemisphere kept", slice(None, mid)),
+                       ("the other hemisphere kept", slice(mid, None))):
+        keep = torch.ones(1, 1, *grid, dtype=torch.bool)
+        if side is not None:
+            keep[:] = False
+            keep[:, :, side] = True
+        latent = _latent_keep(var, keep) if side is not None else None
+        if side is not None:
+            both.image_keep = latent.expand(2 * n, *latent.shape[1:])
+        scored = reference.score(both)
+        both.image_keep = None
+        s = np.array([max(r.scores.values()) for r in scored])
         p = np.array([r.percentile for r in scored])
         f = np.array([r.flagged for r in scored])
         masked_rows.append({"mask": name, "kept_voxels": float(keep.float().mean()),
-                            "kept_latent": float(latent.float().mean()),
-                            "lesion_voxels_kept": float((changed & keep[0, 0]).sum() / max(1, int(changed.sum()))),
+                            "kept_latent": 1.0 if latent is None else float(latent.float().mean()),
+                            "lesion_voxels_kept": {None: 1.0, "lo": inside, "hi": 1.0 - inside}[
+                                None if side is None else "lo" if side.start is None else "hi"],
                             "auroc": auroc(s[:n], s[n:]), "auroc_percentile": auroc(p[:n], p[n:]),
                             "flagged_unaltered": float(f[:n].mean()), "flagged_lesion": float(f[n:].mean())})
     report["masked"] = masked_rows
@@ -165,7 +196,8 @@ def print_typicality(typ: dict, f) -> None:
     print(f"  cost: {typ['calls_per_record']} network calls, {f(typ['seconds_per_record'], 3)} s per record; scoring "
           f"{f(typ['score_seconds'], 1)} s for all")
     for r in typ["masked"]:
-        print(f"  masked, {r['mask']} ({f(r['kept_voxels'], 2)} of the voxels, {f(r['kept_latent'], 2)} of the latent "
-              f"locations, {f(r['lesion_voxels_kept'], 2)} of the lesion kept): AUROC {f(r['auroc'])} (percentile "
+        print(f"  lesion in one hemisphere, {r['mask']} ({f(r['kept_voxels'], 2)} of the voxels, "
+              f"{f(r['kept_latent'], 2)} of the latent locations, {f(r['lesion_voxels_kept'], 2)} of the lesion "
+              f"kept): AUROC {f(r['auroc'])} (percentile "
               f"{f(r['auroc_percentile'])}), flagged unaltered {f(r['flagged_unaltered'], 3)}, lesioned "
               f"{f(r['flagged_lesion'], 2)}")

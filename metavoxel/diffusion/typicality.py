@@ -24,7 +24,9 @@ same given variables. Where the image kinds declare `metavoxel.HasLossMap` (one 
 term is also kept per location, L_I(t_j, x) on the diffusion grid (`TypicalityTerms.image_maps`; its mean over x
 is L_I(t_j)): what the local image statistic and the score of a masked image read. A keep-mask given with an image
 (``masks``) becomes the latent locations it keeps (`TypicalityTerms.image_keep`), derived as sampling derives the
-known region (`metavoxel.diffusion.known`); the network calls are the same with or without it.
+known region (`metavoxel.diffusion.known`); the image term's network calls are the same with or without it. A
+masked record has no metadata term (J calls): it would be the metadata given the WHOLE scan, the region the mask
+drops included, which the request did not give.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
         batch_size: records per network call.
         progress: ``progress(done, total)`` after each network call.
         masks: image variable -> keep-mask in value space, (N|1, 1|C, *shape), non-zero = kept, as `sample` takes
-            it: the image term is then read over the kept latent locations (`TypicalityTerms.image_keep`).
+            it: the image term is then read over the kept latent locations (`TypicalityTerms.image_keep`), and
+            there is no metadata term.
 
     Raises:
         InputError: an unknown variable, ``levels`` < 1, or a mask for a variable that is not a given image.
@@ -130,6 +133,8 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
     given = [",".join(sorted(name for name in variables if bool(present[name][i]))) for i in range(n)]
     has = {"image": torch.stack([present[v] for v in spatial]).any(0) if spatial else torch.zeros(n, dtype=torch.bool),
            "metadata": torch.stack([present[v] for v in scalars]).any(0) if scalars else torch.zeros(n, dtype=torch.bool)}
+    if keep is not None:  # the metadata part would read the whole scan, what the mask drops too: not scored
+        has["metadata"] = torch.zeros(n, dtype=torch.bool)
     parts = [p for p in PARTS if bool(has[p].any())]
     passes = [(p,) for p in parts] if clean else [tuple(parts)] if parts else []
     sums = {p: torch.zeros(n, len(grid), dtype=torch.float64) for p in PARTS}  # (N, J) per part

@@ -25,8 +25,9 @@ the encoder), so the box is a matched filter for the smallest region the latent 
 27 location z's, whose noise a single location's maximum would mostly measure.
 
 A keep-mask (an image given only in part) restricts both image statistics to the kept locations; the validation
-records' maps are masked the same way at request time (no network calls). An all-ones mask gives the unmasked
-statistics exactly.
+records' maps are masked the same way at request time (no network calls). A masked record is scored by its image
+only: its metadata term would condition on the whole scan, what the mask drops included. An all-ones mask gives
+the unmasked image statistics exactly.
 
 Each statistic is mapped to a normal score u by a Yeo-Johnson transform fitted on the validation records' own
 (leave-one-out) statistics, and the record's **typicality percentile** is 100 · P(max_k U_k < max_k u_k) with U the
@@ -184,11 +185,12 @@ class TypicalityReference:
     def _statistics(self, given: str, keep: np.ndarray | None,
                     values: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         """statistic -> (m,) of the records ``values`` (part -> (m, J) levels, ``maps`` -> (m, J, *grid)) against
-        the reference, or the reference's own (n,) left one out when ``values`` is None."""
+        the reference, or the reference's own (n,) left one out when ``values`` is None; with ``keep``, the image's
+        only (a masked record has no metadata term)."""
         ref = self.losses[given]
         maps = self.maps.get(given)
         out = {}
-        for part in ref:
+        for part in ref if keep is None else ("image",):
             if part == "image" and maps is not None:
                 kept = np.ones(maps.shape[2:], dtype=bool) if keep is None else keep
                 mean = lambda m: m[..., kept].astype(np.float64).mean(axis=-1)  # noqa: E731  (·, J)
@@ -237,10 +239,11 @@ class TypicalityReference:
             groups.setdefault((given, b"" if keeps is None else np.packbits(keeps[i]).tobytes()), []).append(i)
         for (given, _), rows in groups.items():
             keep = None if keeps is None else keeps[rows[0]]
-            own = [p for p in PARTS if np.isfinite(values[p][rows]).all()]
+            own = [p for p in PARTS if np.isfinite(values[p][rows]).all() and (keep is None or p == "image")]
             ref = self.losses.get(given)
             mapped = given in self.maps  # the record's image is then read from its maps, as the reference's
-            usable = (ref and set(own) == set(ref) and values[own[0]].shape[1] == len(ref[own[0]][0])
+            usable = (ref and (set(own) == set(ref) if keep is None else own == ["image"] and "image" in ref)
+                      and values[own[0]].shape[1] == len(ref[own[0]][0])
                       and (record_maps is not None if mapped else keep is None))
             fitted = self._fit(given, keep) if usable else None
             if fitted is None:

@@ -60,5 +60,6 @@ def test_image_loss_maps_average_to_the_image_term_and_a_mask_keeps_its_location
     masked = typicality_terms(model, fix, masks={"image": keep})
     assert masked.image_keep.shape == (2, 8, 8) and torch.equal(masked.image_keep[1], keep[0, 0])
     torch.testing.assert_close(masked.image_maps, terms.image_maps)  # the same calls: the mask is read afterwards
+    assert masked.calls_per_record == 5 and torch.isnan(masked.metadata_levels).all()  # no metadata term
     with pytest.raises(InputError, match="not a given image"):
         typicality_terms(model, {"age": [50.0]}, masks={"image": keep})

@@ -111,11 +111,18 @@ def test_a_local_change_is_found_by_the_local_statistic_and_a_mask_scores_the_ke
     half = np.zeros((3, 6, 6, 6), dtype=bool)
     half[:, :3] = True  # the kept half holds the change
     elsewhere = ~half
-    inside, outside = reference.score(_mapped(records[1:], meta[1:], keep=np.stack([half[1], elsewhere[2]])))
+    inside, outside = reference.score(_mapped(records[1:], np.full((2, 3), np.nan), keep=np.stack([half[1], elsewhere[2]])))
     assert inside.flagged and inside.masked and not outside.flagged
+    assert set(inside.parts) == {"image"}  # a masked record's metadata term would read what the mask drops
     whole = reference.score(_mapped(records, meta, keep=np.ones((3, 6, 6, 6), dtype=bool)))
     for masked, unmasked in zip(whole, (plain, changed, _)):
-        assert masked.percentile == pytest.approx(unmasked.percentile) and masked.parts == pytest.approx(unmasked.parts)
+        assert masked.parts["image"] == pytest.approx(unmasked.parts["image"])
+    alone = TypicalityReference.from_terms({"age,image": _mapped(_maps(rng, 60), np.full((60, 3), np.nan))},
+                                           levels=3, seed=0)  # the image given alone: the whole percentile is its
+    nan = np.full((3, 3), np.nan)
+    masked = alone.score(_mapped(records, nan, keep=np.ones((3, 6, 6, 6), dtype=bool)))
+    for masked, unmasked in zip(masked, alone.score(_mapped(records, nan))):
+        assert masked.percentile == pytest.approx(unmasked.percentile) and masked.masked and not unmasked.masked
 
 
 def test_a_record_without_a_usable_reference_has_no_percentile():
