@@ -3,11 +3,12 @@
 What it measures, each through the commands a user runs (`calibrate_run`, `predict_run`, `check_run`) or the API
 they call (`JointModel.sample` with a keep-mask):
 
-1. typicality: AUROC of the typicality percentile between the held-out (test split) phantom brains and shifted
-   versions built from them as NIfTI files (T2-like inversion, a skull and scalp added, a heavy bias field, a
-   mislabelled voxel size, a lesion, pure noise), and the fraction of each flagged at the default threshold;
-   the flag rate of the unaltered test split (the threshold promises about 1%) and of the validation split
-   left-one-out;
+1. typicality (benchmarks/trust_typicality.py): AUROC of the typicality score between the held-out (test split)
+   phantom brains and shifted versions built from them as NIfTI files (T2-like inversion, a skull and scalp
+   added, a heavy bias field, a mislabelled voxel size, a lesion, pure noise), and the fraction of each flagged at
+   the default threshold, beside the earlier method's on the same network calls; the flag rate of the unaltered
+   test split (the threshold promises about 1%) and of the validation split left-one-out; a hemisphere kept of
+   unaltered and lesioned brains;
 2. metadata against the image: swapped sex and age shifted by 20 years (minus 20 where +20 leaves the model's
    range), detected by `metavoxel check` and by the metadata part of the typicality, at the threshold giving a
    5% false-alarm rate on the unaltered records (and AUROC);
@@ -19,7 +20,7 @@ they call (`JointModel.sample` with a keep-mask):
 
 Usage::
 
-    python benchmarks/trust.py --run /work/demo-run/model --cohort /work/demo-run/cohort --out /tmp/trust
+    python benchmarks/trust.py --run runs/demo/model --cohort runs/demo/cohort --out /tmp/trust [--parts typicality,cost]
 
 The run directory is read only: its model.safetensors, spec.json, splits.json and train.json are copied to
 OUT/run, which gets the calibration.json. Prints a table per part and writes OUT/trust.json.
@@ -115,6 +116,18 @@ def shifted(kind: str, data: np.ndarray, affine: np.ndarray, rng: np.random.Gene
 
 
 SHIFTS = ("t2_like", "skull_scalp", "bias_field", "voxel_size", "lesion", "noise")
+#: The parts `--parts` chooses among, in the order they run.
+PARTS = ("typicality", "check", "cost", "brain_age", "partial")
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    """``--parts``: comma-separated names of `PARTS`."""
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in names if p not in PARTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {', '.join(unknown) or '(none)'}; choose among "
+                                         f"{', '.join(PARTS)}")
+    return names
 
 
 def _write_table(path: Path, rows: list[dict], columns: list[str]) -> Path:
@@ -136,8 +149,10 @@ def _num(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("/work/demo-run/model"))
-    parser.add_argument("--cohort", type=Path, default=Path("/work/demo-run/cohort"))
+    parser.add_argument("--run", type=Path, default=Path("runs/demo/model"))
+    parser.add_argument("--cohort", type=Path, default=Path("runs/demo/cohort"))
+    parser.add_argument("--parts", type=_parts, default=PARTS,
+                        help=f"comma-separated parts to run (default: all of {','.join(PARTS)})")
     parser.add_argument("--out", type=Path, default=Path("/tmp/trust"))
     parser.add_argument("--records", type=int, default=None, help="test records used (default: the whole split)")
     parser.add_argument("--partial-records", type=int, default=60, help="test records of the partial-brain part")
@@ -145,10 +160,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=25, help="reverse steps, partial-brain part")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    parts = set(args.parts)
     warnings.simplefilter("ignore")
 
     from metavoxel.data import DataSpec, load_splits, read_cohort
-    from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
+    from metavoxel.diffusion.typicality import typicality_terms
     from metavoxel.evaluation.brain_age import brain_age_metrics
     from metavoxel.runs import load_run
     from metavoxel.workflows.calibrate import calibrate_run, load_calibration
@@ -166,10 +182,11 @@ def main(argv: list[str] | None = None) -> dict:
     run = out / "run"
     report: dict = {"command": "python benchmarks/trust.py " + " ".join(sys.argv[1:] if argv is None else argv),
                     "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                    "torch": torch.__version__}
+                    "torch": torch.__version__, "parts": [p for p in PARTS if p in parts]}
     begun = started = time.perf_counter()
-    calibrate_run(run, args.cohort)
-    report["calibrate_seconds"] = time.perf_counter() - started
+    if parts & {"typicality", "check", "brain_age"}:  # what reads the run's calibration
+        calibrate_run(run, args.cohort)
+        report["calibrate_seconds"] = time.perf_counter() - started
     calibration = load_calibration(run)
     model = load_run(run)
     cohort = read_cohort(args.cohort, model.variables, model.spec.data or DataSpec())
@@ -179,149 +196,104 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(test.records)
     lo, hi = model.variables["age"].value_range
     rng = np.random.default_rng(args.seed)
-    scans = out / "scans"
-    scans.mkdir()
-
-    # 1. typicality of the unaltered and shifted scans, through `predict --method point` (image + sex given)
     base = [{"participant_id": r.subject, "image": batch["image"][i], "age": batch["age"][i], "sex": batch["sex"][i]}
             for i, r in enumerate(test.records)]
-    rows = list(base)
-    for kind in SHIFTS:
-        for i, r in enumerate(base):
-            img = nib.load(r["image"])
-            data, affine = shifted(kind, np.asarray(img.dataobj, dtype=np.float32), img.affine, rng)
-            path = scans / f"{r['participant_id']}_{kind}.nii.gz"
-            nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
-            rows.append({**r, "participant_id": f"{r['participant_id']}x{kind.replace('_', '')}", "image": str(path)})
-    table = _write_table(out / "shifted.tsv", rows, ["participant_id", "image", "age", "sex"])
-    started = time.perf_counter()
-    predicted = _read(predict_run(run, table, "age", out / "shifted_predictions.tsv", PointOptions(seed=args.seed),
-                                  given=["image", "sex"]))
-    report["typicality_predict_seconds"] = time.perf_counter() - started
-    pct = np.array([_num(r["typicality_percentile"]) for r in predicted])
-    flagged = np.array([r["atypical"] not in ("none", "n/a") for r in predicted])
-    # the score behind the percentile, which does not saturate at 100: max over parts of the standardised score;
-    # and the plain mean of the image part's levels (the unstandardised bound) for comparison
-    reference = calibration.typicality
-    terms = typicality_terms(model, {"image": [r["image"] for r in rows], "sex": [r["sex"] for r in rows]},
-                             seed=reference.seed)
-    score = np.max([reference.standardised("image,sex", p, terms.levels(p).numpy()) for p in ("image", "metadata")],
-                   axis=0)
-    image_score = reference.standardised("image,sex", "image", terms.levels("image").numpy())
-    plain = terms.image.numpy()
-    shift_rows = []
-    for k, kind in enumerate(SHIFTS):
-        part = slice(n * (k + 1), n * (k + 2))
-        atypical = [r["atypical"] for r in predicted[part]]
-        shift_rows.append({"shift": kind, "auroc": auroc(score[:n], score[part]),
-                           "auroc_percentile": auroc(pct[:n], pct[part]),
-                           "auroc_image_part": auroc(image_score[:n], image_score[part]),
-                           "auroc_plain_mean": auroc(plain[:n], plain[part]), "flagged": float(flagged[part].mean()),
-                           "named_image": float(np.mean(["image" in a for a in atypical])),
-                           "median_percentile": float(np.median(pct[part]))})
-    se = math.sqrt(0.01 * 0.99 / n)
-    report["typicality"] = {"n": n, "shifts": shift_rows, "test_flag_rate": float(flagged[:n].mean()),
-                            "binomial_se_at_1pct": se}
-    # the validation split left one out: each record's percentile among the other validation records
-    from metavoxel.evaluation.typicality import TypicalityReference
 
-    losses = reference.losses["image,sex"]
-    count = len(losses["image"])
-    loo = []
-    for k in range(count):  # each validation record scored against a reference of the other n - 1
-        rest = TypicalityReference({"image,sex": {p: v[:k] + v[k + 1:] for p, v in losses.items()}},
-                                   reference.levels, reference.seed)
-        held = TypicalityTerms(torch.tensor([losses["image"][k]], dtype=torch.float64),
-                               torch.tensor([losses["metadata"][k]], dtype=torch.float64), 0, ["image,sex"])
-        loo.append(rest.score(held)[0].flagged)
-    report["typicality"]["val_loo_flag_rate"] = float(np.mean(loo))
-    report["typicality"]["val_n"] = len(loo)
+    if "typicality" in parts:
+        # 1. typicality of the unaltered and shifted scans (image + sex given), old and new side by side
+        from trust_typicality import measure_typicality  # benchmarks/ is on sys.path when this file runs as a script
 
-    # 2. metadata against the image: swapped sex, age +-20
-    altered = []
-    for r in base:
-        age = float(r["age"])
-        moved = age + 20 if age + 20 <= hi else age - 20
-        altered.append({**r, "participant_id": f"{r['participant_id']}xsex", "sex": "F" if r["sex"] == "M" else "M"})
-        altered.append({**r, "participant_id": f"{r['participant_id']}xage", "age": f"{moved:.1f}"})
-    table = _write_table(out / "altered.tsv", base + altered, ["participant_id", "image", "age", "sex"])
-    checks, _ = check_run(run, table, out / "checks.tsv", seed=args.seed)
-    checks = _read(checks)
-    sex_score = np.array([1 - _num(r["sex_p"]) for r in checks])
-    age_score = np.array([abs(_num(r["age_z"])) for r in checks])
-    by = {"sex": slice(n, None, 2), "age": slice(n + 1, None, 2)}
-    # typicality's metadata part for the same rows, all three given (no answer needed: target sex, given the rest)
-    typ = _read(predict_run(run, table, "sex", out / "altered_typicality.tsv", PointOptions(seed=args.seed),
-                            given=["image", "age"]))
-    meta = np.array([_num(r["metadata_percentile"]) for r in typ])
-    typ_sex = _read(predict_run(run, table, "age", out / "altered_typicality_sex.tsv", PointOptions(seed=args.seed),
-                                given=["image", "sex"]))
-    meta_sex = np.array([_num(r["metadata_percentile"]) for r in typ_sex])
-    metadata_rows = []
-    for what, score, typ_score in (("swapped sex", sex_score, meta_sex), ("age +-20 years", age_score, meta)):
-        key = "sex" if "sex" in what else "age"
-        flags = np.array([r[f"{key}_flag"] == "yes" for r in checks])
-        _, det = detection_at(score[:n], score[by[key]])
-        _, det_typ = detection_at(typ_score[:n], typ_score[by[key]])
-        metadata_rows.append({"error": what, "check_auroc": auroc(score[:n], score[by[key]]),
-                              "check_detect_at_5pct": det, "check_flagged_default": float(flags[by[key]].mean()),
-                              "check_false_flags_default": float(flags[:n].mean()),
-                              "typicality_auroc": auroc(typ_score[:n], typ_score[by[key]]),
-                              "typicality_detect_at_5pct": det_typ})
-    report["metadata"] = metadata_rows
+        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc)
 
-    # 3. cost: calls and seconds per record, typicality against one point prediction
-    fix = {"image": [r["image"] for r in base], "sex": [r["sex"] for r in base]}
-    started = time.perf_counter()
-    terms = typicality_terms(model, fix, seed=args.seed)
-    typ_seconds = (time.perf_counter() - started) / n
-    started = time.perf_counter()
-    point = model.point_predict(fix, "age", options=PointOptions(seed=args.seed))
-    point_seconds = (time.perf_counter() - started) / n
-    report["cost"] = {"typicality_calls": terms.calls_per_record, "typicality_seconds": typ_seconds,
-                      "point_calls": point.calls_per_subject, "point_seconds": point_seconds}
+    if "check" in parts:
+        # 2. metadata against the image: swapped sex, age +-20
+        altered = []
+        for r in base:
+            age = float(r["age"])
+            moved = age + 20 if age + 20 <= hi else age - 20
+            altered.append({**r, "participant_id": f"{r['participant_id']}xsex", "sex": "F" if r["sex"] == "M" else "M"})
+            altered.append({**r, "participant_id": f"{r['participant_id']}xage", "age": f"{moved:.1f}"})
+        table = _write_table(out / "altered.tsv", base + altered, ["participant_id", "image", "age", "sex"])
+        checks, _ = check_run(run, table, out / "checks.tsv", seed=args.seed)
+        checks = _read(checks)
+        sex_score = np.array([1 - _num(r["sex_p"]) for r in checks])
+        age_score = np.array([abs(_num(r["age_z"])) for r in checks])
+        by = {"sex": slice(n, None, 2), "age": slice(n + 1, None, 2)}
+        # typicality's metadata part for the same rows, all three given (no answer needed: target sex, given the rest)
+        typ = _read(predict_run(run, table, "sex", out / "altered_typicality.tsv", PointOptions(seed=args.seed),
+                                given=["image", "age"]))
+        meta = np.array([_num(r["metadata_percentile"]) for r in typ])
+        typ_sex = _read(predict_run(run, table, "age", out / "altered_typicality_sex.tsv", PointOptions(seed=args.seed),
+                                    given=["image", "sex"]))
+        meta_sex = np.array([_num(r["metadata_percentile"]) for r in typ_sex])
+        metadata_rows = []
+        for what, score, typ_score in (("swapped sex", sex_score, meta_sex), ("age +-20 years", age_score, meta)):
+            key = "sex" if "sex" in what else "age"
+            flags = np.array([r[f"{key}_flag"] == "yes" for r in checks])
+            _, det = detection_at(score[:n], score[by[key]])
+            _, det_typ = detection_at(typ_score[:n], typ_score[by[key]])
+            metadata_rows.append({"error": what, "check_auroc": auroc(score[:n], score[by[key]]),
+                                  "check_detect_at_5pct": det, "check_flagged_default": float(flags[by[key]].mean()),
+                                  "check_false_flags_default": float(flags[:n].mean()),
+                                  "typicality_auroc": auroc(typ_score[:n], typ_score[by[key]]),
+                                  "typicality_detect_at_5pct": det_typ})
+        report["metadata"] = metadata_rows
 
-    # 4. brain-age outputs of `predict` (mean of 3 samples, the default) on the test split
-    table = _write_table(out / "test.tsv", base, ["participant_id", "image", "age", "sex"])
-    started = time.perf_counter()
-    ages = _read(predict_run(run, table, "age", out / "test_predictions.tsv", SamplingOptions(num_samples=3),
-                             given=["image", "sex"], typicality=None))
-    predicted_age = np.array([float(r["age"]) for r in ages])
-    truth = np.array([float(r["age_true"]) for r in ages])
-    report["brain_age"] = brain_age_metrics(predicted_age, truth, calibration.correction("age", "sample"))
-    report["brain_age"]["seconds"] = time.perf_counter() - started
-    report["brain_age"]["centile_mean"] = float(np.mean([float(r["age_centile"]) for r in ages]))
-
-    # 5. answers from part of a brain: keep the whole / one hemisphere / one quarter, generate the rest
-    m = min(args.partial_records, n)
-    var = model.variables["image"]
-    images, _present = var.values([r["image"] for r in base[:m]], "cpu")  # (m, 1, 32, 32, 32) on the model grid
-    grid = images.shape[2:]
-    whole = torch.ones(1, 1, *grid, dtype=torch.bool)
-    hemisphere = whole.clone()
-    hemisphere[:, :, grid[0] // 2:] = False  # RAS: x < mid, the right hemisphere kept
-    quarter = hemisphere.clone()
-    quarter[:, :, :, grid[1] // 2:] = False  # and only its posterior half
-    partial_rows = []
-    from metavoxel.data.records import subject_seed
-
-    seeds = [subject_seed(args.seed, r["participant_id"], None) for r in base[:m]]
-    truth = torch.tensor([float(r["age"]) for r in base[:m]], dtype=torch.float64)
-    for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
+    if "cost" in parts:
+        # 3. cost: calls and seconds per record, typicality against one point prediction
+        fix = {"image": [r["image"] for r in base], "sex": [r["sex"] for r in base]}
         started = time.perf_counter()
-        masks = None if name == "whole brain" else {"image": keep}
-        result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
-                              options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds))
-        draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
-        level = (args.samples - 1) / (args.samples + 1)
-        partial_rows.append({"kept": name, "kept_fraction": float(keep.float().mean()),
-                             "mae": float((draws.mean(1) - truth).abs().mean()),
-                             "interval_width": float((draws.max(1).values - draws.min(1).values).mean()),
-                             "interval_level": level,
-                             "coverage": float(((draws.min(1).values <= truth) & (truth <= draws.max(1).values))
-                                               .double().mean()),
-                             "sample_sd": float(draws.std(1).mean()), "seconds": time.perf_counter() - started})
-    report["partial"] = {"records": m, "samples": args.samples, "steps": args.steps, "rows": partial_rows}
+        terms = typicality_terms(model, fix, seed=args.seed)
+        typ_seconds = (time.perf_counter() - started) / n
+        started = time.perf_counter()
+        point = model.point_predict(fix, "age", options=PointOptions(seed=args.seed))
+        point_seconds = (time.perf_counter() - started) / n
+        report["cost"] = {"typicality_calls": terms.calls_per_record, "typicality_seconds": typ_seconds,
+                          "point_calls": point.calls_per_subject, "point_seconds": point_seconds}
+
+    if "brain_age" in parts:
+        # 4. brain-age outputs of `predict` (mean of 3 samples, the default) on the test split
+        table = _write_table(out / "test.tsv", base, ["participant_id", "image", "age", "sex"])
+        started = time.perf_counter()
+        ages = _read(predict_run(run, table, "age", out / "test_predictions.tsv", SamplingOptions(num_samples=3),
+                                 given=["image", "sex"], typicality=None))
+        predicted_age = np.array([float(r["age"]) for r in ages])
+        truth = np.array([float(r["age_true"]) for r in ages])
+        report["brain_age"] = brain_age_metrics(predicted_age, truth, calibration.correction("age", "sample"))
+        report["brain_age"]["seconds"] = time.perf_counter() - started
+        report["brain_age"]["centile_mean"] = float(np.mean([float(r["age_centile"]) for r in ages]))
+
+    if "partial" in parts:
+        # 5. answers from part of a brain: keep the whole / one hemisphere / one quarter, generate the rest
+        m = min(args.partial_records, n)
+        var = model.variables["image"]
+        images, _present = var.values([r["image"] for r in base[:m]], "cpu")  # (m, 1, 32, 32, 32) on the model grid
+        grid = images.shape[2:]
+        whole = torch.ones(1, 1, *grid, dtype=torch.bool)
+        hemisphere = whole.clone()
+        hemisphere[:, :, grid[0] // 2:] = False  # RAS: x < mid, the right hemisphere kept
+        quarter = hemisphere.clone()
+        quarter[:, :, :, grid[1] // 2:] = False  # and only its posterior half
+        partial_rows = []
+        from metavoxel.data.records import subject_seed
+
+        seeds = [subject_seed(args.seed, r["participant_id"], None) for r in base[:m]]
+        truth = torch.tensor([float(r["age"]) for r in base[:m]], dtype=torch.float64)
+        for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
+            started = time.perf_counter()
+            masks = None if name == "whole brain" else {"image": keep}
+            result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
+                                  options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds))
+            draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
+            level = (args.samples - 1) / (args.samples + 1)
+            partial_rows.append({"kept": name, "kept_fraction": float(keep.float().mean()),
+                                 "mae": float((draws.mean(1) - truth).abs().mean()),
+                                 "interval_width": float((draws.max(1).values - draws.min(1).values).mean()),
+                                 "interval_level": level,
+                                 "coverage": float(((draws.min(1).values <= truth) & (truth <= draws.max(1).values))
+                                                   .double().mean()),
+                                 "sample_sd": float(draws.std(1).mean()), "seconds": time.perf_counter() - started})
+        report["partial"] = {"records": m, "samples": args.samples, "steps": args.steps, "rows": partial_rows}
     report["seconds"] = time.perf_counter() - begun
     (out / "trust.json").write_text(json.dumps(report, indent=2))
     _print(report)
@@ -330,33 +302,32 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _print(report: dict) -> None:
     f = lambda x, d=3: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"  # noqa: E731
-    typ = report["typicality"]
-    print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC; flagged at the default 99th)")
-    for r in typ["shifts"]:
-        print(f"  {r['shift']:12s} AUROC {f(r['auroc'])} (percentile {f(r['auroc_percentile'])}, image part "
-              f"{f(r['auroc_image_part'])}, plain mean of the image levels {f(r['auroc_plain_mean'])})  flagged "
-              f"{f(r['flagged'], 2)}  image named "
-              f"{f(r['named_image'], 2)}  median percentile {f(r['median_percentile'], 1)}")
-    print(f"  flag rate: test split {f(typ['test_flag_rate'], 3)} (promised 0.01 ± {f(typ['binomial_se_at_1pct'], 3)}); "
-          f"validation left-one-out {f(typ['val_loo_flag_rate'], 3)} of {typ['val_n']}")
-    for r in report["metadata"]:
-        print(f"{r['error']}: check AUROC {f(r['check_auroc'])}, detected at 5% false alarm "
-              f"{f(r['check_detect_at_5pct'], 2)}, flagged at the defaults {f(r['check_flagged_default'], 2)} "
-              f"(false flags {f(r['check_false_flags_default'], 2)}); typicality metadata part AUROC "
-              f"{f(r['typicality_auroc'])}, detected at 5% {f(r['typicality_detect_at_5pct'], 2)}")
-    c = report["cost"]
-    print(f"cost per record: typicality {c['typicality_calls']} calls {f(c['typicality_seconds'], 4)} s; point "
-          f"prediction {c['point_calls']} calls {f(c['point_seconds'], 4)} s")
-    b = report["brain_age"]
-    for label in ("before", "after"):
-        m = b[label]
-        if m:
-            print(f"brain age {label} correction: MAE {f(m['mae'], 2)} r {f(m['r'])} R2 {f(m['r2'])} "
-                  f"corr(PAD, age) {f(m['pad_age_r'])}")
-    for r in report["partial"]["rows"]:
-        print(f"{r['kept']:15s} kept {f(r['kept_fraction'], 2)}: age MAE {f(r['mae'], 2)}, interval width "
-              f"{f(r['interval_width'], 2)} ({f(r['interval_level'], 2)} level, coverage {f(r['coverage'], 2)}), "
-              f"sample SD {f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
+    if "typicality" in report:
+        from trust_typicality import print_typicality
+
+        print_typicality(report["typicality"], f)
+    if "metadata" in report:
+        for r in report["metadata"]:
+            print(f"{r['error']}: check AUROC {f(r['check_auroc'])}, detected at 5% false alarm "
+                  f"{f(r['check_detect_at_5pct'], 2)}, flagged at the defaults {f(r['check_flagged_default'], 2)} "
+                  f"(false flags {f(r['check_false_flags_default'], 2)}); typicality metadata part AUROC "
+                  f"{f(r['typicality_auroc'])}, detected at 5% {f(r['typicality_detect_at_5pct'], 2)}")
+    if "cost" in report:
+        c = report["cost"]
+        print(f"cost per record: typicality {c['typicality_calls']} calls {f(c['typicality_seconds'], 4)} s; point "
+              f"prediction {c['point_calls']} calls {f(c['point_seconds'], 4)} s")
+    if "brain_age" in report:
+        b = report["brain_age"]
+        for label in ("before", "after"):
+            m = b[label]
+            if m:
+                print(f"brain age {label} correction: MAE {f(m['mae'], 2)} r {f(m['r'])} R2 {f(m['r2'])} "
+                      f"corr(PAD, age) {f(m['pad_age_r'])}")
+    if "partial" in report:
+        for r in report["partial"]["rows"]:
+            print(f"{r['kept']:15s} kept {f(r['kept_fraction'], 2)}: age MAE {f(r['mae'], 2)}, interval width "
+                  f"{f(r['interval_width'], 2)} ({f(r['interval_level'], 2)} level, coverage {f(r['coverage'], 2)}), "
+                  f"sample SD {f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
 
 
 if __name__ == "__main__":

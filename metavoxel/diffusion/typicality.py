@@ -20,7 +20,13 @@ part). Cost: 2·J network calls per record (J with one part only, or the paper's
 The losses are kept per level (`TypicalityTerms.image_levels`, ``metadata_levels``): their spread differs by
 orders of magnitude between levels, so `metavoxel.evaluation.typicality` standardises each level by the
 validation split's before averaging, and reads the result as a percentile among the validation split's for the
-same given variables.
+same given variables. Where the image kinds declare `metavoxel.HasLossMap` (one grid for all of them), the image
+term is also kept per location, L_I(t_j, x) on the diffusion grid (`TypicalityTerms.image_maps`; its mean over x
+is L_I(t_j)): what the local image statistic and the score of a masked image read. A keep-mask given with an image
+(``masks``) becomes the latent locations it keeps (`TypicalityTerms.image_keep`), derived as sampling derives the
+known region (`metavoxel.diffusion.known`); the image term's network calls are the same with or without it. A
+masked record has no metadata term (J calls): it would be the metadata given the WHOLE scan, the region the mask
+drops included, which the request did not give.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from typing import Any
 
 import torch
 
+from metavoxel.diffusion.known import outside_ignored
 from metavoxel.errors import InputError
+from metavoxel.variables.capabilities import HasLossMap
 from metavoxel.variables.protocol import SpatialHead
 
 __all__ = ["PARTS", "TYPICALITY_LEVELS", "TypicalityTerms", "typicality_terms"]
@@ -51,12 +59,17 @@ class TypicalityTerms:
         image_levels, metadata_levels: L_I and L_M at each of the J levels t_j (module docstring).
         calls_per_record: network calls spent on each record.
         given: per record, the given variables (sorted, comma-joined: the key of its reference scores).
+        image_maps: L_I(t_j, x) per location of the diffusion grid, (N, J, *grid) float32 (NaN rows where the record
+            gives no image); None when an image kind declares no `HasLossMap` or the images' grids differ.
+        image_keep: the latent locations each record's keep-mask keeps, (N, *grid) bool; None: no mask (all kept).
     """
 
     image_levels: torch.Tensor
     metadata_levels: torch.Tensor
     calls_per_record: int
     given: list[str]
+    image_maps: torch.Tensor | None = None
+    image_keep: torch.Tensor | None = None
 
     @property
     def image(self) -> torch.Tensor:
@@ -83,7 +96,8 @@ def _levels(total: int, count: int) -> list[int]:
 
 @torch.no_grad()
 def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICALITY_LEVELS, seed: int = 0,
-                     batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> TypicalityTerms:
+                     batch_size: int = 32, progress: Callable[[int, int], None] | None = None,
+                     masks: Mapping[str, Any] | None = None) -> TypicalityTerms:
     """The image and metadata terms of N records (module docstring).
 
     Args:
@@ -93,17 +107,25 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
         seed: the shared noise's seed.
         batch_size: records per network call.
         progress: ``progress(done, total)`` after each network call.
+        masks: image variable -> keep-mask in value space, (N|1, 1|C, *shape), non-zero = kept, as `sample` takes
+            it: the image term is then read over the kept latent locations (`TypicalityTerms.image_keep`), and
+            there is no metadata term.
 
     Raises:
-        InputError: an unknown variable, or ``levels`` < 1.
+        InputError: an unknown variable, ``levels`` < 1, or a mask for a variable that is not a given image.
     """
     if levels < 1:
         raise InputError(f"typicality: levels must be >= 1, got {levels}")
     diffusion, network = model.diffusion, model.net
     variables = diffusion.variables
+    masks = dict(masks or {})
+    fix = {name: outside_ignored(raw, torch.as_tensor(masks[name]).bool()) if name in masks else raw
+           for name, raw in fix.items()}
     z0, present = diffusion.encode_batch(dict(fix))
     n = len(next(iter(present.values())))
     spatial = [name for name, v in variables.items() if isinstance(v.head, SpatialHead)]
+    mapped = _mapped(variables, spatial)
+    keep = _keep(variables, masks, fix, spatial, mapped, n)
     scalars = [name for name in variables if name not in spatial]
     clean = diffusion.mixture.clean > 0
     grid = _levels(diffusion.timesteps, levels)
@@ -111,9 +133,13 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
     given = [",".join(sorted(name for name in variables if bool(present[name][i]))) for i in range(n)]
     has = {"image": torch.stack([present[v] for v in spatial]).any(0) if spatial else torch.zeros(n, dtype=torch.bool),
            "metadata": torch.stack([present[v] for v in scalars]).any(0) if scalars else torch.zeros(n, dtype=torch.bool)}
+    if keep is not None:  # the metadata part would read the whole scan, what the mask drops too: not scored
+        has["metadata"] = torch.zeros(n, dtype=torch.bool)
     parts = [p for p in PARTS if bool(has[p].any())]
     passes = [(p,) for p in parts] if clean else [tuple(parts)] if parts else []
     sums = {p: torch.zeros(n, len(grid), dtype=torch.float64) for p in PARTS}  # (N, J) per part
+    maps = (torch.zeros(n, len(grid), *variables[spatial[0]].head.shape) if mapped and bool(has["image"].any())
+            else None)  # (N, J, *grid)
     total, done = len(passes) * len(grid) * -(-n // max(1, batch_size)), 0
     was_training = model.training
     model.eval()
@@ -123,12 +149,14 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
             for j, level in enumerate(grid):
                 for start in range(0, n, max(1, batch_size)):
                     rows = slice(start, min(n, start + max(1, batch_size)))
-                    losses = _losses(diffusion, network, {k: v[rows] for k, v in z0.items()},
-                                     {k: v[rows] for k, v in present.items()}, noised, level, clean, total_t,
-                                     seed * 1_000_003 + j, device)
+                    losses, loss_maps = _losses(diffusion, network, {k: v[rows] for k, v in z0.items()},
+                                                {k: v[rows] for k, v in present.items()}, noised, level, clean,
+                                                total_t, seed * 1_000_003 + j, device, mapped)
                     for p in noised_parts:
                         names = spatial if p == "image" else scalars
                         sums[p][rows, j] = sum(losses[v] for v in names).double().cpu()
+                    if maps is not None and "image" in noised_parts:
+                        maps[rows, j] = sum(loss_maps[v] for v in spatial).float().cpu()
                     done += 1
                     if progress is not None:
                         progress(done, total)
@@ -136,15 +164,49 @@ def typicality_terms(model: Any, fix: Mapping[str, Any], *, levels: int = TYPICA
         model.train(was_training)
     nan = torch.full((n, len(grid)), float("nan"), dtype=torch.float64)
     terms = {p: torch.where(has[p][:, None], sums[p], nan) for p in PARTS}
+    if maps is not None:
+        maps[~has["image"]] = float("nan")
     calls = len(passes) * len(grid)
-    return TypicalityTerms(terms["image"], terms["metadata"], calls, given)
+    return TypicalityTerms(terms["image"], terms["metadata"], calls, given, maps, keep)
+
+
+def _mapped(variables, spatial: list[str]) -> bool:
+    """Whether the image term has a per-location map: every image kind declares `HasLossMap`, on one grid."""
+    return bool(spatial) and all(isinstance(variables[v], HasLossMap) for v in spatial) and \
+        len({tuple(variables[v].head.shape) for v in spatial}) == 1
+
+
+def _keep(variables, masks: Mapping[str, Any], fix: Mapping[str, Any], spatial: list[str], mapped: bool,
+          n: int) -> torch.Tensor | None:
+    """The latent locations kept by the keep-masks, (N, *grid) bool (a location is kept when every image kept it),
+    via each kind's `diffusion_mask` as sampling derives its known region; None without masks."""
+    if not masks:
+        return None
+    for name in masks:
+        if name not in spatial or name not in fix:
+            raise InputError(f"typicality: a mask is given for {name!r}, which is not a given image variable")
+    if not mapped:
+        raise InputError("typicality: a masked image needs an image kind with a per-location loss "
+                         "(metavoxel.HasLossMap); this model's cannot be scored masked")
+    keep = None
+    for name, mask in masks.items():
+        mask = torch.as_tensor(mask).bool()
+        grid = variables[name].head.shape
+        z_mask = variables[name].diffusion_mask(mask if mask.dim() > len(grid) + 1 else mask[None])
+        z_mask = z_mask.reshape(z_mask.shape[0], -1, *grid).all(dim=1)  # (N|1, *grid): every channel known
+        keep = z_mask if keep is None else keep & z_mask
+    if not bool(keep.flatten(1).any(dim=1).all()):
+        raise InputError("typicality: a keep-mask keeps no location of the model's latent grid (too small, or only "
+                         "at the border of what it drops); keep a larger region or score the whole image")
+    return keep.expand(n, *keep.shape[1:]).cpu()
 
 
 def _losses(diffusion, network, z0, present, noised: list[str], level: int, clean: bool, total_t: int, seed: int,
-            device) -> dict[str, torch.Tensor]:
+            device, mapped: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Per-variable losses (b,) of b records with ``noised`` at ``level`` and the other given variables clean (or
-    at ``level`` too, without ``clean``); missing variables are prior noise at T (at ``level`` in the paper's
-    recipe, as it trained). Every record's draws come from its own generator seeded by ``seed``: shared noise."""
+    at ``level`` too, without ``clean``), and with ``mapped`` the noised images' loss maps (b, *grid); missing
+    variables are prior noise at T (at ``level`` in the paper's recipe, as it trained). Every record's draws come
+    from its own generator seeded by ``seed``: shared noise."""
     b = len(next(iter(present.values())))
     paper = diffusion.mixture.is_paper
     noisy = set(noised) if clean else set(diffusion.variables)
@@ -175,8 +237,12 @@ def _losses(diffusion, network, z0, present, noised: list[str], level: int, clea
         zero = torch.zeros_like(t)
         given_levels = {name: torch.where(shown[name], t if name in noisy else zero, full) for name in z_t}
         out = network(z_t, given_levels)
-    return {name: diffusion.variables[name].loss(out[name], target[name]) * present[name].float()
-            for name in noised}
+    losses = {name: diffusion.variables[name].loss(out[name], target[name]) * present[name].float()
+              for name in noised}
+    maps = {name: diffusion.variables[name].loss_map(out[name], target[name])
+            * present[name].float().reshape(-1, *([1] * (out[name].dim() - 2)))
+            for name in noised if mapped and isinstance(diffusion.variables[name].head, SpatialHead)}
+    return losses, maps
 
 
 def _cat(parts: list[Any]) -> Any:

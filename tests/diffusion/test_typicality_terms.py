@@ -46,3 +46,20 @@ def test_parts_levels_and_calls(training, calls):
 def test_levels_must_be_positive():
     with pytest.raises(InputError, match="levels must be >= 1"):
         typicality_terms(_model(), {"age": [60.0]}, levels=0)
+
+
+def test_image_loss_maps_average_to_the_image_term_and_a_mask_keeps_its_locations():
+    model = _model(CLEAN)
+    images = torch.rand(2, 1, 8, 8)
+    fix = {"image": images, "age": [50.0, 60.0], "group": ["A", None]}
+    terms = typicality_terms(model, fix)
+    assert terms.image_maps.shape == (2, 5, 8, 8) and terms.image_keep is None
+    torch.testing.assert_close(terms.image_maps.double().mean(dim=(2, 3)), terms.image_levels, rtol=1e-5, atol=1e-7)
+    keep = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    keep[..., :3] = True
+    masked = typicality_terms(model, fix, masks={"image": keep})
+    assert masked.image_keep.shape == (2, 8, 8) and torch.equal(masked.image_keep[1], keep[0, 0])
+    torch.testing.assert_close(masked.image_maps, terms.image_maps)  # the same calls: the mask is read afterwards
+    assert masked.calls_per_record == 5 and torch.isnan(masked.metadata_levels).all()  # no metadata term
+    with pytest.raises(InputError, match="not a given image"):
+        typicality_terms(model, {"age": [50.0]}, masks={"image": keep})
