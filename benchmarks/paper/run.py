@@ -145,7 +145,7 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock, skip: frozenset[str] 
                 if (out / name).exists():  # an interrupted training: start it again
                     shutil.rmtree(out / name)
                 train_study_model(dataclasses.replace(recipe, **changes), variant, data, out / name,
-                                  vae_weights=weights, scale_factor=scale,
+                                  vae_weights=weights, scale_factor=scale, calibrate=False,  # never read here
                                   cache_dir=out / "latents", progress=progress(200))
     return data, vae_summary
 
