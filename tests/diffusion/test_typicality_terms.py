@@ -34,10 +34,16 @@ def test_parts_levels_and_calls(training, calls):
     assert terms.image_levels.shape == (3, 5) and terms.metadata_levels.shape == (3, 5)
     assert terms.calls_per_record == calls  # the paper's recipe: one joint call per level; clean: one per part
     assert terms.given == ["age,group,image", "group,image", "age,image"]
-    assert torch.isfinite(terms.image).all() and torch.isfinite(terms.metadata).all()
+    assert torch.isfinite(terms.image).all()
+    # the metadata term sums the continuous scalars (age); the categorical group is read by its mid-p value
+    assert torch.isfinite(terms.metadata[[0, 2]]).all() and torch.isnan(terms.metadata[1])
+    midp = terms.category_midp["group"]
+    assert set(terms.category_midp) == {"group"} and terms.category_levels["group"].shape == (3, 5)
+    assert bool(((midp[:2] > 0) & (midp[:2] < 1)).all()) and torch.isnan(midp[2])
     alone = typicality_terms(model, {"image": images[1:2], "age": [None], "group": ["B"]}, batch_size=1)
     assert torch.allclose(alone.image_levels[0], terms.image_levels[1], atol=1e-6)
-    assert torch.allclose(alone.metadata_levels[0], terms.metadata_levels[1], atol=1e-6)
+    assert torch.allclose(alone.category_levels["group"][0], terms.category_levels["group"][1], atol=1e-6)
+    assert torch.allclose(alone.category_midp["group"][0], midp[1], atol=1e-6)
     only_meta = typicality_terms(model, {"age": [60.0, 61.0]})
     assert all(math.isnan(x) for x in only_meta.image.tolist()) and only_meta.calls_per_record == 5
     assert len(set(terms.image.tolist())) == 3  # each record its own image term
