@@ -6,10 +6,12 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny_specs import PAPER, tiny_spec_2d
 
 import metavoxel as mv
-from metavoxel.diffusion.typicality import typicality_terms
+from metavoxel.diffusion.typicality import mid_p, typicality_terms
 from metavoxel.errors import InputError
 
 CLEAN = {"shared": 0.5, "clean": 0.25, "independent": 0.1, "prior": 0.15, "keep_masks": 0.0}
@@ -69,3 +71,25 @@ def test_image_loss_maps_average_to_the_image_term_and_a_mask_keeps_its_location
     assert masked.calls_per_record == 5 and torch.isnan(masked.metadata_levels).all()  # no metadata term
     with pytest.raises(InputError, match="not a given image"):
         typicality_terms(model, {"age": [50.0]}, masks={"image": keep})
+
+
+def test_mid_p_against_hand_computed_cases():
+    logits = torch.log(torch.tensor([[0.2, 0.8], [0.2, 0.8]]))
+    torch.testing.assert_close(mid_p(logits, torch.tensor([0, 1])), torch.tensor([0.1, 0.6], dtype=torch.float64))
+    ties = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    # class 1 ties with class 2: ½ (0.25 + 0.25); class 0: 0.25 + 0.25 below it, ½ 0.5 itself
+    torch.testing.assert_close(mid_p(ties.expand(2, 3), torch.tensor([1, 0])),
+                               torch.tensor([0.25, 0.75], dtype=torch.float64))
+
+
+@settings(max_examples=40)
+@given(st.integers(2, 6).flatmap(lambda k: st.lists(st.floats(-8, 8), min_size=k, max_size=k)))
+def test_mid_p_is_in_the_unit_interval_and_uniform_in_expectation_under_a_calibrated_draw(row):
+    logits = torch.tensor([row], dtype=torch.float64)
+    k = logits.shape[1]
+    u = mid_p(logits.expand(k, k), torch.arange(k))  # (K,) u of each class
+    p = torch.softmax(logits[0], dim=0)
+    assert bool(((u > 0) & (u <= 1)).all())
+    assert float((p * u).sum()) == pytest.approx(0.5, abs=1e-9)  # E[u] over c ~ p: ½, as a uniform's
+    order = torch.argsort(p)
+    assert bool((u[order][1:] >= u[order][:-1]).all())  # a more probable class has a larger u
