@@ -6,7 +6,7 @@ they call (`JointModel.sample` with a keep-mask):
 1. typicality (benchmarks/trust_typicality.py): AUROC of the typicality score between the held-out (test split)
    phantom brains and shifted versions built from them as NIfTI files (T2-like inversion, a skull and scalp
    added, a heavy bias field, a mislabelled voxel size, a lesion, pure noise), and the fraction of each flagged at
-   the default threshold, beside the earlier method's on the same network calls; the flag rate of the unaltered
+   the default threshold, beside the previous method's on the same network calls; the flag rate of the unaltered
    test split (the threshold promises about 1%) and of the validation split left-one-out; a hemisphere kept of
    unaltered and lesioned brains;
 2. metadata against the image: swapped sex and age shifted by 20 years (minus 20 where +20 leaves the model's
@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
         # 1. typicality of the unaltered and shifted scans (image + sex given), old and new side by side
         from trust_typicality import measure_typicality  # benchmarks/ is on sys.path when this file runs as a script
 
-        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc)
+        val = cohort.select(splits["val"]).batch()
+        val_rows = [{"image": val["image"][i], "sex": val["sex"][i]} for i in range(len(val["image"]))]
+        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc,
+                                                  val_rows)
 
     if "check" in parts:
         # 2. metadata against the image: swapped sex, age +-20

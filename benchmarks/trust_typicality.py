@@ -5,9 +5,11 @@ through the code `predict` runs (`typicality_terms`, then the run's `TypicalityR
 shift the AUROC of:
 
 - ``new``: the current score (max over the statistics of their normal scores: the global image statistic, the
-  local one, the metadata), the current percentile, and each image statistic alone;
-- ``old``: the score of the earlier method (each level standardised by the validation split's mean and SD with the
-  validation records' own scores in sample, max over parts, empirical mid-rank percentiles), from the same terms;
+  local one, and the metadata's: sex, categorical, by its mid-p value under the model's posterior), the current
+  percentile, and each image statistic alone;
+- ``old``: the score of the previous method (main at e5a4b3b: the same, but the sex cross-entropy levels
+  standardised among the validation records' as the metadata statistic), from the same network calls, against a
+  reference from the validation split's terms computed here (image and sex given);
 
 and the fraction flagged at the default 99th by each. Flag rates of unaltered records: the test split, and the
 validation split left one out (each validation record scored against a reference fitted on the other n - 1). A
@@ -28,25 +30,37 @@ import numpy as np
 import torch
 
 
-def _midrank(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    ref = np.sort(reference)
-    below = np.searchsorted(ref, values, side="left")
-    return 100.0 * (below + 0.5 * (np.searchsorted(ref, values, side="right") - below)) / len(ref)
+def as_previous(terms):
+    """The terms as the previous method read them: each categorical variable's per-level cross-entropy summed into
+    the metadata term (with the continuous scalars'), no categorical statistic."""
+    from metavoxel.diffusion.typicality import TypicalityTerms
+
+    stack = torch.stack([terms.metadata_levels, *terms.category_levels.values()])  # (1 + C, N, J)
+    meta = torch.where(torch.isnan(stack).all(0), torch.full_like(stack[0], float("nan")), torch.nansum(stack, 0))
+    return TypicalityTerms(terms.image_levels, meta, terms.calls_per_record, terms.given, terms.image_maps,
+                           terms.image_keep)
 
 
-def old_method(reference_levels: dict, levels: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The earlier method (main at 6bad2ba): (score, image score, combined percentile) of records ``levels``
-    (part -> (m, J)) against ``reference_levels`` (part -> (n, J))."""
-    s_new, s_ref = {}, {}
-    for part, ref in reference_levels.items():
-        ref = np.asarray(ref, dtype=np.float64)
-        mu, sd = ref.mean(axis=0), ref.std(axis=0, ddof=1)
-        sd = np.where(sd > 0, sd, np.maximum(np.abs(mu), 1.0) * 1e-6)
-        s_ref[part] = ((ref - mu) / sd).mean(axis=1)  # in sample
-        s_new[part] = ((levels[part] - mu) / sd).mean(axis=1)
-    m_new = np.max([_midrank(s_new[p], s_ref[p]) for p in s_ref], axis=0)
-    m_ref = np.max([_midrank(s_ref[p], s_ref[p]) for p in s_ref], axis=0)
-    return np.max(list(s_new.values()), axis=0), s_new["image"], _midrank(m_new, m_ref)
+def left_one_out_flags(reference, given: str) -> list[bool]:
+    """Each validation record of ``given`` scored against a reference fitted on the other n - 1: flagged?"""
+    from metavoxel.diffusion.typicality import TypicalityTerms
+    from metavoxel.evaluation.typicality import TypicalityReference
+
+    losses, maps, classes = reference.losses[given], reference.maps.get(given), reference.classes.get(given, {})
+    count = reference._count(given)
+    nan = torch.full((1, reference.levels), float("nan"), dtype=torch.float64)
+    flags = []
+    for k in range(count):
+        drop = lambda v: v[:k] + v[k + 1:]  # noqa: E731
+        rest = TypicalityReference({given: {p: drop(v) for p, v in losses.items()}}, reference.levels, reference.seed,
+                                   {} if maps is None else {given: np.delete(maps, k, axis=0)},
+                                   {given: {v: drop(u) for v, u in classes.items()}} if classes else {})
+        held = TypicalityTerms(*(torch.tensor([losses[p][k]], dtype=torch.float64) if p in losses else nan
+                                 for p in ("image", "metadata")), 0, [given],
+                               None if maps is None else torch.from_numpy(maps[k:k + 1]), None,
+                               {v: torch.tensor([u[k]], dtype=torch.float64) for v, u in classes.items()})
+        flags.append(rest.score(held)[0].flagged)
+    return flags
 
 
 def _latent_keep(var, keep: torch.Tensor) -> torch.Tensor:
@@ -76,8 +90,9 @@ def _lesion_in_hemisphere(var, record: dict, scans: Path, mid: int) -> tuple[Pat
 
 
 def measure_typicality(run: Path, model, calibration, base: list[dict], out: Path, rng: np.random.Generator,
-                       shifts: tuple[str, ...], shifted, auroc) -> dict:
-    """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's."""
+                       shifts: tuple[str, ...], shifted, auroc, val: list[dict]) -> dict:
+    """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's; ``val``: the
+    validation split's records (the previous method's reference)."""
     from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
     from metavoxel.evaluation.typicality import TypicalityReference
     from metavoxel.variables.capabilities import voxel_grid
@@ -101,20 +116,27 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
     started = time.perf_counter()
     results = reference.score(terms)
     score_seconds = time.perf_counter() - started
-    u = {s: np.array([r.scores[s] for r in results]) for s in ("image", "image_local", "metadata")}
+    u = {s: np.array([r.scores[s] for r in results]) for s in results[0].scores}
     score = np.max(list(u.values()), axis=0)
     image_score = np.maximum(u["image"], u["image_local"])
     pct = np.array([r.percentile for r in results])
     flagged = np.array([r.flagged for r in results])
-    levels = {p: terms.levels(p).numpy() for p in ("image", "metadata")}
-    old_score, old_image, old_pct = old_method(reference.losses[given], levels)
-    old_flagged = old_pct > 99.0
+    val_terms = typicality_terms(model, {"image": [r["image"] for r in val], "sex": [r["sex"] for r in val]},
+                                 levels=reference.levels, seed=reference.seed)
+    previous = TypicalityReference.from_terms({given: as_previous(val_terms)}, levels=reference.levels,
+                                              seed=reference.seed)
+    old_results = previous.score(as_previous(terms))
+    old_score = np.array([max(r.scores.values()) for r in old_results])
+    old_image = np.array([max(r.scores["image"], r.scores["image_local"]) for r in old_results])
+    old_pct = np.array([r.percentile for r in old_results])
+    old_flagged = np.array([r.flagged for r in old_results])
     shift_rows = []
     for k, kind in enumerate(shifts):
         part = slice(n * (k + 1), n * (k + 2))
         a = lambda x: auroc(x[:n], x[part])  # noqa: E731
         shift_rows.append({"shift": kind, "auroc": a(score), "auroc_percentile": a(pct), "auroc_image_part": a(image_score),
                            "auroc_image_global": a(u["image"]), "auroc_image_local": a(u["image_local"]),
+                           "auroc_metadata_part": a(np.max([v for s, v in u.items() if s.startswith("metadata")], 0)),
                            "flagged": float(flagged[part].mean()),
                            "named_image": float(np.mean(["image" in r.atypical for r in results[part]])),
                            "old_auroc": a(old_score), "old_auroc_percentile": a(old_pct),
@@ -122,22 +144,15 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
     report = {"n": n, "shifts": shift_rows, "test_flag_rate": float(flagged[:n].mean()),
               "old_test_flag_rate": float(old_flagged[:n].mean()),
               "test_flagged_by": {p: int(sum(p in r.atypical for r in results[:n])) for p in ("image", "metadata")},
+              "old_test_flagged_by": {p: int(sum(p in r.atypical for r in old_results[:n])) for p in ("image", "metadata")},
               "binomial_se_at_1pct": math.sqrt(0.01 * 0.99 / n), "calls_per_record": terms.calls_per_record,
-              "seconds_per_record": seconds, "score_seconds": score_seconds}
+              "seconds_per_record": seconds, "score_seconds": score_seconds,
+              "val_sex_midp_below_1pct": int((np.asarray(reference.classes[given]["sex"]) < 0.01).sum()),
+              "val_sex_midp_min": float(np.min(reference.classes[given]["sex"]))}
 
     # the validation split left one out: each record against a reference fitted on the other n - 1
-    losses, maps = reference.losses[given], reference.maps.get(given)
-    count = len(losses["image"])
-    loo, old_loo = [], []
-    for k in range(count):
-        rest = TypicalityReference({given: {p: v[:k] + v[k + 1:] for p, v in losses.items()}}, reference.levels,
-                                   reference.seed, {} if maps is None else {given: np.delete(maps, k, axis=0)})
-        held = TypicalityTerms(torch.tensor([losses["image"][k]], dtype=torch.float64),
-                               torch.tensor([losses["metadata"][k]], dtype=torch.float64), 0, [given],
-                               None if maps is None else torch.from_numpy(maps[k:k + 1]))
-        loo.append(rest.score(held)[0].flagged)
-        mine = {p: np.asarray([v[k]], dtype=np.float64) for p, v in losses.items()}
-        old_loo.append(bool(old_method({p: v[:k] + v[k + 1:] for p, v in losses.items()}, mine)[2][0] > 99.0))
+    loo, old_loo = left_one_out_flags(reference, given), left_one_out_flags(previous, given)
+    count = len(loo)
     report.update(val_n=count, val_loo_flag_rate=float(np.mean(loo)), old_val_loo_flag_rate=float(np.mean(old_loo)),
                   val_binomial_se_at_1pct=math.sqrt(0.01 * 0.99 / count))
 
@@ -151,9 +166,7 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
     inside = float(np.mean([fraction for _, fraction in placed]))  # of the lesion below the midline
     hemi = typicality_terms(model, {"image": [r["image"] for r in hemi_rows], "sex": [r["sex"] for r in hemi_rows]},
                             levels=reference.levels, seed=reference.seed)
-    both = TypicalityTerms(torch.cat([terms.image_levels[:n], hemi.image_levels]),
-                           torch.cat([terms.metadata_levels[:n], hemi.metadata_levels]), terms.calls_per_record,
-                           terms.given[:n] + hemi.given, torch.cat([terms.image_maps[:n], hemi.image_maps]))
+    both = TypicalityTerms.concat([terms.rows(list(range(n))), hemi])
     masked_rows = []
     for name, side in (("whole image", None), ("the lesion's hemisphere kept", slice(None, mid)),
                        ("the other hemisphere kept", slice(mid, None))):
@@ -181,18 +194,19 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
 
 def print_typicality(typ: dict, f) -> None:
     """trust.py's lines for the typicality part (``f`` formats a number)."""
-    print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC new | old; flagged at the default "
-          f"99th new | old)")
+    print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC new | previous; flagged at the "
+          f"default 99th new | previous)")
     for r in typ["shifts"]:
         print(f"  {r['shift']:12s} AUROC {f(r['auroc'])} | {f(r['old_auroc'])} (percentile {f(r['auroc_percentile'])}"
               f" | {f(r['old_auroc_percentile'])}; image part {f(r['auroc_image_part'])} | "
               f"{f(r['old_auroc_image_part'])}: global {f(r['auroc_image_global'])}, local "
-              f"{f(r['auroc_image_local'])})  flagged {f(r['flagged'], 2)} | {f(r['old_flagged'], 2)}, image named "
+              f"{f(r['auroc_image_local'])}; metadata part {f(r['auroc_metadata_part'])})  flagged {f(r['flagged'], 2)} | {f(r['old_flagged'], 2)}, image named "
               f"{f(r['named_image'], 2)}")
     print(f"  flag rate of unaltered records: test split {f(typ['test_flag_rate'], 3)} | "
           f"{f(typ['old_test_flag_rate'], 3)} (promised 0.01 ± {f(typ['binomial_se_at_1pct'], 3)}; by part "
-          f"{typ['test_flagged_by']}); validation left-one-out {f(typ['val_loo_flag_rate'], 3)} | "
-          f"{f(typ['old_val_loo_flag_rate'], 3)} of {typ['val_n']} (± {f(typ['val_binomial_se_at_1pct'], 3)})")
+          f"{typ['test_flagged_by']} | {typ['old_test_flagged_by']}); validation left-one-out {f(typ['val_loo_flag_rate'], 3)} | "
+          f"{f(typ['old_val_loo_flag_rate'], 3)} of {typ['val_n']} (± {f(typ['val_binomial_se_at_1pct'], 3)}); "
+          f"validation sex mid-p below 0.01: {typ['val_sex_midp_below_1pct']} (min {typ['val_sex_midp_min']:.2g})")
     print(f"  cost: {typ['calls_per_record']} network calls, {f(typ['seconds_per_record'], 3)} s per record; scoring "
           f"{f(typ['score_seconds'], 1)} s for all")
     for r in typ["masked"]:

@@ -8,7 +8,8 @@ Three statistics, each a standardised (one-sided: only a worse denoising counts)
 
     global image    s_I = (1/J) Σ_j (L_I,j - μ_j)/σ_j,  L_I,j the mean of L_j(x) over the (kept) locations
     local image     s_L = max over kept x of  box(Z)(x),   Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x)
-    metadata        s_M = (1/J) Σ_j (L_M,j - μ_j)/σ_j
+    metadata        s_M = (1/J) Σ_j (L_M,j - μ_j)/σ_j      (the continuous scalars' loss)
+    categorical v   z_v = Φ⁻¹(1 - u_v)                      (for each categorical scalar v given: ``metadata:v``)
 
 μ, σ: the validation records' mean and SD of the same quantity (each level, and each level and location); each
 level counts by its own spread, as the loss's scale differs by orders of magnitude between levels. The
@@ -29,12 +30,25 @@ records' maps are masked the same way at request time (no network calls). A mask
 only: its metadata term would condition on the whole scan, what the mask drops included. An all-ones mask gives
 the unmasked image statistics exactly.
 
-Each statistic is mapped to a normal score u by a Yeo-Johnson transform fitted on the validation records' own
-(leave-one-out) statistics, and the record's **typicality percentile** is 100 · P(max_k U_k < max_k u_k) with U the
+Why a categorical variable has its own statistic (decided before measuring it): its loss -log p_c, with p_c the
+probability the model gives the record's class, is heavy-tailed by nature, and a class with p_c = 0.2 is not
+atypical under the model: it happens 20% of the time. Placed among other records' losses (as s_M places its
+variables), two validation records with p_c = 0.2 and 0.3 stood 22 and 5 SDs beyond the rest and no smooth fit of
+60 records put 3% that far out, so records like them were flagged (the demo's 4.4% of unaltered test records).
+So a categorical value is read against what the MODEL expects for this record instead: u_v, the mid-p value of
+its class under the model's own posterior at the metadata part's top level (`metavoxel.diffusion.typicality.mid_p`),
+is the model's probability of a class at least as improbable as the given one, uniform when the model is
+calibrated; z_v = Φ⁻¹(1 - u_v) (large = the class is improbable) is already a normal score. Its percentile needs no
+reference records; the validation split still gives the correlations R that combine it with the other statistics.
+Flagging z_v alone at the 99th means p(class) so low that the model's own classes are that improbable 1% of the
+time (for two classes: p_c < 0.02).
+
+Each other statistic is mapped to a normal score u by a Yeo-Johnson transform fitted on the validation records'
+own (leave-one-out) statistics, and the record's **typicality percentile** is 100 · P(max_k U_k < max_k u_k) with U the
 validation records' normal scores modelled as N(0, R) (`metavoxel.evaluation.normal_scores`): a smoothed "how
 many records like the validation split's are less atypical in their worst statistic", which a threshold T cuts
 at about (100 - T)% of them even beyond the validation split's range. A part's own percentile is the same over
-its statistics (the image: the global and the local one). A record is flagged when its typicality percentile is
+its statistics (the image: the global and the local one; the metadata: the continuous and the categorical ones). A record is flagged when its typicality percentile is
 above the threshold (default 99), and the flag names the part(s) whose own percentile is above it (the image, the
 metadata, or both; with neither alone above it, the worse one).
 
@@ -55,18 +69,32 @@ import numpy as np
 
 from metavoxel.diffusion.typicality import PARTS, TypicalityTerms
 from metavoxel.errors import InputError
+import torch
+
 from metavoxel.evaluation.normal_scores import MaxOfNormalScores, NormalScores, normal_percentile
 from metavoxel.evaluation.standardised import leave_one_out, standardise
 
 __all__ = ["DEFAULT_THRESHOLD", "MIN_REFERENCE", "STATISTICS", "TypicalityReference", "TypicalityResult",
-           "TypicalityWarning", "local_statistic", "warn_atypical"]
+           "TypicalityWarning", "class_score", "local_statistic", "warn_atypical"]
 
 #: The default flag: above the validation split's 99th percentile.
 DEFAULT_THRESHOLD = 99.0
 #: Validation records a reference needs (leave-one-out SDs and a fitted transform): fewer give no percentile.
 MIN_REFERENCE = 4
-#: The statistics of each part (module docstring).
+#: The statistics of each part (module docstring); the metadata part also has ``metadata:NAME`` per categorical NAME.
 STATISTICS = {"image": ("image", "image_local"), "metadata": ("metadata",)}
+#: The prefix of a categorical variable's statistic.
+CLASS = "metadata:"
+
+
+def class_score(u: np.ndarray) -> np.ndarray:
+    """z = Φ⁻¹(1 - u) of mid-p values u in [0, 1] (module docstring), from the lower tail of u so that it stays exact
+    for an improbable class (+inf at u = 0)."""
+    return -torch.special.ndtri(torch.as_tensor(np.asarray(u, dtype=np.float64))).numpy()
+
+
+def _part(statistic: str) -> str:
+    return "metadata" if statistic.startswith(CLASS) else next(p for p, s in STATISTICS.items() if statistic in s)
 
 
 class TypicalityWarning(UserWarning):
@@ -83,7 +111,8 @@ class TypicalityResult:
         flagged: above the threshold.
         atypical: the parts named by the flag (empty when not flagged).
         given: the record's given variables (comma-joined).
-        scores: statistic -> its normal score u (unbounded; ``image``, ``image_local``, ``metadata``).
+        scores: statistic -> its normal score u (unbounded; ``image``, ``image_local``, ``metadata``, and
+            ``metadata:NAME`` per categorical variable NAME given).
         masked: the image was scored over a keep-mask's locations.
     """
 
@@ -150,43 +179,49 @@ class TypicalityReference:
         levels, seed: how the losses were computed (a record must be scored the same way).
         maps: given -> the n validation records' image loss maps (n, J, *grid) float32, for the sets that give an
             image of a kind with `metavoxel.HasLossMap` (stored beside calibration.json as safetensors).
+        classes: given -> categorical variable -> the n validation records' mid-p values u (for the correlations).
     """
 
     losses: dict[str, dict[str, list[list[float]]]]
     levels: int
     seed: int
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     _fits: dict[tuple[str, str], _Fitted | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_terms(cls, by_given: Mapping[str, TypicalityTerms], *, levels: int, seed: int) -> TypicalityReference:
         """From each set of given variables' validation terms (parts a set does not give are left out)."""
-        losses, maps = {}, {}
+        losses, maps, classes = {}, {}, {}
         for given, terms in by_given.items():
+            midp = {v: u.double().cpu().numpy() for v, u in terms.category_midp.items()}
+            classes[given] = {v: u.tolist() for v, u in sorted(midp.items()) if len(u) and np.isfinite(u).all()}
             parts = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}
             losses[given] = {p: v.tolist() for p, v in parts.items() if len(v) and np.isfinite(v).all()}
             if terms.image_maps is not None and "image" in losses[given]:
                 image_maps = terms.image_maps.float().cpu().numpy()
                 if np.isfinite(image_maps).all():
                     maps[given] = image_maps
-        return cls(losses, levels, seed, maps)
+        return cls(losses, levels, seed, maps, {g: c for g, c in classes.items() if c})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON part (the maps are stored apart, `metavoxel.workflows.calibrate`)."""
-        return {"levels": self.levels, "seed": self.seed, "losses": self.losses}
+        return {"levels": self.levels, "seed": self.seed, "losses": self.losses, "classes": self.classes}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], maps: Mapping[str, np.ndarray] | None = None) -> TypicalityReference:
         return cls({g: {p: [[float(x) for x in row] for row in v] for p, v in parts.items()}
                     for g, parts in data["losses"].items()}, int(data["levels"]), int(data["seed"]),
-                   {g: np.asarray(m, dtype=np.float32) for g, m in (maps or {}).items()})
+                   {g: np.asarray(m, dtype=np.float32) for g, m in (maps or {}).items()},
+                   {g: {v: [float(x) for x in u] for v, u in c.items()} for g, c in (data.get("classes") or {}).items()})
 
     # -- statistics ---------------------------------------------------------------------------------------------
     def _statistics(self, given: str, keep: np.ndarray | None,
                     values: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        """statistic -> (m,) of the records ``values`` (part -> (m, J) levels, ``maps`` -> (m, J, *grid)) against
-        the reference, or the reference's own (n,) left one out when ``values`` is None; with ``keep``, the image's
-        only (a masked record has no metadata term)."""
+        """statistic -> (m,) of the records ``values`` (part -> (m, J) levels, ``maps`` -> (m, J, *grid), ``classes``
+        -> categorical variable -> (m,) mid-p values) against the reference, or the reference's own (n,) left one out
+        when ``values`` is None; with ``keep``, the image's only (a masked record has no metadata term). A
+        categorical statistic is its model-implied normal score (`class_score`), whatever the reference."""
         ref = self.losses[given]
         maps = self.maps.get(given)
         out = {}
@@ -204,21 +239,31 @@ class TypicalityReference:
                 own = None if values is None else values[part]
             z = leave_one_out(ref_levels) if own is None else standardise(ref_levels, own)
             out[part] = z.mean(axis=1)
-        return {s: out[s] for p in PARTS for s in STATISTICS[p] if s in out}
+        ordered = {s: out[s] for p in PARTS for s in STATISTICS[p] if s in out}
+        if keep is None:
+            for name, u in self.classes.get(given, {}).items():
+                ordered[CLASS + name] = class_score(np.asarray(u) if values is None else values["classes"][name])
+        return ordered
+
+    def _count(self, given: str) -> int:
+        """n, the validation records of the set ``given``."""
+        for table in (self.losses.get(given) or {}, self.classes.get(given) or {}):
+            if table:
+                return len(next(iter(table.values())))
+        return 0
 
     def _fit(self, given: str, keep: np.ndarray | None) -> _Fitted | None:
         key = (given, "" if keep is None else hashlib.sha256(np.packbits(keep).tobytes()).hexdigest())
         if key not in self._fits:
-            ref = self.losses.get(given)
-            n = len(next(iter(ref.values()))) if ref else 0
-            if n < MIN_REFERENCE:
+            if self._count(given) < MIN_REFERENCE:
                 self._fits[key] = None
             else:
                 own = self._statistics(given, keep, None)
-                normal = {s: NormalScores.fit(v) for s, v in own.items()}
-                u = {s: normal[s].normal_score(v) for s, v in own.items()}
-                parts = {p: MaxOfNormalScores.fit(np.stack([u[s] for s in STATISTICS[p] if s in u], 1), seed=self.seed)
-                         for p in PARTS if any(s in u for s in STATISTICS[p])}
+                normal = {s: NormalScores.fit(v) for s, v in own.items() if not s.startswith(CLASS)}
+                u = {s: normal[s].normal_score(v) if s in normal else v for s, v in own.items()}
+                parts = {p: MaxOfNormalScores.fit(np.stack([v for s, v in u.items() if _part(s) == p], 1),
+                                                  seed=self.seed)
+                         for p in PARTS if any(_part(s) == p for s in u)}
                 self._fits[key] = _Fitted(tuple(own), normal, parts,
                                           MaxOfNormalScores.fit(np.stack(list(u.values()), 1), seed=self.seed))
         return self._fits[key]
@@ -231,6 +276,7 @@ class TypicalityReference:
             raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
         n = len(terms.given)
         values = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}  # (N, J) each
+        classes = {v: u.double().cpu().numpy() for v, u in terms.category_midp.items()}  # (N,) each
         record_maps = None if terms.image_maps is None else terms.image_maps.float().cpu().numpy()
         keeps = None if terms.image_keep is None else terms.image_keep.bool().cpu().numpy()
         results: list[TypicalityResult | None] = [None] * n
@@ -240,10 +286,13 @@ class TypicalityReference:
         for (given, _), rows in groups.items():
             keep = None if keeps is None else keeps[rows[0]]
             own = [p for p in PARTS if np.isfinite(values[p][rows]).all() and (keep is None or p == "image")]
+            own_classes = sorted(v for v, u in classes.items() if keep is None and np.isfinite(u[rows]).all())
             ref = self.losses.get(given)
             mapped = given in self.maps  # the record's image is then read from its maps, as the reference's
-            usable = (ref and (set(own) == set(ref) if keep is None else own == ["image"] and "image" in ref)
-                      and values[own[0]].shape[1] == len(ref[own[0]][0])
+            usable = (ref is not None
+                      and (set(own) == set(ref) and own_classes == sorted(self.classes.get(given, {}))
+                           if keep is None else own == ["image"] and "image" in ref)
+                      and all(values[p].shape[1] == len(ref[p][0]) for p in own)
                       and (record_maps is not None if mapped else keep is None))
             fitted = self._fit(given, keep) if usable else None
             if fitted is None:
@@ -253,9 +302,10 @@ class TypicalityReference:
             mine = {p: values[p][rows] for p in own}
             if mapped:
                 mine["maps"] = record_maps[rows]
+            mine["classes"] = {v: classes[v][rows] for v in own_classes}
             stats = self._statistics(given, keep, mine)
-            u = {s: fitted.normal[s].normal_score(v) for s, v in stats.items()}
-            parts = {p: fitted.parts[p].percentile(np.max([u[s] for s in STATISTICS[p] if s in u], axis=0))
+            u = {s: fitted.normal[s].normal_score(v) if s in fitted.normal else v for s, v in stats.items()}
+            parts = {p: fitted.parts[p].percentile(np.max([v for s, v in u.items() if _part(s) == p], axis=0))
                      for p in fitted.parts}
             combined = fitted.combined.percentile(np.max(list(u.values()), axis=0))
             for k, i in enumerate(rows):

@@ -8,7 +8,8 @@ not trained on):
   all of them and all but one), the reference of `metavoxel.evaluation.typicality.TypicalityReference`; the
   image part's per-location loss maps, (n, J, *grid) float32 per set of given variables, go to the sidecar
   ``calibration.safetensors``, which ``typicality.maps`` names with its SHA-256 (a sidecar that is missing or
-  differs switches typicality off with a warning);
+  differs switches typicality off with a warning); ``typicality.classes`` holds each categorical variable's mid-p
+  values (for the correlations that combine its model-implied statistic with the others);
 - ``bias_correction``: for each continuous scalar variable, the linear age-bias correction
   (`metavoxel.evaluation.brain_age.BiasCorrection`) of its prediction from all the other variables, per method
   (``sample``: the mean of 3 samples, `predict`'s default; ``point``, for a model trained with clean subsets);
@@ -48,7 +49,7 @@ __all__ = ["CALIBRATION_FILE", "MAPS_FILE", "Calibration", "calibrate_model", "c
 
 CALIBRATION_FILE = "calibration.json"
 MAPS_FILE = "calibration.safetensors"
-FORMAT = 3  # 3: the image's loss maps in MAPS_FILE, a local statistic; 2: per-level typicality losses
+FORMAT = 4  # 4: categorical variables by their mid-p value; 3: the image's loss maps in MAPS_FILE, a local statistic; 2: per-level typicality losses
 #: The samples per record of the ``sample`` correction: `predict`'s default.
 BIAS_SAMPLES = 3
 
@@ -148,23 +149,23 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
     tick = progress or (lambda phase, done, total: None)
     say = report or (lambda line: None)
     n = len(next(iter(val.values())))
-    by_given: dict[str, list[tuple]] = {}  # given -> per record (image (J,), metadata (J,), image map (J, *grid))
+    by_given: dict[str, list[TypicalityTerms]] = {}  # given -> its records' terms, one block per set computed
     for names in given_sets(list(model.variables)):
         if not all(name in val for name in names):
             continue
         terms = typicality_terms(model, {name: val[name] for name in names}, seed=seed,
                                  progress=lambda d, t, g=names: tick(f"typicality {','.join(g)}", d, t))
+        groups: dict[str, list[int]] = {}
         for i, given in enumerate(terms.given):
             if given:
-                by_given.setdefault(given, []).append((terms.image_levels[i], terms.metadata_levels[i],
-                                                       None if terms.image_maps is None else terms.image_maps[i]))
+                groups.setdefault(given, []).append(i)
+        for given, rows in groups.items():
+            by_given.setdefault(given, []).append(terms.rows(rows))
     if 0 < n < MIN_REFERENCE:
         say(f"note: {n} validation records are too few for typicality percentiles (it needs {MIN_REFERENCE}); "
             "typicality is n/a for this run")
-    reference = TypicalityReference.from_terms(
-        {g: TypicalityTerms(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), 0, [g] * len(rows),
-                            torch.stack([r[2] for r in rows]) if all(r[2] is not None for r in rows) else None)
-         for g, rows in by_given.items()}, levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
+    reference = TypicalityReference.from_terms({g: TypicalityTerms.concat(blocks) for g, blocks in by_given.items()},
+                                               levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
     bias: dict[str, dict[str, BiasCorrection]] = {}
     seeds = [subject_seed(seed, *k) for k in keys]
     for target, var in model.variables.items():

@@ -14,7 +14,7 @@ from metavoxel.diffusion.typicality import TypicalityTerms
 from metavoxel.errors import InputError
 from metavoxel.evaluation.normal_scores import NormalScores, student_t_sf
 from metavoxel.evaluation.standardised import leave_one_out, standardise
-from metavoxel.evaluation.typicality import TypicalityReference, warn_atypical
+from metavoxel.evaluation.typicality import TypicalityReference, class_score, warn_atypical
 
 
 def _terms(image, metadata, given="age,image", maps=None, keep=None) -> TypicalityTerms:
@@ -137,3 +137,30 @@ def test_a_record_without_a_usable_reference_has_no_percentile():
     assert TypicalityReference.from_dict(reference.to_dict()).losses == reference.losses
     with pytest.raises(InputError, match="threshold"):
         reference.score(_terms([1.0], [1.0]), threshold=100.0)
+
+
+def test_a_categorical_value_is_flagged_only_when_the_model_finds_its_class_improbable():
+    """Image and sex given, no continuous metadata: the metadata part is sex's model-implied score alone, so a class
+    the model gives p = 0.2 (mid-p 0.1) is ordinary however far its cross-entropy lies from the other records'."""
+    rng = np.random.default_rng(3)
+    n = 60
+    val = _terms(rng.normal(size=(n, 3)), np.full((n, 3), np.nan), given="image,sex")
+    val.category_midp = {"sex": torch.tensor(rng.uniform(0.0, 1.0, n))}
+    reference = TypicalityReference.from_terms({"image,sex": val}, levels=3, seed=0)
+    assert TypicalityReference.from_dict(reference.to_dict()).classes == reference.classes
+    records = _terms(np.zeros((4, 3)), np.full((4, 3), np.nan), given="image,sex")
+    records.category_midp = {"sex": torch.tensor([0.6, 0.1, 0.02, 0.0005])}  # p_c 0.8, 0.2, 0.04, 0.001 (K = 2)
+    likely, unlikely, rare, improbable = reference.score(records)
+    assert set(likely.scores) == {"image", "metadata:sex"} and set(likely.parts) == {"image", "metadata"}
+    assert not likely.flagged and not unlikely.flagged and not rare.flagged
+    assert improbable.flagged and improbable.atypical == ("metadata",)
+    assert improbable.scores["metadata:sex"] == pytest.approx(3.2905, abs=1e-3)  # Φ⁻¹(1 - 0.0005), whatever the reference
+    assert unlikely.parts["metadata"] < 95
+    gone = _terms(np.zeros((1, 3)), np.full((1, 3), np.nan), given="image,sex")  # its sex not read: no percentile
+    assert np.isnan(reference.score(gone)[0].percentile)
+
+
+def test_the_class_score_is_the_upper_normal_quantile_of_the_mid_p_value():
+    np.testing.assert_allclose(class_score(np.array([0.5, 0.1, 0.9, 1e-12])),
+                               [0.0, 1.2815516, -1.2815516, 7.0344838], rtol=1e-6)
+    assert class_score(np.array([0.0]))[0] == np.inf

@@ -74,6 +74,9 @@ def test_train_writes_a_calibration_sealed_to_its_weights(run):
     scores = data["typicality"]["losses"]
     assert {"age,group,image", "group,image", "image"} <= set(scores)  # every set of given variables a request has
     assert set(scores["age,group,image"]) == {"image", "metadata"} and set(scores["image"]) == {"image"}
+    classes = data["typicality"]["classes"]  # the categorical group: its validation records' mid-p values
+    assert set(classes["age,group,image"]) == {"group"} and "image" not in classes and "group,image" in classes
+    assert set(scores["group,image"]) == {"image"}  # no continuous metadata given: no level-standardised metadata
     assert len(scores["image"]["image"][0]) == data["typicality"]["levels"] == 5  # per-level losses
     maps = load_file(str(run / "run" / data["typicality"]["maps"]["file"]))  # the image's loss maps, sealed
     assert data["typicality"]["maps"]["sha256"] == hashlib.sha256((run / "run" / MAPS_FILE).read_bytes()).hexdigest()
@@ -125,7 +128,7 @@ def test_the_score_of_a_record_does_not_depend_on_the_others(run):
     together = typicality_terms(model, {"image": images, "group": ["A", "B", "C"]})
     alone = typicality_terms(model, {"image": images[1:2], "group": ["B"]})
     assert together.image[1] == pytest.approx(float(alone.image[0]))
-    assert together.metadata[1] == pytest.approx(float(alone.metadata[0]))
+    assert together.category_midp["group"][1] == pytest.approx(float(alone.category_midp["group"][0]))
     assert together.calls_per_record == 10 and len(set(together.image.tolist())) == 3
 
 
