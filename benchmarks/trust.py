@@ -3,11 +3,12 @@
 What it measures, each through the commands a user runs (`calibrate_run`, `predict_run`, `check_run`) or the API
 they call (`JointModel.sample` with a keep-mask):
 
-1. typicality: AUROC of the typicality percentile between the held-out (test split) phantom brains and shifted
-   versions built from them as NIfTI files (T2-like inversion, a skull and scalp added, a heavy bias field, a
-   mislabelled voxel size, a lesion, pure noise), and the fraction of each flagged at the default threshold;
-   the flag rate of the unaltered test split (the threshold promises about 1%) and of the validation split
-   left-one-out;
+1. typicality (benchmarks/trust_typicality.py): AUROC of the typicality score between the held-out (test split)
+   phantom brains and shifted versions built from them as NIfTI files (T2-like inversion, a skull and scalp
+   added, a heavy bias field, a mislabelled voxel size, a lesion, pure noise), and the fraction of each flagged at
+   the default threshold, beside the previous method's on the same network calls; the flag rate of the unaltered
+   test split (the threshold promises about 1%) and of the validation split left-one-out; a hemisphere kept of
+   unaltered and lesioned brains;
 2. metadata against the image: swapped sex and age shifted by 20 years (minus 20 where +20 leaves the model's
    range), detected by `metavoxel check` and by the metadata part of the typicality, at the threshold giving a
    5% false-alarm rate on the unaltered records (and AUROC);
@@ -19,7 +20,7 @@ they call (`JointModel.sample` with a keep-mask):
 
 Usage::
 
-    python benchmarks/trust.py --run /work/demo-run/model --cohort /work/demo-run/cohort --out /tmp/trust
+    python benchmarks/trust.py --run runs/demo/model --cohort runs/demo/cohort --out /tmp/trust [--parts typicality,cost]
 
 The run directory is read only: its model.safetensors, spec.json, splits.json and train.json are copied to
 OUT/run, which gets the calibration.json. Prints a table per part and writes OUT/trust.json.
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.simplefilter("ignore")
 
     from metavoxel.data import DataSpec, load_splits, read_cohort
-    from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
+    from metavoxel.diffusion.typicality import typicality_terms
     from metavoxel.evaluation.brain_age import brain_age_metrics
     from metavoxel.runs import load_run
     from metavoxel.workflows.calibrate import calibrate_run, load_calibration
@@ -208,60 +209,13 @@ def main(argv: list[str] | None = None) -> dict:
             for i, r in enumerate(test.records)]
 
     if "typicality" in parts:
-        # 1. typicality of the unaltered and shifted scans, through `predict --method point` (image + sex given)
-        scans = out / "scans"
-        scans.mkdir()
-        rows = list(base)
-        for kind in SHIFTS:
-            for i, r in enumerate(base):
-                img = nib.load(r["image"])
-                data, affine = shifted(kind, np.asarray(img.dataobj, dtype=np.float32), img.affine, rng)
-                path = scans / f"{r['participant_id']}_{kind}.nii.gz"
-                nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
-                rows.append({**r, "participant_id": f"{r['participant_id']}x{kind.replace('_', '')}", "image": str(path)})
-        table = _write_table(out / "shifted.tsv", rows, ["participant_id", "image", "age", "sex"])
-        started = time.perf_counter()
-        predicted = _read(predict_run(run, table, "age", out / "shifted_predictions.tsv", PointOptions(seed=args.seed),
-                                      given=["image", "sex"]))
-        report["typicality_predict_seconds"] = time.perf_counter() - started
-        pct = np.array([_num(r["typicality_percentile"]) for r in predicted])
-        flagged = np.array([r["atypical"] not in ("none", "n/a") for r in predicted])
-        # the score behind the percentile, which does not saturate at 100: max over parts of the standardised score;
-        # and the plain mean of the image part's levels (the unstandardised bound) for comparison
-        reference = calibration.typicality
-        terms = typicality_terms(model, {"image": [r["image"] for r in rows], "sex": [r["sex"] for r in rows]},
-                                 seed=reference.seed)
-        score = np.max([reference.standardised("image,sex", p, terms.levels(p).numpy()) for p in ("image", "metadata")],
-                       axis=0)
-        image_score = reference.standardised("image,sex", "image", terms.levels("image").numpy())
-        plain = terms.image.numpy()
-        shift_rows = []
-        for k, kind in enumerate(SHIFTS):
-            part = slice(n * (k + 1), n * (k + 2))
-            atypical = [r["atypical"] for r in predicted[part]]
-            shift_rows.append({"shift": kind, "auroc": auroc(score[:n], score[part]),
-                               "auroc_percentile": auroc(pct[:n], pct[part]),
-                               "auroc_image_part": auroc(image_score[:n], image_score[part]),
-                               "auroc_plain_mean": auroc(plain[:n], plain[part]), "flagged": float(flagged[part].mean()),
-                               "named_image": float(np.mean(["image" in a for a in atypical])),
-                               "median_percentile": float(np.median(pct[part]))})
-        se = math.sqrt(0.01 * 0.99 / n)
-        report["typicality"] = {"n": n, "shifts": shift_rows, "test_flag_rate": float(flagged[:n].mean()),
-                                "binomial_se_at_1pct": se}
-        # the validation split left one out: each record's percentile among the other validation records
-        from metavoxel.evaluation.typicality import TypicalityReference
+        # 1. typicality of the unaltered and shifted scans (image + sex given), old and new side by side
+        from trust_typicality import measure_typicality  # benchmarks/ is on sys.path when this file runs as a script
 
-        losses = reference.losses["image,sex"]
-        count = len(losses["image"])
-        loo = []
-        for k in range(count):  # each validation record scored against a reference of the other n - 1
-            rest = TypicalityReference({"image,sex": {p: v[:k] + v[k + 1:] for p, v in losses.items()}},
-                                       reference.levels, reference.seed)
-            held = TypicalityTerms(torch.tensor([losses["image"][k]], dtype=torch.float64),
-                                   torch.tensor([losses["metadata"][k]], dtype=torch.float64), 0, ["image,sex"])
-            loo.append(rest.score(held)[0].flagged)
-        report["typicality"]["val_loo_flag_rate"] = float(np.mean(loo))
-        report["typicality"]["val_n"] = len(loo)
+        val = cohort.select(splits["val"]).batch()
+        val_rows = [{"image": val["image"][i], "sex": val["sex"][i]} for i in range(len(val["image"]))]
+        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc,
+                                                  val_rows)
 
     if "check" in parts:
         # 2. metadata against the image: swapped sex, age +-20
@@ -391,15 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
 def _print(report: dict) -> None:
     f = lambda x, d=3: "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"  # noqa: E731
     if "typicality" in report:
-        typ = report["typicality"]
-        print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC; flagged at the default 99th)")
-        for r in typ["shifts"]:
-            print(f"  {r['shift']:12s} AUROC {f(r['auroc'])} (percentile {f(r['auroc_percentile'])}, image part "
-                  f"{f(r['auroc_image_part'])}, plain mean of the image levels {f(r['auroc_plain_mean'])})  flagged "
-                  f"{f(r['flagged'], 2)}  image named "
-                  f"{f(r['named_image'], 2)}  median percentile {f(r['median_percentile'], 1)}")
-        print(f"  flag rate: test split {f(typ['test_flag_rate'], 3)} (promised 0.01 ± {f(typ['binomial_se_at_1pct'], 3)}); "
-              f"validation left-one-out {f(typ['val_loo_flag_rate'], 3)} of {typ['val_n']}")
+        from trust_typicality import print_typicality
+
+        print_typicality(report["typicality"], f)
     if "metadata" in report:
         for r in report["metadata"]:
             print(f"{r['error']}: check AUROC {f(r['check_auroc'])}, detected at 5% false alarm "
@@ -436,6 +384,7 @@ def _print(report: dict) -> None:
                   f"{f(r['kept_latent_fraction'], 2)}): age MAE {f(r['mae'], 2)} RMSE {f(r['rmse'], 2)}, interval "
                   f"width {f(r['interval_width'], 2)}, coverage {f(r['coverage'], 2)}, sample SD "
                   f"{f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
+
 
 if __name__ == "__main__":
     main()

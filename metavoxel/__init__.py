@@ -30,8 +30,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ExpectedInput", "VAEInputWarning", "input_mismatches"], "metavoxel.vae.expected_input"),
     **dict.fromkeys(["MISSING_TEXT", "BuildContext", "ClipsDenoised", "DeclaresRoundTrip", "DiscreteFastPath",
                      "FusedDiscrete", "FusedGaussian", "GaussianFastPath", "GaussianVariable", "HasCategories",
-                     "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "Prediction", "prediction_field",
-                     "PreparesScans", "ScalarHead", "SpatialHead", "UniformDiscreteVariable", "Variable",
+                     "HasLossMap", "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "Prediction",
+                     "prediction_field", "PreparesScans", "ScalarHead", "SpatialHead", "UniformDiscreteVariable", "Variable",
                      "VariableKind", "class_summary", "float_values", "interval_summary"], "metavoxel.variables"),
     **dict.fromkeys(["JointModel", "PointOptions", "SampleResult", "SamplingOptions"], "metavoxel.diffusion"),
 }

@@ -11,6 +11,7 @@ Layout of a run directory::
     MODEL_CARD.md        intended use, data, variables, training and validation figures
     state.json           pointer to the newest complete training state (see `metavoxel.training.checkpoint`)
     calibration.json     typicality reference and bias corrections from the validation split
+    calibration.safetensors  the typicality reference's image loss maps (named and sealed by calibration.json)
                          (`metavoxel.workflows.calibrate`; written at the end of training or by `calibrate`)
 
 This module reads and writes the spec and the weights (safetensors + JSON, never pickle); it does not import
@@ -46,7 +47,7 @@ __all__ = ["RUN_FILES", "SEAL_KEY", "SPEC_FILE", "RunWarning", "WEIGHTS_FILE", "
 SPEC_FILE, WEIGHTS_FILE = "spec.json", "model.safetensors"
 # every file of a run directory (besides its state-*/ folders): what a command's output must never replace
 RUN_FILES = (SPEC_FILE, WEIGHTS_FILE, "best.safetensors", "splits.json", "train.json", "metrics.jsonl", "MODEL_CARD.md",
-             "state.json", "calibration.json")
+             "state.json", "calibration.json", "calibration.safetensors")
 SEAL_KEY = "metavoxel.spec_sha256"  # safetensors metadata: the digest of the spec the weights were trained with
 
 

@@ -107,8 +107,10 @@ def _row(model, test: dict, readers: Readers, features, options: dict, *, calibr
 
 def conditioning_study(models: dict, test: dict, val: dict, readers: Readers, features, *, steps: int,
                        calibration: int = 20, likelihood_timesteps: int = 25, batch_size: int = 96, seed: int = 0,
-                       progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """The comparison on ``models`` {"paper", "matched", "mixture": JointModel} (see the module docstring).
+                       jumps: bool = True, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """The comparison on ``models`` {"paper", "matched", "mixture": JointModel} (see the module docstring); "paper"
+    and "mixture" are required, a missing "matched" (``--skip matched``) leaves its rows out, and ``jumps=False``
+    the RePaint-with-resampling row.
 
     Args:
         test, val: raw records (``image`` (N, 1, *S) in [0, 1], ``age`` years, ``sex`` labels).
@@ -125,7 +127,8 @@ def conditioning_study(models: dict, test: dict, val: dict, readers: Readers, fe
     images = test["image"].float()
     keep = torch.zeros_like(images, dtype=torch.bool)
     keep[:, :, : images.shape[2] // 2] = True  # the first half along the first axis (left of a RAS grid)
-    out: dict[str, Any] = {"guidance": list(GUIDANCE), "jumps": list(JUMPS), "calibration_samples": calibration,
+    out: dict[str, Any] = {"guidance": list(GUIDANCE), "jumps": list(JUMPS) if jumps else None,
+                           "calibration_samples": calibration,
                            "steps": steps, "n_test": len(age)}
     var = models["paper"].variables["image"]
     with torch.no_grad():
@@ -154,6 +157,7 @@ def conditioning_study(models: dict, test: dict, val: dict, readers: Readers, fe
             ("mixture · repaint", "mixture", dict(conditioning="repaint"), 0),
             ("mixture · clean", "mixture", dict(conditioning="clean"), calibration),
             (f"mixture · clean + guidance {w:g}", "mixture", dict(conditioning="clean", guidance=w), 0)]
+    plan = [p for p in plan if p[1] in models and (jumps or "jump_length" not in p[2])]
     out["rows"] = {}
     for label, name, options, calib in plan:
         try:

@@ -8,6 +8,11 @@ phantom cohort → KL-VAE → five diffusion models (MetaVoxel, image-only LDM, 
 MetaVoxel on the mixture recipe and with matched schedules, see `MODELS`) → baselines (MONAI DenseNet121 and
 ViT, age and sex) → evaluation and the conditioning comparison → ``report.md``, ``metrics.json`` and
 figures (PNG + PDF) in --out; with --append the report is also appended to benchmarks/RESULTS.md.
+
+``--skip`` leaves parts out where the machine's time is short (a skipped part is neither trained nor measured,
+and the report says "not run" in its place): ``continuous-sex`` (the variant and its Table 1 row),
+``matched`` (the matched-schedules model and its conditioning rows), ``ablations`` (steps and samples), and
+``jumps`` (RePaint with resampling in the conditioning comparison).
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ MODELS = {
     "joint-matched": ("joint", {"gaussian_schedule": {"name": "cosine"}}),
 }
 
+#: what ``--skip`` may leave out -> the model directory it spares training (None: a measurement only)
+SKIPPABLE = {"continuous-sex": "continuous-sex", "matched": "joint-matched", "ablations": None, "jumps": None}
+
 
 class Clock:
     """Wall time per stage, printed as it goes."""
@@ -99,8 +107,22 @@ def _normal(recipe: dict) -> dict:
     return json.loads(json.dumps(recipe))
 
 
-def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
+def parse_skip(text: str) -> frozenset[str]:
+    """The parts ``--skip`` names (comma-separated), checked against `SKIPPABLE`.
+
+    Raises:
+        InputError: a name that is not a skippable part.
+    """
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(names - set(SKIPPABLE))
+    if unknown:
+        raise InputError(f"--skip: unknown part(s) {', '.join(unknown)}; choose from {', '.join(SKIPPABLE)}")
+    return names
+
+
+def train_all(bench: BenchConfig, out: Path, clock: Clock, skip: frozenset[str] = frozenset()) -> tuple[Path, dict]:
     recipe = bench.recipe
+    spared = {SKIPPABLE[name] for name in skip} - {None}
     with clock("phantom cohort"):
         data = make_cohort(recipe, out / "cohort", progress=progress(100))
     vae_dir = out / "vae"
@@ -111,6 +133,8 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
         else:  # the shipped VAE (judged on the cohort, checked never to have seen it), or one trained here
             weights, scale, vae_summary = train_study_vae(recipe, data, vae_dir, progress=progress(50))
     for name, (variant, changes) in MODELS.items():
+        if name in spared:
+            continue
         with clock(f"train {name}"):
             expected = dataclasses.replace(recipe, **changes).to_dict()
             stored = out / name / "recipe.json"
@@ -121,7 +145,7 @@ def train_all(bench: BenchConfig, out: Path, clock: Clock) -> tuple[Path, dict]:
                 if (out / name).exists():  # an interrupted training: start it again
                     shutil.rmtree(out / name)
                 train_study_model(dataclasses.replace(recipe, **changes), variant, data, out / name,
-                                  vae_weights=weights, scale_factor=scale,
+                                  vae_weights=weights, scale_factor=scale, calibrate=False,  # never read here
                                   cache_dir=out / "latents", progress=progress(200))
     return data, vae_summary
 
@@ -266,11 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                              "repeatable; named in the report. See `metavoxel phantom --help`.")
     parser.add_argument("--train-vae", action="store_true",
                         help="Train the recipe's VAE on the cohort instead of using the shipped phantom VAE.")
+    parser.add_argument("--skip", default="", metavar="PARTS",
+                        help="Leave parts out, comma-separated: " + ", ".join(SKIPPABLE) + " (the report says "
+                             "which were not run).")
     parser.add_argument("--train-only", action="store_true",
                         help="Train (or reuse) every model and baseline, then stop; a later run evaluates them.")
     args = parser.parse_args(argv)
     try:
         bench = with_phantom(CONFIGS[args.config], args.phantom)
+        skip = parse_skip(args.skip)
     except InputError as exc:
         parser.error(str(exc))
     if args.train_vae:
@@ -282,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     clock = Clock()
     try:
-        data, vae_summary = train_all(bench, out, clock)
+        data, vae_summary = train_all(bench, out, clock, skip)
     except InputError as exc:
         parser.error(str(exc))
     if args.train_only:
@@ -297,14 +325,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with clock("load models and held-out records"):
         joint = load_run(out / "joint")
-        image_only, continuous_sex = load_run(out / "image-only"), load_run(out / "continuous-sex")
+        image_only = load_run(out / "image-only")
         cohort = read_cohort(data, joint.variables, joint.spec.data or DataSpec())
         splits = load_splits(out / "joint" / "splits.json", cohort)
         parts = {k: records(joint, cohort, v, "image") for k, v in splits.items() if v}
         population_mean = float(np.mean(parts["train"]["age"]))
-        # the continuous-sex variant reads sex through its own codes (F -> 0, M -> 1): its own records
-        cohort_c = read_cohort(data, continuous_sex.variables, continuous_sex.spec.data or DataSpec())
-        test_c = records(continuous_sex, cohort_c, load_splits(out / "joint" / "splits.json", cohort_c)["test"], "image")
+        if "continuous-sex" not in skip:
+            continuous_sex = load_run(out / "continuous-sex")
+            # the continuous-sex variant reads sex through its own codes (F -> 0, M -> 1): its own records
+            cohort_c = read_cohort(data, continuous_sex.variables, continuous_sex.spec.data or DataSpec())
+            test_c = records(continuous_sex, cohort_c, load_splits(out / "joint" / "splits.json", cohort_c)["test"],
+                             "image")
     baselines = train_baselines(bench, out, parts, clock, joint)
     features = feature_network("vae", vae=joint.variables["image"].vae)
     options = EvaluationOptions(roles=Roles(), num_samples=bench.num_samples, steps=bench.recipe.sampling_steps,
@@ -319,28 +350,34 @@ def main(argv: list[str] | None = None) -> int:
                                    features=features, readers=readers, progress=progress(100))
     with clock("evaluate image-only LDM"):
         image_only_gen = evaluate_generation(image_only, test["image"], features, options, progress=progress(100))
-    with clock("evaluate continuous-sex variant"):
-        cont = evaluate_model(continuous_sex, test_c, population_mean=population_mean, features=None,
-                              options=EvaluationOptions(num_samples=options.num_samples, steps=options.steps,
-                                                        batch_size=options.batch_size, table2=False,
-                                                        likelihood_timesteps=0, precision=options.precision),
-                              progress=progress(100))
+    cont = ablation = None  # None: skipped (the report says "not run")
+    if "continuous-sex" not in skip:
+        with clock("evaluate continuous-sex variant"):
+            cont = evaluate_model(continuous_sex, test_c, population_mean=population_mean, features=None,
+                                  options=EvaluationOptions(num_samples=options.num_samples, steps=options.steps,
+                                                            batch_size=options.batch_size, table2=False,
+                                                            likelihood_timesteps=0, precision=options.precision),
+                                  progress=progress(100))
     with clock("evaluate baselines"):
         base_rows = baseline_rows(baselines, test, joint)
-    with clock("ablations"):
-        ablation = ablations(bench, joint, test, features, options, metavoxel)
+    if "ablations" not in skip:
+        with clock("ablations"):
+            ablation = ablations(bench, joint, test, features, options, metavoxel)
     with clock("conditioning comparison"):
-        models = {"paper": joint, "matched": load_run(out / "joint-matched"), "mixture": load_run(out / "joint-mixture")}
-        study = conditioning_study(models, test, val, readers, features, steps=options.steps,
-                                   calibration=bench.calibration_samples, likelihood_timesteps=bench.likelihood_timesteps,
-                                   batch_size=bench.eval_batch_size, seed=options.seed)
+        models = {"paper": joint, "matched": None if "matched" in skip else load_run(out / "joint-matched"),
+                  "mixture": load_run(out / "joint-mixture")}
+        study = conditioning_study({k: m for k, m in models.items() if m is not None}, test, val, readers, features,
+                                   steps=options.steps, calibration=bench.calibration_samples,
+                                   likelihood_timesteps=bench.likelihood_timesteps, batch_size=bench.eval_batch_size,
+                                   seed=options.seed, jumps="jumps" not in skip)
     clock.stages["total"] = time.perf_counter() - clock.start
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'}")
     files = write_report(out, args.results if args.append else None, bench=bench, command=command,
                          machine=machine, clock=clock.stages, vae=vae_summary, metavoxel=metavoxel,
                          image_only=image_only_gen, continuous_sex=cont, baselines=base_rows, ablation=ablation,
-                         test=test, joint=joint, population_mean=population_mean, conditioning=study)
+                         test=test, joint=joint, population_mean=population_mean, conditioning=study,
+                         skipped=sorted(skip))
     print(f"total {clock.stages['total'] / 60:.1f} min; wrote {', '.join(str(f) for f in files)}")
     return 0
 

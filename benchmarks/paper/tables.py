@@ -14,7 +14,7 @@ from metavoxel.io.atomic import write_json, write_text
 from metavoxel.workflows.evaluate import json_ready, write_figures
 
 
-def table1(metavoxel: dict, image_only: dict, cont: dict, baselines: dict) -> str:
+def table1(metavoxel: dict, image_only: dict, cont: dict | None, baselines: dict) -> str:
     gen = metavoxel["generation"]
     rows = [["MetaVoxel (one joint model)", pm(metavoxel["regression"]["mae"], metavoxel["regression"]["mae_sd"]),
              fmt(metavoxel["classification"]["accuracy"], 3), fmt(metavoxel["classification"]["auroc"], 3),
@@ -22,6 +22,7 @@ def table1(metavoxel: dict, image_only: dict, cont: dict, baselines: dict) -> st
              fmt(gen["ms_ssim_diversity"], 3)],
             ["MetaVoxel, sex by likelihood", "", fmt(metavoxel["likelihood"]["accuracy"], 3),
              fmt(metavoxel["likelihood"]["auroc"], 3), fmt(metavoxel["likelihood"]["ece"], 3), "", "", ""],
+            ["MetaVoxel, continuous sex", "not run (--skip)", "", "", "", "", "", ""] if cont is None else
             ["MetaVoxel, continuous sex", pm(cont["regression"]["mae"], cont["regression"]["mae_sd"]),
              fmt(cont["classification"]["accuracy"], 3), fmt(cont["classification"]["auroc"], 3),
              fmt(cont["classification"]["ece"], 3), "", "", ""],
@@ -69,7 +70,9 @@ def targets(metavoxel: dict, image_only: dict, baselines: dict) -> tuple[str, li
     return table, checks
 
 
-def ablation_tables(ablation: dict) -> str:
+def ablation_tables(ablation: dict | None) -> str:
+    if ablation is None:
+        return "Not run (`--skip ablations`)."
     steps = markdown_table(["reverse steps", "age MAE", "sex accuracy", "FID", "s / subject (both tasks)"],
                            [[r["steps"], fmt(r["mae"]), fmt(r["accuracy"], 3), fmt(r.get("fid")),
                              fmt(r["seconds_per_subject"], 3)] for r in ablation["steps"]])
@@ -90,8 +93,9 @@ def _which_vae(vae: dict) -> str:
 
 
 def write_report(out: Path, results: Path | None, *, bench, command: str, machine: str, clock: dict, vae: dict,
-                 metavoxel: dict, image_only: dict, continuous_sex: dict, baselines: dict, ablation: dict,
-                 test: dict, joint, population_mean: float, conditioning: dict) -> list[Path]:
+                 metavoxel: dict, image_only: dict, continuous_sex: dict | None, baselines: dict,
+                 ablation: dict | None, test: dict, joint, population_mean: float, conditioning: dict,
+                 skipped: list[str] = ()) -> list[Path]:
     target_table, checks = targets(metavoxel, image_only, baselines)
     conditioning_text, conditioning_checks = conditioning_report(conditioning, baselines["densenet121"])
     lik, cls = metavoxel["likelihood"], metavoxel["classification"]
@@ -102,6 +106,7 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
         f"## Paper benchmark, `{bench.recipe.name}` configuration — {datetime.date.today().isoformat()}",
         "", f"Command: `{command}`  ", f"Machine: {machine}  ", f"Configuration: {bench.notes}  ",
         f"Wall time: {minutes['total']} min in total ({', '.join(f'{k} {v}' for k, v in minutes.items() if k != 'total')}).",
+        *([f"Not run (`--skip`): {', '.join(skipped)}."] if skipped else []),
         "", f"Held-out test set: {metavoxel['n_test']} phantom subjects; {metavoxel['num_samples']} samples per "
         f"prediction, {metavoxel['steps']} reverse steps. VAE: {_which_vae(vae)}, "
         f"validation PSNR {fmt((vae.get('val') or {}).get('psnr'))} dB, "
@@ -134,6 +139,7 @@ def write_report(out: Path, results: Path | None, *, bench, command: str, machin
     # report.md sits beside the figures, so it shows them; RESULTS.md only names them
     files = [write_text(out / "report.md", text + "\n" + "\n\n".join(figure_links([f.name for f in figures])) + "\n")]
     metrics = {"config": bench.recipe.to_dict(), "command": command, "machine": machine, "minutes": minutes,
+               "skipped": list(skipped),
                "vae": vae, "targets": checks, "conditioning_targets": conditioning_checks,
                **json_ready({"metavoxel": metavoxel, "image_only": image_only, "conditioning": conditioning,
                                                               "continuous_sex": continuous_sex,
@@ -163,7 +169,8 @@ def write_paper_figures(out: Path, *, metavoxel: dict, image_only: dict, baselin
         extra_calibration={f"{label} (task-specific)": calibration_curve(truth_k, baselines[arch]["probs"])
                            for arch, label in (("densenet121", "DenseNet121"), ("vit", "ViT"))},
         brains=False)  # samples_by_model below shows the real and MetaVoxel images, and the image-only LDM's
-    files += ablation_lines(out / "ablations.png", ablation, name="age", categorical="sex", unit="years")
+    if ablation is not None:
+        files += ablation_lines(out / "ablations.png", ablation, name="age", categorical="sex", unit="years")
     affine = grid_affine(joint.variables["image"])
     rows = {"real (held out)": test["image"], "MetaVoxel": metavoxel["generation"]["images"],
             "image-only LDM": image_only["images"]}

@@ -336,7 +336,7 @@ def _typicality_line(out: Path) -> str:
     except (OSError, ValueError):
         return ""
     if scored.get("percentile") is None:
-        return ""
+        return scored.get("note", "")
     parts = ", ".join(f"{k.removesuffix('_percentile')} {v:.1f}" for k, v in scored.items()
                       if k.endswith("_percentile") and v is not None)
     verdict = "atypical: " + " and ".join(scored.get("atypical") or []) if scored.get("flagged") else "typical"

@@ -11,7 +11,7 @@ import torch
 from metavoxel.errors import InputError
 from metavoxel.variables.protocol import SpatialHead, Variable
 
-__all__ = ["Known", "known_values"]
+__all__ = ["Known", "known_values", "outside_ignored"]
 
 
 class Known:
@@ -68,7 +68,7 @@ def known_values(variables: Mapping[str, Variable], fix: Mapping[str, Any], mask
         if mask is not None and not bool(mask.any()):
             raise InputError(f"the mask for {name!r} keeps no voxel; mark the voxels to keep non-zero, or leave "
                              f"{name!r} unfixed to generate it freely")
-        values, present = var.values(_outside_ignored(raw, mask), device)
+        values, present = var.values(outside_ignored(raw, mask), device)
         sizes[name] = len(present)
         value_mask = present.reshape(-1, *([1] * (values.dim() - 1))).expand_as(values)
         if mask is not None:
@@ -96,7 +96,7 @@ def known_values(variables: Mapping[str, Variable], fix: Mapping[str, Any], mask
     return known, n
 
 
-def _outside_ignored(raw: Any, mask: torch.Tensor | None) -> Any:
+def outside_ignored(raw: Any, mask: torch.Tensor | None) -> Any:
     """A fixed image given as one array: NaN outside its keep-mask set to 0, as those voxels are not used.
 
     A record with NaN counts as missing (its image is sampled afresh); NaN where the mask drops the voxel

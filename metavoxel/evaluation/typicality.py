@@ -1,70 +1,104 @@
 """Typicality percentiles: a record's denoising terms placed among the validation split's, and the flag.
 
 `metavoxel.diffusion.typicality` gives each record two parts' losses L_j at J levels t_j: its image given its
-metadata, and its metadata given its image, for the set G of variables it gives. The loss's spread differs by
-orders of magnitude between levels (near T it is mostly the noise's own variance), so a plain average is ruled
-by the least informative levels. Each level is standardised by the validation split's losses for the same G
-and part (mean μ_j, SD σ_j over its n records; the run's reference, `TypicalityReference`, stored by
-`metavoxel calibrate` / `train`), then averaged:
+metadata, and its metadata given its image, for the set G of variables it gives; for an image kind with a
+per-location loss (`metavoxel.HasLossMap`) also the image's loss per latent location, L_j(x). The reference is the
+validation split's n records for the same G (`TypicalityReference`, stored by `metavoxel calibrate` / `train`).
+Three statistics, each a standardised (one-sided: only a worse denoising counts) bound:
 
-    s = (1/J) Σ_j (L_j - μ_j) / σ_j
+    global image    s_I = (1/J) Σ_j (L_I,j - μ_j)/σ_j,  L_I,j the mean of L_j(x) over the (kept) locations
+    local image     s_L = max over kept x of  box(Z)(x),   Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x)
+    metadata        s_M = (1/J) Σ_j (L_M,j - μ_j)/σ_j      (the continuous scalars' loss)
+    categorical v   z_v = Φ⁻¹(1 - u_v)                      (for each categorical scalar v given: ``metadata:v``)
 
-(the inverse-variance weighting of a diagonal Mahalanobis distance, one-sided: only a worse denoising counts).
-Each part's s is read as a percentile among the validation records' own s:
+μ, σ: the validation records' mean and SD of the same quantity (each level, and each level and location); each
+level counts by its own spread, as the loss's scale differs by orders of magnitude between levels. The
+validation records' own statistics are computed LEAVE ONE OUT (`metavoxel.evaluation.standardised`), so they are
+distributed as a new record's. box is the mean over the 3^d box of kept locations around x.
 
-    P_part(s) = 100 · (#{v_k < s} + ½ · #{v_k = s}) / n          over the n validation scores v_k of that part
+Why the local statistic is this one (chosen before measuring anything with it): a change confined to a small
+region (a lesion, a local artefact) moves the losses of a few latent locations and is diluted by a mean over the
+whole grid, so the image is also scored by its most atypical PLACE, the maximum of the standardised map (the
+maximum statistic of voxel-wise inference, Worsley et al. 1996, SPM). The map is first averaged over the
+smallest box symmetric about each location (3 latent voxels a side, about 3f image voxels for a VAE downsampling
+by f): an image change spreads over neighbouring latents (each latent sees a patch of f voxels and more through
+the encoder), so the box is a matched filter for the smallest region the latent grid can tell, and it averages
+27 location z's, whose noise a single location's maximum would mostly measure.
 
-A record is as atypical as its worse part, m = max(P_I, P_M) over the parts it gives; its **typicality
-percentile** is the percentile of m among the validation records' own m (so a threshold on it flags the
-validation split at its nominal rate whatever the number of parts). It is flagged when the percentile is
-above the threshold (default 99: about 1% of records like the validation split's are meant to be flagged; with
-n validation records the percentile resolves only 100/n, so at n <= 100 the flag is "above every validation
-record", with probability about 1/(n + 1) for a record like them), and the
-flag names the part(s) whose own percentile is above it (the image, the metadata, or both; with neither
-alone above it, the worse one).
+A keep-mask (an image given only in part) restricts both image statistics to the kept locations; the validation
+records' maps are masked the same way at request time (no network calls). A masked record is scored by its image
+only: its metadata term would condition on the whole scan, what the mask drops included. An all-ones mask gives
+the unmasked image statistics exactly.
+
+Why a categorical variable has its own statistic (decided before measuring it): its loss -log p_c, with p_c the
+probability the model gives the record's class, is heavy-tailed by nature, and a class with p_c = 0.2 is not
+atypical under the model: it happens 20% of the time. Placed among other records' losses (as s_M places its
+variables), two validation records with p_c = 0.2 and 0.3 stood 22 and 5 SDs beyond the rest and no smooth fit of
+60 records put 3% that far out, so records like them were flagged (the demo's 4.4% of unaltered test records).
+So a categorical value is read against what the MODEL expects for this record instead: u_v, the mid-p value of
+its class under the model's own posterior at the metadata part's top level (`metavoxel.diffusion.typicality.mid_p`),
+is the model's probability of a class at least as improbable as the given one, uniform when the model is
+calibrated; z_v = Φ⁻¹(1 - u_v) (large = the class is improbable) is already a normal score. Its percentile needs no
+reference records; the validation split still gives the correlations R that combine it with the other statistics.
+Flagging z_v alone at the 99th means p(class) so low that the model's own classes are that improbable 1% of the
+time (for two classes: p_c < 0.02).
+
+Each other statistic is mapped to a normal score u by a Yeo-Johnson transform fitted on the validation records'
+own (leave-one-out) statistics, and the record's **typicality percentile** is 100 · P(max_k U_k < max_k u_k) with U the
+validation records' normal scores modelled as N(0, R) (`metavoxel.evaluation.normal_scores`): a smoothed "how
+many records like the validation split's are less atypical in their worst statistic", which a threshold T cuts
+at about (100 - T)% of them even beyond the validation split's range. A part's own percentile is the same over
+its statistics (the image: the global and the local one; the metadata: the continuous and the categorical ones). A record is flagged when its typicality percentile is
+above the threshold (default 99), and the flag names the part(s) whose own percentile is above it (the image, the
+metadata, or both; with neither alone above it, the worse one).
 
 The score never changes an answer: it is computed beside it from the same given values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from metavoxel.diffusion.typicality import PARTS, TypicalityTerms
 from metavoxel.errors import InputError
+import torch
 
-__all__ = ["DEFAULT_THRESHOLD", "TypicalityReference", "TypicalityResult", "TypicalityWarning", "percentile",
-           "warn_atypical"]
+from metavoxel.evaluation.normal_scores import MaxOfNormalScores, NormalScores, normal_percentile
+from metavoxel.evaluation.standardised import leave_one_out, standardise
+
+__all__ = ["DEFAULT_THRESHOLD", "MIN_REFERENCE", "STATISTICS", "TypicalityReference", "TypicalityResult",
+           "TypicalityWarning", "class_score", "local_statistic", "warn_atypical"]
 
 #: The default flag: above the validation split's 99th percentile.
 DEFAULT_THRESHOLD = 99.0
+#: Validation records a reference needs (leave-one-out SDs and a fitted transform): fewer give no percentile.
+MIN_REFERENCE = 4
+#: The statistics of each part (module docstring); the metadata part also has ``metadata:NAME`` per categorical NAME.
+STATISTICS = {"image": ("image", "image_local"), "metadata": ("metadata",)}
+#: The prefix of a categorical variable's statistic.
+CLASS = "metadata:"
+
+
+def class_score(u: np.ndarray) -> np.ndarray:
+    """z = Φ⁻¹(1 - u) of mid-p values u in [0, 1] (module docstring), from the lower tail of u so that it stays exact
+    for an improbable class (+inf at u = 0)."""
+    return -torch.special.ndtri(torch.as_tensor(np.asarray(u, dtype=np.float64))).numpy()
+
+
+def _part(statistic: str) -> str:
+    return "metadata" if statistic.startswith(CLASS) else next(p for p, s in STATISTICS.items() if statistic in s)
 
 
 class TypicalityWarning(UserWarning):
     """A record whose given values are unlike the validation split's (one per record)."""
-
-
-def _percentiles(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
-    """`percentile` of each of ``values`` (n,) at once (sorted reference, binary search)."""
-    ref = np.sort(np.asarray(reference, dtype=np.float64))
-    below = np.searchsorted(ref, values, side="left")
-    ties = np.searchsorted(ref, values, side="right") - below
-    return 100.0 * (below + 0.5 * ties) / len(ref)
-
-
-def percentile(value: float, reference: Sequence[float]) -> float:
-    """100 · (#{v < value} + ½ · #{v = value}) / n: ``value``'s mid-rank percentile among ``reference``; NaN if
-    either is missing."""
-    ref = np.asarray(reference, dtype=np.float64)
-    if not math.isfinite(value) or len(ref) == 0:
-        return float("nan")
-    return float(100.0 * ((ref < value).sum() + 0.5 * (ref == value).sum()) / len(ref))
 
 
 @dataclass(frozen=True)
@@ -77,6 +111,9 @@ class TypicalityResult:
         flagged: above the threshold.
         atypical: the parts named by the flag (empty when not flagged).
         given: the record's given variables (comma-joined).
+        scores: statistic -> its normal score u (unbounded; ``image``, ``image_local``, ``metadata``, and
+            ``metadata:NAME`` per categorical variable NAME given).
+        masked: the image was scored over a keep-mask's locations.
     """
 
     percentile: float
@@ -84,85 +121,200 @@ class TypicalityResult:
     flagged: bool
     atypical: tuple[str, ...]
     given: str
+    scores: dict[str, float] = field(default_factory=dict)
+    masked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         clean = lambda x: None if not math.isfinite(x) else round(x, 2)  # noqa: E731
-        return {"percentile": clean(self.percentile), "flagged": self.flagged, "atypical": list(self.atypical),
-                "given": self.given, **{f"{p}_percentile": clean(v) for p, v in self.parts.items()}}
+        out = {"percentile": clean(self.percentile), "flagged": self.flagged, "atypical": list(self.atypical),
+               "given": self.given, **{f"{p}_percentile": clean(v) for p, v in self.parts.items()}}
+        if self.scores:
+            out["statistics"] = {k: clean(float(normal_percentile(u))) for k, u in self.scores.items()}
+        if self.masked:
+            out["masked"] = True
+        return out
+
+
+def local_statistic(zmap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """max over kept x of the mean of ``zmap`` over the kept locations of the 3^d box around x.
+
+    Args:
+        zmap: (m, *grid) level-averaged standardised loss maps.
+        keep: (*grid) bool, the kept locations (None: all).
+
+    Returns:
+        (m,) float64.
+    """
+    z = np.asarray(zmap, dtype=np.float64)
+    grid = z.shape[1:]
+    keep = np.ones(grid, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    weight = keep.astype(np.float64)
+    padded_z = np.pad(z * weight, [(0, 0)] + [(1, 1)] * len(grid))
+    padded_w = np.pad(weight, [(1, 1)] * len(grid))
+    total, count = np.zeros_like(z), np.zeros(grid)
+    for offset in itertools.product(range(3), repeat=len(grid)):
+        window = tuple(slice(o, o + s) for o, s in zip(offset, grid))
+        total += padded_z[(slice(None), *window)]
+        count += padded_w[window]
+    smoothed = total / np.maximum(count, 1.0)
+    return np.where(keep, smoothed, -np.inf).reshape(len(z), -1).max(axis=1)
+
+
+@dataclass
+class _Fitted:
+    """A reference's fits for one set of given variables and one keep-mask."""
+
+    statistics: tuple[str, ...]
+    normal: dict[str, NormalScores]
+    parts: dict[str, MaxOfNormalScores]  # part -> the max over its statistics
+    combined: MaxOfNormalScores
 
 
 @dataclass
 class TypicalityReference:
-    """The validation split's per-level losses per set of given variables: ``{given: {part: (n, J) lists}}``.
+    """The validation split's per-level losses (and image loss maps) per set of given variables.
 
     Attributes:
         losses: given (sorted, comma-joined names) -> part -> the n validation records' J per-level losses.
         levels, seed: how the losses were computed (a record must be scored the same way).
+        maps: given -> the n validation records' image loss maps (n, J, *grid) float32, for the sets that give an
+            image of a kind with `metavoxel.HasLossMap` (stored beside calibration.json as safetensors).
+        classes: given -> categorical variable -> the n validation records' mid-p values u (for the correlations).
     """
 
     losses: dict[str, dict[str, list[list[float]]]]
     levels: int
     seed: int
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    _fits: dict[tuple[str, str], _Fitted | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_terms(cls, by_given: Mapping[str, TypicalityTerms], *, levels: int, seed: int) -> TypicalityReference:
         """From each set of given variables' validation terms (parts a set does not give are left out)."""
-        losses = {}
+        losses, maps, classes = {}, {}, {}
         for given, terms in by_given.items():
+            midp = {v: u.double().cpu().numpy() for v, u in terms.category_midp.items()}
+            classes[given] = {v: u.tolist() for v, u in sorted(midp.items()) if len(u) and np.isfinite(u).all()}
             parts = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}
             losses[given] = {p: v.tolist() for p, v in parts.items() if len(v) and np.isfinite(v).all()}
-        return cls(losses, levels, seed)
+            if terms.image_maps is not None and "image" in losses[given]:
+                image_maps = terms.image_maps.float().cpu().numpy()
+                if np.isfinite(image_maps).all():
+                    maps[given] = image_maps
+        return cls(losses, levels, seed, maps, {g: c for g, c in classes.items() if c})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"levels": self.levels, "seed": self.seed, "losses": self.losses}
+        """The JSON part (the maps are stored apart, `metavoxel.workflows.calibrate`)."""
+        return {"levels": self.levels, "seed": self.seed, "losses": self.losses, "classes": self.classes}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TypicalityReference:
+    def from_dict(cls, data: Mapping[str, Any], maps: Mapping[str, np.ndarray] | None = None) -> TypicalityReference:
         return cls({g: {p: [[float(x) for x in row] for row in v] for p, v in parts.items()}
-                    for g, parts in data["losses"].items()}, int(data["levels"]), int(data["seed"]))
+                    for g, parts in data["losses"].items()}, int(data["levels"]), int(data["seed"]),
+                   {g: np.asarray(m, dtype=np.float32) for g, m in (maps or {}).items()},
+                   {g: {v: [float(x) for x in u] for v, u in c.items()} for g, c in (data.get("classes") or {}).items()})
 
-    def standardised(self, given: str, part: str, losses: np.ndarray) -> np.ndarray:
-        """s = mean_j (L_j - μ_j)/σ_j of (m, J) losses against the validation split's (module docstring), (m,)."""
-        ref = np.asarray(self.losses[given][part], dtype=np.float64)  # (n, J)
-        mu = ref.mean(axis=0)
-        sd = ref.std(axis=0, ddof=1) if len(ref) > 1 else np.zeros_like(mu)
-        sd = np.where(sd > 0, sd, np.maximum(np.abs(mu), 1.0) * 1e-6)  # a level with no spread: a tiny unit
-        return ((losses - mu) / sd).mean(axis=1)
+    # -- statistics ---------------------------------------------------------------------------------------------
+    def _statistics(self, given: str, keep: np.ndarray | None,
+                    values: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """statistic -> (m,) of the records ``values`` (part -> (m, J) levels, ``maps`` -> (m, J, *grid), ``classes``
+        -> categorical variable -> (m,) mid-p values) against the reference, or the reference's own (n,) left one out
+        when ``values`` is None; with ``keep``, the image's only (a masked record has no metadata term). A
+        categorical statistic is its model-implied normal score (`class_score`), whatever the reference."""
+        ref = self.losses[given]
+        maps = self.maps.get(given)
+        out = {}
+        for part in ref if keep is None else ("image",):
+            if part == "image" and maps is not None:
+                kept = np.ones(maps.shape[2:], dtype=bool) if keep is None else keep
+                mean = lambda m: m[..., kept].astype(np.float64).mean(axis=-1)  # noqa: E731  (·, J)
+                ref_levels = mean(maps)
+                own = None if values is None else mean(values["maps"])
+                zref = maps.astype(np.float64)
+                zmap = leave_one_out(zref) if values is None else standardise(zref, values["maps"])
+                out["image_local"] = local_statistic(zmap.mean(axis=1), keep)
+            else:
+                ref_levels = np.asarray(ref[part], dtype=np.float64)
+                own = None if values is None else values[part]
+            z = leave_one_out(ref_levels) if own is None else standardise(ref_levels, own)
+            out[part] = z.mean(axis=1)
+        ordered = {s: out[s] for p in PARTS for s in STATISTICS[p] if s in out}
+        if keep is None:
+            for name, u in self.classes.get(given, {}).items():
+                ordered[CLASS + name] = class_score(np.asarray(u) if values is None else values["classes"][name])
+        return ordered
 
-    def scores(self, given: str) -> dict[str, np.ndarray]:
-        """part -> the validation records' own standardised scores s, (n,)."""
-        return {p: self.standardised(given, p, np.asarray(v, dtype=np.float64)) for p, v in self.losses[given].items()}
+    def _count(self, given: str) -> int:
+        """n, the validation records of the set ``given``."""
+        for table in (self.losses.get(given) or {}, self.classes.get(given) or {}):
+            if table:
+                return len(next(iter(table.values())))
+        return 0
 
-    def _combined(self, given: str) -> np.ndarray:
-        """The validation records' own m = max over parts of their part percentiles, (n,)."""
-        return np.max([_percentiles(v, v) for v in self.scores(given).values()], axis=0)
+    def _fit(self, given: str, keep: np.ndarray | None) -> _Fitted | None:
+        key = (given, "" if keep is None else hashlib.sha256(np.packbits(keep).tobytes()).hexdigest())
+        if key not in self._fits:
+            if self._count(given) < MIN_REFERENCE:
+                self._fits[key] = None
+            else:
+                own = self._statistics(given, keep, None)
+                normal = {s: NormalScores.fit(v) for s, v in own.items() if not s.startswith(CLASS)}
+                u = {s: normal[s].normal_score(v) if s in normal else v for s, v in own.items()}
+                parts = {p: MaxOfNormalScores.fit(np.stack([v for s, v in u.items() if _part(s) == p], 1),
+                                                  seed=self.seed)
+                         for p in PARTS if any(_part(s) == p for s in u)}
+                self._fits[key] = _Fitted(tuple(own), normal, parts,
+                                          MaxOfNormalScores.fit(np.stack(list(u.values()), 1), seed=self.seed))
+        return self._fits[key]
 
     def score(self, terms: TypicalityTerms, *, threshold: float = DEFAULT_THRESHOLD) -> list[TypicalityResult]:
-        """Each record's `TypicalityResult`; a record whose given set has no reference gets NaN, unflagged."""
+        """Each record's `TypicalityResult`; a record whose given set has no reference (or one of fewer than
+        `MIN_REFERENCE` records), or without the image maps its reference has (or a mask needs), gets NaN,
+        unflagged."""
         if not 0.0 < threshold < 100.0:
             raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
         n = len(terms.given)
         values = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}  # (N, J) each
+        classes = {v: u.double().cpu().numpy() for v, u in terms.category_midp.items()}  # (N,) each
+        record_maps = None if terms.image_maps is None else terms.image_maps.float().cpu().numpy()
+        keeps = None if terms.image_keep is None else terms.image_keep.bool().cpu().numpy()
         results: list[TypicalityResult | None] = [None] * n
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, bytes], list[int]] = {}
         for i, given in enumerate(terms.given):
-            groups.setdefault(given, []).append(i)
-        for given, rows in groups.items():
+            groups.setdefault((given, b"" if keeps is None else np.packbits(keeps[i]).tobytes()), []).append(i)
+        for (given, _), rows in groups.items():
+            keep = None if keeps is None else keeps[rows[0]]
+            own = [p for p in PARTS if np.isfinite(values[p][rows]).all() and (keep is None or p == "image")]
+            own_classes = sorted(v for v, u in classes.items() if keep is None and np.isfinite(u[rows]).all())
             ref = self.losses.get(given)
-            own = [p for p in PARTS if np.isfinite(values[p][rows]).all()]
-            if not ref or set(own) != set(ref) or values[own[0]].shape[1] != len(ref[own[0]][0]):
+            mapped = given in self.maps  # the record's image is then read from its maps, as the reference's
+            usable = (ref is not None
+                      and (set(own) == set(ref) and own_classes == sorted(self.classes.get(given, {}))
+                           if keep is None else own == ["image"] and "image" in ref)
+                      and all(values[p].shape[1] == len(ref[p][0]) for p in own)
+                      and (record_maps is not None if mapped else keep is None))
+            fitted = self._fit(given, keep) if usable else None
+            if fitted is None:
                 for i in rows:
                     results[i] = TypicalityResult(float("nan"), {}, False, (), given)
                 continue
-            val = self.scores(given)
-            parts = {p: _percentiles(self.standardised(given, p, values[p][rows]), val[p]) for p in own}  # (rows,)
-            combined = _percentiles(np.max(list(parts.values()), axis=0), self._combined(given))
+            mine = {p: values[p][rows] for p in own}
+            if mapped:
+                mine["maps"] = record_maps[rows]
+            mine["classes"] = {v: classes[v][rows] for v in own_classes}
+            stats = self._statistics(given, keep, mine)
+            u = {s: fitted.normal[s].normal_score(v) if s in fitted.normal else v for s, v in stats.items()}
+            parts = {p: fitted.parts[p].percentile(np.max([v for s, v in u.items() if _part(s) == p], axis=0))
+                     for p in fitted.parts}
+            combined = fitted.combined.percentile(np.max(list(u.values()), axis=0))
             for k, i in enumerate(rows):
-                mine = {p: float(v[k]) for p, v in parts.items()}
+                part = {p: float(v[k]) for p, v in parts.items()}
                 flagged = bool(combined[k] > threshold)
-                above = tuple(p for p, v in mine.items() if v > threshold)
-                atypical = (above or (max(mine, key=mine.get),)) if flagged else ()
-                results[i] = TypicalityResult(float(combined[k]), mine, flagged, atypical, given)
+                above = tuple(p for p, v in part.items() if v > threshold)
+                atypical = (above or (max(part, key=part.get),)) if flagged else ()
+                results[i] = TypicalityResult(float(combined[k]), part, flagged, atypical, given,
+                                              {s: float(v[k]) for s, v in u.items()}, keep is not None)
         return results  # type: ignore[return-value]
 
 

@@ -135,6 +135,12 @@ class GaussianProcess:
         """Per-sample mean squared error of the output against its `target` (eps or v), shape (B,)."""
         return (out.float() - target.float()).pow(2).flatten(1).mean(dim=1)
 
+    @staticmethod
+    def loss_map(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """`loss` per location: the squared error averaged over the channels (dim 1), (B, *spatial); its mean over
+        the locations is `loss`."""
+        return (out.float() - target.float()).pow(2).mean(dim=1)
+
 
 def _checked(prediction: str) -> str:
     """``prediction`` if it is one of `PREDICTIONS`; otherwise ValueError."""

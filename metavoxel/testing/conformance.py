@@ -27,7 +27,7 @@ import torch
 from metavoxel.errors import InputError
 from metavoxel.plugins.registry import Registry
 from metavoxel.processes.schedules import make_schedule
-from metavoxel.variables.capabilities import HasCategories, HasValueRange, is_lossless
+from metavoxel.variables.capabilities import HasCategories, HasLossMap, HasValueRange, is_lossless
 from metavoxel.variables.decoded import checked_decode
 from metavoxel.variables.protocol import BuildContext, ScalarHead, SpatialHead, Variable, VariableKind, missing_members
 from metavoxel.variables.summary_contract import summary_problem
@@ -159,7 +159,8 @@ def check_reverse_step(case: Case) -> None:
 
 
 def check_loss(case: Case) -> None:
-    """loss is per record (B,), finite, and differentiable in the network output."""
+    """loss is per record (B,), finite, and differentiable in the network output; a spatial kind declaring
+    `HasLossMap` gives a per-location loss (B, *head.shape) whose mean over the locations is loss."""
     t, _ = case.levels()
     _z_t, target = case.var.corrupt(case.z0, t, generator=_gen(11))
     out = case.output().requires_grad_(True)
@@ -168,6 +169,14 @@ def check_loss(case: Case) -> None:
     assert torch.isfinite(loss).all(), "loss is not finite"
     loss.sum().backward()
     assert out.grad is not None and torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0, "loss has no gradient"
+    head = case.var.head
+    if isinstance(case.var, HasLossMap) and isinstance(head, SpatialHead):
+        with torch.no_grad():
+            loss_map = case.var.loss_map(out, target)
+        assert loss_map.shape == (B, *head.shape), (f"loss_map must have shape (B, *head.shape) = {(B, *head.shape)}, "
+                                                    f"got {tuple(loss_map.shape)}")
+        assert torch.allclose(loss_map.flatten(1).mean(dim=1).double(), loss.detach().double(), rtol=1e-4, atol=1e-6), (
+            "loss_map averaged over the locations differs from loss; a kind overriding loss must override loss_map too")
 
 
 def check_network_io(case: Case) -> None:

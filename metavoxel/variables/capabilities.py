@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 from metavoxel.variables.fast_path import FusedDiscrete, FusedGaussian
 
-__all__ = ["CAPABILITIES", "ClipsDenoised", "DeclaresRoundTrip", "FusedDiscrete", "FusedGaussian", "HasCategories", "HasValueRange", "HasVoxelGrid",
-           "OwnsFrozenEncoder", "PreparesScans", "capability_members", "is_lossless", "voxel_grid"]
+__all__ = ["CAPABILITIES", "ClipsDenoised", "DeclaresRoundTrip", "FusedDiscrete", "FusedGaussian", "HasCategories",
+           "HasLossMap", "HasValueRange", "HasVoxelGrid", "OwnsFrozenEncoder", "PreparesScans", "capability_members", "is_lossless", "voxel_grid"]
 
 
 @runtime_checkable
@@ -111,9 +111,20 @@ class ClipsDenoised(Protocol):
     x0_range: tuple[float, float] | None
 
 
+@runtime_checkable
+class HasLossMap(Protocol):
+    """A spatial variable whose loss can be read per location: ``loss_map(out, target) -> (B, *head.shape)``, whose
+    mean over the locations equals ``loss(out, target)``. Used by typicality (`metavoxel.diffusion.typicality`):
+    its local image statistic and the score of a masked image need where on the grid a record denoises badly.
+    Without it, an image is scored by its global loss only. `mv.GaussianVariable` declares it."""
+
+    def loss_map(self, out: torch.Tensor, target: object) -> torch.Tensor:
+        """Per-location loss (B, *head.shape)."""
+
+
 # The fused fast path is a capability too; it lives beside the dataclasses it returns (fast_path.py).
 CAPABILITIES: tuple[type, ...] = (HasValueRange, HasCategories, HasVoxelGrid, PreparesScans, OwnsFrozenEncoder,
-                                  DeclaresRoundTrip, ClipsDenoised, FusedGaussian, FusedDiscrete)
+                                  DeclaresRoundTrip, ClipsDenoised, HasLossMap, FusedGaussian, FusedDiscrete)
 
 
 def capability_members() -> dict[str, type]:

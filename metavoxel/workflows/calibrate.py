@@ -5,7 +5,11 @@ not trained on):
 
 - ``typicality``: every validation record's typicality terms (`metavoxel.diffusion.typicality`) for each set of
   given variables a request can have (every non-empty subset of the variables for a model of at most 4, else
-  all of them and all but one), the reference of `metavoxel.evaluation.typicality.TypicalityReference`;
+  all of them and all but one), the reference of `metavoxel.evaluation.typicality.TypicalityReference`; the
+  image part's per-location loss maps, (n, J, *grid) float32 per set of given variables, go to the sidecar
+  ``calibration.safetensors``, which ``typicality.maps`` names with its SHA-256 (a sidecar that is missing or
+  differs switches typicality off with a warning); ``typicality.classes`` holds each categorical variable's mid-p
+  values (for the correlations that combine its model-implied statistic with the others);
 - ``bias_correction``: for each continuous scalar variable, the linear age-bias correction
   (`metavoxel.evaluation.brain_age.BiasCorrection`) of its prediction from all the other variables, per method
   (``sample``: the mean of 3 samples, `predict`'s default; ``point``, for a model trained with clean subsets);
@@ -13,7 +17,8 @@ not trained on):
   replaced model) make `load_calibration` warn and ignore the file.
 
 `metavoxel train` writes it at the end of training; `metavoxel calibrate --model RUN` writes it for an older run
-(or again). Nothing else of the run is touched.
+(or again). Nothing else of the run is touched. A calibration.json of an earlier format keeps its bias corrections
+and gives no typicality, with one ``note:`` asking to run `metavoxel calibrate` again (`Calibration.note`).
 """
 
 from __future__ import annotations
@@ -28,21 +33,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metavoxel.diffusion.typicality import TYPICALITY_LEVELS, TypicalityTerms, typicality_terms
 from metavoxel.errors import InputError
 from metavoxel.evaluation.brain_age import BiasCorrection
-from metavoxel.evaluation.typicality import TypicalityReference
-from metavoxel.io.atomic import write_json
+from metavoxel.evaluation.typicality import MIN_REFERENCE, TypicalityReference
+from metavoxel.io.atomic import write_atomic, write_json
 from metavoxel.runs import WEIGHTS_FILE, RunWarning
 from metavoxel.variables.protocol import ScalarHead
 
-__all__ = ["CALIBRATION_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets", "linear_target",
-           "load_calibration"]
+__all__ = ["CALIBRATION_FILE", "MAPS_FILE", "Calibration", "calibrate_model", "calibrate_run", "given_sets",
+           "linear_target", "load_calibration"]
 
 CALIBRATION_FILE = "calibration.json"
-FORMAT = 2  # 2: per-level typicality losses
+MAPS_FILE = "calibration.safetensors"
+FORMAT = 4  # 4: categorical variables by their mid-p value; 3: the image's loss maps in MAPS_FILE, a local statistic; 2: per-level typicality losses
 #: The samples per record of the ``sample`` correction: `predict`'s default.
 BIAS_SAMPLES = 3
 
@@ -55,22 +62,33 @@ class Calibration:
     bias: dict[str, dict[str, BiasCorrection]] = field(default_factory=dict)  # target -> method -> correction
     weights_sha256: str = ""
     n: int = 0
+    note: str = ""  # why a part is off (an older calibration.json), for the commands to print once
 
     def correction(self, target: str, method: str) -> BiasCorrection | None:
         return self.bias.get(target, {}).get(method)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, maps_sha256: str | None = None) -> dict[str, Any]:
+        """The JSON; ``maps_sha256``: the digest of the written sidecar holding the typicality's maps."""
+        typ = None if self.typicality is None else self.typicality.to_dict()
+        if typ is not None and maps_sha256 is not None:
+            typ["maps"] = {"file": MAPS_FILE, "sha256": maps_sha256}
         return {"format": FORMAT, "weights_sha256": self.weights_sha256, "split": "val", "n": self.n,
-                "typicality": None if self.typicality is None else self.typicality.to_dict(),
-                "bias_correction": {t: {m: c.to_dict() for m, c in by.items()} for t, by in self.bias.items()}}
+                "typicality": typ, "bias_correction": _bias_dict(self.bias)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+    def from_dict(cls, data: Mapping[str, Any], maps: Mapping[str, Any] | None = None) -> Calibration:
         typ = data.get("typicality")
-        return cls(None if typ is None else TypicalityReference.from_dict(typ),
-                   {t: {m: BiasCorrection.from_dict(c) for m, c in by.items()}
-                    for t, by in (data.get("bias_correction") or {}).items()},
+        return cls(None if typ is None else TypicalityReference.from_dict(typ, maps), _bias(data),
                    str(data.get("weights_sha256", "")), int(data.get("n", 0)))
+
+
+def _bias_dict(bias: Mapping[str, Mapping[str, BiasCorrection]]) -> dict[str, Any]:
+    return {t: {m: c.to_dict() for m, c in by.items()} for t, by in bias.items()}
+
+
+def _bias(data: Mapping[str, Any]) -> dict[str, dict[str, BiasCorrection]]:
+    return {t: {m: BiasCorrection.from_dict(c) for m, c in by.items()}
+            for t, by in (data.get("bias_correction") or {}).items()}
 
 
 def linear_target(var: Any) -> bool:
@@ -90,8 +108,12 @@ def linear_target(var: Any) -> bool:
 
 def weights_digest(run_dir: Path) -> str:
     """SHA-256 (hex) of the run's model.safetensors."""
+    return _digest(Path(run_dir) / WEIGHTS_FILE)
+
+
+def _digest(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(Path(run_dir) / WEIGHTS_FILE, "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -127,21 +149,23 @@ def calibrate_model(model: Any, val: Mapping[str, list[Any]], keys: Sequence[tup
     tick = progress or (lambda phase, done, total: None)
     say = report or (lambda line: None)
     n = len(next(iter(val.values())))
-    by_given: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # given -> per record (image, metadata) (J,)
+    by_given: dict[str, list[TypicalityTerms]] = {}  # given -> its records' terms, one block per set computed
     for names in given_sets(list(model.variables)):
         if not all(name in val for name in names):
             continue
         terms = typicality_terms(model, {name: val[name] for name in names}, seed=seed,
                                  progress=lambda d, t, g=names: tick(f"typicality {','.join(g)}", d, t))
+        groups: dict[str, list[int]] = {}
         for i, given in enumerate(terms.given):
             if given:
-                by_given.setdefault(given, []).append((terms.image_levels[i], terms.metadata_levels[i]))
-    if 0 < n < 100:
-        say(f"note: {n} validation records resolve typicality percentiles to {100 / n:.1f}; the default flag (above "
-            f"the 99th) then means above all of them, about {100 / (n + 1):.1f}% of records like them")
-    reference = TypicalityReference.from_terms(
-        {g: TypicalityTerms(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), 0, [g] * len(rows))
-         for g, rows in by_given.items()}, levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
+                groups.setdefault(given, []).append(i)
+        for given, rows in groups.items():
+            by_given.setdefault(given, []).append(terms.rows(rows))
+    if 0 < n < MIN_REFERENCE:
+        say(f"note: {n} validation records are too few for typicality percentiles (it needs {MIN_REFERENCE}); "
+            "typicality is n/a for this run")
+    reference = TypicalityReference.from_terms({g: TypicalityTerms.concat(blocks) for g, blocks in by_given.items()},
+                                               levels=TYPICALITY_LEVELS, seed=seed) if by_given else None
     bias: dict[str, dict[str, BiasCorrection]] = {}
     seeds = [subject_seed(seed, *k) for k in keys]
     for target, var in model.variables.items():
@@ -182,9 +206,21 @@ def _given(value: Any) -> bool:
 
 
 def write_calibration(run_dir: Path, calibration: Calibration) -> Path:
-    """calibration.json (atomically), sealed with the digest of the run's current weights."""
+    """calibration.json (atomically), sealed with the digest of the run's current weights, after its sidecar of
+    image loss maps (calibration.safetensors, named in it with its SHA-256; removed when there are none)."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
     calibration.weights_sha256 = weights_digest(run_dir)
-    return write_json(Path(run_dir) / CALIBRATION_FILE, calibration.to_dict())
+    maps = {} if calibration.typicality is None else calibration.typicality.maps
+    digest = None
+    if maps:
+        tensors = {given: torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)) for given, m in maps.items()}
+        write_atomic(run_dir / MAPS_FILE, lambda tmp: save_file(tensors, tmp))
+        digest = _digest(run_dir / MAPS_FILE)
+    else:
+        (run_dir / MAPS_FILE).unlink(missing_ok=True)
+    return write_json(run_dir / CALIBRATION_FILE, calibration.to_dict(digest))
 
 
 def calibrate_run(run_dir: str | Path, data: str | Path | None = None, *,
@@ -231,22 +267,44 @@ def calibrate_cohort(model: Any, cohort: Any, indices: list[int], **kwargs: Any)
 
 
 def load_calibration(run_dir: str | Path) -> Calibration | None:
-    """The run's calibration, or None (with a `RunWarning` naming the fix) when it has none or an outdated one."""
-    path = Path(run_dir) / CALIBRATION_FILE
+    """The run's calibration, or None (with a `RunWarning` naming the fix) when it has none or a damaged or outdated
+    one; a calibration.json of an earlier format gives its bias corrections and no typicality, with a `note`."""
+    run_dir = Path(run_dir)
+    path = run_dir / CALIBRATION_FILE
     if not path.is_file():
         return None
+    damaged = (f"{path} is damaged; typicality and bias correction are off; run `metavoxel calibrate --model "
+               f"{run_dir}` to write it again")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        calibration = Calibration.from_dict(data)
-        if data.get("format") != FORMAT:
+        version = data.get("format")
+        if isinstance(version, int) and 1 <= version < FORMAT:
+            calibration = Calibration(None, _bias(data), str(data.get("weights_sha256", "")), int(data.get("n", 0)))
+            calibration.note = (f"note: {path} is from an earlier metavoxel (format {version}), so typicality is n/a; "
+                                f"run `metavoxel calibrate --model {run_dir}` to compute it again")
+        elif version != FORMAT:
             raise ValueError
+        else:
+            calibration = Calibration.from_dict(data, _read_maps(run_dir, data))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        warnings.warn(f"{path} is damaged; typicality and bias correction are off; run `metavoxel calibrate --model "
-                      f"{run_dir}` to write it again", RunWarning, stacklevel=2)
+        warnings.warn(damaged, RunWarning, stacklevel=2)
         return None
-    if calibration.weights_sha256 != weights_digest(Path(run_dir)):
-        warnings.warn(f"{path} was computed for other weights than {Path(run_dir) / WEIGHTS_FILE} (the model was "
+    if calibration.weights_sha256 != weights_digest(run_dir):
+        warnings.warn(f"{path} was computed for other weights than {run_dir / WEIGHTS_FILE} (the model was "
                       f"trained further or replaced); typicality and bias correction are off; run `metavoxel "
                       f"calibrate --model {run_dir}` to update it", RunWarning, stacklevel=2)
         return None
     return calibration
+
+
+def _read_maps(run_dir: Path, data: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The sidecar's maps named by calibration.json, checked against its SHA-256; ValueError if missing or other."""
+    from safetensors.numpy import load_file
+
+    named = (data.get("typicality") or {}).get("maps")
+    if not named:
+        return None
+    sidecar = run_dir / str(named["file"])
+    if sidecar.name != MAPS_FILE or not sidecar.is_file() or _digest(sidecar) != named["sha256"]:
+        raise ValueError(f"{sidecar} is missing or not the one calibration.json names")
+    return load_file(str(sidecar))

@@ -65,7 +65,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
             its table there), so an error in it leaves no files behind.
         typicality: the percentile above which the fixed values are flagged as atypical (a `TypicalityWarning`;
             samples.json's ``typicality`` field holds the percentiles, `metavoxel.evaluation.typicality`); None
-            switches the score off. A masked image is scored as not given (its kept part is not a whole scan).
+            switches the score off. A masked image is scored over the latent locations its mask keeps, against the
+            validation records' loss maps masked the same way.
 
     Raises:
         InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask,
@@ -99,7 +100,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     keeps = {name: _mask(model, name, path, prepared.get(name)) for name, path in masks.items()}
     result = model.sample(fix=raw, masks={name: k[0] for name, k in keeps.items()}, options=options,
                           progress=progress)
-    scored = _typicality(run_dir, model, {n: v for n, v in raw.items() if n not in keeps}, fix, typicality)
+    scored = _typicality(run_dir, model, raw, fix, typicality, {name: k[0] for name, k in keeps.items()})
     for name, var in model.variables.items():  # every summary keeps the contract before a file is written
         if not isinstance(var.head, SpatialHead):
             checked_summary(var, result.summary(name), result.num_subjects)
@@ -115,21 +116,28 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     return result, [out / f.relative_to(staging) for f in files]
 
 
-def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, str], threshold: float | None):
+def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, str], threshold: float | None,
+                masks: Mapping[str, torch.Tensor]):
     """samples.json's ``typicality`` (a `TypicalityResult` as a dict; None when off or nothing is given), with one
-    warning when the given values are atypical."""
+    warning when the given values are atypical; a masked image is scored over what its mask keeps."""
     from metavoxel.workflows.trust import trust_for
 
     if threshold is None or not given:
         return None
-    trust = trust_for(run_dir, model, threshold=threshold)
+    notes: list[str] = []
+    trust = trust_for(run_dir, model, threshold=threshold, report=notes.append)
     if trust.reference is None:
-        return {"percentile": None, "note": "the run has no calibration.json: run `metavoxel calibrate`"}
-    scans = [fix[n] for n in given if isinstance(model.variables[n].head, SpatialHead)]
+        return {"percentile": None, "note": notes[0] if notes else "typicality is n/a: the run's calibration is "
+                f"missing or outdated; run `metavoxel calibrate --model {run_dir}`"}
+    scans = [fix[n] + (" (masked)" if n in masks else "") for n in given
+             if isinstance(model.variables[n].head, SpatialHead)]
     values = [f"{n}={fix[n]}" for n in given if not isinstance(model.variables[n].head, SpatialHead)]
     name = (f"{', '.join(scans)}" + (f" (given with {', '.join(values)})" if values else "")) if scans else \
         f"the values {', '.join(values)}"
-    results = trust.typicality(model, given, [name])
+    try:
+        results = trust.typicality(model, given, [name], masks=masks or None)
+    except InputError as exc:  # e.g. a kind without a per-location loss, masked: the answer stands, unscored
+        return {"percentile": None, "note": f"note: typicality is n/a: {exc}"}
     return results[0].to_dict()
 
 

@@ -243,8 +243,12 @@ def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *, progres
 
 
 def train_study_model(recipe: StudyRecipe, variant: str, data: Path, out: str | Path, *, vae_weights: Path,
-                      scale_factor: float, cache_dir: Path, progress: Progress | None = None):
-    """Train one model variant on the cohort; returns `metavoxel.training.TrainResult`."""
+                      scale_factor: float, cache_dir: Path, progress: Progress | None = None,
+                      calibrate: bool = True):
+    """Train one model variant on the cohort; returns `metavoxel.training.TrainResult`.
+
+    ``calibrate=False`` skips the run's calibration.json (`metavoxel calibrate` writes it later), for a benchmark
+    that never reads it."""
     from metavoxel.spec import ModelSpec
     from metavoxel.training import TrainConfig
     from metavoxel.workflows.train import train_run
@@ -258,7 +262,7 @@ def train_study_model(recipe: StudyRecipe, variant: str, data: Path, out: str | 
     out = Path(out)
     if (out / "state.json").exists():
         raise InputError(f"{out} already holds a training run; remove it or choose another output directory")
-    result = train_run(spec, data, out, config, cache_dir=cache_dir,
+    result = train_run(spec, data, out, config, cache_dir=cache_dir, calibrate=calibrate,
                        progress=lambda phase, done, total, loss: tick(f"{variant} {phase}", done, total))
     write_json(out / "recipe.json", recipe.to_dict())
     return result

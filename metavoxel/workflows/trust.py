@@ -48,11 +48,13 @@ class RecordTrust:
     columns: list[str] = field(default_factory=list)
     flagged: int = 0
 
-    def typicality(self, model: Any, fix: Mapping[str, Any], names: Sequence[str]) -> list[TypicalityResult] | None:
-        """Each record's `TypicalityResult` (warning for each flagged one), or None when switched off."""
+    def typicality(self, model: Any, fix: Mapping[str, Any], names: Sequence[str],
+                   masks: Mapping[str, Any] | None = None) -> list[TypicalityResult] | None:
+        """Each record's `TypicalityResult` (warning for each flagged one), or None when switched off; ``masks``:
+        image -> keep-mask, the image scored over the locations it keeps."""
         if self.threshold is None or self.reference is None:
             return None
-        terms = typicality_terms(model, fix, levels=self.reference.levels, seed=self.reference.seed)
+        terms = typicality_terms(model, fix, levels=self.reference.levels, seed=self.reference.seed, masks=masks)
         results = self.reference.score(terms, threshold=self.threshold)
         self.flagged += warn_atypical(results, names, self.threshold)
         return results
@@ -97,9 +99,12 @@ def trust_for(run_dir: str | Path, model: Any, target: str | None = None, *, met
         has_truth: the table holds the target's true value and the target is continuous: brain-age outputs.
         samples: the answer has samples (the centile of the truth needs them).
         threshold: the typicality flag's percentile; None switches typicality off.
-        report: receives one line when the run has no calibration.json (the outputs that need it are n/a).
+        report: receives one line when the run has no calibration.json, or one of an earlier format (the outputs
+            that need it are n/a).
     """
     calibration = load_calibration(run_dir) if (threshold is not None or has_truth) else None
+    if calibration is not None and calibration.note and threshold is not None and report is not None:
+        report(calibration.note)
     if calibration is None and (threshold is not None or has_truth):
         what = " and ".join(w for w, on in (("typicality", threshold is not None), ("bias correction", has_truth)) if on)
         if not (Path(run_dir) / "calibration.json").is_file() and report is not None:

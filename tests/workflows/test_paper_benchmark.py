@@ -97,6 +97,23 @@ def test_tiny_benchmark_runs_every_stage_writes_the_report_and_reuses_its_stages
     assert "training" not in printed and "run again without --train-only" in printed
     assert results.read_text() == appended
 
+    # --skip leaves parts out of the measurement and says so in the report; an unknown part is refused
+    skipped = tmp_path / "SKIPPED.md"
+    assert runner.main(["--config", "tiny", "--out", str(out), "--results", str(skipped), "--append",
+                        "--skip", "matched,jumps,ablations,continuous-sex"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["skipped"] == ["ablations", "continuous-sex", "jumps", "matched"]
+    assert metrics["ablation"] is None and metrics["continuous_sex"] is None
+    assert set(metrics["conditioning"]["likelihood"]) == {"paper", "mixture"}
+    assert "mixture · clean" in metrics["conditioning"]["rows"]
+    assert not [label for label in metrics["conditioning"]["rows"] if "matched" in label or "jumps" in label]
+    text = skipped.read_text()
+    assert "Not run (`--skip`): ablations, continuous-sex, jumps, matched." in text
+    assert "Not run (`--skip ablations`)." in text
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--config", "tiny", "--out", str(out), "--skip", "vit"])
+    assert exit_info.value.code == 2 and "--skip: unknown part(s) vit" in capsys.readouterr().err
+
     # a model folder trained on another recipe (here: the mixture before its image predicted v) is refused
     stored = out / "joint-mixture" / "recipe.json"
     recipe = json.loads(stored.read_text())

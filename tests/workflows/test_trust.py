@@ -5,6 +5,7 @@ ones) without changing the answer, `calibrate` rewrites it for an older run, sta
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import warnings
@@ -13,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 from tiny_specs import tiny_spec_2d
 
 import metavoxel as mv
@@ -21,7 +23,7 @@ from metavoxel.diffusion.typicality import typicality_terms
 from metavoxel.evaluation.typicality import TypicalityWarning
 from metavoxel.runs import RunWarning
 from metavoxel.training import TrainConfig
-from metavoxel.workflows.calibrate import CALIBRATION_FILE, load_calibration
+from metavoxel.workflows.calibrate import CALIBRATION_FILE, MAPS_FILE, load_calibration
 from metavoxel.workflows.predict import predict_run
 from metavoxel.workflows.train import train_run
 
@@ -72,7 +74,14 @@ def test_train_writes_a_calibration_sealed_to_its_weights(run):
     scores = data["typicality"]["losses"]
     assert {"age,group,image", "group,image", "image"} <= set(scores)  # every set of given variables a request has
     assert set(scores["age,group,image"]) == {"image", "metadata"} and set(scores["image"]) == {"image"}
+    classes = data["typicality"]["classes"]  # the categorical group: its validation records' mid-p values
+    assert set(classes["age,group,image"]) == {"group"} and "image" not in classes and "group,image" in classes
+    assert set(scores["group,image"]) == {"image"}  # no continuous metadata given: no level-standardised metadata
     assert len(scores["image"]["image"][0]) == data["typicality"]["levels"] == 5  # per-level losses
+    maps = load_file(str(run / "run" / data["typicality"]["maps"]["file"]))  # the image's loss maps, sealed
+    assert data["typicality"]["maps"]["sha256"] == hashlib.sha256((run / "run" / MAPS_FILE).read_bytes()).hexdigest()
+    assert maps["image"].shape == (len(scores["image"]["image"]), 5, 8, 8) and "age" not in maps
+    np.testing.assert_allclose(maps["age,group,image"].mean(axis=(2, 3)), scores["age,group,image"]["image"], rtol=1e-4)
     assert set(data["bias_correction"]["age"]) == {"sample", "point"}  # clean-trained: point prediction too
     assert load_calibration(run / "run") is not None
 
@@ -119,7 +128,7 @@ def test_the_score_of_a_record_does_not_depend_on_the_others(run):
     together = typicality_terms(model, {"image": images, "group": ["A", "B", "C"]})
     alone = typicality_terms(model, {"image": images[1:2], "group": ["B"]})
     assert together.image[1] == pytest.approx(float(alone.image[0]))
-    assert together.metadata[1] == pytest.approx(float(alone.metadata[0]))
+    assert together.category_midp["group"][1] == pytest.approx(float(alone.category_midp["group"][0]))
     assert together.calls_per_record == 10 and len(set(together.image.tolist())) == 3
 
 
@@ -137,6 +146,7 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
     assert rows[0]["brain_pad"] != "n/a"
     assert cli(["calibrate", "--model", str(copy), "--data", str(run / "cohort.tsv")]) == 0
     assert (copy / CALIBRATION_FILE).read_text() == (run / "run" / CALIBRATION_FILE).read_text()
+    assert (copy / MAPS_FILE).read_bytes() == (run / "run" / MAPS_FILE).read_bytes()
     model = mv.runs.load_run(copy)  # trained further: other weights under the same spec
     state = {k: v + 1e-3 if v.is_floating_point() else v for k, v in model.state_dict().items()}
     mv.runs.save_weights(copy / "model.safetensors", state, spec=model.spec)
@@ -158,6 +168,35 @@ def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, 
     code = cli(["sample", "--model", str(run / "run"), "--fix", "age=60", "--no-typicality", "--out",
                 str(run / "plain")])
     assert code == 0 and "typicality" not in json.loads((run / "plain" / "samples.json").read_text())
+    keep = np.zeros((8, 8), dtype=np.float32)
+    keep[:, :4] = 1  # half the image: the noise there is scored, the rest generated
+    nib.save(nib.Nifti1Image(keep, np.eye(4)), run / "half.nii.gz")
+    scored = {}
+    for scan in (_noise(run), run / "s0.nii.gz"):
+        code = cli(["sample", "--model", str(run / "run"), "--fix", f"image={scan}", "--mask",
+                    f"image={run / 'half.nii.gz'}", "--fix", "group=A", "--out", str(run / "masked")])
+        assert code == 0
+        scored[scan.name] = json.loads((run / "masked" / "samples.json").read_text())["typicality"]
+    noise, brain = scored["noise.nii.gz"], scored["s0.nii.gz"]
+    assert noise["masked"] and brain["masked"] and noise["percentile"] > 95 > brain["percentile"]  # 8 validation records
+    assert noise["image_percentile"] > brain["image_percentile"] and noise["given"] == "group,image"
+
+
+def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(run / "run", copy)
+    data = json.loads((copy / CALIBRATION_FILE).read_text())
+    (copy / MAPS_FILE).write_bytes((copy / MAPS_FILE).read_bytes()[:-8] + b"\0" * 8)  # not the sealed sidecar
+    with pytest.warns(RunWarning, match="is damaged"):
+        assert load_calibration(copy) is None
+    (copy / CALIBRATION_FILE).write_text(json.dumps({**data, "format": 2, "typicality": {"levels": 5, "seed": 0,
+                                                                                          "losses": {}}}))
+    notes = []
+    rows = _read(predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1),
+                             given=["image", "group"], report=notes.append))
+    assert notes == [f"note: {copy / CALIBRATION_FILE} is from an earlier metavoxel (format 2), so typicality is "
+                     f"n/a; run `metavoxel calibrate --model {copy}` to compute it again"]
+    assert rows[0]["typicality_percentile"] == "n/a" and rows[0]["brain_pad_corrected"] != "n/a"  # its fit is kept
 
 
 def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, capsys):

@@ -1,0 +1,217 @@
+"""The typicality part of benchmarks/trust.py: shifted scans, flag rates and a masked image, old and new side by side.
+
+Scores every held-out (test split) brain and a shifted copy of each (`trust.SHIFTS`) with the image and sex given,
+through the code `predict` runs (`typicality_terms`, then the run's `TypicalityReference.score`), and reports per
+shift the AUROC of:
+
+- ``new``: the current score (max over the statistics of their normal scores: the global image statistic, the
+  local one, and the metadata's: sex, categorical, by its mid-p value under the model's posterior), the current
+  percentile, and each image statistic alone;
+- ``old``: the score of the previous method (main at e5a4b3b: the same, but the sex cross-entropy levels
+  standardised among the validation records' as the metadata statistic), from the same network calls, against a
+  reference from the validation split's terms computed here (image and sex given);
+
+and the fraction flagged at the default 99th by each. Flag rates of unaltered records: the test split, and the
+validation split left one out (each validation record scored against a reference fitted on the other n - 1). A
+masked image: one hemisphere kept (the keep-mask of the part-of-brain measurement) of the unaltered brains and
+of a copy of each with the lesion placed inside that hemisphere; as a control, the other hemisphere kept (the
+lesion outside it), and the whole image. The maps do not depend on the mask, so the masked rows reuse the same
+network calls (a masked record is scored by its image only).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+
+def as_previous(terms):
+    """The terms as the previous method read them: each categorical variable's per-level cross-entropy summed into
+    the metadata term (with the continuous scalars'), no categorical statistic."""
+    from metavoxel.diffusion.typicality import TypicalityTerms
+
+    stack = torch.stack([terms.metadata_levels, *terms.category_levels.values()])  # (1 + C, N, J)
+    meta = torch.where(torch.isnan(stack).all(0), torch.full_like(stack[0], float("nan")), torch.nansum(stack, 0))
+    return TypicalityTerms(terms.image_levels, meta, terms.calls_per_record, terms.given, terms.image_maps,
+                           terms.image_keep)
+
+
+def left_one_out_flags(reference, given: str) -> list[bool]:
+    """Each validation record of ``given`` scored against a reference fitted on the other n - 1: flagged?"""
+    from metavoxel.diffusion.typicality import TypicalityTerms
+    from metavoxel.evaluation.typicality import TypicalityReference
+
+    losses, maps, classes = reference.losses[given], reference.maps.get(given), reference.classes.get(given, {})
+    count = reference._count(given)
+    nan = torch.full((1, reference.levels), float("nan"), dtype=torch.float64)
+    flags = []
+    for k in range(count):
+        drop = lambda v: v[:k] + v[k + 1:]  # noqa: E731
+        rest = TypicalityReference({given: {p: drop(v) for p, v in losses.items()}}, reference.levels, reference.seed,
+                                   {} if maps is None else {given: np.delete(maps, k, axis=0)},
+                                   {given: {v: drop(u) for v, u in classes.items()}} if classes else {})
+        held = TypicalityTerms(*(torch.tensor([losses[p][k]], dtype=torch.float64) if p in losses else nan
+                                 for p in ("image", "metadata")), 0, [given],
+                               None if maps is None else torch.from_numpy(maps[k:k + 1]), None,
+                               {v: torch.tensor([u[k]], dtype=torch.float64) for v, u in classes.items()})
+        flags.append(rest.score(held)[0].flagged)
+    return flags
+
+
+def _latent_keep(var, keep: torch.Tensor) -> torch.Tensor:
+    """A voxel keep-mask (1, 1, *shape) -> the latent locations kept (1, *grid), as `typicality_terms` derives it."""
+    z_mask = var.diffusion_mask(keep)
+    return z_mask.reshape(z_mask.shape[0], -1, *var.head.shape).all(dim=1)
+
+
+def _lesion_in_hemisphere(var, record: dict, scans: Path, mid: int) -> tuple[Path, float]:
+    """The record's scan with the lesion shift's sphere centred on the brain voxels at least 5 voxels below the
+    model grid's midline on its first axis (found through the scan's own and its model-grid affine), and the
+    fraction of the lesion's voxels below the midline."""
+    img = nib.load(record["image"])
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    mask = data > 0.05 * float(data.max())
+    top = float(np.percentile(data[mask], 99))
+    voxels = np.argwhere(mask)  # (m, 3) source indices
+    to_model = np.linalg.inv(var.prepare(record["image"]).affine) @ img.affine
+    on_model = voxels @ to_model[:3, :3].T + to_model[:3, 3]
+    centre = voxels[on_model[:, 0] < mid - 5].mean(axis=0)
+    grid = np.indices(data.shape).transpose(1, 2, 3, 0)
+    sphere = ((grid - centre) ** 2).sum(-1) <= 4.0 ** 2
+    path = scans / f"{record['participant_id']}_hemilesion.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(sphere & mask, 1.6 * top, data).astype(np.float32), img.affine), str(path))
+    lesion = np.argwhere(sphere & mask) @ to_model[:3, :3].T + to_model[:3, 3]
+    return path, float((lesion[:, 0] < mid - 0.5).mean())
+
+
+def measure_typicality(run: Path, model, calibration, base: list[dict], out: Path, rng: np.random.Generator,
+                       shifts: tuple[str, ...], shifted, auroc, val: list[dict]) -> dict:
+    """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's; ``val``: the
+    validation split's records (the previous method's reference)."""
+    from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
+    from metavoxel.evaluation.typicality import TypicalityReference
+    from metavoxel.variables.capabilities import voxel_grid
+
+    n, given = len(base), "image,sex"
+    scans = out / "scans"
+    scans.mkdir(exist_ok=True)
+    rows = list(base)
+    for kind in shifts:
+        for r in base:
+            img = nib.load(r["image"])
+            data, affine = shifted(kind, np.asarray(img.dataobj, dtype=np.float32), img.affine, rng)
+            path = scans / f"{r['participant_id']}_{kind}.nii.gz"
+            nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
+            rows.append({**r, "participant_id": f"{r['participant_id']}x{kind.replace('_', '')}", "image": str(path)})
+    reference = calibration.typicality
+    started = time.perf_counter()
+    terms = typicality_terms(model, {"image": [r["image"] for r in rows], "sex": [r["sex"] for r in rows]},
+                             levels=reference.levels, seed=reference.seed)
+    seconds = (time.perf_counter() - started) / len(rows)
+    started = time.perf_counter()
+    results = reference.score(terms)
+    score_seconds = time.perf_counter() - started
+    u = {s: np.array([r.scores[s] for r in results]) for s in results[0].scores}
+    score = np.max(list(u.values()), axis=0)
+    image_score = np.maximum(u["image"], u["image_local"])
+    pct = np.array([r.percentile for r in results])
+    flagged = np.array([r.flagged for r in results])
+    val_terms = typicality_terms(model, {"image": [r["image"] for r in val], "sex": [r["sex"] for r in val]},
+                                 levels=reference.levels, seed=reference.seed)
+    previous = TypicalityReference.from_terms({given: as_previous(val_terms)}, levels=reference.levels,
+                                              seed=reference.seed)
+    old_results = previous.score(as_previous(terms))
+    old_score = np.array([max(r.scores.values()) for r in old_results])
+    old_image = np.array([max(r.scores["image"], r.scores["image_local"]) for r in old_results])
+    old_pct = np.array([r.percentile for r in old_results])
+    old_flagged = np.array([r.flagged for r in old_results])
+    shift_rows = []
+    for k, kind in enumerate(shifts):
+        part = slice(n * (k + 1), n * (k + 2))
+        a = lambda x: auroc(x[:n], x[part])  # noqa: E731
+        shift_rows.append({"shift": kind, "auroc": a(score), "auroc_percentile": a(pct), "auroc_image_part": a(image_score),
+                           "auroc_image_global": a(u["image"]), "auroc_image_local": a(u["image_local"]),
+                           "auroc_metadata_part": a(np.max([v for s, v in u.items() if s.startswith("metadata")], 0)),
+                           "flagged": float(flagged[part].mean()),
+                           "named_image": float(np.mean(["image" in r.atypical for r in results[part]])),
+                           "old_auroc": a(old_score), "old_auroc_percentile": a(old_pct),
+                           "old_auroc_image_part": a(old_image), "old_flagged": float(old_flagged[part].mean())})
+    report = {"n": n, "shifts": shift_rows, "test_flag_rate": float(flagged[:n].mean()),
+              "old_test_flag_rate": float(old_flagged[:n].mean()),
+              "test_flagged_by": {p: int(sum(p in r.atypical for r in results[:n])) for p in ("image", "metadata")},
+              "old_test_flagged_by": {p: int(sum(p in r.atypical for r in old_results[:n])) for p in ("image", "metadata")},
+              "binomial_se_at_1pct": math.sqrt(0.01 * 0.99 / n), "calls_per_record": terms.calls_per_record,
+              "seconds_per_record": seconds, "score_seconds": score_seconds,
+              "val_sex_midp_below_1pct": int((np.asarray(reference.classes[given]["sex"]) < 0.01).sum()),
+              "val_sex_midp_min": float(np.min(reference.classes[given]["sex"]))}
+
+    # the validation split left one out: each record against a reference fitted on the other n - 1
+    loo, old_loo = left_one_out_flags(reference, given), left_one_out_flags(previous, given)
+    count = len(loo)
+    report.update(val_n=count, val_loo_flag_rate=float(np.mean(loo)), old_val_loo_flag_rate=float(np.mean(old_loo)),
+                  val_binomial_se_at_1pct=math.sqrt(0.01 * 0.99 / count))
+
+    # a masked image: one hemisphere kept (RAS: x < mid, as the part-of-brain measurement); a lesion as the lesion
+    # shift's (radius 4 voxels, 1.6x the 99th percentile) placed inside that hemisphere, 5 voxels from its border
+    var = model.variables["image"]
+    grid = voxel_grid(var)[1]
+    mid = grid[0] // 2
+    placed = [_lesion_in_hemisphere(var, r, scans, mid) for r in base]
+    hemi_rows = [{**r, "image": str(path)} for r, (path, _) in zip(base, placed)]
+    inside = float(np.mean([fraction for _, fraction in placed]))  # of the lesion below the midline
+    hemi = typicality_terms(model, {"image": [r["image"] for r in hemi_rows], "sex": [r["sex"] for r in hemi_rows]},
+                            levels=reference.levels, seed=reference.seed)
+    both = TypicalityTerms.concat([terms.rows(list(range(n))), hemi])
+    masked_rows = []
+    for name, side in (("whole image", None), ("the lesion's hemisphere kept", slice(None, mid)),
+                       ("the other hemisphere kept", slice(mid, None))):
+        keep = torch.ones(1, 1, *grid, dtype=torch.bool)
+        if side is not None:
+            keep[:] = False
+            keep[:, :, side] = True
+        latent = _latent_keep(var, keep) if side is not None else None
+        if side is not None:
+            both.image_keep = latent.expand(2 * n, *latent.shape[1:])
+        scored = reference.score(both)
+        both.image_keep = None
+        s = np.array([max(r.scores.values()) for r in scored])
+        p = np.array([r.percentile for r in scored])
+        f = np.array([r.flagged for r in scored])
+        masked_rows.append({"mask": name, "kept_voxels": float(keep.float().mean()),
+                            "kept_latent": 1.0 if latent is None else float(latent.float().mean()),
+                            "lesion_voxels_kept": {None: 1.0, "lo": inside, "hi": 1.0 - inside}[
+                                None if side is None else "lo" if side.start is None else "hi"],
+                            "auroc": auroc(s[:n], s[n:]), "auroc_percentile": auroc(p[:n], p[n:]),
+                            "flagged_unaltered": float(f[:n].mean()), "flagged_lesion": float(f[n:].mean())})
+    report["masked"] = masked_rows
+    return report
+
+
+def print_typicality(typ: dict, f) -> None:
+    """trust.py's lines for the typicality part (``f`` formats a number)."""
+    print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC new | previous; flagged at the "
+          f"default 99th new | previous)")
+    for r in typ["shifts"]:
+        print(f"  {r['shift']:12s} AUROC {f(r['auroc'])} | {f(r['old_auroc'])} (percentile {f(r['auroc_percentile'])}"
+              f" | {f(r['old_auroc_percentile'])}; image part {f(r['auroc_image_part'])} | "
+              f"{f(r['old_auroc_image_part'])}: global {f(r['auroc_image_global'])}, local "
+              f"{f(r['auroc_image_local'])}; metadata part {f(r['auroc_metadata_part'])})  flagged {f(r['flagged'], 2)} | {f(r['old_flagged'], 2)}, image named "
+              f"{f(r['named_image'], 2)}")
+    print(f"  flag rate of unaltered records: test split {f(typ['test_flag_rate'], 3)} | "
+          f"{f(typ['old_test_flag_rate'], 3)} (promised 0.01 ± {f(typ['binomial_se_at_1pct'], 3)}; by part "
+          f"{typ['test_flagged_by']} | {typ['old_test_flagged_by']}); validation left-one-out {f(typ['val_loo_flag_rate'], 3)} | "
+          f"{f(typ['old_val_loo_flag_rate'], 3)} of {typ['val_n']} (± {f(typ['val_binomial_se_at_1pct'], 3)}); "
+          f"validation sex mid-p below 0.01: {typ['val_sex_midp_below_1pct']} (min {typ['val_sex_midp_min']:.2g})")
+    print(f"  cost: {typ['calls_per_record']} network calls, {f(typ['seconds_per_record'], 3)} s per record; scoring "
+          f"{f(typ['score_seconds'], 1)} s for all")
+    for r in typ["masked"]:
+        print(f"  lesion in one hemisphere, {r['mask']} ({f(r['kept_voxels'], 2)} of the voxels, "
+              f"{f(r['kept_latent'], 2)} of the latent locations, {f(r['lesion_voxels_kept'], 2)} of the lesion "
+              f"kept): AUROC {f(r['auroc'])} (percentile "
+              f"{f(r['auroc_percentile'])}), flagged unaltered {f(r['flagged_unaltered'], 3)}, lesioned "
+              f"{f(r['flagged_lesion'], 2)}")
