@@ -11,12 +11,15 @@ they call (`JointModel.sample` with a keep-mask):
    unaltered and lesioned brains;
 2. metadata against the image: swapped sex and age shifted by 20 years (minus 20 where +20 leaves the model's
    range), detected by `metavoxel check` and by the metadata part of the typicality, at the threshold giving a
-   5% false-alarm rate on the unaltered records (and AUROC);
+   5% false-alarm rate on the unaltered records (and AUROC); the age check by its point method and by its sampled
+   predictive (`check --method sample`) side by side on the same rows: AUROC, detection at 5% false alarm,
+   detection and false flags at the default level, network calls and seconds per record;
 3. cost: network calls and seconds per record of the typicality score against one point prediction;
 4. brain-age outputs: MAE, r, R² and corr(brain-PAD, age) of `predict` on the test split, raw and bias-corrected
    with the correction the run fitted on its validation split;
-5. answers from part of a brain: age MAE and interval width from the whole brain, one hemisphere and one
-   quarter kept (the rest generated), the same records and seeds.
+5. answers from part of a brain: age MAE, RMSE, the width and coverage of the min-max interval and the samples'
+   SD from the whole brain, one hemisphere and one quarter kept (the rest generated), the same records and seeds,
+   by one joint chain (``--partial-methods joint``) and by imputation (``impute``, the default of `sample`).
 
 Usage::
 
