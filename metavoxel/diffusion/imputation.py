@@ -12,8 +12,11 @@ integral above):
 
 The spread of the answer then holds both terms of the law of total variance, Var(y | K) = E[Var(y | x)] +
 Var(E[y | x]): what the image gives and what the unseen part could be. It costs a second chain (2 × steps network
-calls per sample). The completed image stays in the model's diffusion space between the stages (no decode and
-re-encode), and is what the sample returns for the image.
+calls per sample) and one encoding of each completion. The completion is held as a scan is: the decoded image,
+its kept voxels pasted back (what the sample returns for the image), encoded by its kind (for a latent image,
+the VAE's encoder). Holding the first chain's latent instead keeps only the latent voxels the mask keeps whole
+and the generated ones as the chain left them; on the demo's model that read age from a hemisphere almost as
+badly as one chain (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -43,15 +46,15 @@ def to_impute(variables: Mapping[str, Variable], known: Mapping[str, Known]) -> 
     return out
 
 
-def completed(variables: Mapping[str, Variable], known: Mapping[str, Known], z: Mapping[str, torch.Tensor],
+def completed(variables: Mapping[str, Variable], known: Mapping[str, Known],
               decoded: Mapping[str, torch.Tensor]) -> dict[str, Known] | None:
     """The fixed values of stage 2: each partly known image held whole at its completion, the rest as they were.
 
     Args:
         variables: the model's variables.
         known: the fixed values of stage 1, for B rows.
-        z: stage 1's final states (name -> (B, *z)): the completions in diffusion space.
-        decoded: stage 1's values (name -> (B, ...)): the completions as returned (known voxels pasted back).
+        decoded: stage 1's values (name -> (B, ...)): the completions as returned (known voxels pasted back), encoded
+            again by the image's kind (`Variable.encode`) as a given scan is.
 
     Returns:
         name -> `Known` for stage 2, or None when there is nothing to impute: no row with a partly known image, or
@@ -63,9 +66,10 @@ def completed(variables: Mapping[str, Variable], known: Mapping[str, Known], z: 
     out = dict(known)
     for name, rows in partial.items():
         k = known[name]
-        whole_z = rows.reshape(-1, *([1] * (k.z0.dim() - 1))).expand_as(k.z_mask) | k.z_mask
-        whole_v = rows.reshape(-1, *([1] * (k.values.dim() - 1))).expand_as(k.value_mask) | k.value_mask
-        z0 = torch.where(whole_z & ~k.z_mask, z[name].to(k.z0.dtype), k.z0)
-        values = torch.where(whole_v & ~k.value_mask, decoded[name].to(k.values.device, k.values.dtype), k.values)
-        out[name] = Known(values, whole_v, z0, whole_z)
+        whole_z = rows.reshape(-1, *([1] * (k.z0.dim() - 1))).expand_as(k.z_mask)
+        whole_v = rows.reshape(-1, *([1] * (k.values.dim() - 1))).expand_as(k.value_mask)
+        values = torch.where(whole_v, decoded[name].to(k.values.device, k.values.dtype), k.values)
+        with torch.no_grad():
+            z0 = torch.where(whole_z, variables[name].encode(values).to(k.z0.dtype), k.z0)
+        out[name] = Known(values, whole_v | k.value_mask, z0, whole_z | k.z_mask)
     return out

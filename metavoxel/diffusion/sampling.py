@@ -97,7 +97,7 @@ def sample(diffusion: JointDiffusion, network: Network, fix: Mapping[str, Any] |
         z = reverse_chain(diffusion.variables, network, chunk_known, grid_levels, walk, conditioning=conditioning,
                           **chain)
         values = decode(diffusion.variables, z, chunk_known)
-        second = completed(diffusion.variables, chunk_known, z, values) if options.impute else None
+        second = completed(diffusion.variables, chunk_known, values) if options.impute else None
         if second is not None:  # imputation: the rest sampled again given each completed image held whole
             imputed = torch.stack(list(to_impute(diffusion.variables, chunk_known).values())).any(dim=0).cpu()  # (B,)
             mode = conditioning_mode(diffusion, options.conditioning, options.guidance, second)
