@@ -175,8 +175,8 @@ def sample(model: Model,
            typicality_threshold: TypicalityThreshold = 99.0,
            impute: Annotated[bool, typer.Option("--impute/--no-impute", help="With an image fixed inside a --mask "
                                                 "and a variable left free: complete the image first, then sample the "
-                                                "free variables given it whole (twice the network calls; its "
-                                                "intervals widen as less is kept).")] = True) -> None:
+                                                "free variables given it whole (twice the network calls; "
+                                                "docs/trust.md).")] = True) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run

@@ -69,8 +69,8 @@ class SamplingOptions:
         impute: for an image known inside a mask only, complete the image first and sample the other free
             variables given the completion held whole, one completion per sample (`metavoxel.diffusion.imputation`;
             a second chain: twice the network calls). No effect on a request without such an image or without a
-            free variable beside it. False: one joint chain (the answer is drawn beside the generated image,
-            whose intervals do not widen as less of the image is kept: benchmarks/RESULTS.md).
+            free variable beside it. False: one joint chain, the answer drawn beside the generated image (on the
+            demo's model, answers from part of a brain with a larger error and intervals no wider: RESULTS.md).
 
     Raises:
         OptionError: on construction, for any value out of its range or choices.

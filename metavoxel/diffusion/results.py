@@ -18,8 +18,9 @@ class SampleResult:
 
     Continuous values are in their own units, categorical values are class indices (see `labels`),
     images are voxel tensors. ``fixed[name]`` (N,) says for which subjects a variable was given;
-    ``conditioning`` and ``guidance`` say how the fixed variables were held (``repaint`` or ``clean``), and
-    ``grid`` the spacing of the sampling grid (``uniform`` or ``quadratic``).
+    ``conditioning`` and ``guidance`` say how the fixed variables were held (``repaint`` or ``clean``),
+    ``grid`` the spacing of the sampling grid (``uniform`` or ``quadratic``), and ``imputed`` whether the free
+    variables were sampled again given a completed image (`metavoxel.diffusion.imputation`).
     """
 
     variables: dict[str, Variable]
@@ -31,6 +32,7 @@ class SampleResult:
     conditioning: str = "repaint"
     guidance: float = 0.0
     grid: str = "uniform"
+    imputed: bool = False
 
     @property
     def num_subjects(self) -> int:
@@ -56,7 +58,7 @@ class SampleResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: scalar samples and summaries; image variables by shape only."""
         out: dict[str, Any] = {"seed": self.seed, "steps": self.steps, "grid": self.grid, "eta": self.eta,
-                               "conditioning": self.conditioning, "guidance": self.guidance,
+                               "conditioning": self.conditioning, "guidance": self.guidance, "imputed": self.imputed,
                                "num_subjects": self.num_subjects, "num_samples": self.num_samples, "variables": {}}
         for name, var in self.variables.items():
             entry: dict[str, Any] = {"kind": var.kind, "fixed": self.fixed.get(name, torch.zeros(0)).tolist()}

@@ -110,4 +110,5 @@ def sample(diffusion: JointDiffusion, network: Network, fix: Mapping[str, Any] |
                for name in diffusion.variables}
     fixed = {name: k.value_mask.reshape(n, num_samples, -1)[:, 0].any(dim=1) for name, k in known.items()}
     return SampleResult(diffusion.variables, samples, fixed, seed=seed, steps=steps, eta=eta,
-                        conditioning=conditioning, guidance=float(options.guidance), grid=grid_spacing)
+                        conditioning=conditioning, guidance=float(options.guidance), grid=grid_spacing,
+                        imputed=stages == 2)

@@ -262,6 +262,7 @@ def test_imputation_samples_the_answer_given_the_returned_completion_held_whole(
     first = len(seen) // 2
     joint = sample(model.diffusion, model.net, fix, masks, SamplingOptions(num_samples=2, seeds=[1, 2], impute=False))
     assert len(seen) == 2 * model.diffusion.sampling_steps and first == model.diffusion.sampling_steps
+    assert imputed.imputed and not joint.imputed and imputed.to_dict()["imputed"]
     assert torch.equal(imputed.samples["image"], joint.samples["image"])  # the completion it returns
     assert not torch.equal(imputed.samples["age"], joint.samples["age"])  # the answer drawn again, given it
     completion = model.variables["image"].encode(imputed.samples["image"].reshape(4, 1, 8, 8))
