@@ -11,12 +11,15 @@ they call (`JointModel.sample` with a keep-mask):
    unaltered and lesioned brains;
 2. metadata against the image: swapped sex and age shifted by 20 years (minus 20 where +20 leaves the model's
    range), detected by `metavoxel check` and by the metadata part of the typicality, at the threshold giving a
-   5% false-alarm rate on the unaltered records (and AUROC);
+   5% false-alarm rate on the unaltered records (and AUROC); the age check by its point method and by its sampled
+   predictive (`check --method sample`) side by side on the same rows: AUROC, detection at 5% false alarm,
+   detection and false flags at the default level, network calls and seconds per record;
 3. cost: network calls and seconds per record of the typicality score against one point prediction;
 4. brain-age outputs: MAE, r, R² and corr(brain-PAD, age) of `predict` on the test split, raw and bias-corrected
    with the correction the run fitted on its validation split;
-5. answers from part of a brain: age MAE and interval width from the whole brain, one hemisphere and one
-   quarter kept (the rest generated), the same records and seeds.
+5. answers from part of a brain: age MAE, RMSE, the width and coverage of the min-max interval and the samples'
+   SD from the whole brain, one hemisphere and one quarter kept (the rest generated), the same records and seeds,
+   by one joint chain (``--partial-methods joint``) and by imputation (``impute``, the default of `sample`).
 
 Usage::
 
@@ -148,6 +151,8 @@ def _num(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from metavoxel.workflows.check import CHECK_SAMPLES, CHECK_STEPS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/demo/model"))
     parser.add_argument("--cohort", type=Path, default=Path("runs/demo/cohort"))
@@ -156,8 +161,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("/tmp/trust"))
     parser.add_argument("--records", type=int, default=None, help="test records used (default: the whole split)")
     parser.add_argument("--partial-records", type=int, default=60, help="test records of the partial-brain part")
-    parser.add_argument("--samples", type=int, default=8, help="samples per record, partial-brain part")
+    parser.add_argument("--samples", type=int, default=16, help="samples per record, partial-brain part")
     parser.add_argument("--steps", type=int, default=25, help="reverse steps, partial-brain part")
+    parser.add_argument("--partial-methods", type=lambda t: [x for x in t.split(",") if x], default=["joint", "impute"],
+                        help="partial-brain part: joint (one chain, the answer beside the generated image) and/or "
+                             "impute (the image completed first, the answer given it held whole)")
+    parser.add_argument("--partial-kept", type=lambda t: [x for x in t.split(",") if x],
+                        default=["whole", "hemisphere", "quarter"], help="partial-brain part: what is kept")
+    parser.add_argument("--check-samples", type=int, default=CHECK_SAMPLES, help="samples per record, sampled check")
+    parser.add_argument("--check-steps", type=int, default=CHECK_STEPS, help="reverse steps, sampled check")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     parts = set(args.parts)
@@ -241,6 +253,27 @@ def main(argv: list[str] | None = None) -> dict:
                                   "typicality_auroc": auroc(typ_score[:n], typ_score[by[key]]),
                                   "typicality_detect_at_5pct": det_typ})
         report["metadata"] = metadata_rows
+        # the age check by its two methods side by side, each timed alone on the same rows (unaltered, then +-20)
+        age_rows = base + altered[1::2]
+        age_table = _write_table(out / "altered_age.tsv", age_rows, ["participant_id", "image", "age", "sex"])
+        methods = []
+        for method in ("point", "sample"):
+            started = time.perf_counter()
+            path, _ = check_run(run, age_table, out / f"checks_age_{method}.tsv", variables=["age"], method=method,
+                                num_samples=args.check_samples, steps=args.check_steps, seed=args.seed)
+            seconds = (time.perf_counter() - started) / len(age_rows)
+            rows = _read(path)
+            score = np.array([abs(_num(r["age_z"])) for r in rows])
+            flags = np.array([r["age_flag"] == "yes" for r in rows])
+            _, det = detection_at(score[:n], score[n:])
+            methods.append({"method": method, "auroc": auroc(score[:n], score[n:]), "detect_at_5pct": det,
+                            "flagged_default": float(flags[n:].mean()), "false_flags_default": float(flags[:n].mean()),
+                            "calls_per_record": 5 if method == "point" else args.check_samples * args.check_steps,
+                            "seconds_per_record": seconds,
+                            "centile_mean": (float(np.mean([_num(r["age_centile"]) for r in rows[:n]]))
+                                             if method == "sample" else None)})
+        report["age_check"] = {"n": n, "level": 0.99, "binomial_se_at_1pct": math.sqrt(0.01 * 0.99 / n),
+                               "samples": args.check_samples, "steps": args.check_steps, "methods": methods}
 
     if "cost" in parts:
         # 3. cost: calls and seconds per record, typicality against one point prediction
@@ -282,20 +315,29 @@ def main(argv: list[str] | None = None) -> dict:
 
         seeds = [subject_seed(args.seed, r["participant_id"], None) for r in base[:m]]
         truth = torch.tensor([float(r["age"]) for r in base[:m]], dtype=torch.float64)
-        for name, keep in (("whole brain", whole), ("one hemisphere", hemisphere), ("one quarter", quarter)):
-            started = time.perf_counter()
-            masks = None if name == "whole brain" else {"image": keep}
-            result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
-                                  options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds))
-            draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
-            level = (args.samples - 1) / (args.samples + 1)
-            partial_rows.append({"kept": name, "kept_fraction": float(keep.float().mean()),
-                                 "mae": float((draws.mean(1) - truth).abs().mean()),
-                                 "interval_width": float((draws.max(1).values - draws.min(1).values).mean()),
-                                 "interval_level": level,
-                                 "coverage": float(((draws.min(1).values <= truth) & (truth <= draws.max(1).values))
-                                                   .double().mean()),
-                                 "sample_sd": float(draws.std(1).mean()), "seconds": time.perf_counter() - started})
+        level = (args.samples - 1) / (args.samples + 1)  # of the min-max interval of S samples
+        for method in args.partial_methods:
+            for key, name, keep in (("whole", "whole brain", whole), ("hemisphere", "one hemisphere", hemisphere),
+                                    ("quarter", "one quarter", quarter)):
+                if key not in args.partial_kept:
+                    continue
+                if name == "whole brain" and method == "impute":
+                    continue  # nothing to impute: the same chain as joint
+                started = time.perf_counter()
+                masks = None if name == "whole brain" else {"image": keep}
+                result = model.sample(fix={"image": images, "sex": [r["sex"] for r in base[:m]]}, masks=masks,
+                                      options=SamplingOptions(num_samples=args.samples, steps=args.steps, seeds=seeds,
+                                                              impute=method == "impute"))
+                draws = result.samples["age"].double().reshape(m, -1)  # (m, S)
+                low, high = draws.min(1).values, draws.max(1).values
+                error = draws.mean(1) - truth
+                partial_rows.append({"method": method, "kept": name, "kept_fraction": float(keep.float().mean()),
+                                     "kept_latent_fraction": float(var.diffusion_mask(keep).float().mean()),
+                                     "mae": float(error.abs().mean()), "rmse": float(error.pow(2).mean().sqrt()),
+                                     "interval_width": float((high - low).mean()), "interval_level": level,
+                                     "coverage": float(((low <= truth) & (truth <= high)).double().mean()),
+                                     "sample_sd": float(draws.std(1).mean()),
+                                     "seconds": time.perf_counter() - started})
         report["partial"] = {"records": m, "samples": args.samples, "steps": args.steps, "rows": partial_rows}
     report["seconds"] = time.perf_counter() - begun
     (out / "trust.json").write_text(json.dumps(report, indent=2))
@@ -315,6 +357,16 @@ def _print(report: dict) -> None:
                   f"{f(r['check_detect_at_5pct'], 2)}, flagged at the defaults {f(r['check_flagged_default'], 2)} "
                   f"(false flags {f(r['check_false_flags_default'], 2)}); typicality metadata part AUROC "
                   f"{f(r['typicality_auroc'])}, detected at 5% {f(r['typicality_detect_at_5pct'], 2)}")
+    if "age_check" in report:
+        a = report["age_check"]
+        print(f"age +-20 years, point against sampled check ({a['samples']} samples x {a['steps']} steps), "
+              f"{a['n']} records each; false flags promised 0.01 +- {f(a['binomial_se_at_1pct'], 3)}")
+        for r in a["methods"]:
+            print(f"  {r['method']:6s} AUROC {f(r['auroc'])}, detected at 5% false alarm {f(r['detect_at_5pct'], 2)}, "
+                  f"at the default level {f(r['flagged_default'], 2)} (false flags {f(r['false_flags_default'], 3)}); "
+                  f"{r['calls_per_record']} calls {f(r['seconds_per_record'], 3)} s per record"
+                  + (f"; mean centile of correct ages {f(r['centile_mean'], 1)}" if r["centile_mean"] is not None
+                     else ""))
     if "cost" in report:
         c = report["cost"]
         print(f"cost per record: typicality {c['typicality_calls']} calls {f(c['typicality_seconds'], 4)} s; point "
@@ -327,10 +379,14 @@ def _print(report: dict) -> None:
                 print(f"brain age {label} correction: MAE {f(m['mae'], 2)} r {f(m['r'])} R2 {f(m['r2'])} "
                       f"corr(PAD, age) {f(m['pad_age_r'])}")
     if "partial" in report:
-        for r in report["partial"]["rows"]:
-            print(f"{r['kept']:15s} kept {f(r['kept_fraction'], 2)}: age MAE {f(r['mae'], 2)}, interval width "
-                  f"{f(r['interval_width'], 2)} ({f(r['interval_level'], 2)} level, coverage {f(r['coverage'], 2)}), "
-                  f"sample SD {f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
+        p = report["partial"]
+        print(f"part of a brain, {p['records']} records, {p['samples']} samples, {p['steps']} steps (min-max interval "
+              f"of {p['samples']} samples: level {f((p['samples'] - 1) / (p['samples'] + 1), 2)})")
+        for r in p["rows"]:
+            print(f"  {r['method']:7s} {r['kept']:15s} kept {f(r['kept_fraction'], 2)} (latent "
+                  f"{f(r['kept_latent_fraction'], 2)}): age MAE {f(r['mae'], 2)} RMSE {f(r['rmse'], 2)}, interval "
+                  f"width {f(r['interval_width'], 2)}, coverage {f(r['coverage'], 2)}, sample SD "
+                  f"{f(r['sample_sd'], 2)}, {f(r['seconds'], 1)} s")
 
 
 if __name__ == "__main__":

@@ -172,13 +172,18 @@ def sample(model: Model,
            space: Annotated[str, typer.Option(help="Grid of images derived from a given scan: source or model.")]
            = "source", precision: Precision = "fp32", conditioning: Conditioning = None,
            guidance: Guidance = 0.0, typicality: TypicalityFlag = True,
-           typicality_threshold: TypicalityThreshold = 99.0) -> None:
+           typicality_threshold: TypicalityThreshold = 99.0,
+           impute: Annotated[bool, typer.Option("--impute/--no-impute", help="With an image fixed inside a --mask "
+                                                "and a variable left free: complete the image first, then sample the "
+                                                "free variables given it whole (twice the network calls; its "
+                                                "intervals widen as less is kept).")] = True) -> None:
     """Sample every free variable with the --fix ones held (generation, inpainting, regression, classification)."""
     from metavoxel.diffusion.options import SamplingOptions
     from metavoxel.workflows.sample import parse_assignments, sample_run
 
     options = SamplingOptions(num_samples=num_samples, steps=steps, grid=grid, seed=seed, precision=precision,
-                              conditioning=conditioning, guidance=guidance)  # validated here, before any work
+                              conditioning=conditioning, guidance=guidance,
+                              impute=impute)  # validated here, before any work
     fixed, masks = parse_assignments(fix or [], "--fix"), parse_assignments(mask or [], "--mask")
     tables = []  # rendered before any file is written: a failure there leaves no samples.json behind
     with progress_bar() as bar:
@@ -360,10 +365,18 @@ def check(model: Model, data: Data, out: OutTable = "checks.tsv",
                                                          min=0.0, max=1.0)] = 0.05,
           level: Annotated[float, typer.Option("--level", help="Flag a continuous value outside this central "
                                                "fraction of what the image predicts.", min=0.0, max=1.0)] = 0.99,
+          method: Annotated[str, typer.Option("--method", help="How a continuous value is checked: point (its point "
+                                              "prediction against the validation fit, 5 network calls) or sample "
+                                              "(its own predictive from --num-samples × --steps calls).")] = "point",
+          num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Samples per record with --method "
+                                                   "sample.", min=3)] = 16,
+          steps: Annotated[int, typer.Option("--steps", help="Reverse steps per sample with --method sample.",
+                                             min=1)] = 25,
           seed: Seed = None,
           batch_size: Annotated[int, typer.Option(help="Records per network call.", min=1)] = 16) -> None:
     """Check every record's metadata against its own image (swapped labels, typos): one row per record with a
-    flag per variable; at most 5 network calls per record and variable (docs/trust.md)."""
+    flag per variable; 5 network calls per record and variable by point prediction, num_samples × steps by
+    sampling (docs/trust.md)."""
     from metavoxel.workflows.check import check_run
 
     names = None if variables is None else [v.strip() for v in variables.split(",") if v.strip()]
@@ -371,7 +384,7 @@ def check(model: Model, data: Data, out: OutTable = "checks.tsv",
     with progress_bar() as bar:
         task = bar.add_task("checking", total=None)
         path, flagged = check_run(model, data, out, variables=names, min_probability=min_probability, level=level,
-                                  seed=seed, batch_size=batch_size,
+                                  method=method, num_samples=num_samples, steps=steps, seed=seed, batch_size=batch_size,
                                   progress=lambda d, t: bar.update(task, completed=d, total=t),
                                   report=notes.append)
     for line in notes:

@@ -66,6 +66,11 @@ class SamplingOptions:
         precision: ``fp32``, or ``bf16`` to run the network under bfloat16 autocast.
         conditioning: ``repaint`` or ``clean`` (None: the spec's default; `metavoxel.diffusion.conditioning`).
         guidance: classifier-free guidance weight w >= 0 (Ho & Salimans 2022).
+        impute: for an image known inside a mask only, complete the image first and sample the other free
+            variables given the completion held whole, one completion per sample (`metavoxel.diffusion.imputation`;
+            a second chain: twice the network calls). No effect on a request without such an image or without a
+            free variable beside it. False: one joint chain (the answer is drawn beside the generated image,
+            whose intervals do not widen as less of the image is kept: benchmarks/RESULTS.md).
 
     Raises:
         OptionError: on construction, for any value out of its range or choices.
@@ -83,8 +88,11 @@ class SamplingOptions:
     precision: str = "fp32"
     conditioning: str | None = None
     guidance: float = 0.0
+    impute: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.impute, bool):
+            raise OptionError(f"{{impute}} must be true or false, got {self.impute!r}", "impute")
         for name in ("num_samples", "jump_length", "jump_rounds"):
             value = getattr(self, name)
             if not _integer(value) or value < 1:

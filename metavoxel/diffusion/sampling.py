@@ -12,6 +12,7 @@ import torch
 
 from metavoxel.diffusion.conditioning import conditioning_mode
 from metavoxel.diffusion.grid import repaint_walk, time_grid
+from metavoxel.diffusion.imputation import completed, to_impute
 from metavoxel.diffusion.known import known_values
 from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.results import SampleResult
@@ -69,7 +70,8 @@ def sample(diffusion: JointDiffusion, network: Network, fix: Mapping[str, Any] |
     else:
         generator = torch.Generator(device=device).manual_seed(seed)
         bounds = [(a, min(rows, a + batch_size)) for a in range(0, rows, batch_size)]
-    total = sum(1 for a, b in walk if b < a) * len(bounds)
+    stages = 2 if options.impute and to_impute(diffusion.variables, known) else 1
+    total = sum(1 for a, b in walk if b < a) * len(bounds) * stages
     done = 0
 
     def on_call() -> None:
@@ -89,11 +91,21 @@ def sample(diffusion: JointDiffusion, network: Network, fix: Mapping[str, Any] |
                  for i in range(first // num_samples, last // num_samples)])
         else:
             streams = generator
-        z = reverse_chain(diffusion.variables, network, chunk_known, grid_levels, walk, rows=last - first, eta=eta,
-                          gaussian=gaussian, categorical=categorical, generator=streams, device=device,
-                          bf16=options.precision == "bf16", on_call=on_call, conditioning=conditioning,
-                          guidance=float(options.guidance), timesteps=diffusion.timesteps)
-        chunks.append(decode(diffusion.variables, z, chunk_known))
+        chain = dict(gaussian=gaussian, categorical=categorical, generator=streams, device=device,
+                     bf16=options.precision == "bf16", on_call=on_call, guidance=float(options.guidance),
+                     timesteps=diffusion.timesteps, eta=eta, rows=last - first)
+        z = reverse_chain(diffusion.variables, network, chunk_known, grid_levels, walk, conditioning=conditioning,
+                          **chain)
+        values = decode(diffusion.variables, z, chunk_known)
+        second = completed(diffusion.variables, chunk_known, values) if options.impute else None
+        if second is not None:  # imputation: the rest sampled again given each completed image held whole
+            imputed = torch.stack(list(to_impute(diffusion.variables, chunk_known).values())).any(dim=0).cpu()  # (B,)
+            mode = conditioning_mode(diffusion, options.conditioning, options.guidance, second)
+            z = reverse_chain(diffusion.variables, network, second, grid_levels, walk, conditioning=mode, **chain)
+            again = decode(diffusion.variables, z, second)
+            values = {name: torch.where(imputed.reshape(-1, *([1] * (v.dim() - 1))), again[name], v)
+                      for name, v in values.items()}  # rows without a partly known image keep their one chain
+        chunks.append(values)
     samples = {name: torch.cat([c[name] for c in chunks]).reshape(n, num_samples, *chunks[0][name].shape[1:])
                for name in diffusion.variables}
     fixed = {name: k.value_mask.reshape(n, num_samples, -1)[:, 0].any(dim=1) for name, k in known.items()}

@@ -2,19 +2,28 @@
 
 The commonest errors in a cohort table are swapped labels and typos. A joint model can check a row against its
 own scan: each given scalar value v of a record is compared with what the model predicts for it from the rest of
-the record (its image and its other values), by point prediction (`metavoxel.JointModel.point_predict`: at most 5
-network calls per record and variable; a model trained with clean subsets):
+the record (its image and its other values):
 
 - a categorical value c is flagged when its posterior probability p(v = c | rest) is below ``min_probability``
-  (default 0.05);
-- a continuous value y is flagged when the prediction ŷ lies outside the central ``level`` (default 99%) of what
-  the validation split's records of value y give, N(a + b·y, σ²), with a, b and σ the run's bias correction
-  of the point prediction (`metavoxel.evaluation.brain_age.BiasCorrection`, fitted on the validation split):
+  (default 0.05), read by point prediction (`metavoxel.JointModel.point_predict`: at most 5 network calls per
+  record and variable; a model trained with clean subsets);
+- a continuous value y is flagged when it lies outside the central ``level`` (default 99%) of what the model
+  predicts for it, by one of two methods (``method``):
+
+  ``point`` (the default): the point prediction ŷ (5 calls) against what the validation split's records of value y
+  give, N(a + b·y, σ²), with a, b and σ the run's bias correction of the point prediction
+  (`metavoxel.evaluation.brain_age.BiasCorrection`, fitted on the validation split)::
 
       z = (ŷ - (a + b·y)) / σ,     flagged when |z| > Φ⁻¹((1 + level)/2)   (2.576 at 99%)
 
-  i.e. the bias-corrected brain-PAD in units of its validation spread. The normal shape is an approximation
-  (the validation residuals are not checked for it); a value outside the model's declared range is flagged too.
+  i.e. the bias-corrected brain-PAD in units of its validation spread (the normal shape is an approximation);
+
+  ``sample``: the record's own predictive, S samples of v given the rest (`metavoxel.JointModel.sample`, seeded per
+  record as `predict` seeds them; S × steps network calls per record, 16 × 25 = 400 by default), read as a normal
+  whose mean and SD are estimated from the samples: t = (m - y)/(s·√(1 + 1/S)), flagged when
+  P(|T_{S-1}| > |t|) < 1 - level (`metavoxel.evaluation.predictive_check`). Needs no calibration.
+
+  A value outside the model's declared range is flagged by either.
 
 Both are checks of plausibility, not proofs of error: at the default thresholds about 1% (continuous) of correct
 values are flagged, and what is found is what the model can read from the image (docs/trust.md).
@@ -33,8 +42,9 @@ from statistics import NormalDist
 from metavoxel.data import CohortWarning, DataSpec, read_cohort
 from metavoxel.data.identity import cohort_files
 from metavoxel.data.records import record_keys, subject_seed
-from metavoxel.diffusion.options import PointOptions
+from metavoxel.diffusion.options import PointOptions, SamplingOptions
 from metavoxel.errors import InputError, OptionError, did_you_mean
+from metavoxel.evaluation.predictive_check import MIN_SAMPLES, sampled_check
 from metavoxel.io.atomic import write_text
 from metavoxel.io.outputs import check_outputs
 from metavoxel.runs import load_run, run_inputs
@@ -43,7 +53,12 @@ from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.workflows.calibrate import load_calibration
 from metavoxel.workflows.predict import predict_output
 
-__all__ = ["check_run"]
+__all__ = ["CHECK_METHODS", "CHECK_SAMPLES", "CHECK_STEPS", "check_run"]
+
+#: How a continuous value is checked: against the point prediction's validation fit, or against its own samples.
+CHECK_METHODS = ("point", "sample")
+#: The sampled check's defaults: S samples of S × steps network calls per record and variable.
+CHECK_SAMPLES, CHECK_STEPS = 16, 25
 
 
 def _given(value) -> bool:
@@ -51,42 +66,55 @@ def _given(value) -> bool:
 
 
 def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variables: Sequence[str] | None = None,
-              min_probability: float = 0.05, level: float = 0.99, seed: int | None = None, batch_size: int = 16,
-              progress: Callable[[int, int], None] | None = None,
+              min_probability: float = 0.05, level: float = 0.99, method: str = "point",
+              num_samples: int = CHECK_SAMPLES, steps: int | None = CHECK_STEPS, seed: int | None = None,
+              batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
               report: Callable[[str], None] | None = None) -> tuple[Path, int]:
     """Check every given scalar value of every record against its image (module docstring); write a TSV.
 
     Columns: ``participant_id``, ``session``, ``source``, then per checked variable v: ``v`` (the given value),
-    ``v_predicted`` (the point prediction, or the likeliest class), ``v_p`` (categorical: p(v = given | rest)) or
-    ``v_z`` (continuous: z above), ``v_flag`` (``yes``/``no``; ``n/a`` when the record gives no v or no image),
-    and ``flags``: the flagged variables, comma-separated, or ``none``.
+    ``v_predicted`` (the point prediction, the samples' mean, or the likeliest class), then for a categorical v
+    ``v_p`` (p(v = given | rest)), for a continuous v checked by ``point`` ``v_z`` (z above), by ``sample``
+    ``v_sd`` (the samples' SD), ``v_z`` (t above: positive when the model's answer is above the given value) and
+    ``v_centile`` (the given value's centile among the samples); then ``v_flag`` (``yes``/``no``; ``n/a`` when the
+    record gives no v or no image), and ``flags``: the flagged variables, comma-separated, or ``none``.
 
     Args:
         variables: the scalar variables to check (default: every scalar variable of the model in the table).
         min_probability: flag a categorical value whose posterior probability is below this, in (0, 1).
         level: flag a continuous value outside this central fraction, in (0, 1).
-        seed: point prediction's seed (default: the model's); each record draws from its own generator.
+        method: how continuous values are checked, ``point`` or ``sample`` (`CHECK_METHODS`; categorical values
+            are always read by point prediction).
+        num_samples, steps: the ``sample`` method's samples per record (>= 3) and reverse steps (None: the
+            spec's); ignored by ``point``.
+        seed: the seed (default: the model's); each record draws from its own generator (`subject_seed`).
+        batch_size: records per network call.
         report: receives one line per continuous variable left unchecked (by default, those the run has no
-            point bias correction for; its cells are n/a).
+            point bias correction for, with ``point``; its cells are n/a).
 
     Returns:
         (the path written, the number of records with at least one flag).
 
     Raises:
-        InputError: a bad variable, threshold, table or ``out``; a continuous variable named in ``variables`` that
-            the run has no point bias correction for (`metavoxel calibrate`).
-        OptionError: a model trained without clean subsets (point prediction needs them).
+        InputError: a bad variable, threshold, method, sample count, table or ``out``; a continuous variable named
+            in ``variables`` that the run has no point bias correction for (``point``; `metavoxel calibrate`).
+        OptionError: a model trained without clean subsets asked for a point prediction (categorical values, or
+            ``point``); a bad ``steps``.
     """
     if not 0.0 < min_probability < 1.0:
         raise InputError(f"--min-probability must be in (0, 1), got {min_probability}")
     if not 0.0 < level < 1.0:
         raise InputError(f"--level must be in (0, 1), got {level}; e.g. 0.99")
+    if method not in CHECK_METHODS:
+        raise InputError(f"--method must be one of {', '.join(CHECK_METHODS)}, got {method!r}")
+    sampled = method == "sample"
+    if sampled and (isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < MIN_SAMPLES):
+        raise InputError(f"--num-samples must be an integer >= {MIN_SAMPLES} (a spread is estimated from the samples), "
+                         f"got {num_samples!r}")
+    sampling = SamplingOptions(num_samples=num_samples, steps=steps) if sampled else None
     out = predict_output(out)
     check_outputs([*run_inputs(run_dir), ("--data", data)], files=[("--out", out)])
     model = load_run(run_dir)
-    if model.diffusion.mixture.clean <= 0:
-        raise OptionError("checking metadata reads point predictions, which need a model trained with clean subsets "
-                          "(diffusion.training.clean > 0); this one was not", "method")
     scalars = [n for n, v in model.variables.items() if isinstance(v.head, ScalarHead)]
     images = [n for n, v in model.variables.items() if isinstance(v.head, SpatialHead)]
     with warnings.catch_warnings():
@@ -103,15 +131,21 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
             raise InputError(f"--variables: {name!r} is not a column of {data}; nothing to check")
     if not chosen:
         raise InputError(f"{data} holds none of the model's scalar variables ({', '.join(scalars)}); nothing to check")
-    calibration = load_calibration(run_dir)
+    pointed = [n for n in chosen if not sampled or isinstance(model.variables[n], HasCategories)]
+    if pointed and model.diffusion.mixture.clean <= 0:
+        raise OptionError(f"checking {', '.join(pointed)} reads point predictions, which need a model trained with "
+                          "clean subsets (diffusion.training.clean > 0); this one was not"
+                          + ("" if sampled else "; check continuous values with --method sample"), "method")
+    calibration = load_calibration(run_dir) if not sampled else None
     corrections, unchecked = {}, []
     for name in chosen:
-        if isinstance(model.variables[name], HasCategories):
+        if isinstance(model.variables[name], HasCategories) or sampled:
             continue
         fit = calibration.correction(name, "point") if calibration is not None else None
         if fit is None or not math.isfinite(fit.residual_sd) or fit.residual_sd <= 0:
             why = (f"checking {name} needs the run's bias correction of its point prediction (calibration.json, "
-                   f"fitted on at least 3 validation records); run `metavoxel calibrate --model {run_dir}`")
+                   f"fitted on at least 3 validation records); run `metavoxel calibrate --model {run_dir}`, or check "
+                   f"it with --method sample")
             if variables is not None:
                 raise InputError(why)
             unchecked.append(name)
@@ -123,7 +157,8 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
     seed = model.spec.seed if seed is None else seed
     records = list(cohort.records)
     keys = record_keys(records)
-    cells: dict[str, list[list[str]]] = {name: [["n/a"] * 4 for _ in records] for name in chosen}
+    widths = {name: 6 if sampled and not isinstance(model.variables[name], HasCategories) else 4 for name in chosen}
+    cells: dict[str, list[list[str]]] = {name: [["n/a"] * widths[name] for _ in records] for name in chosen}
     flags: list[list[str]] = [[] for _ in records]
     todo = [(name, i) for name in chosen if name not in unchecked for i in range(len(records))
             if _given(batch[name][i]) and any(_given(batch[g][i]) for g in images if g in batch)]
@@ -142,9 +177,10 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
             for start in range(0, len(group), max(1, batch_size)):
                 chunk = group[start:start + max(1, batch_size)]
                 fix = {g: [batch[g][i] for i in chunk] for g in given}
-                point = model.point_predict(fix, name, options=PointOptions(
-                    seeds=[subject_seed(seed, *keys[i]) for i in chunk], batch_size=batch_size))
+                seeds = [subject_seed(seed, *keys[i]) for i in chunk]
+                bounds = var.value_range if isinstance(var, HasValueRange) else None
                 if isinstance(var, HasCategories):
+                    point = model.point_predict(fix, name, options=PointOptions(seeds=seeds, batch_size=batch_size))
                     values, _present = var.values([batch[name][i] for i in chunk], "cpu")
                     probs = point.probs[name]  # (b, K)
                     for j, i in enumerate(chunk):
@@ -155,10 +191,23 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
                                               "yes" if flagged else "no"]
                         if flagged:
                             flags[i].append(name)
+                elif sampled:
+                    result = model.sample(fix=fix, options=sampling.replace(
+                        seeds=seeds, batch_size=max(1, batch_size) * num_samples))
+                    draws = result.samples[name].double().reshape(len(chunk), num_samples)  # (b, S)
+                    given_values = [float(batch[name][i]) for i in chunk]
+                    check = sampled_check(draws, given_values, level)
+                    for j, i in enumerate(chunk):
+                        outside = bounds is not None and not bounds[0] <= given_values[j] <= bounds[1]
+                        flagged = bool(check.flagged[j]) or outside
+                        cells[name][i][1:] = [f"{check.mean[j]:.4f}", f"{check.sd[j]:.4f}", f"{check.t[j]:.3f}",
+                                              f"{check.centile[j]:.2f}", "yes" if flagged else "no"]
+                        if flagged:
+                            flags[i].append(name)
                 else:
                     fit = corrections[name]
+                    point = model.point_predict(fix, name, options=PointOptions(seeds=seeds, batch_size=batch_size))
                     predicted = point.mean[name].double().reshape(-1)
-                    bounds = var.value_range if isinstance(var, HasValueRange) else None
                     for j, i in enumerate(chunk):
                         value = float(batch[name][i])
                         z = (float(predicted[j]) - (fit.intercept + fit.slope * value)) / fit.residual_sd
@@ -172,8 +221,11 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
                     progress(done, len(todo))
     header = ["participant_id", "session", "source"]
     for name in chosen:
-        score = "p" if isinstance(model.variables[name], HasCategories) else "z"
-        header += [name, f"{name}_predicted", f"{name}_{score}", f"{name}_flag"]
+        if isinstance(model.variables[name], HasCategories):
+            scores = ["p"]
+        else:
+            scores = ["sd", "z", "centile"] if sampled else ["z"]
+        header += [name, f"{name}_predicted", *(f"{name}_{s}" for s in scores), f"{name}_flag"]
     header.append("flags")
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")

@@ -239,10 +239,39 @@ def test_clean_inpainting_shows_the_kept_voxels_noised_from_z0_as_training_does(
     z0 = var.encode(image)
     kept = var.diffusion_mask(mask.expand(2, 1, 8, 8)).expand_as(z0)
     abar = var.process.abar.float()
-    for z, t in seen:
+    for z, t in seen[:len(seen) // 2]:  # the joint chain; the imputation's second holds the completion whole
         a = abar[t].reshape(-1, 1, 1, 1)
         noise = ((z - a.sqrt() * z0) / (1 - a).sqrt())[kept]  # the noise q(z_t | z0) added to a kept voxel
         assert 0.6 < float(noise.std()) < 1.5 and abs(float(noise.mean())) < 0.5, int(t[0])
+
+
+def test_imputation_samples_the_answer_given_the_returned_completion_held_whole(model):
+    """impute (the default): the joint chain completes the image (the same completion as without imputation), then a
+    second chain samples the free variables with that completion held clean, whole, and without keep channels."""
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, :, :4] = True
+    seen = []
+
+    def net(z, t, keep=None):
+        seen.append((z["image"].clone(), t, keep))
+        return model.net(z, t, keep) if keep else model.net(z, t)
+
+    fix, masks = {"image": image, "group": ["A", "B"]}, {"image": mask}
+    imputed = sample(model.diffusion, net, fix, masks, SamplingOptions(num_samples=2, seeds=[1, 2]))
+    first = len(seen) // 2
+    joint = sample(model.diffusion, model.net, fix, masks, SamplingOptions(num_samples=2, seeds=[1, 2], impute=False))
+    assert len(seen) == 2 * model.diffusion.sampling_steps and first == model.diffusion.sampling_steps
+    assert torch.equal(imputed.samples["image"], joint.samples["image"])  # the completion it returns
+    assert not torch.equal(imputed.samples["age"], joint.samples["age"])  # the answer drawn again, given it
+    completion = model.variables["image"].encode(imputed.samples["image"].reshape(4, 1, 8, 8))
+    for z, t, keep in seen[first:]:
+        assert torch.equal(t["image"], torch.zeros(4, dtype=torch.long)) and t["group"].eq(0).all() and not keep
+        assert torch.allclose(z, completion, atol=1e-5)  # held whole at level 0
+    assert all(keep for _, _, keep in seen[:first])
+    seen.clear()
+    sample(model.diffusion, net, {"image": image, "age": [50.0, 60.0], "group": ["A", "B"]}, masks, SamplingOptions())
+    assert len(seen) == model.diffusion.sampling_steps  # nothing free beside the image: one chain
 
 
 def test_nan_outside_the_mask_is_not_a_missing_image_and_masks_that_keep_nothing_or_all_say_so(model):

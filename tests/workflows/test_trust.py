@@ -259,6 +259,41 @@ def test_check_flags_a_swapped_label_and_an_implausible_age_against_the_image(ru
                 str(run / "c2.tsv"), "--variables", "image"]) == 2
 
 
+def test_check_by_sampling_reads_the_records_own_predictive_as_predict_draws_it(run, capsys):
+    """`check --method sample`: the age samples are `predict`'s for the same seed, samples and steps (each record
+    seeded by its subject), and each flag is the documented t rule on them; no calibration is read."""
+    from metavoxel.cli import run as cli
+    from metavoxel.evaluation.predictive_check import sampled_check
+    from metavoxel.workflows import check as check_module
+
+    rows = ["sub-01\ts1.nii.gz\t61.0\tA", "sub-02\ts2.nii.gz\t95.0\tB", "sub-03\ts3.nii.gz\t40.0\tC"]
+    (run / "check_s.tsv").write_text("participant_id\timage\tage\tgroup\n" + "".join(r + "\n" for r in rows))
+    predicted = _read(predict_run(run / "run", run / "check_s.tsv", "age", run / "check_s_pred.tsv",
+                                  SamplingOptions(num_samples=5, steps=3, seed=4), given=["image", "group"],
+                                  typicality=None))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(check_module, "load_calibration", lambda run_dir: pytest.fail("the sampled check read it"))
+        code = cli(["check", "--model", str(run / "run"), "--data", str(run / "check_s.tsv"), "--out",
+                    str(run / "checks_s.tsv"), "--variables", "age", "--method", "sample", "-n", "5", "--steps", "3",
+                    "--seed", "4", "--level", "0.9"])
+    assert code == 0, capsys.readouterr().err
+    table = _read(run / "checks_s.tsv")
+    assert list(table[0])[3:] == ["age", "age_predicted", "age_sd", "age_z", "age_centile", "age_flag", "flags"]
+    model = mv.runs.load_run(run / "run")
+    from metavoxel.data.records import subject_seed
+
+    for r, p, (subject, image, _age, group) in zip(table, predicted, [row.split("\t") for row in rows]):
+        assert float(r["age_predicted"]) == pytest.approx(float(p["age"]), abs=1e-3)
+        draws = model.sample(fix={"image": [str(run / image)], "group": [group]}, options=SamplingOptions(
+            num_samples=5, steps=3, seeds=[subject_seed(4, subject, None)]))
+        check = sampled_check(draws.samples["age"].double().reshape(1, 5), [float(r["age"])], level=0.9)
+        assert float(r["age_z"]) == pytest.approx(float(check.t[0]), abs=1e-3)
+        assert float(r["age_centile"]) == pytest.approx(float(check.centile[0]), abs=1e-2)
+        assert r["age_flag"] == ("yes" if check.flagged[0] else "no")
+    assert cli(["check", "--model", str(run / "run"), "--data", str(run / "check_s.tsv"), "--out",
+                str(run / "c3.tsv"), "--method", "sample", "-n", "2"]) == 2  # a spread needs 3 samples
+
+
 def test_train_without_calibration_leaves_it_to_calibrate(run, tmp_path):
     spec = json.loads((run / "run" / "spec.json").read_text())["spec"]
     config = TrainConfig(steps=1, batch_size=4, val_every=10, checkpoint_every=10, warmup_steps=0)
