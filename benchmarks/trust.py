@@ -215,10 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         # 1. typicality of the unaltered and shifted scans (image + sex given), old and new side by side
         from trust_typicality import measure_typicality  # benchmarks/ is on sys.path when this file runs as a script
 
-        val = cohort.select(splits["val"]).batch()
-        val_rows = [{"image": val["image"][i], "sex": val["sex"][i]} for i in range(len(val["image"]))]
-        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc,
-                                                  val_rows)
+        report["typicality"] = measure_typicality(run, model, calibration, base, out, rng, SHIFTS, shifted, auroc)
 
     if "check" in parts:
         # 2. metadata against the image: swapped sex, age +-20

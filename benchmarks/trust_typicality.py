@@ -21,6 +21,7 @@ network calls (a masked record is scored by its image only).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -30,15 +31,44 @@ import numpy as np
 import torch
 
 
-def as_previous(terms):
-    """The terms as the previous method read them: each categorical variable's per-level cross-entropy summed into
-    the metadata term (with the continuous scalars'), no categorical statistic."""
-    from metavoxel.diffusion.typicality import TypicalityTerms
+def _box_max(zmap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """main's local statistic (at 24c4037, verbatim): max over kept x of the mean of ``zmap`` (m, *grid) over the
+    kept locations of the 3^d box around x, not normalised per location."""
+    z = np.asarray(zmap, dtype=np.float64)
+    grid = z.shape[1:]
+    keep = np.ones(grid, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    weight = keep.astype(np.float64)
+    padded_z = np.pad(z * weight, [(0, 0)] + [(1, 1)] * len(grid))
+    padded_w = np.pad(weight, [(1, 1)] * len(grid))
+    total, count = np.zeros_like(z), np.zeros(grid)
+    for offset in itertools.product(range(3), repeat=len(grid)):
+        window = tuple(slice(o, o + s) for o, s in zip(offset, grid))
+        total += padded_z[(slice(None), *window)]
+        count += padded_w[window]
+    smoothed = total / np.maximum(count, 1.0)
+    return np.where(keep, smoothed, -np.inf).reshape(len(z), -1).max(axis=1)
 
-    stack = torch.stack([terms.metadata_levels, *terms.category_levels.values()])  # (1 + C, N, J)
-    meta = torch.where(torch.isnan(stack).all(0), torch.full_like(stack[0], float("nan")), torch.nansum(stack, 0))
-    return TypicalityTerms(terms.image_levels, meta, terms.calls_per_record, terms.given, terms.image_maps,
-                           terms.image_keep)
+
+def previous(reference):
+    """The reference read as the previous method (main at 24c4037): one local statistic, ``image_local``, the max of
+    the 3^d box mean of Z, in place of the scan scales; the rest (global, metadata, the combination) unchanged."""
+    from metavoxel.evaluation.standardised import leave_one_out, standardise
+    from metavoxel.evaluation.typicality import LOCAL, TypicalityReference
+
+    class Previous(TypicalityReference):
+        def _statistics(self, given, keep, values):
+            out = super()._statistics(given, keep, values)
+            maps = self.maps.get(given)
+            if maps is None:
+                return out
+            zref = maps.astype(np.float64)
+            zmap = leave_one_out(zref) if values is None else standardise(zref, values["maps"])
+            local = _box_max(zmap.mean(axis=1), keep)
+            rest = {k: v for k, v in out.items() if not k.startswith(LOCAL)}
+            return {k: v for k, v in rest.items() if k == "image"} | {"image_local": local} | \
+                {k: v for k, v in rest.items() if k != "image"}
+
+    return Previous(reference.losses, reference.levels, reference.seed, reference.maps, reference.classes)
 
 
 def left_one_out_flags(reference, given: str) -> list[bool]:
@@ -52,7 +82,7 @@ def left_one_out_flags(reference, given: str) -> list[bool]:
     flags = []
     for k in range(count):
         drop = lambda v: v[:k] + v[k + 1:]  # noqa: E731
-        rest = TypicalityReference({given: {p: drop(v) for p, v in losses.items()}}, reference.levels, reference.seed,
+        rest = type(reference)({given: {p: drop(v) for p, v in losses.items()}}, reference.levels, reference.seed,
                                    {} if maps is None else {given: np.delete(maps, k, axis=0)},
                                    {given: {v: drop(u) for v, u in classes.items()}} if classes else {})
         held = TypicalityTerms(*(torch.tensor([losses[p][k]], dtype=torch.float64) if p in losses else nan
@@ -89,12 +119,21 @@ def _lesion_in_hemisphere(var, record: dict, scans: Path, mid: int) -> tuple[Pat
     return path, float((lesion[:, 0] < mid - 0.5).mean())
 
 
+def _read(results, n: int) -> dict:
+    """Per-record arrays of a method's results: each statistic's normal score, the score (their max), the image
+    part's, the metadata part's, the percentile and the flag."""
+    u = {s: np.array([r.scores[s] for r in results]) for s in results[0].scores}
+    return {"u": u, "score": np.max(list(u.values()), axis=0),
+            "image": np.max([v for s, v in u.items() if s.startswith("image")], axis=0),
+            "metadata": np.max([v for s, v in u.items() if s.startswith("metadata")], axis=0),
+            "percentile": np.array([r.percentile for r in results]),
+            "flagged": np.array([r.flagged for r in results]), "results": results}
+
+
 def measure_typicality(run: Path, model, calibration, base: list[dict], out: Path, rng: np.random.Generator,
-                       shifts: tuple[str, ...], shifted, auroc, val: list[dict]) -> dict:
-    """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's; ``val``: the
-    validation split's records (the previous method's reference)."""
+                       shifts: tuple[str, ...], shifted, auroc) -> dict:
+    """The typicality part's report (module docstring); ``shifted``/``auroc`` are trust.py's."""
     from metavoxel.diffusion.typicality import TypicalityTerms, typicality_terms
-    from metavoxel.evaluation.typicality import TypicalityReference
     from metavoxel.variables.capabilities import voxel_grid
 
     n, given = len(base), "image,sex"
@@ -109,49 +148,41 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
             nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
             rows.append({**r, "participant_id": f"{r['participant_id']}x{kind.replace('_', '')}", "image": str(path)})
     reference = calibration.typicality
+    prior = previous(reference)
     started = time.perf_counter()
     terms = typicality_terms(model, {"image": [r["image"] for r in rows], "sex": [r["sex"] for r in rows]},
                              levels=reference.levels, seed=reference.seed)
     seconds = (time.perf_counter() - started) / len(rows)
+    torch.save({"terms": terms, "rows": [r["participant_id"] for r in rows]}, out / "typicality_terms.pt")
     started = time.perf_counter()
-    results = reference.score(terms)
+    new = _read(reference.score(terms), n)
     score_seconds = time.perf_counter() - started
-    u = {s: np.array([r.scores[s] for r in results]) for s in results[0].scores}
-    score = np.max(list(u.values()), axis=0)
-    image_score = np.maximum(u["image"], u["image_local"])
-    pct = np.array([r.percentile for r in results])
-    flagged = np.array([r.flagged for r in results])
-    val_terms = typicality_terms(model, {"image": [r["image"] for r in val], "sex": [r["sex"] for r in val]},
-                                 levels=reference.levels, seed=reference.seed)
-    previous = TypicalityReference.from_terms({given: as_previous(val_terms)}, levels=reference.levels,
-                                              seed=reference.seed)
-    old_results = previous.score(as_previous(terms))
-    old_score = np.array([max(r.scores.values()) for r in old_results])
-    old_image = np.array([max(r.scores["image"], r.scores["image_local"]) for r in old_results])
-    old_pct = np.array([r.percentile for r in old_results])
-    old_flagged = np.array([r.flagged for r in old_results])
+    old = _read(prior.score(terms), n)
     shift_rows = []
     for k, kind in enumerate(shifts):
         part = slice(n * (k + 1), n * (k + 2))
         a = lambda x: auroc(x[:n], x[part])  # noqa: E731
-        shift_rows.append({"shift": kind, "auroc": a(score), "auroc_percentile": a(pct), "auroc_image_part": a(image_score),
-                           "auroc_image_global": a(u["image"]), "auroc_image_local": a(u["image_local"]),
-                           "auroc_metadata_part": a(np.max([v for s, v in u.items() if s.startswith("metadata")], 0)),
-                           "flagged": float(flagged[part].mean()),
-                           "named_image": float(np.mean(["image" in r.atypical for r in results[part]])),
-                           "old_auroc": a(old_score), "old_auroc_percentile": a(old_pct),
-                           "old_auroc_image_part": a(old_image), "old_flagged": float(old_flagged[part].mean())})
-    report = {"n": n, "shifts": shift_rows, "test_flag_rate": float(flagged[:n].mean()),
-              "old_test_flag_rate": float(old_flagged[:n].mean()),
-              "test_flagged_by": {p: int(sum(p in r.atypical for r in results[:n])) for p in ("image", "metadata")},
-              "old_test_flagged_by": {p: int(sum(p in r.atypical for r in old_results[:n])) for p in ("image", "metadata")},
+        shift_rows.append({"shift": kind, "auroc": a(new["score"]), "auroc_percentile": a(new["percentile"]),
+                           "auroc_image_part": a(new["image"]), "auroc_metadata_part": a(new["metadata"]),
+                           "auroc_statistics": {s: a(v) for s, v in new["u"].items()},
+                           "flagged": float(new["flagged"][part].mean()),
+                           "named_image": float(np.mean(["image" in r.atypical for r in new["results"][part]])),
+                           "old_auroc": a(old["score"]), "old_auroc_percentile": a(old["percentile"]),
+                           "old_auroc_image_part": a(old["image"]),
+                           "old_auroc_statistics": {s: a(v) for s, v in old["u"].items()},
+                           "old_flagged": float(old["flagged"][part].mean())})
+    report = {"n": n, "shifts": shift_rows, "statistics": list(new["u"]), "old_statistics": list(old["u"]),
+              "test_flag_rate": float(new["flagged"][:n].mean()), "old_test_flag_rate": float(old["flagged"][:n].mean()),
+              "test_flagged_by": {p: int(sum(p in r.atypical for r in new["results"][:n])) for p in ("image", "metadata")},
+              "old_test_flagged_by": {p: int(sum(p in r.atypical for r in old["results"][:n]))
+                                      for p in ("image", "metadata")},
               "binomial_se_at_1pct": math.sqrt(0.01 * 0.99 / n), "calls_per_record": terms.calls_per_record,
               "seconds_per_record": seconds, "score_seconds": score_seconds,
               "val_sex_midp_below_1pct": int((np.asarray(reference.classes[given]["sex"]) < 0.01).sum()),
               "val_sex_midp_min": float(np.min(reference.classes[given]["sex"]))}
 
     # the validation split left one out: each record against a reference fitted on the other n - 1
-    loo, old_loo = left_one_out_flags(reference, given), left_one_out_flags(previous, given)
+    loo, old_loo = left_one_out_flags(reference, given), left_one_out_flags(prior, given)
     count = len(loo)
     report.update(val_n=count, val_loo_flag_rate=float(np.mean(loo)), old_val_loo_flag_rate=float(np.mean(old_loo)),
                   val_binomial_se_at_1pct=math.sqrt(0.01 * 0.99 / count))
@@ -177,17 +208,18 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
         latent = _latent_keep(var, keep) if side is not None else None
         if side is not None:
             both.image_keep = latent.expand(2 * n, *latent.shape[1:])
-        scored = reference.score(both)
+        row = {"mask": name, "kept_voxels": float(keep.float().mean()),
+               "kept_latent": 1.0 if latent is None else float(latent.float().mean()),
+               "lesion_voxels_kept": {None: 1.0, "lo": inside, "hi": 1.0 - inside}[
+                   None if side is None else "lo" if side.start is None else "hi"]}
+        for prefix, ref in (("", reference), ("old_", prior)):
+            got = _read(ref.score(both), n)
+            row.update({f"{prefix}auroc": auroc(got["score"][:n], got["score"][n:]),
+                        f"{prefix}auroc_percentile": auroc(got["percentile"][:n], got["percentile"][n:]),
+                        f"{prefix}flagged_unaltered": float(got["flagged"][:n].mean()),
+                        f"{prefix}flagged_lesion": float(got["flagged"][n:].mean())})
         both.image_keep = None
-        s = np.array([max(r.scores.values()) for r in scored])
-        p = np.array([r.percentile for r in scored])
-        f = np.array([r.flagged for r in scored])
-        masked_rows.append({"mask": name, "kept_voxels": float(keep.float().mean()),
-                            "kept_latent": 1.0 if latent is None else float(latent.float().mean()),
-                            "lesion_voxels_kept": {None: 1.0, "lo": inside, "hi": 1.0 - inside}[
-                                None if side is None else "lo" if side.start is None else "hi"],
-                            "auroc": auroc(s[:n], s[n:]), "auroc_percentile": auroc(p[:n], p[n:]),
-                            "flagged_unaltered": float(f[:n].mean()), "flagged_lesion": float(f[n:].mean())})
+        masked_rows.append(row)
     report["masked"] = masked_rows
     return report
 
@@ -195,13 +227,16 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
 def print_typicality(typ: dict, f) -> None:
     """trust.py's lines for the typicality part (``f`` formats a number)."""
     print(f"typicality, {typ['n']} held-out brains against shifted copies (AUROC new | previous; flagged at the "
-          f"default 99th new | previous)")
+          f"default 99th new | previous); statistics new: {', '.join(typ['statistics'])}; previous: "
+          f"{', '.join(typ['old_statistics'])}")
     for r in typ["shifts"]:
+        each = lambda d: ", ".join(f"{s} {f(v)}" for s, v in d.items())  # noqa: E731
         print(f"  {r['shift']:12s} AUROC {f(r['auroc'])} | {f(r['old_auroc'])} (percentile {f(r['auroc_percentile'])}"
               f" | {f(r['old_auroc_percentile'])}; image part {f(r['auroc_image_part'])} | "
-              f"{f(r['old_auroc_image_part'])}: global {f(r['auroc_image_global'])}, local "
-              f"{f(r['auroc_image_local'])}; metadata part {f(r['auroc_metadata_part'])})  flagged {f(r['flagged'], 2)} | {f(r['old_flagged'], 2)}, image named "
-              f"{f(r['named_image'], 2)}")
+              f"{f(r['old_auroc_image_part'])}; metadata part {f(r['auroc_metadata_part'])})  flagged "
+              f"{f(r['flagged'], 2)} | {f(r['old_flagged'], 2)}, image named {f(r['named_image'], 2)}")
+        print(f"    each statistic alone: new {each(r['auroc_statistics'])} | previous "
+              f"{each(r['old_auroc_statistics'])}")
     print(f"  flag rate of unaltered records: test split {f(typ['test_flag_rate'], 3)} | "
           f"{f(typ['old_test_flag_rate'], 3)} (promised 0.01 ± {f(typ['binomial_se_at_1pct'], 3)}; by part "
           f"{typ['test_flagged_by']} | {typ['old_test_flagged_by']}); validation left-one-out {f(typ['val_loo_flag_rate'], 3)} | "
@@ -212,6 +247,6 @@ def print_typicality(typ: dict, f) -> None:
     for r in typ["masked"]:
         print(f"  lesion in one hemisphere, {r['mask']} ({f(r['kept_voxels'], 2)} of the voxels, "
               f"{f(r['kept_latent'], 2)} of the latent locations, {f(r['lesion_voxels_kept'], 2)} of the lesion "
-              f"kept): AUROC {f(r['auroc'])} (percentile "
-              f"{f(r['auroc_percentile'])}), flagged unaltered {f(r['flagged_unaltered'], 3)}, lesioned "
-              f"{f(r['flagged_lesion'], 2)}")
+              f"kept): AUROC {f(r['auroc'])} | {f(r['old_auroc'])} (percentile {f(r['auroc_percentile'])} | "
+              f"{f(r['old_auroc_percentile'])}), flagged unaltered {f(r['flagged_unaltered'], 3)} | "
+              f"{f(r['old_flagged_unaltered'], 3)}, lesioned {f(r['flagged_lesion'], 2)} | {f(r['old_flagged_lesion'], 2)}")

@@ -72,19 +72,23 @@ from metavoxel.errors import InputError
 import torch
 
 from metavoxel.evaluation.normal_scores import MaxOfNormalScores, NormalScores, normal_percentile
+from metavoxel.evaluation.scan import scan_scales, scan_statistics
 from metavoxel.evaluation.standardised import leave_one_out, standardise
 
 __all__ = ["DEFAULT_THRESHOLD", "MIN_REFERENCE", "STATISTICS", "TypicalityReference", "TypicalityResult",
-           "TypicalityWarning", "class_score", "local_statistic", "warn_atypical"]
+           "TypicalityWarning", "class_score", "warn_atypical"]
 
 #: The default flag: above the validation split's 99th percentile.
 DEFAULT_THRESHOLD = 99.0
 #: Validation records a reference needs (leave-one-out SDs and a fitted transform): fewer give no percentile.
 MIN_REFERENCE = 4
-#: The statistics of each part (module docstring); the metadata part also has ``metadata:NAME`` per categorical NAME.
-STATISTICS = {"image": ("image", "image_local"), "metadata": ("metadata",)}
+#: The statistics of each part (module docstring); the image part also has ``image_local:S`` per scan scale S, the
+#: metadata part ``metadata:NAME`` per categorical NAME.
+STATISTICS = {"image": ("image",), "metadata": ("metadata",)}
 #: The prefix of a categorical variable's statistic.
 CLASS = "metadata:"
+#: The prefix of a scan scale's statistic (the box side, in latent locations, follows).
+LOCAL = "image_local:"
 
 
 def class_score(u: np.ndarray) -> np.ndarray:
@@ -94,7 +98,8 @@ def class_score(u: np.ndarray) -> np.ndarray:
 
 
 def _part(statistic: str) -> str:
-    return "metadata" if statistic.startswith(CLASS) else next(p for p, s in STATISTICS.items() if statistic in s)
+    """The part a statistic belongs to: every statistic's name begins with its part's."""
+    return next(p for p in PARTS if statistic.startswith(p))
 
 
 class TypicalityWarning(UserWarning):
@@ -111,8 +116,8 @@ class TypicalityResult:
         flagged: above the threshold.
         atypical: the parts named by the flag (empty when not flagged).
         given: the record's given variables (comma-joined).
-        scores: statistic -> its normal score u (unbounded; ``image``, ``image_local``, ``metadata``, and
-            ``metadata:NAME`` per categorical variable NAME given).
+        scores: statistic -> its normal score u (unbounded; ``image``, ``image_local:S`` per scan scale S,
+            ``metadata``, and ``metadata:NAME`` per categorical variable NAME given).
         masked: the image was scored over a keep-mask's locations.
     """
 
@@ -133,31 +138,6 @@ class TypicalityResult:
         if self.masked:
             out["masked"] = True
         return out
-
-
-def local_statistic(zmap: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """max over kept x of the mean of ``zmap`` over the kept locations of the 3^d box around x.
-
-    Args:
-        zmap: (m, *grid) level-averaged standardised loss maps.
-        keep: (*grid) bool, the kept locations (None: all).
-
-    Returns:
-        (m,) float64.
-    """
-    z = np.asarray(zmap, dtype=np.float64)
-    grid = z.shape[1:]
-    keep = np.ones(grid, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    weight = keep.astype(np.float64)
-    padded_z = np.pad(z * weight, [(0, 0)] + [(1, 1)] * len(grid))
-    padded_w = np.pad(weight, [(1, 1)] * len(grid))
-    total, count = np.zeros_like(z), np.zeros(grid)
-    for offset in itertools.product(range(3), repeat=len(grid)):
-        window = tuple(slice(o, o + s) for o, s in zip(offset, grid))
-        total += padded_z[(slice(None), *window)]
-        count += padded_w[window]
-    smoothed = total / np.maximum(count, 1.0)
-    return np.where(keep, smoothed, -np.inf).reshape(len(z), -1).max(axis=1)
 
 
 @dataclass
@@ -232,14 +212,18 @@ class TypicalityReference:
                 ref_levels = mean(maps)
                 own = None if values is None else mean(values["maps"])
                 zref = maps.astype(np.float64)
-                zmap = leave_one_out(zref) if values is None else standardise(zref, values["maps"])
-                out["image_local"] = local_statistic(zmap.mean(axis=1), keep)
+                own_z = leave_one_out(zref).mean(axis=1)  # (n, *grid) the reference's Z, each left one out
+                new_z = None if values is None else standardise(zref, values["maps"]).mean(axis=1)  # (m, *grid)
+                for side, m in scan_statistics(own_z, new_z, keep, scan_scales(maps.shape[2:])).items():
+                    out[f"{LOCAL}{side}"] = m
             else:
                 ref_levels = np.asarray(ref[part], dtype=np.float64)
                 own = None if values is None else values[part]
             z = leave_one_out(ref_levels) if own is None else standardise(ref_levels, own)
             out[part] = z.mean(axis=1)
-        ordered = {s: out[s] for p in PARTS for s in STATISTICS[p] if s in out}
+        side = lambda s: int(s[len(LOCAL):]) if s.startswith(LOCAL) else 0  # noqa: E731
+        ordered = {s: out[s] for p in PARTS for s in sorted(out, key=lambda s: (s != p, side(s)))
+                   if _part(s) == p}  # image, its scales from the smallest, metadata
         if keep is None:
             for name, u in self.classes.get(given, {}).items():
                 ordered[CLASS + name] = class_score(np.asarray(u) if values is None else values["classes"][name])

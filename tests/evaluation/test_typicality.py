@@ -107,7 +107,7 @@ def test_a_local_change_is_found_by_the_local_statistic_and_a_mask_scores_the_ke
     meta = rng.normal(size=(3, 3))
     plain, changed, _ = reference.score(_mapped(records, meta))
     assert changed.flagged and changed.atypical == ("image",) and not plain.flagged
-    assert changed.scores["image_local"] > changed.scores["image"] + 1.5  # the local statistic tells, the mean less
+    assert changed.scores["image_local:3"] > changed.scores["image"] + 1.5  # the local statistic tells, the mean less
     half = np.zeros((3, 6, 6, 6), dtype=bool)
     half[:, :3] = True  # the kept half holds the change
     elsewhere = ~half
