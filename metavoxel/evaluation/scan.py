@@ -5,11 +5,18 @@ record like the reference's), a field of unit-variance values; a local change (a
 over a region of unknown place AND unknown size, from a few latent locations to most of the grid (a smooth bias
 field). The scan statistic for a signal of unknown location and scale (Siegmund & Worsley 1995) smooths the field
 at each of several scales, normalises each smoothed field to unit variance under the null, and takes the maximum
-over locations (and then over scales):
+over locations (and then over scales). The record's own mean of Z over the kept locations is first subtracted:
 
-    Z_s(x)   = mean of Z over the kept locations of the box of side s centred at x          (box smoothing)
+    Z°(x)    = Z(x) - mean over kept y of Z(y)                                             (global normalisation)
+    Z_s(x)   = mean of Z° over the kept locations of the box of side s centred at x        (box smoothing)
     Z̃_s(x)  = (Z_s(x) - μ_s(x)) / σ_s(x)      μ_s, σ_s: the reference records' Z_s at x (each left one out)
     m_s      = max over kept x of Z̃_s(x)                                                   one statistic per scale
+
+The global normalisation is SPM's (Friston et al. 1990, "the relationship between global and local changes"): a
+record that denoises worse everywhere raises every location, and that overall level is what the caller's global
+statistic reads; without it the maximum of a record's map mostly measures its overall level again (on the demo's
+validation records the local and the global statistics correlated 0.85), so the scan is read as where a record
+is worse than its own level. A record-wide shift of Z moves no scan statistic.
 
 Normalising per location (not only per scale) keeps every location on the same footing whatever the box loses to
 the border of the grid or of a keep-mask (a truncated box averages fewer values and varies more), so the maximum

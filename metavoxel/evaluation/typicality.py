@@ -4,28 +4,34 @@
 metadata, and its metadata given its image, for the set G of variables it gives; for an image kind with a
 per-location loss (`metavoxel.HasLossMap`) also the image's loss per latent location, L_j(x). The reference is the
 validation split's n records for the same G (`TypicalityReference`, stored by `metavoxel calibrate` / `train`).
-Three statistics, each a standardised (one-sided: only a worse denoising counts) bound:
+The statistics, each a standardised (one-sided: only a worse denoising counts) bound:
 
     global image    s_I = (1/J) Σ_j (L_I,j - μ_j)/σ_j,  L_I,j the mean of L_j(x) over the (kept) locations
-    local image     s_L = max over kept x of  box(Z)(x),   Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x)
+    local image     m_s = max over kept x of the standardised box_s(Z°)(x), for each scan scale s (``image_local:s``)
+                    Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x),  Z° = Z less its own mean over the kept locations
     metadata        s_M = (1/J) Σ_j (L_M,j - μ_j)/σ_j      (the continuous scalars' loss)
     categorical v   z_v = Φ⁻¹(1 - u_v)                      (for each categorical scalar v given: ``metadata:v``)
 
 μ, σ: the validation records' mean and SD of the same quantity (each level, and each level and location); each
 level counts by its own spread, as the loss's scale differs by orders of magnitude between levels. The
 validation records' own statistics are computed LEAVE ONE OUT (`metavoxel.evaluation.standardised`), so they are
-distributed as a new record's. box is the mean over the 3^d box of kept locations around x.
+distributed as a new record's. box_s is the mean over the kept locations of the box of side s; each smoothed map is
+standardised per location by the validation records' (`metavoxel.evaluation.scan`).
 
-Why the local statistic is this one (chosen before measuring anything with it): a change confined to a small
-region (a lesion, a local artefact) moves the losses of a few latent locations and is diluted by a mean over the
-whole grid, so the image is also scored by its most atypical PLACE, the maximum of the standardised map (the
-maximum statistic of voxel-wise inference, Worsley et al. 1996, SPM). The map is first averaged over the
-smallest box symmetric about each location (3 latent voxels a side, about 3f image voxels for a VAE downsampling
-by f): an image change spreads over neighbouring latents (each latent sees a patch of f voxels and more through
-the encoder), so the box is a matched filter for the smallest region the latent grid can tell, and it averages
-27 location z's, whose noise a single location's maximum would mostly measure.
+Why the local statistics are these (chosen before measuring anything with them): a change confined to a region (a
+lesion, a local artefact, a bias field brightening one side of the head) moves the losses of some latent
+locations and is diluted by a mean over the whole grid, so the image is also scored by its most atypical PLACE,
+the maximum of the standardised map (the maximum statistic of voxel-wise inference, Worsley et al. 1996, SPM).
+The region's size is unknown too, from a few latent locations (a lesion) to a good part of the grid (a bias field),
+so the map is scanned at a few sizes fixed a priori, the scan statistic for a signal of unknown location and scale
+(Siegmund & Worsley 1995; `metavoxel.evaluation.scan`): boxes of side 3 (the smallest region the latent grid can
+tell: an image change reaches the neighbouring latents through the encoder), then doubling the radius (5, 9, ...)
+while smaller than the grid; the whole grid is the global statistic. Each scale is its own statistic, combined
+with the others by the maximum below, which accounts for how correlated they are. The map is first
+globally normalised (its record's own mean subtracted; Friston et al. 1990): the overall level is the global
+statistic's to read, and the local ones read where a record is worse than its own level.
 
-A keep-mask (an image given only in part) restricts both image statistics to the kept locations; the validation
+A keep-mask (an image given only in part) restricts the image statistics to the kept locations; the validation
 records' maps are masked the same way at request time (no network calls). A masked record is scored by its image
 only: its metadata term would condition on the whole scan, what the mask drops included. An all-ones mask gives
 the unmasked image statistics exactly.
@@ -48,7 +54,7 @@ own (leave-one-out) statistics, and the record's **typicality percentile** is 10
 validation records' normal scores modelled as N(0, R) (`metavoxel.evaluation.normal_scores`): a smoothed "how
 many records like the validation split's are less atypical in their worst statistic", which a threshold T cuts
 at about (100 - T)% of them even beyond the validation split's range. A part's own percentile is the same over
-its statistics (the image: the global and the local one; the metadata: the continuous and the categorical ones). A record is flagged when its typicality percentile is
+its statistics (the image: the global and the local ones; the metadata: the continuous and the categorical ones). A record is flagged when its typicality percentile is
 above the threshold (default 99), and the flag names the part(s) whose own percentile is above it (the image, the
 metadata, or both; with neither alone above it, the worse one).
 
