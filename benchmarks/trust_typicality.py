@@ -119,13 +119,13 @@ def _lesion_in_hemisphere(var, record: dict, scans: Path, mid: int) -> tuple[Pat
     return path, float((lesion[:, 0] < mid - 0.5).mean())
 
 
-def _read(results, n: int) -> dict:
+def _read(results) -> dict:
     """Per-record arrays of a method's results: each statistic's normal score, the score (their max), the image
     part's, the metadata part's, the percentile and the flag."""
     u = {s: np.array([r.scores[s] for r in results]) for s in results[0].scores}
-    return {"u": u, "score": np.max(list(u.values()), axis=0),
-            "image": np.max([v for s, v in u.items() if s.startswith("image")], axis=0),
-            "metadata": np.max([v for s, v in u.items() if s.startswith("metadata")], axis=0),
+    part = lambda p: np.max([v for s, v in u.items() if s.startswith(p)] or [np.full(len(results), np.nan)],  # noqa: E731
+                            axis=0)
+    return {"u": u, "score": np.max(list(u.values()), axis=0), "image": part("image"), "metadata": part("metadata"),
             "percentile": np.array([r.percentile for r in results]),
             "flagged": np.array([r.flagged for r in results]), "results": results}
 
@@ -155,9 +155,9 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
     seconds = (time.perf_counter() - started) / len(rows)
     torch.save({"terms": terms, "rows": [r["participant_id"] for r in rows]}, out / "typicality_terms.pt")
     started = time.perf_counter()
-    new = _read(reference.score(terms), n)
+    new = _read(reference.score(terms))
     score_seconds = time.perf_counter() - started
-    old = _read(prior.score(terms), n)
+    old = _read(prior.score(terms))
     shift_rows = []
     for k, kind in enumerate(shifts):
         part = slice(n * (k + 1), n * (k + 2))
@@ -213,7 +213,7 @@ def measure_typicality(run: Path, model, calibration, base: list[dict], out: Pat
                "lesion_voxels_kept": {None: 1.0, "lo": inside, "hi": 1.0 - inside}[
                    None if side is None else "lo" if side.start is None else "hi"]}
         for prefix, ref in (("", reference), ("old_", prior)):
-            got = _read(ref.score(both), n)
+            got = _read(ref.score(both))
             row.update({f"{prefix}auroc": auroc(got["score"][:n], got["score"][n:]),
                         f"{prefix}auroc_percentile": auroc(got["percentile"][:n], got["percentile"][n:]),
                         f"{prefix}flagged_unaltered": float(got["flagged"][:n].mean()),
