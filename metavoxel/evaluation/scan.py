@@ -5,30 +5,29 @@ record like the reference's), a field of unit-variance values; a local change (a
 over a region of unknown place AND unknown size, from a few latent locations to most of the grid (a smooth bias
 field). The scan statistic for a signal of unknown location and scale (Siegmund & Worsley 1995) smooths the field
 at each of several scales, normalises each smoothed field to unit variance under the null, and takes the maximum
-over locations (and then over scales). The record's own mean of Z over the kept locations is first subtracted:
+over locations (and then over scales):
 
-    Z°(x)    = Z(x) - mean over kept y of Z(y)                                             (global normalisation)
-    Z_s(x)   = mean of Z° over the kept locations of the box of side s centred at x        (box smoothing)
+    Z_s(x)   = mean of Z over the kept locations of the box of side s centred at x          (box smoothing)
     Z̃_s(x)  = (Z_s(x) - μ_s(x)) / σ_s(x)      μ_s, σ_s: the reference records' Z_s at x (each left one out)
     m_s      = max over kept x of Z̃_s(x)                                                   one statistic per scale
 
-The global normalisation is SPM's (Friston et al. 1990, "the relationship between global and local changes"): a
-record that denoises worse everywhere raises every location, and that overall level is what the caller's global
-statistic reads; without it the maximum of a record's map mostly measures its overall level again (on the demo's
-validation records the local and the global statistics correlated 0.85), so the scan is read as where a record
-is worse than its own level. A record-wide shift of Z moves no scan statistic.
+The map is NOT first globally normalised (its record's own mean subtracted, as SPM's "global normalisation",
+Friston et al. 1990): that was this module's first design, and it lost power (benchmarks/RESULTS.md). An
+intensity shift reaches the model through the per-image percentile scaling, which turns a bright lesion or a bias
+field largely into a change of the whole image's scale, so much of what such a shift does to the map is
+record-wide; the local statistics keep it.
 
 Normalising per location (not only per scale) keeps every location on the same footing whatever the box loses to
 the border of the grid or of a keep-mask (a truncated box averages fewer values and varies more), so the maximum
 does not favour the border. The maximum over scales is left to the caller's combination of statistics
 (`metavoxel.evaluation.normal_scores.MaxOfNormalScores`), which accounts for how correlated the scales are.
 
-The scales are fixed a priori, not fitted: box sides s = 2r + 1 for radii r = 1, 2, 4, 8, ... (a factor of about
-2 between neighbouring scales, the usual discretisation of a continuous range of scales, whose loss of power is
-small at that ratio; Siegmund & Worsley 1995, §4) while s is smaller than the grid's smallest side. The smallest,
-s = 3, is the smallest region the latent grid can tell (an image change reaches the neighbouring latents through
-the encoder); the largest scale, the whole grid, is the caller's global statistic. For the demo's 8³ latent grid:
-s = 3 and 5.
+The scales are fixed a priori, not fitted to the scored shifts: box sides s = 2r + 1 for radii r = 1, 2, 4, ...
+(a factor of about 2 between neighbouring scales, the usual discretisation of a continuous range of scales, whose
+loss of power is small at that ratio; Siegmund & Worsley 1995) while s is smaller than the grid's smallest side.
+The smallest, s = 3, is the smallest region the latent grid can tell (an image change reaches the neighbouring
+latents through the encoder); the largest scale, the whole grid, is the caller's global statistic. For the demo's
+8³ latent grid: s = 3 and 5.
 """
 
 from __future__ import annotations
@@ -108,9 +107,6 @@ def scan_statistics(reference: np.ndarray, values: np.ndarray | None, keep: np.n
     """
     ref = np.asarray(reference, dtype=np.float64)
     keep = np.ones(ref.shape[1:], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    centred = lambda z: z - z[:, keep].mean(axis=1).reshape(-1, *([1] * keep.ndim))  # noqa: E731  global normalisation
-    ref = centred(ref)
-    values = None if values is None else centred(np.asarray(values, dtype=np.float64))
     out = {}
     for side in sides:
         smoothed = box_mean(ref, keep, side)[:, keep]  # (n, kept)

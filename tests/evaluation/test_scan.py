@@ -1,4 +1,4 @@
-"""The scan statistic over scales: its box means, its fixed scales, what a record-wide shift and a broad change do
+"""The scan statistic over scales: its box means, its fixed scales, its units, what a broad and a small change do
 to it, and the flag's rate on records like the reference with it among the statistics."""
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ def test_the_scales_double_the_radius_from_the_smallest_box_and_stay_below_the_g
     assert scan_scales((3, 3, 3)) == ()
 
 
-@given(st.floats(-50, 50), st.integers(0, 10_000))
-def test_a_record_wide_shift_of_the_map_moves_no_local_statistic(shift, seed):
-    """The global statistic reads a record's overall level; the scan reads where it is worse than its own level."""
+@given(st.floats(0.01, 100), st.floats(-50, 50), st.integers(0, 10_000))
+def test_the_scan_reads_the_map_relative_to_the_reference_whatever_its_units(scale, offset, seed):
+    """Each smoothed map is standardised per location: one affine change of units of the reference's and the record's
+    maps together moves no scan statistic, and a record-wide rise of the record's map alone raises every scale's."""
     rng = np.random.default_rng(seed)
     reference, record = rng.normal(size=(12, 5, 5, 5)), rng.normal(size=(1, 5, 5, 5))
     plain = scan_statistics(reference, record, None, (3,))
-    moved = scan_statistics(reference, record + shift, None, (3,))
-    np.testing.assert_allclose(moved[3], plain[3], rtol=1e-9, atol=1e-9)
+    moved = scan_statistics(reference * scale + offset, record * scale + offset, None, (3,))
+    np.testing.assert_allclose(moved[3], plain[3], rtol=1e-6, atol=1e-6)
+    assert scan_statistics(reference, record + 1.0, None, (3,))[3][0] > plain[3][0]
 
 
 def test_a_broad_change_is_found_by_the_larger_scale_and_a_small_one_by_the_smaller():
