@@ -7,8 +7,8 @@ validation split's n records for the same G (`TypicalityReference`, stored by `m
 The statistics, each a standardised (one-sided: only a worse denoising counts) bound:
 
     global image    s_I = (1/J) Σ_j (L_I,j - μ_j)/σ_j,  L_I,j the mean of L_j(x) over the (kept) locations
-    local image     m_s = max over kept x of the standardised box_s(Z°)(x), for each scan scale s (``image_local:s``)
-                    Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x),  Z° = Z less its own mean over the kept locations
+    local image     m_s = max over kept x of the standardised box_s(Z)(x), for each scan scale s (``image_local:s``)
+                    Z(x) = (1/J) Σ_j (L_j(x) - μ_j(x))/σ_j(x)
     metadata        s_M = (1/J) Σ_j (L_M,j - μ_j)/σ_j      (the continuous scalars' loss)
     categorical v   z_v = Φ⁻¹(1 - u_v)                      (for each categorical scalar v given: ``metadata:v``)
 
@@ -18,18 +18,17 @@ validation records' own statistics are computed LEAVE ONE OUT (`metavoxel.evalua
 distributed as a new record's. box_s is the mean over the kept locations of the box of side s; each smoothed map is
 standardised per location by the validation records' (`metavoxel.evaluation.scan`).
 
-Why the local statistics are these (chosen before measuring anything with them): a change confined to a region (a
-lesion, a local artefact, a bias field brightening one side of the head) moves the losses of some latent
-locations and is diluted by a mean over the whole grid, so the image is also scored by its most atypical PLACE,
-the maximum of the standardised map (the maximum statistic of voxel-wise inference, Worsley et al. 1996, SPM).
-The region's size is unknown too, from a few latent locations (a lesion) to a good part of the grid (a bias field),
-so the map is scanned at a few sizes fixed a priori, the scan statistic for a signal of unknown location and scale
-(Siegmund & Worsley 1995; `metavoxel.evaluation.scan`): boxes of side 3 (the smallest region the latent grid can
-tell: an image change reaches the neighbouring latents through the encoder), then doubling the radius (5, 9, ...)
-while smaller than the grid; the whole grid is the global statistic. Each scale is its own statistic, combined
-with the others by the maximum below, which accounts for how correlated they are. The map is first
-globally normalised (its record's own mean subtracted; Friston et al. 1990): the overall level is the global
-statistic's to read, and the local ones read where a record is worse than its own level.
+Why the local statistics are these: a change confined to a region (a lesion, a local artefact, a bias field
+brightening one side of the head) moves the losses of some latent locations and is diluted by a mean over the
+whole grid, so the image is also scored by its most atypical PLACE, the maximum of the standardised map (the
+maximum statistic of voxel-wise inference, Worsley et al. 1996, SPM). The region's size is unknown too, from a few
+latent locations (a lesion) to a good part of the grid (a bias field), so the map is scanned at a few sizes fixed a
+priori, the scan statistic for a signal of unknown location and scale (Siegmund & Worsley 1995;
+`metavoxel.evaluation.scan`): boxes of side 3 (the smallest region the latent grid can tell: an image change
+reaches the neighbouring latents through the encoder), then doubling the radius (5, 9, ...) while smaller than the
+grid; the whole grid is the global statistic. Each scale is its own statistic, combined with the others by the
+maximum below, which accounts for how correlated they are. (Chosen on development shifts, never on the scored ones:
+docs/trust.md.)
 
 A keep-mask (an image given only in part) restricts the image statistics to the kept locations; the validation
 records' maps are masked the same way at request time (no network calls). A masked record is scored by its image
