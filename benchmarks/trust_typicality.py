@@ -5,11 +5,10 @@ through the code `predict` runs (`typicality_terms`, then the run's `TypicalityR
 shift the AUROC of:
 
 - ``new``: the current score (max over the statistics of their normal scores: the global image statistic, the
-  local one, and the metadata's: sex, categorical, by its mid-p value under the model's posterior), the current
-  percentile, and each image statistic alone;
-- ``old``: the score of the previous method (main at e5a4b3b: the same, but the sex cross-entropy levels
-  standardised among the validation records' as the metadata statistic), from the same network calls, against a
-  reference from the validation split's terms computed here (image and sex given);
+  local ones at each scan scale, and the metadata's: sex, categorical, by its mid-p value under the model's
+  posterior), the current percentile, the image part, and each statistic alone;
+- ``old``: the same of the previous method (main at 24c4037: one local statistic, the maximum of the 3^d box mean
+  of the z-map, not standardised per location), from the same network calls and the same calibration;
 
 and the fraction flagged at the default 99th by each. Flag rates of unaltered records: the test split, and the
 validation split left one out (each validation record scored against a reference fitted on the other n - 1). A
