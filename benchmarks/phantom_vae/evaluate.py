@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--latent-brains", type=int, default=256,
                         help="Training brains on which each VAE's latent is described (spread, posterior SD).")
     parser.add_argument("--every", type=int, default=1, help="Judge every k-th snapshot.")
+    parser.add_argument("--steps", type=lambda text: {int(v) for v in text.split(",")},
+                        help="Judge only the snapshots of these steps (comma-separated), e.g. 500,1000,1500.")
     parser.add_argument("--demo-recipe", action="store_true", help="Add the demo's VAE recipe trained from scratch.")
     parser.add_argument("--judges", type=int, default=150)
     parser.add_argument("--probe-fit", type=int, default=300)
@@ -226,6 +228,7 @@ def main() -> None:
         validation[run] = validation_curve(folder.parent)
         phases = ["recon", "finish"]  # train.py's order
         found = sorted(folder.glob("*.safetensors"), key=lambda p: (phases.index(p.stem.split("-")[0]), p.stem))
+        found = [p for p in found if args.steps is None or int(p.stem.rsplit("-", 1)[1]) in args.steps]
         for path in found[::args.every]:
             phase, step = re.fullmatch(r"(\w+)-(\d+)", path.stem).groups()
             vae = load_snapshot(path, architecture)
