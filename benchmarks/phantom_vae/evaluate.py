@@ -15,6 +15,14 @@ steps of 8 volumes, channels 8/16/32, 1 residual block) on that phantom's own 45
 shipped a VAE. The blur row is MONAI ``GaussianSmooth`` (sigma 0.5 voxel) of each judge itself: no VAE, a
 reference for what a PSNR means on this grid.
 
+Several ``--snapshots`` folders (one per training of `train.py`, e.g. latents of other widths) are judged side by side;
+each snapshot is built with the architecture its training recorded (``train.json`` beside the folder), and the
+in-training validation curve of its ``recon`` phase (``history.jsonl``) is kept with it. For every VAE the latent a
+diffusion model would learn is described on ``--latent-brains`` training brains: its numbers per image, the spread
+of the posterior means (their standard deviation over every element, whose inverse is the scale factor
+`metavoxel.vae.evaluation.latent_scale_factor` measures; per channel, the smallest and largest) and the posterior
+SD (the encoder's mean sigma, the noise the decoder was trained to tolerate), and their ratio.
+
 What it cannot show: one seed per trained row; the probe is linear, so a ratio is a lower bound on the signal a
 reconstruction carries; PSNR/SSIM of a VAE that denoises are bounded by the phantom's own noise (Rician, SD 0.03
 of white matter inside the brain), about 34 dB on this scaling.
@@ -34,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data import HELD_OUT_SEEDS, PHANTOMS, PhantomVolumes, phantom_configs  # noqa: E402
+from data import HELD_OUT_SEEDS, PHANTOMS, TRAIN_SEEDS, PhantomVolumes, phantom_configs  # noqa: E402
 from train import ARCHITECTURE  # noqa: E402
 
 from metavoxel.io.atomic import write_json  # noqa: E402
@@ -74,6 +82,34 @@ def score(reconstruct_fn, sets: dict[str, dict]) -> dict[str, dict]:
                              train_recon=fit_recon)
         out[name] = {"psnr": psnr, "ssim": ssim, "probe": {k: v.to_dict() for k, v in probe.items()}}
     return out
+
+
+@torch.no_grad()
+def latent_stats(vae, images: torch.Tensor) -> dict:
+    """The latent a diffusion model would learn from ``vae``, on ``images`` (N, 1, *grid) in [0, 1].
+
+    Returns numbers per latent and per image, ``std`` (the unbiased SD of the posterior means over every element;
+    ``scale_factor = 1 / std`` as `latent_scale_factor`), ``channel_std`` (smallest and largest SD of one channel),
+    ``posterior_sd`` (the mean of the encoder's sigma) and ``sd_over_spread`` (posterior_sd / std).
+    """
+    vae.eval()
+    mus, sigmas = [], []
+    for batch in images.split(16):
+        mu, sigma = vae.encode(batch)  # (B, latent_C, *latent_grid) each
+        mus.append(mu.double())
+        sigmas.append(sigma.double())
+    mu, sigma = torch.cat(mus), torch.cat(sigmas)
+    std = mu.std().item()
+    per_channel = mu.transpose(0, 1).flatten(1).std(dim=1)  # (latent_C,)
+    return {"numbers": mu[0].numel(), "image_numbers": images[0].numel(), "std": std, "scale_factor": 1.0 / std,
+            "channel_std": [per_channel.min().item(), per_channel.max().item()],
+            "posterior_sd": sigma.mean().item(), "sd_over_spread": sigma.mean().item() / std}
+
+
+def training_brains(count: int) -> torch.Tensor:
+    """(count, 1, 32, 32, 32): the first ``count`` training brains of `train.py` (both phantoms alternate)."""
+    volumes = PhantomVolumes(phantom_configs(TRAIN_SEEDS), count)
+    return torch.stack([volumes[i] for i in range(count)])
 
 
 def vae_reconstructor(vae):
@@ -122,12 +158,34 @@ def _training_rows(recipe) -> list[int]:
     return [i for i, p in enumerate(ids) if where[p] == "train"]
 
 
-def load_snapshot(path: Path):
+def training_architecture(snapshots: Path) -> dict:
+    """The architecture `train.py` recorded for the training whose ``snapshots`` folder this is (its
+    ``train.json`` one folder up); the shipped `ARCHITECTURE` where none was recorded."""
+    record = snapshots.parent / "train.json"
+    return json.loads(record.read_text()).get("architecture", ARCHITECTURE) if record.is_file() else ARCHITECTURE
+
+
+def validation_curve(training: Path) -> list[dict]:
+    """The in-training validation rows (step, PSNR, SSIM) of a training's finished phases, in order."""
+    rows = []
+    for phase in ("recon", "finish"):
+        path = training / phase / "history.jsonl"
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if "val_psnr" in row:
+                    rows.append({"phase": phase, "step": int(row["step"]), "psnr": row["val_psnr"],
+                                 "ssim": row["val_ssim"]})
+    return rows
+
+
+def load_snapshot(path: Path, architecture: dict | None = None):
+    """A training snapshot (weights only) as an eval-mode VAE of ``architecture`` (default: its training's)."""
     from safetensors.torch import load_file
 
     from metavoxel.vae.architecture import VAESpec, build_vae
 
-    vae = build_vae(3, 1, VAESpec(**ARCHITECTURE))
+    vae = build_vae(3, 1, VAESpec(**(architecture or training_architecture(path.parent))))
     vae.load_state_dict(load_file(str(path)))
     return vae.eval()
 
@@ -135,8 +193,13 @@ def load_snapshot(path: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vae", type=Path, help="A VAE folder (vae.json + vae.safetensors) to judge.")
-    parser.add_argument("--snapshots", type=Path, help="Folder of training snapshots (learning curves).")
+    parser.add_argument("--snapshots", type=Path, action="append", default=[],
+                        help="Folder of training snapshots (learning curves); repeat for trainings side by side.")
+    parser.add_argument("--latent-brains", type=int, default=256,
+                        help="Training brains on which each VAE's latent is described (spread, posterior SD).")
     parser.add_argument("--every", type=int, default=1, help="Judge every k-th snapshot.")
+    parser.add_argument("--steps", type=lambda text: {int(v) for v in text.split(",")},
+                        help="Judge only the snapshots of these steps (comma-separated), e.g. 500,1000,1500.")
     parser.add_argument("--demo-recipe", action="store_true", help="Add the demo's VAE recipe trained from scratch.")
     parser.add_argument("--judges", type=int, default=150)
     parser.add_argument("--probe-fit", type=int, default=300)
@@ -144,6 +207,8 @@ def main() -> None:
     args = parser.parse_args()
 
     sets = judges_and_fit(args.judges, args.probe_fit)
+    brains = training_brains(args.latent_brains)
+    latents: dict[str, dict] = {}
     rows: dict[str, dict] = {"raw (the images themselves)": score(lambda x: x, sets),
                              "half-voxel blur (sigma 0.5 voxel)": score(blur_reconstructor(0.5), sets)}
     if args.vae is not None:
@@ -151,24 +216,30 @@ def main() -> None:
 
         vae, meta = load_vae(args.vae)
         rows[f"shipped VAE ({args.vae.name})"] = score(vae_reconstructor(vae), sets)
+        latents[f"shipped VAE ({args.vae.name})"] = latent_stats(vae, brains)
     seconds: dict[str, float] = {}
     if args.demo_recipe:
         per_phantom = {name: score(vae_reconstructor(demo_recipe_vae(name, seconds)), {name: sets[name]})[name]
                        for name in sets}
         rows["demo recipe from scratch (200 steps of 8)"] = per_phantom
-    curve = []
-    if args.snapshots is not None:
+    curve, validation = [], {}
+    for folder in args.snapshots:
+        run, architecture = folder.parent.name, training_architecture(folder)
+        validation[run] = validation_curve(folder.parent)
         phases = ["recon", "finish"]  # train.py's order
-        found = sorted(args.snapshots.glob("*.safetensors"),
-                       key=lambda p: (phases.index(p.stem.split("-")[0]), p.stem))
+        found = sorted(folder.glob("*.safetensors"), key=lambda p: (phases.index(p.stem.split("-")[0]), p.stem))
+        found = [p for p in found if args.steps is None or int(p.stem.rsplit("-", 1)[1]) in args.steps]
         for path in found[::args.every]:
             phase, step = re.fullmatch(r"(\w+)-(\d+)", path.stem).groups()
-            curve.append({"phase": phase, "step": int(step), **score(vae_reconstructor(load_snapshot(path)), sets)})
-            print(f"{path.stem}: " + ", ".join(f"{n} {r['psnr']:.2f} dB" for n, r in curve[-1].items()
-                                               if isinstance(r, dict)), flush=True)
+            vae = load_snapshot(path, architecture)
+            curve.append({"run": run, "architecture": architecture, "phase": phase, "step": int(step),
+                          "latent": latent_stats(vae, brains), **score(vae_reconstructor(vae), sets)})
+            print(f"{run} {path.stem}: " + ", ".join(f"{n} {r['psnr']:.2f} dB" for n, r in curve[-1].items()
+                                                     if n in sets), flush=True)
     result = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} thread(s)", "judges": args.judges, "probe_fit": args.probe_fit,
-              "rows": rows, "demo_recipe_seconds": seconds, "curve": curve}
+              "latent_brains": args.latent_brains, "rows": rows, "latents": latents, "demo_recipe_seconds": seconds,
+              "curve": curve, "validation": validation}
     write_json(args.out, result)
     for name, per in rows.items():
         cells = []
@@ -178,6 +249,16 @@ def main() -> None:
                          f" (raw {age['mae_raw']:.2f}), sex refit {sex['accuracy_refit']:.2f} "
                          f"(raw {sex['accuracy_raw']:.2f})")
         print(f"{name}: " + "; ".join(cells))
+    for entry in curve:
+        cells = [f"{phantom}: {entry[phantom]['psnr']:.2f} dB, SSIM {entry[phantom]['ssim']:.3f}, age MAE refit "
+                 f"{entry[phantom]['probe']['age']['mae_refit']:.2f}, sex refit "
+                 f"{entry[phantom]['probe']['sex']['accuracy_refit']:.2f}" for phantom in sets]
+        print(f"{entry['run']} {entry['phase']} {entry['step']}: " + "; ".join(cells))
+    for name, stats in [*latents.items(), *((f"{e['run']} {e['phase']} {e['step']}", e["latent"]) for e in curve)]:
+        print(f"latent of {name}: {stats['numbers']} numbers ({stats['image_numbers']} in the image), SD "
+              f"{stats['std']:.3f} (scale factor {stats['scale_factor']:.3f}; per channel {stats['channel_std'][0]:.3f}"
+              f"-{stats['channel_std'][1]:.3f}), posterior SD {stats['posterior_sd']:.4f} "
+              f"({stats['sd_over_spread']:.3f} of the spread)")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def _source(out: Path, snapshot: str | None):
     if snapshot is not None:
         from evaluate import load_snapshot
 
-        return load_snapshot(out / "snapshots" / f"{snapshot}.safetensors"), None, f"snapshot {snapshot}"
+        return load_snapshot(out / "snapshots" / f"{snapshot}.safetensors"), None, f"snapshot {snapshot}"  # its own architecture
     for phase in ("finish", "recon"):
         if (out / phase / "vae" / "vae.json").is_file():
             vae, meta = load_vae(out / phase / "vae")
@@ -53,10 +53,13 @@ def _state_seconds(out: Path, phase: str, step: int) -> float:
 
 
 def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
+    architecture = record.get("architecture", ARCHITECTURE)
+    factor = 2 ** (len(architecture["channels"]) - 1)
     lines = [f"# {NAME}: the phantom VAE shipped with metavoxel", "",
              "A KL-VAE (MONAI `AutoencoderKL`) of the built-in phantom's skull-stripped T1w-like brains at 32³ voxels "
-             f"of {VOXEL_MM} mm (RAS, intensities scaled by the 0.5 and 99.5 percentiles to [0, 1]), x4 to an 8³ latent "
-             f"of {ARCHITECTURE['latent_channels']} channels. Trained for `metavoxel demo` and the small paper benchmark, "
+             f"of {VOXEL_MM} mm (RAS, intensities scaled by the 0.5 and 99.5 percentiles to [0, 1]), x{factor} to a "
+             f"latent of {architecture['latent_channels']} channels at {SIZE // factor}³. Trained for `metavoxel demo` and "
+             "the small paper benchmark, "
              "on both phantoms (the demo's: age_effect 3, sex_effect 2; the default: both 1). Not for real scans: on "
              "a real brain it reconstructs a phantom-like image.", "",
              "## How it was trained", "",
@@ -147,7 +150,7 @@ def main() -> None:
                "sources": {"shape": "benchmarks/phantom_vae/data.py", "spacing": "benchmarks/phantom_vae/data.py",
                            "orientation": "benchmarks/phantom_vae/data.py",
                            "intensity": "benchmarks/phantom_vae/data.py: scaled()"}}
-    save_vae(args.to, vae, ARCHITECTURE, report, provenance=provenance, expects=expects)
+    save_vae(args.to, vae, record.get("architecture", ARCHITECTURE), report, provenance=provenance, expects=expects)
     write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation))
     print(f"shipped {shipped} to {args.to} (scale factor {scale:.4f})")
 

@@ -24,6 +24,11 @@ subjects of seeds `data.TRAIN_SEEDS` that no demo or benchmark cohort uses); val
 of `data.HELD_OUT_SEEDS`. bf16 autocast on a CPU with bf16 instructions (1.8x faster here), fp32 elsewhere.
 Every ``--snapshot-every`` steps the weights are kept under ``OUT/snapshots`` for the learning curves of
 ``benchmarks/phantom_vae/evaluate.py``.
+
+Architecture: ``--channels`` and ``--latent-channels`` change the autoencoder (default: the shipped one,
+`ARCHITECTURE`); it is recorded in ``OUT/train.json`` with the other settings, so a resumed training with another
+architecture is refused. ``--stop-after recon`` ends the command after the first phase (a learning-curve
+experiment; the same command without it continues into ``finish`` later).
 """
 
 from __future__ import annotations
@@ -72,15 +77,42 @@ def _settings(phases: dict) -> dict:
     return {name: {k: v for k, v in c.items() if k not in RESUMABLE_CHANGES} for name, c in phases.items()}
 
 
-def _init_record(folder: Path) -> dict:
+def architecture(args: argparse.Namespace) -> dict:
+    """The autoencoder this command trains: `ARCHITECTURE` with the channels of ``--channels`` and
+    ``--latent-channels``; exits with one line when MONAI's ``AutoencoderKL`` cannot take them."""
+    from pydantic import ValidationError
+
+    chosen = {**ARCHITECTURE, "channels": list(args.channels), "latent_channels": args.latent_channels}
+    try:
+        VAESpec(**chosen)
+    except ValidationError as err:
+        reason = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise SystemExit(f"error: --channels {','.join(map(str, args.channels))} --latent-channels "
+                         f"{args.latent_channels}: {reason}; choose other channel counts") from None
+    return chosen
+
+
+def _channel_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32,64, got {text!r}") from None
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least two positive channel counts (one per level), got {text!r}")
+    return values
+
+
+def _init_record(folder: Path, chosen: dict) -> dict:
     """What a warm start continues: the saved VAE's folder and, from its provenance, the steps and hours behind it."""
     meta_path = folder / "vae.json"
     if not meta_path.is_file():
         raise SystemExit(f"error: --init-from {folder}: no vae.json there; name a saved VAE folder")
     meta = json.loads(meta_path.read_text())
     provenance = meta.get("provenance") or {}
-    if meta.get("architecture", {}).get("channels") != ARCHITECTURE["channels"]:
-        raise SystemExit(f"error: --init-from {folder}: its architecture is not this training's {ARCHITECTURE}")
+    theirs = meta.get("architecture", {})
+    if any(theirs.get(k) != v for k, v in chosen.items()):
+        raise SystemExit(f"error: --init-from {folder}: its architecture is not this training's {chosen}; give "
+                         "--channels/--latent-channels to match it or start afresh")
     return {"path": str(folder), "steps": int(provenance.get("steps", 0)), "hours": float(provenance.get("hours", 0.0)),
             "sessions": int(provenance.get("sessions", 0))}
 
@@ -100,41 +132,52 @@ def main() -> None:
     parser.add_argument("--val-subjects", type=int, default=16, help="Held-out brains per phantom for validation.")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels", type=_channel_list, default=ARCHITECTURE["channels"],
+                        help="Feature channels per level, comma-separated (one x2 downsampling between levels); "
+                             "default: the shipped 16,32,64.")
+    parser.add_argument("--latent-channels", type=int, default=ARCHITECTURE["latent_channels"],
+                        help="Channels of the latent (8 shipped: 8 x 8³ numbers for a 32³ image).")
+    parser.add_argument("--stop-after", choices=["recon", "finish"], default="finish",
+                        help="The last phase this command trains (recon: a learning curve without the finish).")
     parser.add_argument("--init-from", type=Path,
                         help="Start from the weights of a saved VAE folder (e.g. metavoxel/pretrained/phantom-32) "
                              "instead of a fresh network: how a training whose state did not survive (a new machine) "
                              "continues from what was shipped. Read only when --out holds no training yet.")
     args = parser.parse_args()
+    chosen = architecture(args)
 
     precision = args.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train = PhantomVolumes(phantom_configs(TRAIN_SEEDS, VIRTUAL_SUBJECTS), 2 * VIRTUAL_SUBJECTS)
-    check_matches_preprocessing(train)
-    val, _meta = held_out(args.val_subjects)
-    val = torch.stack([val[i] for i in range(len(val))])
-    spec = VAESpec(**ARCHITECTURE)
+    spec = VAESpec(**chosen)
     configs = phase_configs(args, precision)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    record = {"command": " ".join(sys.argv), "architecture": ARCHITECTURE, "train_seeds": TRAIN_SEEDS,
+    record = {"command": " ".join(sys.argv), "architecture": chosen, "train_seeds": TRAIN_SEEDS,
               "held_out_seeds": HELD_OUT_SEEDS, "device": device, "threads": torch.get_num_threads(),
               "phases": {name: c.model_dump(mode="json") for name, c in configs.items()}}
     previous = out / "train.json"
     if previous.is_file():
         saved = json.loads(previous.read_text())
-        if _settings(saved["phases"]) != _settings(record["phases"]) or saved["architecture"] != ARCHITECTURE:
+        if saved["architecture"] != chosen:
+            raise SystemExit(f"error: {out} holds a training of another architecture ({saved['architecture']}, not "
+                             f"{chosen}); re-run with the options of {saved['command']!r} or choose another --out")
+        if _settings(saved["phases"]) != _settings(record["phases"]):
             raise SystemExit(f"error: {out} holds a training with other settings; re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
         record["sessions"] = saved.get("sessions", [])
         if "init_from" in saved:
             record["init_from"] = saved["init_from"]
     elif args.init_from is not None:
-        record["init_from"] = _init_record(args.init_from)
+        record["init_from"] = _init_record(args.init_from, chosen)
     record.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     write_json(previous, record)
 
+    train = PhantomVolumes(phantom_configs(TRAIN_SEEDS, VIRTUAL_SUBJECTS), 2 * VIRTUAL_SUBJECTS)
+    check_matches_preprocessing(train)
+    val, _meta = held_out(args.val_subjects)
+    val = torch.stack([val[i] for i in range(len(val))])
     torch.manual_seed(args.seed)
     vae = build_vae(3, 1, spec)
     if "init_from" in record:
@@ -143,7 +186,8 @@ def main() -> None:
         vae, _ = load_vae(record["init_from"]["path"])
         vae.requires_grad_(True)
         print(f"starting from {record['init_from']['path']} ({record['init_from']['steps']} steps before)", flush=True)
-    for name, config in configs.items():
+    phases = list(configs)
+    for name, config in list(configs.items())[:phases.index(args.stop_after) + 1]:
         folder = out / name
         if (folder / "vae" / "vae.json").is_file():
             from metavoxel.vae.checkpoint import load_vae

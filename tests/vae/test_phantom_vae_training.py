@@ -1,0 +1,85 @@
+"""benchmarks/phantom_vae: the training's architecture is an option, recorded, held on resume, and read back by the
+evaluation (a learning-curve experiment with a wider latent must not be judged with the shipped architecture)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ("train", "evaluate", "data")
+
+
+@pytest.fixture()
+def scripts():
+    """benchmarks/phantom_vae's train and evaluate modules, imported under their own names and then forgotten."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "phantom_vae"))
+    saved = {name: sys.modules.pop(name) for name in SCRIPTS if name in sys.modules}
+    try:
+        yield importlib.import_module("train"), importlib.import_module("evaluate")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks" / "phantom_vae"))
+        for name in SCRIPTS:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_wider_latent_is_trained_recorded_refused_on_resume_and_evaluated_with_its_own_architecture(
+        scripts, tmp_path, monkeypatch, capsys):
+    train, evaluate = scripts
+    out = tmp_path / "latent16"
+    built = {}
+
+    def no_training(vae, *args, **kwargs):  # the step itself is metavoxel.vae.train_vae's (tested there)
+        built["latent"] = vae.encode(torch.rand(1, 1, 32, 32, 32))[0].shape
+        raise _Stop
+
+    monkeypatch.setattr(train, "train_vae", no_training)
+    monkeypatch.setattr(train, "check_matches_preprocessing", lambda volumes: 0.0)  # NIfTI reading: tested in data
+    command = ["train.py", "--out", str(out), "--val-subjects", "1", "--stop-after", "recon"]
+    monkeypatch.setattr(sys, "argv", [*command, "--latent-channels", "16"])
+    with pytest.raises(_Stop):
+        train.main()
+    assert built["latent"] == (1, 16, 8, 8, 8)
+    record = json.loads((out / "train.json").read_text())
+    assert record["architecture"] == {**train.ARCHITECTURE, "latent_channels": 16}
+
+    # the same folder with the shipped architecture (the default) is refused before anything is trained
+    monkeypatch.setattr(sys, "argv", command)
+    with pytest.raises(SystemExit, match="another architecture"):
+        train.main()
+    assert train.ARCHITECTURE["latent_channels"] == 8
+
+    # a snapshot of that training is rebuilt with the architecture it recorded
+    from safetensors.torch import save_file
+
+    from metavoxel.vae.architecture import VAESpec, build_vae
+
+    (out / "snapshots").mkdir(exist_ok=True)  # train.py made it
+    torch.manual_seed(0)
+    vae = build_vae(3, 1, VAESpec(**record["architecture"])).eval()
+    save_file(vae.state_dict(), str(out / "snapshots" / "recon-000250.safetensors"))
+    loaded = evaluate.load_snapshot(out / "snapshots" / "recon-000250.safetensors")
+    x = torch.rand(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x)[0], vae.encode(x)[0])
+        stats = evaluate.latent_stats(loaded, x)
+    assert stats["numbers"] == 16 * 8 ** 3 and stats["image_numbers"] == 32 ** 3
+    assert stats["scale_factor"] == pytest.approx(1 / stats["std"])
+
+
+def test_channel_counts_the_network_cannot_take_are_refused_in_one_line(scripts, tmp_path, monkeypatch):
+    train, _ = scripts
+    monkeypatch.setattr(sys, "argv", ["train.py", "--out", str(tmp_path / "x"), "--channels", "16,30,64"])
+    with pytest.raises(SystemExit, match="divisible by norm_num_groups=8; choose other channel counts"):
+        train.main()
+    assert not (tmp_path / "x").exists()
