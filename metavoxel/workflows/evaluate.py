@@ -57,6 +57,17 @@ def records(model: JointModel, cohort: Cohort, indices: list[int], image: str) -
     return batch
 
 
+def _check_roles(cohort: Cohort, roles, data: str | Path) -> None:
+    """Every variable the evaluation reads (its image, continuous and categorical roles) must be a column of the
+    cohort: the evaluation needs each record's truth. InputError naming the missing ones and the options."""
+    flags = {"--image": roles.image, "--continuous": roles.continuous, "--categorical": roles.categorical}
+    missing = [f"{name!r} ({flag})" for flag, name in flags.items() if name not in cohort.variables]
+    if missing:
+        raise InputError(f"--data {data} has no column for {', '.join(missing)}; the evaluation reads every record's "
+                         "image, continuous and categorical value: add the column (or name it in the spec's "
+                         "data.columns), or choose other variables with those options")
+
+
 def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[int]]:
     """The run's splits (splits.json) with ``split`` checked non-empty; for ``all``, every record is "test"."""
     if split == "all":
@@ -152,7 +163,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     options = dataclasses.replace(options, roles=roles)
     check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
     check_grid(options.grid)
-    cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    with warnings.catch_warnings(record=True) as caught:  # said after the roles' columns are found, or not at all
+        cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    _check_roles(cohort, roles, data)
+    for shown in caught:
+        warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
     weights = [("--features", features.split(":", 1)[1])] if features and ":" in features else []
     check_outputs([*run_inputs(run_dir), *cohort_files(cohort), ("--regressor", regressor),
                    ("--classifier", classifier), *weights], folders=[("--out", out)])

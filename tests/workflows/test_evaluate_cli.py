@@ -69,6 +69,18 @@ def test_an_evaluate_error_is_one_line_with_nothing_before_it(root, capsys):
     assert not (root / "bad").exists()
 
 
+@pytest.mark.parametrize("dropped", ["age", "image"])
+def test_a_table_without_a_column_the_evaluation_reads_is_one_line_naming_it(root, capsys, dropped):
+    keep = [k for k, c in enumerate(HEADER.split()) if c != dropped]
+    pick = lambda line: "\t".join(line.split("\t")[k] for k in keep)  # noqa: E731
+    (root / f"no-{dropped}.tsv").write_text("\n".join(pick(r) for r in [HEADER.strip(), *ROWS]) + "\n")
+    assert _evaluate(root, f"no-{dropped}.tsv", f"no-{dropped}", "--split", "all", "--likelihood-timesteps", "0") == 2
+    err = _one_error_line(capsys)
+    flag = "--image" if dropped == "image" else "--continuous"
+    assert f"no column for {dropped!r} ({flag})" in err and "data.columns" in err
+    assert not (root / f"no-{dropped}").exists()
+
+
 def test_split_all_uses_the_training_mean_when_the_splits_cover_the_data_and_warns_likelihood_is_skipped(root,
                                                                                                          capsys):
     assert _evaluate(root, "all.tsv", "everyone", "--split", "all", "--likelihood-timesteps", "2") == 0
