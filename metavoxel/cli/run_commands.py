@@ -16,6 +16,8 @@ Model = Annotated[Path, typer.Option("--model", help="Run directory written by `
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory or file.")]
 OutTable = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
                                        "with a trailing /) to write predictions.tsv in.")]
+OutChecks = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
+                                        "with a trailing /) to write checks.tsv in.")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's).", min=1)]
 Grid = Annotated[str | None, typer.Option("--grid", help="Spacing of the reverse steps' levels: quadratic (fine near "
                                           "t = 0, which keeps a scalar's sample spread) or uniform (the paper's). "
@@ -357,7 +359,7 @@ def _written(files: list[Path], out: Path) -> str:
     return f"wrote {', '.join(parts)} to {out}"
 
 
-def check(model: Model, data: Data, out: OutTable = "checks.tsv",
+def check(model: Model, data: Data, out: OutChecks = "checks.tsv",
           variables: Annotated[str | None, typer.Option("--variables", help="Comma-separated scalar variables to "
                                                         "check (default: every one in the table).")] = None,
           min_probability: Annotated[float, typer.Option("--min-probability", help="Flag a categorical value whose "

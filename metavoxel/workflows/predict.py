@@ -30,9 +30,10 @@ __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
 PREDICTIONS_FILE = "predictions.tsv"
 
 
-def predict_output(out: str | Path) -> Path:
-    """The TSV file ``--out`` names: ``out`` itself, or ``out/predictions.tsv`` when ``out`` is an existing folder
-    or ends with a path separator (``d/``). Checked before any work.
+def predict_output(out: str | Path, name: str = PREDICTIONS_FILE, what: str = "the predictions") -> Path:
+    """The TSV file ``--out`` names: ``out`` itself, or ``out/NAME`` (``predictions.tsv``; `check` writes
+    ``checks.tsv``) when ``out`` is an existing folder or ends with a path separator (``d/``). Checked before any
+    work.
 
     Raises:
         InputError: the file's folder cannot be created or written, or the file name is taken by a folder.
@@ -40,9 +41,9 @@ def predict_output(out: str | Path) -> Path:
     text = os.fspath(out)
     path = Path(text)
     if text.endswith(("/", os.sep)) or path.is_dir():
-        path = path / PREDICTIONS_FILE
+        path = path / name
     if path.is_dir():
-        raise InputError(f"--out {text!r}: expected a file to write the predictions in, got the folder {str(path)!r}; "
+        raise InputError(f"--out {text!r}: expected a file to write {what} in, got the folder {str(path)!r}; "
                          "give another file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:

@@ -259,6 +259,26 @@ def test_check_flags_a_swapped_label_and_an_implausible_age_against_the_image(ru
                 str(run / "c2.tsv"), "--variables", "image"]) == 2
 
 
+def test_check_writes_checks_tsv_in_a_folder_and_refuses_a_table_it_cannot_check(run, tmp_path, capsys):
+    """--out FOLDER gets checks.tsv, never over a predictions.tsv there; a table without images (a misnamed image
+    column) is refused in one line instead of a table of n/a saying 0 records flagged."""
+    from cli_errors import one_line_error
+
+    from metavoxel.cli import run as cli
+
+    (tmp_path / "predictions.tsv").write_text("mine\n")
+    assert cli(["check", "--model", str(run / "run"), "--data", str(run / "cohort.tsv"), "--out", str(tmp_path),
+                "--variables", "group"]) == 0
+    assert (tmp_path / "predictions.tsv").read_text() == "mine\n"
+    assert len(_read(tmp_path / "checks.tsv")) == 24 and "checks.tsv" in capsys.readouterr().out
+    rows = [line.split("\t") for line in (run / "cohort.tsv").read_text().splitlines()]
+    (tmp_path / "t1.tsv").write_text("".join("\t".join([r[0], r[2], r[3]]) + "\n" for r in rows))  # no image
+    err = one_line_error(["check", "--model", run / "run", "--data", tmp_path / "t1.tsv", "--out",
+                          tmp_path / "none.tsv"], capsys)
+    assert "no record has an image (image)" in err and "data.columns" in err
+    assert not (tmp_path / "none.tsv").exists()
+
+
 def test_check_by_sampling_reads_the_records_own_predictive_as_predict_draws_it(run, capsys):
     """`check --method sample`: the age samples are `predict`'s for the same seed, samples and steps (each record
     seeded by its subject), and each flag is the documented t rule on them; no calibration is read."""
