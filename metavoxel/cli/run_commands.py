@@ -343,7 +343,7 @@ def _typicality_line(out: Path) -> str:
                       if k.endswith("_percentile") and v is not None)
     verdict = "atypical: " + " and ".join(scored.get("atypical") or []) if scored.get("flagged") else "typical"
     return (f"typicality of the given values: percentile {scored['percentile']:.1f} of the validation split's "
-            f"({parts}): {verdict}")
+            f"({parts}): {verdict}" + (f"\n{scored['note']}" if scored.get("note") else ""))
 
 
 def _written(files: list[Path], out: Path) -> str:

@@ -66,7 +66,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         typicality: the percentile above which the fixed values are flagged as atypical (a `TypicalityWarning`;
             samples.json's ``typicality`` field holds the percentiles, `metavoxel.evaluation.typicality`); None
             switches the score off. A masked image is scored over the latent locations its mask keeps, against the
-            validation records' loss maps masked the same way.
+            validation records' loss maps masked the same way; the values given with it are not scored, and the
+            field's ``note`` says so.
 
     Raises:
         InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask,
@@ -137,8 +138,13 @@ def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, s
     try:
         results = trust.typicality(model, given, [name], masks=masks or None)
     except InputError as exc:  # e.g. a kind without a per-location loss, masked: the answer stands, unscored
-        return {"percentile": None, "note": f"note: typicality is n/a: {exc}"}
-    return results[0].to_dict()
+        return {"percentile": None, "note": f"note: typicality is n/a: {str(exc).removeprefix('typicality: ')}"}
+    scored = results[0].to_dict()
+    if masks and values:  # said, not left to be inferred from a missing metadata_percentile
+        scored["note"] = (f"note: with a masked image only its kept part is scored, not the values given with it "
+                          f"({', '.join(values)}): their term would read the whole scan, the part the mask drops "
+                          "included")
+    return scored
 
 
 def _check_range(var, value) -> None:

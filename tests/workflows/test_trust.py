@@ -180,6 +180,9 @@ def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, 
     noise, brain = scored["noise.nii.gz"], scored["s0.nii.gz"]
     assert noise["masked"] and brain["masked"] and noise["percentile"] > 95 > brain["percentile"]  # 8 validation records
     assert noise["image_percentile"] > brain["image_percentile"] and noise["given"] == "group,image"
+    # the value given with a masked image is not scored, and samples.json and the command's output say so
+    assert "metadata_percentile" not in brain and "(group=A)" in brain["note"]
+    assert "values given with it (group=A)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, tmp_path):
