@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 import numpy as np
@@ -21,10 +23,14 @@ from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel
 from metavoxel.variables.protocol import SpatialHead
 from metavoxel.variables.summary_contract import checked_summary
 
-__all__ = ["SAMPLE_FILES", "parse_assignments", "sample_run"]
+__all__ = ["SAMPLE_FILES", "MaskWarning", "parse_assignments", "sample_run"]
 
 # what `sample` writes into its --out folder besides samples.json: an earlier output holds nothing else
 SAMPLE_FILES = ("preview.png", "preview.pdf", "*_sample[0-9]*.nii.gz", "*_sample[0-9]*.json")
+
+
+class MaskWarning(UserWarning):
+    """A keep-mask that is not 0/1 (a probability map, an image): every non-zero voxel of it is kept."""
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, str]:
@@ -88,6 +94,11 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     scans = [(f"--fix {n}", text) for n, text in fix.items() if isinstance(model.variables[n].head, SpatialHead)]
     check_outputs([*run_inputs(run_dir), *scans, *((f"--mask {n}", path) for n, path in masks.items())],
                   folders=[("--out", out)])
+    for name, path in masks.items():
+        if _same_file(path, fix[name]):
+            raise InputError(f"--mask {name}={path} is the scan --fix {name} gives; a keep-mask is its own file whose "
+                             "non-zero voxels are kept (e.g. a brain or lesion mask): give one, or drop --mask to "
+                             "hold the whole scan")
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]
@@ -173,6 +184,11 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
     _channels, grid = voxel_grid(var)
     data, affine = read_nifti(path, spatial_dims=len(grid), what=f"mask for {name}")
     keep = (data != 0).any(axis=0)  # (*mask grid): a voxel non-zero in any channel is kept
+    kept = data[data != 0]
+    if kept.size and (kept != kept[0]).any():  # a probability map or an image: its faint voxels are kept too
+        warnings.warn(f"--mask {name}={path} is not a 0/1 mask (non-zero values from {kept.min():g} to "
+                      f"{kept.max():g}); every non-zero voxel is kept, {keep.mean():.0%} of the mask's: threshold it "
+                      "first to keep less", MaskWarning, stacklevel=3)
     if prepared is None:  # no preprocessing: the mask is on the model grid like the image
         if tuple(keep.shape) != tuple(grid):
             raise InputError(f"mask {path!r} has grid {tuple(keep.shape)}, the model's is {tuple(grid)}; give "
@@ -186,6 +202,14 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
     on_model = cover_mask(keep, source.affine, prepared.affine, grid)
     _keeps_some(on_model, name, path)
     return torch.from_numpy(on_model)[None, None], keep
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file (the same path, a symlink or a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _keeps_some(keep: np.ndarray, name: str, path: str) -> None:
