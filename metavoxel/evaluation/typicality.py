@@ -241,6 +241,16 @@ class TypicalityReference:
                 return len(next(iter(table.values())))
         return 0
 
+    def unscored(self, given: str) -> str | None:
+        """Why records giving ``given`` (sorted, comma-joined) get no percentile from this reference, or None."""
+        if given not in self.losses and given not in self.classes:
+            return (f"the run's calibration has no reference for the given variables {given} (it covers every set of "
+                    "at most 4 variables, else all of them and all but one)")
+        if (n := self._count(given)) < MIN_REFERENCE:
+            return (f"the run's calibration has {n} validation record(s) giving {given}; a percentile needs "
+                    f"{MIN_REFERENCE}")
+        return None
+
     def _fit(self, given: str, keep: np.ndarray | None) -> _Fitted | None:
         key = (given, "" if keep is None else hashlib.sha256(np.packbits(keep).tobytes()).hexdigest())
         if key not in self._fits:

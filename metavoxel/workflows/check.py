@@ -100,8 +100,9 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
 
     Raises:
         InputError: a bad variable, threshold, method, sample count, table or ``out``; a table where no record has
-            an image, or none with an image gives a value to check (nothing would be checked); a continuous variable named
-            in ``variables`` that the run has no point bias correction for (``point``; `metavoxel calibrate`).
+            an image, or none with an image gives a value to check (nothing would be checked); a continuous
+            variable named in ``variables`` that the run has no point bias correction for (``point``; `metavoxel
+            calibrate`).
         OptionError: a model trained without clean subsets asked for a point prediction (categorical values, or
             ``point``); a bad ``steps``.
     """

@@ -139,7 +139,7 @@ def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, s
     notes: list[str] = []
     trust = trust_for(run_dir, model, threshold=threshold, report=notes.append)
     if trust.reference is None:
-        return {"percentile": None, "note": notes[0] if notes else "typicality is n/a: the run's calibration is "
+        return {"percentile": None, "note": notes[0] if notes else "note: typicality is n/a: the run's calibration is "
                 f"missing or outdated; run `metavoxel calibrate --model {run_dir}`"}
     scans = [fix[n] + (" (masked)" if n in masks else "") for n in given
              if isinstance(model.variables[n].head, SpatialHead)]
@@ -151,6 +151,9 @@ def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, s
     except InputError as exc:  # e.g. a kind without a per-location loss, masked: the answer stands, unscored
         return {"percentile": None, "note": f"note: typicality is n/a: {str(exc).removeprefix('typicality: ')}"}
     scored = results[0].to_dict()
+    if scored["percentile"] is None:  # said, not left as a bare null
+        why = trust.reference.unscored(results[0].given) or "the run's calibration cannot score these given values"
+        return {**scored, "note": f"note: typicality is n/a: {why}"}
     if masks and values:  # said, not left to be inferred from a missing metadata_percentile
         scored["note"] = (f"note: with a masked image only its kept part is scored, not the values given with it "
                           f"({', '.join(values)}): their term would read the whole scan, the part the mask drops "

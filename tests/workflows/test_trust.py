@@ -202,6 +202,24 @@ def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, 
     assert rows[0]["typicality_percentile"] == "n/a" and rows[0]["brain_pad_corrected"] != "n/a"  # its fit is kept
 
 
+def test_a_given_set_the_calibration_has_no_reference_for_is_noted_in_samples_json(run, tmp_path):
+    """A model of more than 4 variables is calibrated for all of them and all but one; a request giving fewer gets
+    n/a, said in a note (here the reference for the image alone is taken out of a copy)."""
+    from metavoxel.workflows.sample import sample_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(run / "run", copy)
+    data = json.loads((copy / CALIBRATION_FILE).read_text())
+    del data["typicality"]["losses"]["image"]
+    data["typicality"]["classes"].pop("image", None)
+    (copy / CALIBRATION_FILE).write_text(json.dumps(data))
+    sample_run(copy, {"image": str(run / "s0.nii.gz")}, {}, tmp_path / "out", SamplingOptions(num_samples=1))
+    scored = json.loads((tmp_path / "out" / "samples.json").read_text())["typicality"]
+    assert scored["percentile"] is None
+    assert scored["note"].startswith("note: typicality is n/a: the run's calibration has no reference for the given "
+                                     "variables image")
+
+
 def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, capsys):
     from metavoxel.cli import run as cli
 
