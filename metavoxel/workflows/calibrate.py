@@ -249,6 +249,9 @@ def calibrate_run(run_dir: str | Path, data: str | Path | None = None, *,
             raise InputError(f"{run_dir} does not record the cohort it was trained on; pass --data COHORT")
         if not Path(data).exists():
             raise InputError(f"the cohort {data!r} that {run_dir}/train.json names is not there; pass --data COHORT")
+    if not (run_dir / "splits.json").is_file():
+        raise InputError(f"{run_dir} has no splits.json, so its validation split is not known; calibration needs it "
+                         "(`metavoxel train` on a cohort writes it; put back the run's own)")
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     splits = load_splits(run_dir / "splits.json", cohort)
     if not splits.get("val"):
@@ -282,6 +285,12 @@ def load_calibration(run_dir: str | Path) -> Calibration | None:
             calibration = Calibration(None, _bias(data), str(data.get("weights_sha256", "")), int(data.get("n", 0)))
             calibration.note = (f"note: {path} is from an earlier metavoxel (format {version}), so typicality is n/a; "
                                 f"run `metavoxel calibrate --model {run_dir}` to compute it again")
+        elif isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+            warnings.warn(f"{path} was written by a newer metavoxel (format {version}; this one reads up to "
+                          f"{FORMAT}), so typicality and bias correction are off; upgrade metavoxel, or run "
+                          f"`metavoxel calibrate --model {run_dir}` to write it again with this one", RunWarning,
+                          stacklevel=2)
+            return None
         elif version != FORMAT:
             raise ValueError
         else:

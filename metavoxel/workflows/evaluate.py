@@ -72,6 +72,9 @@ def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[i
     """The run's splits (splits.json) with ``split`` checked non-empty; for ``all``, every record is "test"."""
     if split == "all":
         return {"test": list(range(len(cohort)))}
+    if not (run_dir / "splits.json").is_file():
+        raise InputError(f"--split {split!r}: {run_dir} has no splits.json, so its {split} split is not known; "
+                         "evaluate every record of --data with --split all")
     splits = load_splits(run_dir / "splits.json", cohort)
     if split not in splits or not splits[split]:
         raise InputError(f"--split {split!r}: the run's splits.json has no records there "

@@ -154,6 +154,9 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
         assert load_calibration(copy) is None
     assert cli(["calibrate", "--model", str(tmp_path / "nowhere")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+    (copy / "splits.json").unlink()
+    assert cli(["calibrate", "--model", str(copy), "--data", str(run / "cohort.tsv")]) == 2
+    assert "has no splits.json, so its validation split is not known" in capsys.readouterr().err
 
 
 def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, capsys):
@@ -191,6 +194,9 @@ def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, 
     data = json.loads((copy / CALIBRATION_FILE).read_text())
     (copy / MAPS_FILE).write_bytes((copy / MAPS_FILE).read_bytes()[:-8] + b"\0" * 8)  # not the sealed sidecar
     with pytest.warns(RunWarning, match="is damaged"):
+        assert load_calibration(copy) is None
+    (copy / CALIBRATION_FILE).write_text(json.dumps({**data, "format": 99}))
+    with pytest.warns(RunWarning, match=r"written by a newer metavoxel \(format 99; this one reads up to \d+\)"):
         assert load_calibration(copy) is None
     (copy / CALIBRATION_FILE).write_text(json.dumps({**data, "format": 2, "typicality": {"levels": 5, "seed": 0,
                                                                                           "losses": {}}}))
