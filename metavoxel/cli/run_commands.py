@@ -45,8 +45,16 @@ Guidance = Annotated[float, typer.Option("--guidance", help="Classifier-free gui
 TypicalityFlag = Annotated[bool, typer.Option("--typicality/--no-typicality", help="Score how typical each record's "
                                               "given values are (<= 10 network calls per record; never changes the "
                                               "answer) and warn for each atypical one.")]
+def threshold_option(value: float) -> float:
+    """``--typicality-threshold`` checked as it is parsed: strictly between 0 and 100, one line before any work."""
+    from metavoxel.evaluation.typicality import check_threshold
+
+    return check_threshold(value, "--typicality-threshold")
+
+
 TypicalityThreshold = Annotated[float, typer.Option("--typicality-threshold", help="Warn above this percentile of "
-                                                    "the validation split's typicality (0-100).", min=0.0, max=100.0)]
+                                                    "the validation split's typicality (strictly between 0 and "
+                                                    "100).", callback=threshold_option)]
 
 
 def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),

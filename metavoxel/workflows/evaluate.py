@@ -30,6 +30,7 @@ from metavoxel.data.records import record_keys
 from metavoxel.data.splits import foreign_cohort
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
+from metavoxel.evaluation.typicality import check_threshold
 from metavoxel.io.atomic import write_json, write_text
 from metavoxel.io.outputs import check_outputs
 from metavoxel.io.staging import check_replaceable, staged_folder
@@ -164,6 +165,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     roles = (roles or Roles()).check(model)
     options = options or EvaluationOptions()
     options = dataclasses.replace(options, roles=roles)
+    check_threshold(options.typicality)
     check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
     check_grid(options.grid)
     with warnings.catch_warnings(record=True) as caught:  # said after the roles' columns are found, or not at all

@@ -22,7 +22,7 @@ from metavoxel.runs import load_run, run_inputs
 from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summary_contract import checked_summary, summary_cells
-from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
+from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD, check_threshold
 from metavoxel.workflows.trust import linear_target, trust_for
 
 __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
@@ -109,6 +109,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         PluginError: the target's kind returned a summary outside the contract.
     """
     options = SamplingOptions(num_samples=3) if options is None else options
+    check_threshold(typicality)
     point = isinstance(options, PointOptions)
     batch_size = 16 if options.batch_size is None else options.batch_size
     if given is not None and not list(given):

@@ -13,6 +13,7 @@ import torch
 from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, check_variable_names
+from metavoxel.evaluation.typicality import check_threshold
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
 from metavoxel.io.outputs import check_outputs
@@ -82,6 +83,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
+    check_threshold(typicality)
     out = Path(out)
     check_replaceable(out, marker="samples.json", command="metavoxel sample", owned=SAMPLE_FILES)
     model = load_run(run_dir)

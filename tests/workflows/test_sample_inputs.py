@@ -65,3 +65,9 @@ def test_a_mask_that_is_not_0_1_warns_that_every_non_zero_voxel_is_kept(run, tmp
     with pytest.warns(MaskWarning, match=r"not a 0/1 mask \(non-zero values from 0\.01 to 255\); every non-zero "
                                          r"voxel is kept, 100% of the mask's"):
         sample_run(run, fix, {"image": str(tmp_path / "soft.nii.gz")}, tmp_path / "b", options, typicality=None)
+
+
+def test_a_typicality_threshold_outside_0_100_is_refused_before_sampling(run, tmp_path):
+    with pytest.raises(InputError, match=r"typicality threshold must be a percentile strictly between 0 and 100"):
+        sample_run(run, {"age": "70"}, {}, tmp_path / "out", typicality=100.0)
+    assert not (tmp_path / "out").exists()
