@@ -110,6 +110,9 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
         raise InputError(f"--min-probability must be in (0, 1), got {min_probability}")
     if not 0.0 < level < 1.0:
         raise InputError(f"--level must be in (0, 1), got {level}; e.g. 0.99")
+    if variables is not None and not list(variables):
+        raise InputError("--variables names no variable; name the scalar variables to check (comma-separated, e.g. "
+                         "--variables age,sex), or leave --variables out to check every one in the table")
     if method not in CHECK_METHODS:
         raise InputError(f"--method must be one of {', '.join(CHECK_METHODS)}, got {method!r}")
     sampled = method == "sample"

@@ -304,6 +304,9 @@ def test_check_writes_checks_tsv_in_a_folder_and_refuses_a_table_it_cannot_check
                           tmp_path / "none.tsv"], capsys)
     assert "no record has an image (image)" in err and "data.columns" in err
     assert not (tmp_path / "none.tsv").exists()
+    err = one_line_error(["check", "--model", run / "run", "--data", run / "cohort.tsv", "--variables", ",", "--out",
+                          tmp_path / "none.tsv"], capsys)  # not "the table holds none of the model's variables"
+    assert "--variables names no variable" in err
 
 
 def test_check_by_sampling_reads_the_records_own_predictive_as_predict_draws_it(run, capsys):
