@@ -159,6 +159,36 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
     assert "has no splits.json, so its validation split is not known" in capsys.readouterr().err
 
 
+def test_calibrate_seals_with_the_weights_it_read_and_waits_for_no_writer(run, tmp_path, capsys, monkeypatch):
+    """Weights replaced while calibrate computes (a copy, a `train --resume`): the calibration is of the weights it
+    read, so it is sealed with their digest and the new ones switch it off; a run another process writes (its
+    writer lock held, as `train` holds it) is refused in one line."""
+    from cli_errors import one_line_error
+
+    from metavoxel.io.lock import writer_lock
+    from metavoxel.workflows import calibrate as calibrate_module
+
+    copy = tmp_path / "run"
+    shutil.copytree(run / "run", copy)
+    with writer_lock(copy, what=f"the run directory {str(copy)!r}"):
+        err = one_line_error(["calibrate", "--model", copy, "--data", run / "cohort.tsv"], capsys)
+    assert "is being written by another metavoxel process" in err
+    computed = calibrate_module.calibrate_cohort
+
+    def then_replaced(model, *args, **kwargs):
+        out = computed(model, *args, **kwargs)
+        state = {k: v + 1e-3 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        mv.runs.save_weights(copy / "model.safetensors", state, spec=model.spec)
+        return out
+
+    monkeypatch.setattr(calibrate_module, "calibrate_cohort", then_replaced)
+    calibrate_module.calibrate_run(copy, run / "cohort.tsv")
+    sealed = json.loads((copy / CALIBRATION_FILE).read_text())["weights_sha256"]
+    assert sealed == json.loads((run / "run" / CALIBRATION_FILE).read_text())["weights_sha256"]
+    with pytest.warns(RunWarning, match="other weights"):
+        assert load_calibration(copy) is None
+
+
 def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, capsys):
     from metavoxel.cli import run as cli
 
