@@ -246,6 +246,9 @@ def calibrate_run(run_dir: str | Path, data: str | Path | None = None, *,
     run_dir = Path(run_dir)
     if not (run_dir / SPEC_FILE).is_file():
         load_run(run_dir)  # its one-line error, before the lock would create the folder
+    for name in (CALIBRATION_FILE, MAPS_FILE):
+        if (run_dir / name).is_dir():
+            raise InputError(f"{run_dir / name} is a folder, where calibrate writes a file; move it out of the run")
     with writer_lock(run_dir, what=f"the run directory {str(run_dir)!r}"):
         digest = weights_digest(run_dir)  # before the weights are read: what the calibration is computed with
         return _calibrate_locked(run_dir, load_run(run_dir), digest, data, progress=progress, report=report)

@@ -173,6 +173,12 @@ def test_calibrate_seals_with_the_weights_it_read_and_waits_for_no_writer(run, t
     with writer_lock(copy, what=f"the run directory {str(copy)!r}"):
         err = one_line_error(["calibrate", "--model", copy, "--data", run / "cohort.tsv"], capsys)
     assert "is being written by another metavoxel process" in err
+    (copy / MAPS_FILE).rename(tmp_path / "maps")
+    (copy / MAPS_FILE).mkdir()  # refused before any work, not a traceback after all of it
+    err = one_line_error(["calibrate", "--model", copy, "--data", run / "cohort.tsv"], capsys)
+    assert "calibration.safetensors is a folder, where calibrate writes a file" in err
+    (copy / MAPS_FILE).rmdir()
+    (tmp_path / "maps").rename(copy / MAPS_FILE)
     computed = calibrate_module.calibrate_cohort
 
     def then_replaced(model, *args, **kwargs):
