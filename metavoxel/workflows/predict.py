@@ -197,6 +197,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         if progress is not None:
             progress(done, len(records))
     rows = [written[i] for i in range(len(records))]  # the table's order
+    for line in trust.notes() if report is not None else ():
+        report(line)
     header = (["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
               + trust.columns)
     text = io.StringIO()

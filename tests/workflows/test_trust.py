@@ -244,7 +244,7 @@ def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, 
     assert rows[0]["typicality_percentile"] == "n/a" and rows[0]["brain_pad_corrected"] != "n/a"  # its fit is kept
 
 
-def test_a_given_set_the_calibration_has_no_reference_for_is_noted_in_samples_json(run, tmp_path):
+def test_a_given_set_the_calibration_has_no_reference_for_is_noted_by_sample_and_predict(run, tmp_path):
     """A model of more than 4 variables is calibrated for all of them and all but one; a request giving fewer gets
     n/a, said in a note (here the reference for the image alone is taken out of a copy)."""
     from metavoxel.workflows.sample import sample_run
@@ -260,6 +260,13 @@ def test_a_given_set_the_calibration_has_no_reference_for_is_noted_in_samples_js
     assert scored["percentile"] is None
     assert scored["note"].startswith("note: typicality is n/a: the run's calibration has no reference for the given "
                                      "variables image")
+    notes = []
+    rows = _read(predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1),
+                             given=["image"], report=notes.append))
+    assert {r["typicality_percentile"] for r in rows} == {"n/a"}
+    assert notes[-1:] == ["note: typicality is n/a for 24 record(s): the run's calibration has no reference for the "
+                          "given variables image (it covers every set of at most 4 variables, else all of them and "
+                          "all but one)"]
 
 
 def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, capsys):
