@@ -23,7 +23,8 @@ the record (its image and its other values):
   whose mean and SD are estimated from the samples: t = (m - y)/(s·√(1 + 1/S)), flagged when
   P(|T_{S-1}| > |t|) < 1 - level (`metavoxel.evaluation.predictive_check`). Needs no calibration.
 
-  A value outside the model's declared range is flagged by either.
+  A value outside the model's declared range is refused when the table is read, naming its row (or clipped, with
+  ``data.out_of_range: clip``), as by every command that reads a table.
 
 Both are checks of plausibility, not proofs of error: at the default thresholds about 1% (continuous) of correct
 values are flagged, and what is found is what the model can read from the image (docs/trust.md).
