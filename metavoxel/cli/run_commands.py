@@ -16,6 +16,8 @@ Model = Annotated[Path, typer.Option("--model", help="Run directory written by `
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output directory or file.")]
 OutTable = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
                                        "with a trailing /) to write predictions.tsv in.")]
+OutChecks = Annotated[str, typer.Option("--out", "-o", help="Output TSV file, or a folder (existing, or written "
+                                        "with a trailing /) to write checks.tsv in.")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Reverse steps (default: the model's).", min=1)]
 Grid = Annotated[str | None, typer.Option("--grid", help="Spacing of the reverse steps' levels: quadratic (fine near "
                                           "t = 0, which keeps a scalar's sample spread) or uniform (the paper's). "
@@ -43,8 +45,16 @@ Guidance = Annotated[float, typer.Option("--guidance", help="Classifier-free gui
 TypicalityFlag = Annotated[bool, typer.Option("--typicality/--no-typicality", help="Score how typical each record's "
                                               "given values are (<= 10 network calls per record; never changes the "
                                               "answer) and warn for each atypical one.")]
+def threshold_option(value: float) -> float:
+    """``--typicality-threshold`` checked as it is parsed: strictly between 0 and 100, one line before any work."""
+    from metavoxel.evaluation.typicality import check_threshold
+
+    return check_threshold(value, "--typicality-threshold")
+
+
 TypicalityThreshold = Annotated[float, typer.Option("--typicality-threshold", help="Warn above this percentile of "
-                                                    "the validation split's typicality (0-100).", min=0.0, max=100.0)]
+                                                    "the validation split's typicality (strictly between 0 and "
+                                                    "100).", callback=threshold_option)]
 
 
 def train_vae(spec: Spec, data: Data, out: Out = Path("runs/vae"),
@@ -341,7 +351,7 @@ def _typicality_line(out: Path) -> str:
                       if k.endswith("_percentile") and v is not None)
     verdict = "atypical: " + " and ".join(scored.get("atypical") or []) if scored.get("flagged") else "typical"
     return (f"typicality of the given values: percentile {scored['percentile']:.1f} of the validation split's "
-            f"({parts}): {verdict}")
+            f"({parts}): {verdict}" + (f"\n{scored['note']}" if scored.get("note") else ""))
 
 
 def _written(files: list[Path], out: Path) -> str:
@@ -357,7 +367,7 @@ def _written(files: list[Path], out: Path) -> str:
     return f"wrote {', '.join(parts)} to {out}"
 
 
-def check(model: Model, data: Data, out: OutTable = "checks.tsv",
+def check(model: Model, data: Data, out: OutChecks = "checks.tsv",
           variables: Annotated[str | None, typer.Option("--variables", help="Comma-separated scalar variables to "
                                                         "check (default: every one in the table).")] = None,
           min_probability: Annotated[float, typer.Option("--min-probability", help="Flag a categorical value whose "

@@ -80,7 +80,7 @@ from metavoxel.evaluation.normal_scores import MaxOfNormalScores, NormalScores, 
 from metavoxel.evaluation.scan import scan_scales, scan_statistics
 from metavoxel.evaluation.standardised import leave_one_out, standardise
 
-__all__ = ["DEFAULT_THRESHOLD", "MIN_REFERENCE", "STATISTICS", "TypicalityReference", "TypicalityResult",
+__all__ = ["DEFAULT_THRESHOLD", "MIN_REFERENCE", "check_threshold", "STATISTICS", "TypicalityReference", "TypicalityResult",
            "TypicalityWarning", "class_score", "warn_atypical"]
 
 #: The default flag: above the validation split's 99th percentile.
@@ -105,6 +105,15 @@ def class_score(u: np.ndarray) -> np.ndarray:
 def _part(statistic: str) -> str:
     """The part a statistic belongs to: every statistic's name begins with its part's."""
     return next(p for p in PARTS if statistic.startswith(p))
+
+
+def check_threshold(threshold: float | None, what: str = "typicality threshold") -> float | None:
+    """``threshold`` when it is a percentile strictly between 0 and 100 (or None: typicality off); else InputError
+    naming ``what``. Checked where a request is made, before any work."""
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 < threshold < 100.0):
+        raise InputError(f"{what} must be a percentile strictly between 0 and 100 (it flags the records above it), "
+                         f"got {threshold!r}; e.g. 99")
+    return threshold
 
 
 class TypicalityWarning(UserWarning):
@@ -241,6 +250,16 @@ class TypicalityReference:
                 return len(next(iter(table.values())))
         return 0
 
+    def unscored(self, given: str) -> str | None:
+        """Why records giving ``given`` (sorted, comma-joined) get no percentile from this reference, or None."""
+        if given not in self.losses and given not in self.classes:
+            return (f"the run's calibration has no reference for the given variables {given} (it covers every set of "
+                    "at most 4 variables, else all of them and all but one)")
+        if (n := self._count(given)) < MIN_REFERENCE:
+            return (f"the run's calibration has {n} validation record(s) giving {given}; a percentile needs "
+                    f"{MIN_REFERENCE}")
+        return None
+
     def _fit(self, given: str, keep: np.ndarray | None) -> _Fitted | None:
         key = (given, "" if keep is None else hashlib.sha256(np.packbits(keep).tobytes()).hexdigest())
         if key not in self._fits:
@@ -261,8 +280,7 @@ class TypicalityReference:
         """Each record's `TypicalityResult`; a record whose given set has no reference (or one of fewer than
         `MIN_REFERENCE` records), or without the image maps its reference has (or a mask needs), gets NaN,
         unflagged."""
-        if not 0.0 < threshold < 100.0:
-            raise InputError(f"typicality threshold must be a percentile in (0, 100), got {threshold}")
+        check_threshold(threshold)
         n = len(terms.given)
         values = {p: terms.levels(p).double().cpu().numpy() for p in PARTS}  # (N, J) each
         classes = {v: u.double().cpu().numpy() for v, u in terms.category_midp.items()}  # (N,) each

@@ -205,13 +205,14 @@ def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def write_calibration(run_dir: Path, calibration: Calibration) -> Path:
-    """calibration.json (atomically), sealed with the digest of the run's current weights, after its sidecar of
-    image loss maps (calibration.safetensors, named in it with its SHA-256; removed when there are none)."""
+def write_calibration(run_dir: Path, calibration: Calibration, weights_sha256: str | None = None) -> Path:
+    """calibration.json (atomically), sealed with ``weights_sha256`` (the digest of the weights it was computed
+    with; default: the run's current weights), after its sidecar of image loss maps (calibration.safetensors, named
+    in it with its SHA-256; removed when there are none)."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    calibration.weights_sha256 = weights_digest(run_dir)
+    calibration.weights_sha256 = weights_sha256 or weights_digest(run_dir)
     maps = {} if calibration.typicality is None else calibration.typicality.maps
     digest = None
     if maps:
@@ -228,18 +229,35 @@ def calibrate_run(run_dir: str | Path, data: str | Path | None = None, *,
                   report: Callable[[str], None] | None = None) -> Path:
     """Compute and write a run's calibration.json from its validation split (module docstring).
 
+    The run directory's writer lock (`metavoxel.io.lock`) is held throughout, so `train` cannot replace the weights
+    meanwhile, and the calibration is sealed with the digest of the weights it read, whatever lies there when it
+    is written.
+
     Args:
         data: the cohort the run was trained on (default: the one its train.json names).
 
     Raises:
-        InputError: no cohort to read, a run without validation records in it.
+        InputError: no cohort to read, a run without validation records in it; another metavoxel process writing
+            the run (`FolderLocked`).
     """
-    from metavoxel.data import DataSpec, load_splits, read_cohort
-    from metavoxel.data.records import record_keys
-    from metavoxel.runs import load_run
+    from metavoxel.io.lock import writer_lock
+    from metavoxel.runs import SPEC_FILE, load_run
 
     run_dir = Path(run_dir)
-    model = load_run(run_dir)
+    if not (run_dir / SPEC_FILE).is_file():
+        load_run(run_dir)  # its one-line error, before the lock would create the folder
+    for name in (CALIBRATION_FILE, MAPS_FILE):
+        if (run_dir / name).is_dir():
+            raise InputError(f"{run_dir / name} is a folder, where calibrate writes a file; move it out of the run")
+    with writer_lock(run_dir, what=f"the run directory {str(run_dir)!r}"):
+        digest = weights_digest(run_dir)  # before the weights are read: what the calibration is computed with
+        return _calibrate_locked(run_dir, load_run(run_dir), digest, data, progress=progress, report=report)
+
+
+def _calibrate_locked(run_dir: Path, model: Any, digest: str, data: str | Path | None, **kwargs: Any) -> Path:
+    """`calibrate_run`'s work, under the run's lock, for ``model`` loaded from weights of SHA-256 ``digest``."""
+    from metavoxel.data import DataSpec, load_splits, read_cohort
+
     if data is None:
         try:
             data = json.loads((run_dir / "train.json").read_text(encoding="utf-8")).get("data")
@@ -249,13 +267,15 @@ def calibrate_run(run_dir: str | Path, data: str | Path | None = None, *,
             raise InputError(f"{run_dir} does not record the cohort it was trained on; pass --data COHORT")
         if not Path(data).exists():
             raise InputError(f"the cohort {data!r} that {run_dir}/train.json names is not there; pass --data COHORT")
+    if not (run_dir / "splits.json").is_file():
+        raise InputError(f"{run_dir} has no splits.json, so its validation split is not known; calibration needs it "
+                         "(`metavoxel train` on a cohort writes it; put back the run's own)")
     cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
     splits = load_splits(run_dir / "splits.json", cohort)
     if not splits.get("val"):
         raise InputError(f"{run_dir}: the run's validation split has no records in {data}; calibration needs "
                          "them (train with a validation split, or pass the run's own cohort with --data)")
-    return write_calibration(run_dir, calibrate_cohort(model, cohort, splits["val"], progress=progress,
-                                                       report=report))
+    return write_calibration(run_dir, calibrate_cohort(model, cohort, splits["val"], **kwargs), digest)
 
 
 def calibrate_cohort(model: Any, cohort: Any, indices: list[int], **kwargs: Any) -> Calibration:
@@ -282,6 +302,12 @@ def load_calibration(run_dir: str | Path) -> Calibration | None:
             calibration = Calibration(None, _bias(data), str(data.get("weights_sha256", "")), int(data.get("n", 0)))
             calibration.note = (f"note: {path} is from an earlier metavoxel (format {version}), so typicality is n/a; "
                                 f"run `metavoxel calibrate --model {run_dir}` to compute it again")
+        elif isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+            warnings.warn(f"{path} was written by a newer metavoxel (format {version}; this one reads up to "
+                          f"{FORMAT}), so typicality and bias correction are off; upgrade metavoxel, or run "
+                          f"`metavoxel calibrate --model {run_dir}` to write it again with this one", RunWarning,
+                          stacklevel=2)
+            return None
         elif version != FORMAT:
             raise ValueError
         else:

@@ -23,7 +23,8 @@ the record (its image and its other values):
   whose mean and SD are estimated from the samples: t = (m - y)/(s·√(1 + 1/S)), flagged when
   P(|T_{S-1}| > |t|) < 1 - level (`metavoxel.evaluation.predictive_check`). Needs no calibration.
 
-  A value outside the model's declared range is flagged by either.
+  A value outside the model's declared range is refused when the table is read, naming its row (or clipped, with
+  ``data.out_of_range: clip``), as by every command that reads a table.
 
 Both are checks of plausibility, not proofs of error: at the default thresholds about 1% (continuous) of correct
 values are flagged, and what is found is what the model can read from the image (docs/trust.md).
@@ -53,7 +54,10 @@ from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.workflows.calibrate import load_calibration
 from metavoxel.workflows.predict import predict_output
 
-__all__ = ["CHECK_METHODS", "CHECK_SAMPLES", "CHECK_STEPS", "check_run"]
+__all__ = ["CHECK_FILE", "CHECK_METHODS", "CHECK_SAMPLES", "CHECK_STEPS", "check_run"]
+
+#: The file `check` writes in an ``--out`` folder.
+CHECK_FILE = "checks.tsv"
 
 #: How a continuous value is checked: against the point prediction's validation fit, or against its own samples.
 CHECK_METHODS = ("point", "sample")
@@ -96,8 +100,10 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
         (the path written, the number of records with at least one flag).
 
     Raises:
-        InputError: a bad variable, threshold, method, sample count, table or ``out``; a continuous variable named
-            in ``variables`` that the run has no point bias correction for (``point``; `metavoxel calibrate`).
+        InputError: a bad variable, threshold, method, sample count, table or ``out``; a table where no record has
+            an image, or none with an image gives a value to check (nothing would be checked); a continuous
+            variable named in ``variables`` that the run has no point bias correction for (``point``; `metavoxel
+            calibrate`).
         OptionError: a model trained without clean subsets asked for a point prediction (categorical values, or
             ``point``); a bad ``steps``.
     """
@@ -105,6 +111,9 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
         raise InputError(f"--min-probability must be in (0, 1), got {min_probability}")
     if not 0.0 < level < 1.0:
         raise InputError(f"--level must be in (0, 1), got {level}; e.g. 0.99")
+    if variables is not None and not list(variables):
+        raise InputError("--variables names no variable; name the scalar variables to check (comma-separated, e.g. "
+                         "--variables age,sex), or leave --variables out to check every one in the table")
     if method not in CHECK_METHODS:
         raise InputError(f"--method must be one of {', '.join(CHECK_METHODS)}, got {method!r}")
     sampled = method == "sample"
@@ -112,12 +121,12 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
         raise InputError(f"--num-samples must be an integer >= {MIN_SAMPLES} (a spread is estimated from the samples), "
                          f"got {num_samples!r}")
     sampling = SamplingOptions(num_samples=num_samples, steps=steps) if sampled else None
-    out = predict_output(out)
+    out = predict_output(out, CHECK_FILE, "the checks")
     check_outputs([*run_inputs(run_dir), ("--data", data)], files=[("--out", out)])
     model = load_run(run_dir)
     scalars = [n for n, v in model.variables.items() if isinstance(v.head, ScalarHead)]
     images = [n for n, v in model.variables.items() if isinstance(v.head, SpatialHead)]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:  # said once the table is known to be checkable
         warnings.filterwarnings("ignore", message=r".*no image; (each|it) is predicted", category=CohortWarning)
         cohort = read_cohort(data, model.variables, model.spec.data or DataSpec(), use="predict")
     check_outputs(cohort_files(cohort), files=[("--out", out)])
@@ -131,6 +140,17 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
             raise InputError(f"--variables: {name!r} is not a column of {data}; nothing to check")
     if not chosen:
         raise InputError(f"{data} holds none of the model's scalar variables ({', '.join(scalars)}); nothing to check")
+    imaged = [i for i in range(len(cohort)) if any(_given(batch[g][i]) for g in images if g in batch)]
+    if not imaged:  # a table whose image column is missing or misnamed: refused, not an all-n/a "0 flagged"
+        raise InputError(f"{data}: no record has an image ({', '.join(images)}), and each value is checked against "
+                         "its record's own image; add the image column (or name it in the spec's data.columns)")
+    if not any(_given(batch[name][i]) for name in chosen for i in imaged):
+        raise InputError(f"{data}: no record with an image gives a value of {', '.join(chosen)}; nothing to check")
+    for shown in caught:
+        warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
+    if len(imaged) < len(cohort) and report is not None:
+        report(f"note: {len(cohort) - len(imaged)} of {len(cohort)} records have no image and are not checked "
+               "(their cells are n/a)")
     pointed = [n for n in chosen if not sampled or isinstance(model.variables[n], HasCategories)]
     if pointed and model.diffusion.mixture.clean <= 0:
         raise OptionError(f"checking {', '.join(pointed)} reads point predictions, which need a model trained with "
@@ -160,8 +180,7 @@ def check_run(run_dir: str | Path, data: str | Path, out: str | Path, *, variabl
     widths = {name: 6 if sampled and not isinstance(model.variables[name], HasCategories) else 4 for name in chosen}
     cells: dict[str, list[list[str]]] = {name: [["n/a"] * widths[name] for _ in records] for name in chosen}
     flags: list[list[str]] = [[] for _ in records]
-    todo = [(name, i) for name in chosen if name not in unchecked for i in range(len(records))
-            if _given(batch[name][i]) and any(_given(batch[g][i]) for g in images if g in batch)]
+    todo = [(name, i) for name in chosen if name not in unchecked for i in imaged if _given(batch[name][i])]
     done = 0
     for name in chosen:
         var = model.variables[name]

@@ -30,6 +30,7 @@ from metavoxel.data.records import record_keys
 from metavoxel.data.splits import foreign_cohort
 from metavoxel.diffusion import JointModel
 from metavoxel.errors import InputError
+from metavoxel.evaluation.typicality import check_threshold
 from metavoxel.io.atomic import write_json, write_text
 from metavoxel.io.outputs import check_outputs
 from metavoxel.io.staging import check_replaceable, staged_folder
@@ -57,10 +58,24 @@ def records(model: JointModel, cohort: Cohort, indices: list[int], image: str) -
     return batch
 
 
+def _check_roles(cohort: Cohort, roles, data: str | Path) -> None:
+    """Every variable the evaluation reads (its image, continuous and categorical roles) must be a column of the
+    cohort: the evaluation needs each record's truth. InputError naming the missing ones and the options."""
+    flags = {"--image": roles.image, "--continuous": roles.continuous, "--categorical": roles.categorical}
+    missing = [f"{name!r} ({flag})" for flag, name in flags.items() if name not in cohort.variables]
+    if missing:
+        raise InputError(f"--data {data} has no column for {', '.join(missing)}; the evaluation reads every record's "
+                         "image, continuous and categorical value: add the column (or name it in the spec's "
+                         "data.columns), or choose other variables with those options")
+
+
 def split_indices(run_dir: Path, cohort: Cohort, split: str) -> dict[str, list[int]]:
     """The run's splits (splits.json) with ``split`` checked non-empty; for ``all``, every record is "test"."""
     if split == "all":
         return {"test": list(range(len(cohort)))}
+    if not (run_dir / "splits.json").is_file():
+        raise InputError(f"--split {split!r}: {run_dir} has no splits.json, so its {split} split is not known; "
+                         "evaluate every record of --data with --split all")
     splits = load_splits(run_dir / "splits.json", cohort)
     if split not in splits or not splits[split]:
         raise InputError(f"--split {split!r}: the run's splits.json has no records there "
@@ -150,9 +165,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, *, spli
     roles = (roles or Roles()).check(model)
     options = options or EvaluationOptions()
     options = dataclasses.replace(options, roles=roles)
+    check_threshold(options.typicality)
     check_method(model, options.method)  # before the cohort is read: a model that cannot answer fails at once
     check_grid(options.grid)
-    cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    with warnings.catch_warnings(record=True) as caught:  # said after the roles' columns are found, or not at all
+        cohort = read_cohort(data, model.variables, model.spec.data or DataSpec())
+    _check_roles(cohort, roles, data)
+    for shown in caught:
+        warnings.warn_explicit(shown.message, shown.category, shown.filename, shown.lineno)
     weights = [("--features", features.split(":", 1)[1])] if features and ":" in features else []
     check_outputs([*run_inputs(run_dir), *cohort_files(cohort), ("--regressor", regressor),
                    ("--classifier", classifier), *weights], folders=[("--out", out)])

@@ -22,7 +22,7 @@ from metavoxel.runs import load_run, run_inputs
 from metavoxel.variables.capabilities import HasCategories
 from metavoxel.variables.protocol import ScalarHead, SpatialHead
 from metavoxel.variables.summary_contract import checked_summary, summary_cells
-from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD
+from metavoxel.evaluation.typicality import DEFAULT_THRESHOLD, check_threshold
 from metavoxel.workflows.trust import linear_target, trust_for
 
 __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
@@ -30,9 +30,10 @@ __all__ = ["PREDICTIONS_FILE", "predict_output", "predict_run", "subject_seed"]
 PREDICTIONS_FILE = "predictions.tsv"
 
 
-def predict_output(out: str | Path) -> Path:
-    """The TSV file ``--out`` names: ``out`` itself, or ``out/predictions.tsv`` when ``out`` is an existing folder
-    or ends with a path separator (``d/``). Checked before any work.
+def predict_output(out: str | Path, name: str = PREDICTIONS_FILE, what: str = "the predictions") -> Path:
+    """The TSV file ``--out`` names: ``out`` itself, or ``out/NAME`` (``predictions.tsv``; `check` writes
+    ``checks.tsv``) when ``out`` is an existing folder or ends with a path separator (``d/``). Checked before any
+    work.
 
     Raises:
         InputError: the file's folder cannot be created or written, or the file name is taken by a folder.
@@ -40,9 +41,9 @@ def predict_output(out: str | Path) -> Path:
     text = os.fspath(out)
     path = Path(text)
     if text.endswith(("/", os.sep)) or path.is_dir():
-        path = path / PREDICTIONS_FILE
+        path = path / name
     if path.is_dir():
-        raise InputError(f"--out {text!r}: expected a file to write the predictions in, got the folder {str(path)!r}; "
+        raise InputError(f"--out {text!r}: expected a file to write {what} in, got the folder {str(path)!r}; "
                          "give another file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -108,6 +109,7 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         PluginError: the target's kind returned a summary outside the contract.
     """
     options = SamplingOptions(num_samples=3) if options is None else options
+    check_threshold(typicality)
     point = isinstance(options, PointOptions)
     batch_size = 16 if options.batch_size is None else options.batch_size
     if given is not None and not list(given):
@@ -195,6 +197,8 @@ def predict_run(run_dir: str | Path, data: str | Path, target: str, out: str | P
         if progress is not None:
             progress(done, len(records))
     rows = [written[i] for i in range(len(records))]  # the table's order
+    for line in trust.notes() if report is not None else ():
+        report(line)
     header = (["participant_id", "session", "source", *(columns or [target])] + ([f"{target}_true"] if has_truth else [])
               + trust.columns)
     text = io.StringIO()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from metavoxel.diffusion.options import SamplingOptions
 from metavoxel.diffusion.results import SampleResult
 from metavoxel.errors import InputError, check_variable_names
+from metavoxel.evaluation.typicality import check_threshold
 from metavoxel.io.atomic import write_json
 from metavoxel.io.nifti_write import write_inpainted, write_nifti, write_result
 from metavoxel.io.outputs import check_outputs
@@ -21,10 +24,14 @@ from metavoxel.variables.capabilities import HasValueRange, PreparesScans, voxel
 from metavoxel.variables.protocol import SpatialHead
 from metavoxel.variables.summary_contract import checked_summary
 
-__all__ = ["SAMPLE_FILES", "parse_assignments", "sample_run"]
+__all__ = ["SAMPLE_FILES", "MaskWarning", "parse_assignments", "sample_run"]
 
 # what `sample` writes into its --out folder besides samples.json: an earlier output holds nothing else
 SAMPLE_FILES = ("preview.png", "preview.pdf", "*_sample[0-9]*.nii.gz", "*_sample[0-9]*.json")
+
+
+class MaskWarning(UserWarning):
+    """A keep-mask that is not 0/1 (a probability map, an image): every non-zero voxel of it is kept."""
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, str]:
@@ -66,7 +73,8 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
         typicality: the percentile above which the fixed values are flagged as atypical (a `TypicalityWarning`;
             samples.json's ``typicality`` field holds the percentiles, `metavoxel.evaluation.typicality`); None
             switches the score off. A masked image is scored over the latent locations its mask keeps, against the
-            validation records' loss maps masked the same way.
+            validation records' loss maps masked the same way; the values given with it are not scored, and the
+            field's ``note`` says so.
 
     Raises:
         InputError: an unknown variable, a value the kind cannot parse or outside its declared range, a bad mask,
@@ -75,6 +83,7 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     """
     if space not in ("source", "model"):
         raise InputError(f"--space must be source or model, got {space!r}")
+    check_threshold(typicality)
     out = Path(out)
     check_replaceable(out, marker="samples.json", command="metavoxel sample", owned=SAMPLE_FILES)
     model = load_run(run_dir)
@@ -87,6 +96,11 @@ def sample_run(run_dir: str | Path, fix: Mapping[str, str], masks: Mapping[str, 
     scans = [(f"--fix {n}", text) for n, text in fix.items() if isinstance(model.variables[n].head, SpatialHead)]
     check_outputs([*run_inputs(run_dir), *scans, *((f"--mask {n}", path) for n, path in masks.items())],
                   folders=[("--out", out)])
+    for name, path in masks.items():
+        if _same_file(path, fix[name]):
+            raise InputError(f"--mask {name}={path} is the scan --fix {name} gives; a keep-mask is its own file whose "
+                             "non-zero voxels are kept (e.g. a brain or lesion mask): give one, or drop --mask to "
+                             "hold the whole scan")
     raw, prepared = {}, {}
     for name, text in fix.items():
         var = model.variables[name]
@@ -127,7 +141,7 @@ def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, s
     notes: list[str] = []
     trust = trust_for(run_dir, model, threshold=threshold, report=notes.append)
     if trust.reference is None:
-        return {"percentile": None, "note": notes[0] if notes else "typicality is n/a: the run's calibration is "
+        return {"percentile": None, "note": notes[0] if notes else "note: typicality is n/a: the run's calibration is "
                 f"missing or outdated; run `metavoxel calibrate --model {run_dir}`"}
     scans = [fix[n] + (" (masked)" if n in masks else "") for n in given
              if isinstance(model.variables[n].head, SpatialHead)]
@@ -137,8 +151,16 @@ def _typicality(run_dir, model, given: Mapping[str, object], fix: Mapping[str, s
     try:
         results = trust.typicality(model, given, [name], masks=masks or None)
     except InputError as exc:  # e.g. a kind without a per-location loss, masked: the answer stands, unscored
-        return {"percentile": None, "note": f"note: typicality is n/a: {exc}"}
-    return results[0].to_dict()
+        return {"percentile": None, "note": f"note: typicality is n/a: {str(exc).removeprefix('typicality: ')}"}
+    scored = results[0].to_dict()
+    if scored["percentile"] is None:  # said, not left as a bare null
+        why = trust.reference.unscored(results[0].given) or "the run's calibration cannot score these given values"
+        return {**scored, "note": f"note: typicality is n/a: {why}"}
+    if masks and values:  # said, not left to be inferred from a missing metadata_percentile
+        scored["note"] = (f"note: with a masked image only its kept part is scored, not the values given with it "
+                          f"({', '.join(values)}): their term would read the whole scan, the part the mask drops "
+                          "included")
+    return scored
 
 
 def _check_range(var, value) -> None:
@@ -167,6 +189,11 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
     _channels, grid = voxel_grid(var)
     data, affine = read_nifti(path, spatial_dims=len(grid), what=f"mask for {name}")
     keep = (data != 0).any(axis=0)  # (*mask grid): a voxel non-zero in any channel is kept
+    kept = data[data != 0]
+    if kept.size and (kept != kept[0]).any():  # a probability map or an image: its faint voxels are kept too
+        warnings.warn(f"--mask {name}={path} is not a 0/1 mask (non-zero values from {kept.min():g} to "
+                      f"{kept.max():g}); every non-zero voxel is kept, {keep.mean():.0%} of the mask's: threshold it "
+                      "first to keep less", MaskWarning, stacklevel=3)
     if prepared is None:  # no preprocessing: the mask is on the model grid like the image
         if tuple(keep.shape) != tuple(grid):
             raise InputError(f"mask {path!r} has grid {tuple(keep.shape)}, the model's is {tuple(grid)}; give "
@@ -180,6 +207,14 @@ def _mask(model, name: str, path: str, prepared) -> tuple[torch.Tensor, np.ndarr
     on_model = cover_mask(keep, source.affine, prepared.affine, grid)
     _keeps_some(on_model, name, path)
     return torch.from_numpy(on_model)[None, None], keep
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file (the same path, a symlink or a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _keeps_some(keep: np.ndarray, name: str, path: str) -> None:

@@ -47,6 +47,7 @@ class RecordTrust:
     centile: bool
     columns: list[str] = field(default_factory=list)
     flagged: int = 0
+    unscored: dict[str, list] = field(default_factory=dict)  # given -> [why its percentile is n/a, records]
 
     def typicality(self, model: Any, fix: Mapping[str, Any], names: Sequence[str],
                    masks: Mapping[str, Any] | None = None) -> list[TypicalityResult] | None:
@@ -57,7 +58,15 @@ class RecordTrust:
         terms = typicality_terms(model, fix, levels=self.reference.levels, seed=self.reference.seed, masks=masks)
         results = self.reference.score(terms, threshold=self.threshold)
         self.flagged += warn_atypical(results, names, self.threshold)
+        for r in results:
+            why = None if math.isfinite(r.percentile) else self.reference.unscored(r.given)
+            if why is not None:
+                self.unscored.setdefault(r.given, [why, 0])[1] += 1
         return results
+
+    def notes(self) -> list[str]:
+        """One ``note:`` line per set of given variables whose records got no percentile, saying why."""
+        return [f"note: typicality is n/a for {count} record(s): {why}" for why, count in self.unscored.values()]
 
     def cells(self, model: Any, fix: Mapping[str, Any], summary: Mapping[str, Any], samples: Any,
               truths: Sequence[Any] | None, names: Sequence[str]) -> list[list[str]]:

@@ -80,3 +80,13 @@ def test_unknown_names_get_the_nearest_one():
     assert did_you_mean("Age", names) == " (did you mean 'age'?)"  # case first, as table columns are matched
     assert did_you_mean("imgae", names) == " (did you mean 'image'?)"
     assert did_you_mean("weight", names) == ""
+
+
+def test_a_typicality_threshold_of_0_or_100_is_one_line_before_any_work(tmp_path, capsys):
+    """The engine flags above a percentile strictly inside (0, 100); the flag said so only after sampling (sample
+    then wrote its answer with a note, predict and evaluate failed after all their work)."""
+    from cli_errors import one_line_error
+
+    for command, value in (("sample", "100"), ("predict", "0"), ("evaluate", "100")):
+        err = one_line_error([command, "--model", tmp_path / "nowhere", "--typicality-threshold", value], capsys)
+        assert "--typicality-threshold must be a percentile strictly between 0 and 100" in err

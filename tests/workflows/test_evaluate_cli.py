@@ -69,6 +69,26 @@ def test_an_evaluate_error_is_one_line_with_nothing_before_it(root, capsys):
     assert not (root / "bad").exists()
 
 
+@pytest.mark.parametrize("dropped", ["age", "image"])
+def test_a_table_without_a_column_the_evaluation_reads_is_one_line_naming_it(root, capsys, dropped):
+    keep = [k for k, c in enumerate(HEADER.split()) if c != dropped]
+    pick = lambda line: "\t".join(line.split("\t")[k] for k in keep)  # noqa: E731
+    (root / f"no-{dropped}.tsv").write_text("\n".join(pick(r) for r in [HEADER.strip(), *ROWS]) + "\n")
+    assert _evaluate(root, f"no-{dropped}.tsv", f"no-{dropped}", "--split", "all", "--likelihood-timesteps", "0") == 2
+    err = _one_error_line(capsys)
+    flag = "--image" if dropped == "image" else "--continuous"
+    assert f"no column for {dropped!r} ({flag})" in err and "data.columns" in err
+    assert not (root / f"no-{dropped}").exists()
+
+
+def test_a_split_of_a_run_without_splits_json_points_to_split_all(root, tmp_path, capsys):
+    shutil.copytree(root / "run", tmp_path / "run", ignore=shutil.ignore_patterns("splits.json"))
+    assert run(["evaluate", "--model", str(tmp_path / "run"), "--data", str(root / "all.tsv"), "--out",
+                str(tmp_path / "e"), "-n", "2", "--steps", "1", "--features", "none"]) == 2
+    assert "has no splits.json, so its test split is not known; evaluate every record of --data with --split all" \
+        in _one_error_line(capsys)
+
+
 def test_split_all_uses_the_training_mean_when_the_splits_cover_the_data_and_warns_likelihood_is_skipped(root,
                                                                                                          capsys):
     assert _evaluate(root, "all.tsv", "everyone", "--split", "all", "--likelihood-timesteps", "2") == 0

@@ -154,6 +154,45 @@ def test_calibrate_rewrites_it_and_stale_weights_switch_it_off(run, tmp_path, ca
         assert load_calibration(copy) is None
     assert cli(["calibrate", "--model", str(tmp_path / "nowhere")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+    (copy / "splits.json").unlink()
+    assert cli(["calibrate", "--model", str(copy), "--data", str(run / "cohort.tsv")]) == 2
+    assert "has no splits.json, so its validation split is not known" in capsys.readouterr().err
+
+
+def test_calibrate_seals_with_the_weights_it_read_and_waits_for_no_writer(run, tmp_path, capsys, monkeypatch):
+    """Weights replaced while calibrate computes (a copy, a `train --resume`): the calibration is of the weights it
+    read, so it is sealed with their digest and the new ones switch it off; a run another process writes (its
+    writer lock held, as `train` holds it) is refused in one line."""
+    from cli_errors import one_line_error
+
+    from metavoxel.io.lock import writer_lock
+    from metavoxel.workflows import calibrate as calibrate_module
+
+    copy = tmp_path / "run"
+    shutil.copytree(run / "run", copy)
+    with writer_lock(copy, what=f"the run directory {str(copy)!r}"):
+        err = one_line_error(["calibrate", "--model", copy, "--data", run / "cohort.tsv"], capsys)
+    assert "is being written by another metavoxel process" in err
+    (copy / MAPS_FILE).rename(tmp_path / "maps")
+    (copy / MAPS_FILE).mkdir()  # refused before any work, not a traceback after all of it
+    err = one_line_error(["calibrate", "--model", copy, "--data", run / "cohort.tsv"], capsys)
+    assert "calibration.safetensors is a folder, where calibrate writes a file" in err
+    (copy / MAPS_FILE).rmdir()
+    (tmp_path / "maps").rename(copy / MAPS_FILE)
+    computed = calibrate_module.calibrate_cohort
+
+    def then_replaced(model, *args, **kwargs):
+        out = computed(model, *args, **kwargs)
+        state = {k: v + 1e-3 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        mv.runs.save_weights(copy / "model.safetensors", state, spec=model.spec)
+        return out
+
+    monkeypatch.setattr(calibrate_module, "calibrate_cohort", then_replaced)
+    calibrate_module.calibrate_run(copy, run / "cohort.tsv")
+    sealed = json.loads((copy / CALIBRATION_FILE).read_text())["weights_sha256"]
+    assert sealed == json.loads((run / "run" / CALIBRATION_FILE).read_text())["weights_sha256"]
+    with pytest.warns(RunWarning, match="other weights"):
+        assert load_calibration(copy) is None
 
 
 def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, capsys):
@@ -180,6 +219,9 @@ def test_sample_reports_the_typicality_of_its_fixed_values_in_samples_json(run, 
     noise, brain = scored["noise.nii.gz"], scored["s0.nii.gz"]
     assert noise["masked"] and brain["masked"] and noise["percentile"] > 95 > brain["percentile"]  # 8 validation records
     assert noise["image_percentile"] > brain["image_percentile"] and noise["given"] == "group,image"
+    # the value given with a masked image is not scored, and samples.json and the command's output say so
+    assert "metadata_percentile" not in brain and "(group=A)" in brain["note"]
+    assert "values given with it (group=A)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, tmp_path):
@@ -189,6 +231,9 @@ def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, 
     (copy / MAPS_FILE).write_bytes((copy / MAPS_FILE).read_bytes()[:-8] + b"\0" * 8)  # not the sealed sidecar
     with pytest.warns(RunWarning, match="is damaged"):
         assert load_calibration(copy) is None
+    (copy / CALIBRATION_FILE).write_text(json.dumps({**data, "format": 99}))
+    with pytest.warns(RunWarning, match=r"written by a newer metavoxel \(format 99; this one reads up to \d+\)"):
+        assert load_calibration(copy) is None
     (copy / CALIBRATION_FILE).write_text(json.dumps({**data, "format": 2, "typicality": {"levels": 5, "seed": 0,
                                                                                           "losses": {}}}))
     notes = []
@@ -197,6 +242,31 @@ def test_an_older_or_damaged_calibration_is_noted_or_refused_never_a_crash(run, 
     assert notes == [f"note: {copy / CALIBRATION_FILE} is from an earlier metavoxel (format 2), so typicality is "
                      f"n/a; run `metavoxel calibrate --model {copy}` to compute it again"]
     assert rows[0]["typicality_percentile"] == "n/a" and rows[0]["brain_pad_corrected"] != "n/a"  # its fit is kept
+
+
+def test_a_given_set_the_calibration_has_no_reference_for_is_noted_by_sample_and_predict(run, tmp_path):
+    """A model of more than 4 variables is calibrated for all of them and all but one; a request giving fewer gets
+    n/a, said in a note (here the reference for the image alone is taken out of a copy)."""
+    from metavoxel.workflows.sample import sample_run
+
+    copy = tmp_path / "run"
+    shutil.copytree(run / "run", copy)
+    data = json.loads((copy / CALIBRATION_FILE).read_text())
+    del data["typicality"]["losses"]["image"]
+    data["typicality"]["classes"].pop("image", None)
+    (copy / CALIBRATION_FILE).write_text(json.dumps(data))
+    sample_run(copy, {"image": str(run / "s0.nii.gz")}, {}, tmp_path / "out", SamplingOptions(num_samples=1))
+    scored = json.loads((tmp_path / "out" / "samples.json").read_text())["typicality"]
+    assert scored["percentile"] is None
+    assert scored["note"].startswith("note: typicality is n/a: the run's calibration has no reference for the given "
+                                     "variables image")
+    notes = []
+    rows = _read(predict_run(copy, run / "cohort.tsv", "age", tmp_path / "p.tsv", SamplingOptions(num_samples=1),
+                             given=["image"], report=notes.append))
+    assert {r["typicality_percentile"] for r in rows} == {"n/a"}
+    assert notes[-1:] == ["note: typicality is n/a for 24 record(s): the run's calibration has no reference for the "
+                          "given variables image (it covers every set of at most 4 variables, else all of them and "
+                          "all but one)"]
 
 
 def test_evaluate_reports_brain_age_metrics_and_each_records_typicality(run, capsys):
@@ -257,6 +327,29 @@ def test_check_flags_a_swapped_label_and_an_implausible_age_against_the_image(ru
     assert "record(s) flagged" in capsys.readouterr().out
     assert cli(["check", "--model", str(run / "run"), "--data", str(run / "check.tsv"), "--out",
                 str(run / "c2.tsv"), "--variables", "image"]) == 2
+
+
+def test_check_writes_checks_tsv_in_a_folder_and_refuses_a_table_it_cannot_check(run, tmp_path, capsys):
+    """--out FOLDER gets checks.tsv, never over a predictions.tsv there; a table without images (a misnamed image
+    column) is refused in one line instead of a table of n/a saying 0 records flagged."""
+    from cli_errors import one_line_error
+
+    from metavoxel.cli import run as cli
+
+    (tmp_path / "predictions.tsv").write_text("mine\n")
+    assert cli(["check", "--model", str(run / "run"), "--data", str(run / "cohort.tsv"), "--out", str(tmp_path),
+                "--variables", "group"]) == 0
+    assert (tmp_path / "predictions.tsv").read_text() == "mine\n"
+    assert len(_read(tmp_path / "checks.tsv")) == 24 and "checks.tsv" in capsys.readouterr().out
+    rows = [line.split("\t") for line in (run / "cohort.tsv").read_text().splitlines()]
+    (tmp_path / "t1.tsv").write_text("".join("\t".join([r[0], r[2], r[3]]) + "\n" for r in rows))  # no image
+    err = one_line_error(["check", "--model", run / "run", "--data", tmp_path / "t1.tsv", "--out",
+                          tmp_path / "none.tsv"], capsys)
+    assert "no record has an image (image)" in err and "data.columns" in err
+    assert not (tmp_path / "none.tsv").exists()
+    err = one_line_error(["check", "--model", run / "run", "--data", run / "cohort.tsv", "--variables", ",", "--out",
+                          tmp_path / "none.tsv"], capsys)  # not "the table holds none of the model's variables"
+    assert "--variables names no variable" in err
 
 
 def test_check_by_sampling_reads_the_records_own_predictive_as_predict_draws_it(run, capsys):
