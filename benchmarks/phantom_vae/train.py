@@ -248,6 +248,7 @@ def main() -> None:
             extra = ""
             if "val_psnr" in row and fixed is not None:
                 fit = fit_metrics(vae, fixed, precision, device)
+                (out / name).mkdir(exist_ok=True)
                 with (out / name / "fit.jsonl").open("a") as fh:
                     fh.write(json.dumps({"step": step, **fit}) + "\n")
                 extra = f" fit PSNR {fit['psnr']:.2f} SSIM {fit['ssim']:.3f}"
