@@ -29,6 +29,15 @@ Architecture: ``--channels`` and ``--latent-channels`` change the autoencoder (d
 `ARCHITECTURE`); it is recorded in ``OUT/train.json`` with the other settings, so a resumed training with another
 architecture is refused. ``--stop-after recon`` ends the command after the first phase (a learning-curve
 experiment; the same command without it continues into ``finish`` later).
+
+Overfitting test: ``--train-subjects N`` trains on the first N training brains only (both phantoms alternate, the
+same N every epoch) instead of a fresh brain per image, and at every validation also measures PSNR/SSIM on those N
+brains (printed as ``fit``, kept in ``OUT/<phase>/fit.jsonl``). Training PSNR against steps says whether the
+network can fit brains it sees every step at all: if it cannot pass the target there, the architecture (its
+downsampling, its width) is the limit, not the training's steps or data (benchmarks/RESULTS.md).
+
+    OMP_NUM_THREADS=1 python benchmarks/phantom_vae/train.py --out runs/vae-limit/overfit8 --lr 2e-3 \
+        --recon-steps 1000 --val-every 100 --snapshot-every 250 --stop-after recon --train-subjects 8
 """
 
 from __future__ import annotations
@@ -92,6 +101,20 @@ def architecture(args: argparse.Namespace) -> dict:
     return chosen
 
 
+def fit_metrics(vae: torch.nn.Module, images: torch.Tensor, precision: str, device: str) -> dict[str, float]:
+    """L1, PSNR and SSIM of ``vae`` on its own training images (N, 1, 32, 32, 32), as the validation measures them
+    (posterior mean decoded, the training's precision); leaves the network in eval mode (the next step sets train)."""
+    import contextlib
+
+    from metavoxel.vae.evaluation import reconstruction_metrics
+    from metavoxel.vae.volumes import VolumeSet
+
+    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
+    return reconstruction_metrics(vae, VolumeSet(images, "train_subjects"), batch_size=4, device=device,
+                                  autocast=autocast)
+
+
 def _channel_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
@@ -139,12 +162,19 @@ def main() -> None:
                         help="Channels of the latent (8 shipped: 8 x 8³ numbers for a 32³ image).")
     parser.add_argument("--stop-after", choices=["recon", "finish"], default="finish",
                         help="The last phase this command trains (recon: a learning curve without the finish).")
+    parser.add_argument("--train-subjects", type=int,
+                        help="Train on the first N training brains only (N/2 per phantom, the same every epoch) and "
+                             "measure the PSNR on them at every validation: the overfitting test (default: a fresh "
+                             "brain for every image).")
     parser.add_argument("--init-from", type=Path,
                         help="Start from the weights of a saved VAE folder (e.g. metavoxel/pretrained/phantom-32) "
                              "instead of a fresh network: how a training whose state did not survive (a new machine) "
                              "continues from what was shipped. Read only when --out holds no training yet.")
     args = parser.parse_args()
     chosen = architecture(args)
+    if args.train_subjects is not None and args.train_subjects < 1:
+        raise SystemExit(f"error: --train-subjects {args.train_subjects}: expected at least 1 brain; give a positive "
+                         "count or leave it out to train on a fresh brain for every image")
 
     precision = args.precision
     if precision == "auto":
@@ -156,7 +186,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join(sys.argv), "architecture": chosen, "train_seeds": TRAIN_SEEDS,
               "held_out_seeds": HELD_OUT_SEEDS, "device": device, "threads": torch.get_num_threads(),
-              "phases": {name: c.model_dump(mode="json") for name, c in configs.items()}}
+              "phases": {name: c.model_dump(mode="json") for name, c in configs.items()},
+              "train_subjects": args.train_subjects}
     previous = out / "train.json"
     if previous.is_file():
         saved = json.loads(previous.read_text())
@@ -165,6 +196,10 @@ def main() -> None:
                              f"{chosen}); re-run with the options of {saved['command']!r} or choose another --out")
         if _settings(saved["phases"]) != _settings(record["phases"]):
             raise SystemExit(f"error: {out} holds a training with other settings; re-run with the options of "
+                             f"{saved['command']!r} or choose another --out")
+        if saved.get("train_subjects") != args.train_subjects:
+            raise SystemExit(f"error: {out} holds a training on other data (--train-subjects "
+                             f"{saved.get('train_subjects')}, not {args.train_subjects}); re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
         record["sessions"] = saved.get("sessions", [])
         if "init_from" in saved:
@@ -176,6 +211,10 @@ def main() -> None:
 
     train = PhantomVolumes(phantom_configs(TRAIN_SEEDS, VIRTUAL_SUBJECTS), 2 * VIRTUAL_SUBJECTS)
     check_matches_preprocessing(train)
+    fixed = None
+    if args.train_subjects is not None:
+        fixed = torch.stack([train[i] for i in range(args.train_subjects)])  # (N, 1, 32, 32, 32), seen every epoch
+        train = fixed
     val, _meta = held_out(args.val_subjects)
     val = torch.stack([val[i] for i in range(len(val))])
     torch.manual_seed(args.seed)
@@ -206,8 +245,15 @@ def main() -> None:
 
                 save_file({k: v.detach().float().contiguous() for k, v in vae.state_dict().items()},
                           str(snapshots / f"{name}-{step:06d}.safetensors"))
+            extra = ""
+            if "val_psnr" in row and fixed is not None:
+                fit = fit_metrics(vae, fixed, precision, device)
+                (out / name).mkdir(exist_ok=True)
+                with (out / name / "fit.jsonl").open("a") as fh:
+                    fh.write(json.dumps({"step": step, **fit}) + "\n")
+                extra = f" fit PSNR {fit['psnr']:.2f} SSIM {fit['ssim']:.3f}"
             if "val_psnr" in row or step % 50 == 0:
-                extra = f" val PSNR {row['val_psnr']:.2f} SSIM {row['val_ssim']:.3f}" if "val_psnr" in row else ""
+                extra += f" val PSNR {row['val_psnr']:.2f} SSIM {row['val_ssim']:.3f}" if "val_psnr" in row else ""
                 print(f"{name} {step}/{steps} l1 {row['l1']:.4f} adv_g {row['adv_g']:.3f}{extra}", flush=True)
 
         print(f"{name}: {'resuming' if resume else 'starting'} ({config.steps} steps, {precision})", flush=True)

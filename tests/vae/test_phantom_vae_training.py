@@ -83,3 +83,32 @@ def test_channel_counts_the_network_cannot_take_are_refused_in_one_line(scripts,
     with pytest.raises(SystemExit, match="divisible by norm_num_groups=8; choose other channel counts"):
         train.main()
     assert not (tmp_path / "x").exists()
+
+
+def test_the_overfitting_test_trains_on_fixed_brains_measures_them_and_keeps_its_data_on_resume(
+        scripts, tmp_path, monkeypatch):
+    train, evaluate = scripts
+    out = tmp_path / "overfit"
+    seen = {}
+
+    def one_validation(vae, train_images, val_images, config, *, progress, **kwargs):
+        seen["train"] = train_images.clone()
+        progress(1, config.steps, {"l1": 0.1, "adv_g": 0.0, "val_psnr": 20.0, "val_ssim": 0.5})
+        raise _Stop
+
+    monkeypatch.setattr(train, "train_vae", one_validation)
+    monkeypatch.setattr(train, "check_matches_preprocessing", lambda volumes: 0.0)
+    command = ["train.py", "--out", str(out), "--val-subjects", "1", "--stop-after", "recon", "--snapshot-every", "5"]
+    monkeypatch.setattr(sys, "argv", [*command, "--train-subjects", "2"])
+    with pytest.raises(_Stop):
+        train.main()
+    # the same two brains every epoch: the first two training brains, one of each phantom
+    assert torch.equal(seen["train"], evaluate.training_brains(2))
+    rows = [json.loads(line) for line in (out / "recon" / "fit.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] and 0 < rows[0]["psnr"] < 60 and 0 <= rows[0]["ssim"] <= 1
+    assert json.loads((out / "train.json").read_text())["train_subjects"] == 2
+
+    # resuming on other data (fresh brains, the default) is refused before anything is trained
+    monkeypatch.setattr(sys, "argv", command)
+    with pytest.raises(SystemExit, match="other data"):
+        train.main()
