@@ -27,8 +27,8 @@ priori, the scan statistic for a signal of unknown location and scale (Siegmund 
 `metavoxel.evaluation.scan`): boxes of side 3 (the smallest region the latent grid can tell: an image change
 reaches the neighbouring latents through the encoder), then doubling the radius (5, 9, ...) while smaller than the
 grid; the whole grid is the global statistic. Each scale is its own statistic, combined with the others by the
-maximum below, which accounts for how correlated they are. (Chosen on development shifts, never on the scored ones:
-docs/trust.md.)
+maximum below, which accounts for how correlated they are. (Confirmed on development shifts by a rule fixed in
+advance; the scored shifts' figures had been seen before the choice: docs/trust.md.)
 
 A keep-mask (an image given only in part) restricts the image statistics to the kept locations; the validation
 records' maps are masked the same way at request time (no network calls). A masked record is scored by its image
