@@ -112,6 +112,11 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert not (tmp_path / "vae").exists()  # the shipped VAE is used where it lies: nothing trained, nothing copied
     assert demo["metrics"]["vae_probe_age_ratio"] > 0 and demo["metrics"]["vae_val_psnr"] > 0
     assert demo["metrics"]["fid_generated"] > 0 and demo["metrics"]["fid_reconstructed"] > 0
+    # like counts on both sides of the FID ratio: as many free brains as held-out ones, all of them reconstructed
+    fid = next(t for t in demo["tables"] if t["title"].startswith("Generated brains against"))
+    n_test = len(json.loads((tmp_path / "model" / "splits.json").read_text())["test"])
+    assert fid["rows"][0][0] == f"{max(8, n_test)} unconditional samples"
+    assert fid["rows"][1][0].startswith(f"the VAE's reconstructions of {n_test} held-out brains")
     # the round trip beside its ceiling: what the same read-back gives for real held-out brains
     held_out = json.loads((tmp_path / "model" / "splits.json").read_text())["test"]
     round_trip = next(t for t in demo["tables"] if t["title"].startswith("Conditional generation, read back"))
