@@ -52,14 +52,13 @@ def _state_seconds(out: Path, phase: str, step: int) -> float:
     return seconds * min(1.0, step / max(1, int(current["step"])))
 
 
-def _card(record: dict, provenance: dict, evaluation: dict | None) -> str:
+def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = NAME, purpose: str = "") -> str:
     architecture = record.get("architecture", ARCHITECTURE)
     factor = 2 ** (len(architecture["channels"]) - 1)
-    lines = [f"# {NAME}: the phantom VAE shipped with metavoxel", "",
+    lines = [f"# {name}: a phantom VAE shipped with metavoxel", "",
              "A KL-VAE (MONAI `AutoencoderKL`) of the built-in phantom's skull-stripped T1w-like brains at 32³ voxels "
              f"of {VOXEL_MM} mm (RAS, intensities scaled by the 0.5 and 99.5 percentiles to [0, 1]), x{factor} to a "
-             f"latent of {architecture['latent_channels']} channels at {SIZE // factor}³. Trained for `metavoxel demo` and "
-             "the small paper benchmark, "
+             f"latent of {architecture['latent_channels']} channels at {SIZE // factor}³. {purpose} Trained "
              "on both phantoms (the demo's: age_effect 3, sex_effect 2; the default: both 1). Not for real scans: on "
              "a real brain it reconstructs a phantom-like image.", "",
              "## How it was trained", "",
@@ -100,7 +99,10 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="The training folder of train.py.")
     parser.add_argument("--snapshot", help="Ship this snapshot (e.g. recon-004000) instead of a finished phase.")
     parser.add_argument("--evaluation", type=Path, help="evaluate.py's JSON of the VAE being shipped.")
-    parser.add_argument("--to", type=Path, default=PRETRAINED_ROOT / NAME)
+    parser.add_argument("--to", type=Path, default=PRETRAINED_ROOT / NAME,
+                        help="The folder to write; its name is the VAE's name (`metavoxel.vae.pretrained.pretrained_vae`).")
+    parser.add_argument("--purpose", default="The VAE of `metavoxel demo` and the small paper benchmark.",
+                        help="What the VAE is for, one sentence of its model card.")
     args = parser.parse_args()
 
     from metavoxel.vae import save_vae
@@ -151,7 +153,7 @@ def main() -> None:
                            "orientation": "benchmarks/phantom_vae/data.py",
                            "intensity": "benchmarks/phantom_vae/data.py: scaled()"}}
     save_vae(args.to, vae, record.get("architecture", ARCHITECTURE), report, provenance=provenance, expects=expects)
-    write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation))
+    write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation, args.to.name, args.purpose))
     print(f"shipped {shipped} to {args.to} (scale factor {scale:.4f})")
 
 

@@ -5,7 +5,10 @@
 default one); `metavoxel demo` and the small paper benchmark use it unless told to train their own. Its
 ``vae.json`` records, under ``provenance``, the phantom seeds of every brain it trained on and of the held-out
 brains it was judged on, so a cohort can be checked for overlap (`check_unseen_phantom`); its model card says
-how it was trained and what it measures.
+how it was trained and what it measures. ``phantom-32-sharp`` is the same network trained three times longer, its
+last third with the patch adversarial term (27.6 dB against 22.8 on held-out brains, sulci kept): the VAE for
+reconstructing a given phantom scan; a joint model generates worse in its latent at the demo's budget
+(benchmarks/RESULTS.md, "The shipped phantom VAE").
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from metavoxel.vae.pretrained import check_unseen_phantom, pretrained_vae, pretr
 from metavoxel.workflows.study import DEMO
 
 
-def test_the_phantom_vae_ships_loads_and_states_its_input_and_training():
-    assert "phantom-32" in pretrained_vaes()
-    folder = pretrained_vae("phantom-32")
+@pytest.mark.parametrize("name", ["phantom-32", "phantom-32-sharp"])
+def test_the_phantom_vae_ships_loads_and_states_its_input_and_training(name):
+    assert name in pretrained_vaes()
+    folder = pretrained_vae(name)
     vae, meta = load_vae(folder)  # the weights' digest is checked against vae.json
     expects = meta["expects"]
     assert expects["shape"] == [DEMO.size] * 3 and expects["spacing"] == [DEMO.voxel_mm] * 3

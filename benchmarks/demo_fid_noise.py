@@ -1,0 +1,64 @@
+"""How much the demo's FID check moves with the seed: the ratio of generated brains' FID to the VAE floor, per seed.
+
+`metavoxel demo` judges its generated brains by the 3-plane FID against the held-out brains, at most 1.5x the FID
+of the VAE's own reconstructions of those brains (`metavoxel.demo`). This script re-draws the unconditional
+brains of a finished demo run with other seeds and prints, per seed, both FIDs and their ratio, then the ratios'
+mean and SD: whether the check's verdict is the model's or the draw's.
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_fid_noise.py --demo runs/demo --brains 96 --seeds 4 --steps 50
+
+``--brains``: generated brains per seed (the floor uses as many reconstructions, at most every held-out brain;
+seed 0 takes the first ones, as the demo does, the other seeds a random subset). ``--steps``: reverse steps.
+The held-out brains and the features (the VAE encoder's, `metavoxel.evaluation.vae_features`) are the demo's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="the --out folder of `metavoxel demo`")
+    parser.add_argument("--brains", type=int, default=96)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=50)
+    args = parser.parse_args()
+
+    from metavoxel.data import DataSpec, read_cohort
+    from metavoxel.data.splits import load_splits
+    from metavoxel.evaluation import fid_mmd_3plane
+    from metavoxel.evaluation.features import vae_features
+    from metavoxel.runs import load_run
+    from metavoxel.workflows.evaluate import records
+
+    model = load_run(args.demo / "model")
+    cohort = read_cohort(args.demo / "cohort", model.variables, model.spec.data or DataSpec())
+    splits = load_splits(args.demo / "model" / "splits.json", cohort)
+    real = records(model, cohort, splits["test"], "image")["image"].float()
+    var = model.variables["image"]
+    with torch.no_grad():
+        recon = torch.cat([var.decode(var.encode(c)).cpu().float() for c in real.split(32)]).clamp(0, 1)
+    network = vae_features(var.vae)
+    ratios = []
+    print(f"{args.demo}: {args.brains} generated brains per seed, {args.steps} steps, {len(real)} held-out brains")
+    for seed in range(args.seeds):
+        free = model.sample(num_subjects=args.brains, steps=args.steps, seed=seed, batch_size=96)
+        generated = free.samples["image"][:, 0].float().clamp(0, 1)
+        m = min(args.brains, len(recon))
+        pick = (torch.arange(m) if seed == 0 else
+                torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:m])
+        fid = fid_mmd_3plane(real, generated, network)["fid"]
+        floor = fid_mmd_3plane(real, recon[pick], network)["fid"]
+        ratios.append(fid / floor)
+        print(f"seed {seed}: generated {fid:.2f}, floor {floor:.2f}, ratio {fid / floor:.3f}", flush=True)
+    r = np.asarray(ratios)
+    print(f"ratio mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} seeds")
+
+
+if __name__ == "__main__":
+    main()
