@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--check-samples", type=int, default=CHECK_SAMPLES, help="samples per record, sampled check")
     parser.add_argument("--check-steps", type=int, default=CHECK_STEPS, help="reverse steps, sampled check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh-cohort", type=Path,
+                        help="score these records instead of the run's test split: a cohort of the same phantom drawn "
+                             "with another seed (brains no one has scored before); the calibration stays the run's")
     args = parser.parse_args(argv)
     parts = set(args.parts)
     warnings.simplefilter("ignore")
@@ -204,6 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     cohort = read_cohort(args.cohort, model.variables, model.spec.data or DataSpec())
     splits = load_splits(run / "splits.json", cohort)
     test = cohort.select(splits["test"][: args.records] if args.records else splits["test"])
+    if args.fresh_cohort is not None:
+        fresh = read_cohort(args.fresh_cohort, model.variables, model.spec.data or DataSpec())
+        test = fresh.select(list(range(len(fresh.records)))[: args.records] if args.records else
+                            list(range(len(fresh.records))))
+        report["fresh_cohort"] = str(args.fresh_cohort)
     batch = test.batch()
     n = len(test.records)
     lo, hi = model.variables["age"].value_range
