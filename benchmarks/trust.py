@@ -209,8 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     test = cohort.select(splits["test"][: args.records] if args.records else splits["test"])
     if args.fresh_cohort is not None:
         fresh = read_cohort(args.fresh_cohort, model.variables, model.spec.data or DataSpec())
-        test = fresh.select(list(range(len(fresh.records)))[: args.records] if args.records else
-                            list(range(len(fresh.records))))
+        test = fresh.select(range(min(len(fresh.records), args.records or len(fresh.records))))
         report["fresh_cohort"] = str(args.fresh_cohort)
     batch = test.batch()
     n = len(test.records)

@@ -24,6 +24,8 @@ from metavoxel.io.atomic import write_text  # noqa: E402
 from metavoxel.vae.pretrained import PRETRAINED_ROOT  # noqa: E402
 
 NAME = "phantom-32"
+#: What the default VAE is for (the model card's first paragraph).
+PURPOSE = "The VAE of `metavoxel demo` and the small paper benchmark."
 
 
 def _source(out: Path, snapshot: str | None):
@@ -52,7 +54,7 @@ def _state_seconds(out: Path, phase: str, step: int) -> float:
     return seconds * min(1.0, step / max(1, int(current["step"])))
 
 
-def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = NAME, purpose: str = "") -> str:
+def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = NAME, purpose: str = PURPOSE) -> str:
     architecture = record.get("architecture", ARCHITECTURE)
     factor = 2 ** (len(architecture["channels"]) - 1)
     lines = [f"# {name}: a phantom VAE shipped with metavoxel", "",
@@ -101,7 +103,7 @@ def main() -> None:
     parser.add_argument("--evaluation", type=Path, help="evaluate.py's JSON of the VAE being shipped.")
     parser.add_argument("--to", type=Path, default=PRETRAINED_ROOT / NAME,
                         help="The folder to write; its name is the VAE's name (`metavoxel.vae.pretrained.pretrained_vae`).")
-    parser.add_argument("--purpose", default="The VAE of `metavoxel demo` and the small paper benchmark.",
+    parser.add_argument("--purpose", default=PURPOSE,
                         help="What the VAE is for, one sentence of its model card.")
     args = parser.parse_args()
 
