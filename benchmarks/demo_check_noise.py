@@ -1,11 +1,15 @@
-"""How much the demo's FID check moves with the seed: the ratio of generated brains' FID to the VAE floor, per seed.
+"""How much two of the demo's checks move with the seed, on a finished demo run: is a verdict the model's or the draw's?
 
-`metavoxel demo` judges its generated brains by the 3-plane FID against the held-out brains, at most 1.5x the FID
-of the VAE's own reconstructions of those brains (`metavoxel.demo`). This script re-draws the unconditional
-brains of a finished demo run with other seeds and prints, per seed, both FIDs and their ratio, then the ratios'
-mean and SD: whether the check's verdict is the model's or the draw's.
+``--check fid``: `metavoxel demo` judges its generated brains by the 3-plane FID against the held-out brains, at
+most 1.5x the FID of the VAE's own reconstructions of those brains (`metavoxel.demo`). This re-draws the
+unconditional brains with other seeds and prints, per seed, both FIDs and their ratio, then the ratios' mean and SD.
 
-    OMP_NUM_THREADS=1 python benchmarks/demo_fid_noise.py --demo runs/demo --brains 96 --seeds 4 --steps 50
+``--check round-trip``: the demo's round trip (brains generated for ages 45/70/90 of each sex, 8 each, read back by
+the same model; the check: the read-back means in increasing order for each sex), run by the demo's own code with
+other seeds; prints each seed's means, slope and verdict, and how often the check passed.
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --brains 96 --seeds 4 --steps 50
+    OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --check round-trip --seeds 8
 
 ``--brains``: generated brains per seed (the floor uses as many reconstructions, at most every held-out brain;
 seed 0 takes the first ones, as the demo does, the other seeds a random subset). ``--steps``: reverse steps.
@@ -15,6 +19,7 @@ The held-out brains and the features (the VAE encoder's, `metavoxel.evaluation.v
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,7 @@ def main() -> None:
     parser.add_argument("--brains", type=int, default=96)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--check", choices=["fid", "round-trip"], default="fid")
     args = parser.parse_args()
 
     from metavoxel.data import DataSpec, read_cohort
@@ -39,6 +45,9 @@ def main() -> None:
     model = load_run(args.demo / "model")
     cohort = read_cohort(args.demo / "cohort", model.variables, model.spec.data or DataSpec())
     splits = load_splits(args.demo / "model" / "splits.json", cohort)
+    if args.check == "round-trip":
+        round_trips(model, cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image"), args)
+        return
     real = records(model, cohort, splits["test"], "image")["image"].float()
     var = model.variables["image"]
     with torch.no_grad():
@@ -58,6 +67,27 @@ def main() -> None:
         print(f"seed {seed}: generated {fid:.2f}, floor {floor:.2f}, ratio {fid / floor:.3f}", flush=True)
     r = np.asarray(ratios)
     print(f"ratio mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} seeds")
+
+
+def round_trips(model, train: dict, test: dict, args: argparse.Namespace) -> None:
+    """The demo's round trip (`metavoxel.demo._round_trip`, its guidance and 8 brains per cell) for seeds 0..S-1."""
+    import tempfile
+
+    from metavoxel.demo import DemoReport, _Context, _round_trip
+
+    guidance = float(json.loads((args.demo / "model" / "recipe.json").read_text()).get("guidance") or 0.0)
+    passed = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in range(args.seeds):
+            report = DemoReport()
+            ctx = _Context(model, train, test, Path(scratch), args.steps, seed, lambda *a: None)
+            _round_trip(ctx, report, guidance, 8, 3)
+            m, ok = report.metrics, report.checks[-1].met
+            passed += ok
+            cells = "; ".join(f"{sex} " + ", ".join(f"{m[f'round_trip_{sex}_{a}']:.1f}" for a in (45, 70, 90))
+                              for sex in ctx.sexes)
+            print(f"seed {seed}: {cells}; slope {m['round_trip_slope']:.3f}; in order: {ok}", flush=True)
+    print(f"in order for {passed} of {args.seeds} seeds")
 
 
 if __name__ == "__main__":
