@@ -48,11 +48,12 @@ def main() -> None:
     if args.check == "round-trip":
         round_trips(model, cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image"), args)
         return
-    real = records(model, cohort, splits["test"], "image")["image"].float()
-    var = model.variables["image"]
-    with torch.no_grad():
-        recon = torch.cat([var.decode(var.encode(c)).cpu().float() for c in real.split(32)]).clamp(0, 1)
-    network = vae_features(var.vae)
+    from metavoxel.demo import _Context, _reconstructions
+
+    test = records(model, cohort, splits["test"], "image")
+    real = test["image"].float()
+    recon = _reconstructions(_Context(model, {}, test, args.demo, args.steps, 0, lambda *a: None))  # as the demo's
+    network = vae_features(model.variables["image"].vae)
     ratios = []
     print(f"{args.demo}: {args.brains} generated brains per seed, {args.steps} steps, {len(real)} held-out brains")
     for seed in range(args.seeds):

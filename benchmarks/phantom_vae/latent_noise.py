@@ -57,9 +57,10 @@ def main() -> None:
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean over images of 10 log10(1 / MSE), intensities in [0, 1]."""
-    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(1.0 / mse)).mean())
+    """Mean over images of their PSNR (MONAI ``PSNRMetric``, intensities in [0, 1]), as `evaluate.py` measures it."""
+    from monai.metrics import PSNRMetric
+
+    return float(PSNRMetric(max_val=1.0)(x, y).double().mean())
 
 
 if __name__ == "__main__":
