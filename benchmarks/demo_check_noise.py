@@ -11,6 +11,12 @@ other seeds; prints each seed's means, slope and verdict, and how often the chec
     OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --brains 96 --seeds 4 --steps 50
     OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --check round-trip --seeds 8
 
+``--decoder FOLDER``: decode (the generated brains and the floor's reconstructions alike) with this saved VAE's
+decoder instead of the run's. It must share the run VAE's encoder weights exactly (refused otherwise), so the latent
+space, the joint model's samples and the FID's features stay the same and only the decoder is compared:
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo /work/demo-new --decoder runs/robust-exp/robust/vae
+
 ``--brains``: generated brains per seed (the floor uses as many reconstructions, at most every held-out brain;
 seed 0 takes the first ones, as the demo does, the other seeds a random subset). ``--steps``: reverse steps.
 The held-out brains and the features (the VAE encoder's, `metavoxel.evaluation.vae_features`) are the demo's.
@@ -33,6 +39,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--check", choices=["fid", "round-trip"], default="fid")
+    parser.add_argument("--decoder", type=Path, help="a saved VAE folder whose decoder replaces the run VAE's")
     args = parser.parse_args()
 
     from metavoxel.data import DataSpec, read_cohort
@@ -45,6 +52,8 @@ def main() -> None:
     model = load_run(args.demo / "model")
     cohort = read_cohort(args.demo / "cohort", model.variables, model.spec.data or DataSpec())
     splits = load_splits(args.demo / "model" / "splits.json", cohort)
+    if args.decoder is not None:
+        swap_decoder(model.variables["image"].vae, args.decoder)
     if args.check == "round-trip":
         round_trips(model, cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image"), args)
         return
@@ -68,6 +77,20 @@ def main() -> None:
         print(f"seed {seed}: generated {fid:.2f}, floor {floor:.2f}, ratio {fid / floor:.3f}", flush=True)
     r = np.asarray(ratios)
     print(f"ratio mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} seeds")
+
+
+def swap_decoder(vae: torch.nn.Module, folder: Path) -> None:
+    """Load the saved VAE at ``folder`` into ``vae`` after checking that its encoder is ``vae``'s, weight for weight."""
+    from metavoxel.vae.checkpoint import load_vae
+
+    other, _ = load_vae(folder)
+    mine, theirs = vae.state_dict(), other.state_dict()
+    encoder = [k for k in mine if k.startswith(("encoder.", "quant_conv_"))]
+    if mine.keys() != theirs.keys() or not all(torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in encoder):
+        raise SystemExit(f"error: --decoder {folder}: its encoder is not the run VAE's; give a VAE whose decoder alone "
+                         "was trained from the run's (train.py --first-phase robust)")
+    vae.load_state_dict(theirs)
+    print(f"decoder from {folder} (encoder identical to the run's)", flush=True)
 
 
 def round_trips(model, train: dict, test: dict, args: argparse.Namespace) -> None:

@@ -76,6 +76,9 @@ def phase_configs(args: argparse.Namespace, precision: str) -> dict[str, VAETrai
                                 adv_start=16_000, initial_log_var=-10.0, **common),
         "finish": VAETrainConfig(steps=args.finish_steps, lr=args.lr / 2, lr_schedule="cosine", adv_start=0,
                                  adv_weight=args.adv_weight, **common),
+        "robust": VAETrainConfig(steps=max(args.robust_steps, 1), lr=args.lr / 4, lr_schedule="cosine", adv_start=0,
+                                 adv_weight=args.adv_weight, latent_noise=args.latent_noise, train_encoder=False,
+                                 **common),
     }
 
 
@@ -83,7 +86,9 @@ def _settings(phases: dict) -> dict:
     """The phases' configs but for what a resumed training may change (its length and bookkeeping)."""
     from metavoxel.vae.state import RESUMABLE_CHANGES
 
-    return {name: {k: v for k, v in c.items() if k not in RESUMABLE_CHANGES} for name, c in phases.items()}
+    defaults = VAETrainConfig().model_dump(mode="json")  # a record written before a field existed holds its default
+    return {name: {k: v for k, v in {**defaults, **c}.items() if k not in RESUMABLE_CHANGES}
+            for name, c in phases.items()}
 
 
 def architecture(args: argparse.Namespace) -> dict:
@@ -149,6 +154,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--adv-weight", type=float, default=0.005)
     parser.add_argument("--kl-weight", type=float, default=1e-9)
+    parser.add_argument("--robust-steps", type=int, default=0,
+                        help="Steps of the third phase, robust (0: none): the decoder alone, on latents with noise "
+                             "of up to --latent-noise times their SD, the encoder frozen.")
+    parser.add_argument("--latent-noise", type=float, default=0.3,
+                        help="The robust phase's largest latent noise, as a fraction of the latent's SD.")
+    parser.add_argument("--first-phase", choices=["recon", "finish", "robust"], default="recon",
+                        help="The first phase this command trains; with --init-from, e.g. `--first-phase robust` "
+                             "makes a shipped VAE's decoder robust without retraining it.")
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--snapshot-every", type=int, default=2000)
@@ -160,7 +173,7 @@ def main() -> None:
                              "default: the shipped 16,32,64.")
     parser.add_argument("--latent-channels", type=int, default=ARCHITECTURE["latent_channels"],
                         help="Channels of the latent (8 shipped: 8 x 8³ numbers for a 32³ image).")
-    parser.add_argument("--stop-after", choices=["recon", "finish"], default="finish",
+    parser.add_argument("--stop-after", choices=["recon", "finish", "robust"], default="robust",
                         help="The last phase this command trains (recon: a learning curve without the finish).")
     parser.add_argument("--train-subjects", type=int,
                         help="Train on the first N training brains only (N/2 per phantom, the same every epoch) and "
@@ -182,6 +195,15 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = VAESpec(**chosen)
     configs = phase_configs(args, precision)
+    order = list(configs)
+    if args.robust_steps < 1:
+        configs.pop("robust")
+    if order.index(args.first_phase) > order.index(args.stop_after) or args.first_phase not in configs:
+        raise SystemExit(f"error: --first-phase {args.first_phase} --stop-after {args.stop_after} "
+                         f"--robust-steps {args.robust_steps}: no phase to train; choose phases in the order "
+                         f"{', '.join(order)} (robust needs --robust-steps)")
+    configs = {name: c for name, c in configs.items()
+               if order.index(args.first_phase) <= order.index(name) <= order.index(args.stop_after)}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join(sys.argv), "architecture": chosen, "train_seeds": TRAIN_SEEDS,
@@ -194,13 +216,15 @@ def main() -> None:
         if saved["architecture"] != chosen:
             raise SystemExit(f"error: {out} holds a training of another architecture ({saved['architecture']}, not "
                              f"{chosen}); re-run with the options of {saved['command']!r} or choose another --out")
-        if _settings(saved["phases"]) != _settings(record["phases"]):
+        both = saved["phases"].keys() & record["phases"].keys()  # a later phase may join a finished training
+        if _settings({n: saved["phases"][n] for n in both}) != _settings({n: record["phases"][n] for n in both}):
             raise SystemExit(f"error: {out} holds a training with other settings; re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
         if saved.get("train_subjects") != args.train_subjects:
             raise SystemExit(f"error: {out} holds a training on other data (--train-subjects "
                              f"{saved.get('train_subjects')}, not {args.train_subjects}); re-run with the options of "
                              f"{saved['command']!r} or choose another --out")
+        record["phases"] = {**saved["phases"], **record["phases"]}
         record["sessions"] = saved.get("sessions", [])
         if "init_from" in saved:
             record["init_from"] = saved["init_from"]
@@ -225,8 +249,7 @@ def main() -> None:
         vae, _ = load_vae(record["init_from"]["path"])
         vae.requires_grad_(True)
         print(f"starting from {record['init_from']['path']} ({record['init_from']['steps']} steps before)", flush=True)
-    phases = list(configs)
-    for name, config in list(configs.items())[:phases.index(args.stop_after) + 1]:
+    for name, config in configs.items():
         folder = out / name
         if (folder / "vae" / "vae.json").is_file():
             from metavoxel.vae.checkpoint import load_vae

@@ -66,6 +66,15 @@ class VAETrainConfig(BaseModel):
         None, min_length=2, max_length=3,
         description="Train on random crops of this size (MAISI trains on patches); None: whole volumes. "
                     "Validation and the scale factor always use whole volumes.")
+    latent_noise: float = Field(0.0, ge=0, description=(
+        "Decoder robustness to latent errors: before decoding, the sampled latent gets Gaussian noise of SD "
+        "u * latent_noise * s, s the image's posterior-mean SD (no gradient) and u ~ U(0, 1) per image, so the "
+        "decoder learns to map latents near the encoder's to the brain instead of to blocks and speckle. A latent "
+        "diffusion model's samples are such latents (benchmarks/RESULTS.md, 'Generating in the sharp latent'). "
+        "0: off (plain reconstruction)."))
+    train_encoder: bool = Field(True, description=(
+        "False: the encoder and the posterior convolutions stay frozen and only the decoder trains, so the "
+        "latent space, its scale factor and every diffusion model already trained in it stay valid."))
     val_every: int = Field(500, ge=1, description="Validate (PSNR/SSIM) every this many steps, and at the end.")
     checkpoint_every: int = Field(500, ge=1, description="Write the resumable training state every this many steps "
                                                           "(and at the end) when training keeps one.")

@@ -103,7 +103,10 @@ def load_training_state(folder: Path, config: Any, *, vae: torch.nn.Module, disc
     if meta.get("format") != "metavoxel-vae-training-state":
         raise CheckpointError(f"{folder} holds no VAE training state (format {meta.get('format')!r}); resume from "
                               "the folder a `train_vae` run wrote, or train without resume")
-    saved, now = meta["config"], config.model_dump(mode="json")
+    now = config.model_dump(mode="json")
+    # A state written before a field existed holds that field's default.
+    defaults = type(config)().model_dump(mode="json")
+    saved = {**{k: v for k, v in defaults.items() if k not in meta["config"]}, **meta["config"]}
     changed = sorted(k for k in saved.keys() | now.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if changed:
         diffs = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)

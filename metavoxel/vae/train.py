@@ -2,7 +2,9 @@
 the MAISI objective (Guo et al. 2024): L1 reconstruction + light KL + least-squares patch adversarial loss
 after a warm-up + an offline perceptual term when the user supplies feature-network weights.
 
-Per step ``i`` (0-based), with ``x`` a minibatch (or random patches) and ``x_hat, mu, sigma = vae(x)``::
+Per step ``i`` (0-based), with ``x`` a minibatch (or random patches), ``mu, sigma = encode(x)``,
+``z = mu + sigma eps`` and ``x_hat = decode(z + u latent_noise SD(mu) eps')`` (``u ~ U(0, 1)`` per image;
+``latent_noise`` 0 by default, making this MONAI's ``x_hat, mu, sigma = vae(x)``)::
 
     KL   = 1/B sum_b 0.5 * sum (mu^2 + sigma^2 - log sigma^2 - 1)           (MONAI generative convention)
     L_G  = L1(x_hat, x) + kl_weight KL + perceptual_weight P(x_hat, x) + [i >= adv_start] adv_weight (D(x_hat) - 1)^2
@@ -144,6 +146,33 @@ def _perceptual(config: VAETrainConfig, spatial_dims: int, device: torch.device)
     return FeaturePerceptualLoss.from_file(config.perceptual_weights, config.perceptual_network).to(device)
 
 
+def _encoder_parts(vae: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules of a MONAI ``AutoencoderKL`` that make the latent: the encoder and the posterior convolutions."""
+    names = ("encoder", "quant_conv_mu", "quant_conv_log_sigma")
+    missing = [n for n in names if not isinstance(getattr(vae, n, None), torch.nn.Module)]
+    if missing:
+        raise InputError(f"train_encoder=False needs a MONAI AutoencoderKL (it lacks {', '.join(missing)}); train the "
+                         "whole autoencoder instead")
+    return [getattr(vae, n) for n in names]
+
+
+def _reconstruct(vae: torch.nn.Module, x: torch.Tensor,
+                 config: VAETrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x_hat, mu, sigma`` for one training step: MONAI's forward, with `VAETrainConfig.latent_noise` added to the
+    sampled latent before decoding and no encoder graph when the encoder is frozen."""
+    if config.latent_noise == 0 and config.train_encoder:
+        return vae(x)
+    with contextlib.nullcontext() if config.train_encoder else torch.no_grad():
+        mu, sigma = vae.encode(x)
+        z = vae.sampling(mu, sigma)
+    if config.latent_noise > 0:
+        dims = tuple(range(1, mu.dim()))
+        spread = mu.detach().float().std(dim=dims, keepdim=True)
+        u = torch.rand((mu.shape[0],) + (1,) * (mu.dim() - 1), device=mu.device)
+        z = z + (u * config.latent_noise * spread * torch.randn_like(z, dtype=torch.float32)).to(z.dtype)
+    return vae.decode(z), mu, sigma
+
+
 def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: VAETrainConfig, *,
               progress: Progress | None = None, device: str | torch.device = "cpu",
               discriminator: torch.nn.Module | None = None, state_dir: str | Path | None = None,
@@ -196,7 +225,10 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     vae.to(device)
     discriminator.to(device)
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
-    opt_g = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    if not config.train_encoder:
+        for part in _encoder_parts(vae):
+            part.requires_grad_(False)
+    opt_g = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=config.lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     batches = IndexStream(len(train), config.batch_size, generator)
@@ -227,7 +259,7 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
             vae.train()
             discriminator.train()
             with autocast():
-                x_hat, mu, sigma = vae(x)
+                x_hat, mu, sigma = _reconstruct(vae, x, config)
             x_hat, mu, sigma = x_hat.float(), mu.float(), sigma.float()
             terms = {"l1": (x_hat - x).abs().mean(), "kl": kl_divergence(mu, sigma)}
             terms["perceptual"] = perceptual(x_hat, x) if perceptual is not None else x_hat.new_zeros(())

@@ -112,3 +112,53 @@ def test_the_overfitting_test_trains_on_fixed_brains_measures_them_and_keeps_its
     monkeypatch.setattr(sys, "argv", command)
     with pytest.raises(SystemExit, match="other data"):
         train.main()
+
+
+def test_the_robust_phase_joins_a_finished_training_and_trains_the_decoder_alone_on_noisy_latents(
+        scripts, tmp_path, monkeypatch):
+    """`--robust-steps`/`--first-phase`: a later phase may join a training whose phases are done (its settings are
+    held), it runs with the encoder frozen and `--latent-noise`, and asking for no phase is refused in one line."""
+    train, _ = scripts
+    out = tmp_path / "vae"
+    trained = []
+
+    def record_only(vae, train_images, val_images, config, **kwargs):
+        trained.append(config)
+        return _report(config.steps)
+
+    monkeypatch.setattr(train, "train_vae", record_only)
+    monkeypatch.setattr(train, "check_matches_preprocessing", lambda volumes: 0.0)
+    monkeypatch.setattr(train, "save_vae", lambda folder, vae, spec, report: _saved(folder))
+    monkeypatch.setattr(sys, "argv", ["train.py", "--out", str(out), "--val-subjects", "1", "--recon-steps", "2",
+                                      "--finish-steps", "2"])
+    train.main()
+    assert [c.train_encoder for c in trained] == [True, True] and {c.latent_noise for c in trained} == {0.0}
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "--out", str(out), "--val-subjects", "1", "--recon-steps", "2",
+                                      "--finish-steps", "2", "--robust-steps", "3", "--latent-noise", "0.25"])
+    train.main()
+    robust = trained[-1]
+    assert len(trained) == 3 and robust.steps == 3 and robust.latent_noise == 0.25 and not robust.train_encoder
+    assert set(json.loads((out / "train.json").read_text())["phases"]) == {"recon", "finish", "robust"}
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "--out", str(tmp_path / "none"), "--first-phase", "robust"])
+    with pytest.raises(SystemExit, match="no phase to train"):
+        train.main()
+
+
+def _report(steps):
+    from metavoxel.vae.report import VAEReport
+
+    return VAEReport(steps=steps, final={}, val={"psnr": 20.0, "ssim": 0.5}, scale_factor=1.0, latent_std=1.0, perceptual=False,
+                     history=[], seconds=0.0)
+
+
+def _saved(folder):
+    """What save_vae leaves for train.py to see: a folder with vae.json, holding the weights of a fresh network."""
+    import train as script
+
+    from metavoxel.vae import save_vae
+    from metavoxel.vae.architecture import VAESpec, build_vae
+
+    spec = VAESpec(**script.ARCHITECTURE)
+    save_vae(folder, build_vae(3, 1, spec), spec, _report(1))

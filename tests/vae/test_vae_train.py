@@ -213,3 +213,51 @@ def test_initial_log_var_starts_the_posterior_near_noise_free(tiny_vae, blob_dat
     assert float(sigma.max()) < 0.01  # exp(-10 / 2) = 0.0067, one step later
     with pytest.raises(InputError, match="initial_log_var needs a MONAI autoencoder"):
         train_vae(torch.nn.Linear(1, 1), train, None, _config(steps=1, initial_log_var=-10.0))
+
+
+def test_latent_noise_reaches_the_decoder_scaled_per_image_up_to_its_bound(tiny_vae, blob_data):
+    """`latent_noise`: decode sees z + u k SD(mu) eps with u ~ U(0, 1) per image, so the noise SD of each image lies
+    within [0, k SD(mu)] and differs between images; at 0 the step is MONAI's own forward."""
+    from metavoxel.vae.train import _reconstruct, _start_log_var
+
+    train, _ = blob_data
+    _start_log_var(tiny_vae, -12.0)  # the posterior near noise-free: what reaches decode is mu + the added noise
+    seen = {}
+    decode = tiny_vae.decode
+    tiny_vae.decode = lambda z: seen.update(z=z) or decode(z)
+    k = 0.5
+    torch.manual_seed(0)
+    _reconstruct(tiny_vae, train, _config(latent_noise=k, train_encoder=False))
+    with torch.no_grad():
+        mu, _ = tiny_vae.encode(train)
+    dims = tuple(range(1, mu.dim()))
+    ratio = (seen["z"] - mu).std(dim=dims) / mu.std(dim=dims)
+    assert bool((ratio <= k * 1.15).all()) and float(ratio.max() - ratio.min()) > 0.05
+    torch.manual_seed(0)
+    plain = _reconstruct(tiny_vae, train, _config())[0]
+    torch.manual_seed(0)
+    assert torch.equal(plain, tiny_vae(train)[0])
+
+
+def test_a_frozen_encoder_keeps_the_latent_space_while_the_decoder_learns(tiny_vae, blob_data, tmp_path):
+    """`train_encoder=False`: the encoder and the posterior convolutions end bit for bit as they began (so a
+    diffusion model trained in the latent stays valid); the decoder trains; and a training state written before
+    these fields existed resumes with their defaults."""
+    import json
+
+    train, val = blob_data
+    latent = [tiny_vae.encoder, tiny_vae.quant_conv_mu, tiny_vae.quant_conv_log_sigma]
+    before, decoder = [_flat(m) for m in latent], _flat(tiny_vae.decoder)
+    report = train_vae(tiny_vae, train, val, _config(steps=3, adv_start=1, latent_noise=0.3, train_encoder=False))
+    assert all(torch.equal(_flat(m), b) for m, b in zip(latent, before))
+    assert not torch.equal(_flat(tiny_vae.decoder), decoder) and math.isfinite(report.final["l1"])
+
+    train_vae(tiny_vae, train, val, _config(steps=2), state_dir=tmp_path / "state")
+    pointer = json.loads((tmp_path / "state" / "state.json").read_text())
+    meta_path = tmp_path / "state" / pointer["dir"] / "state.json"
+    meta = json.loads(meta_path.read_text())
+    for field in ("latent_noise", "train_encoder"):
+        del meta["config"][field]
+    meta_path.write_text(json.dumps(meta))
+    resumed = train_vae(tiny_vae, train, val, _config(steps=3), state_dir=tmp_path / "state", resume=True)
+    assert resumed.steps == 3
