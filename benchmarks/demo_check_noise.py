@@ -17,6 +17,14 @@ space, the joint model's samples and the FID's features stay the same and only t
 
     OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo /work/demo-new --decoder runs/robust-exp/robust/vae
 
+``--yardsticks NAMES``: also measure both FIDs with the encoders of these shipped VAEs as fixed feature networks
+(comma-separated, e.g. ``phantom-32,phantom-32-sharp``). The demo's own FID uses the run VAE's encoder, and its floor
+moves with the VAE: a sharper VAE lowers the floor, so the ratio can grow while the generated brains come closer to
+the real ones. A yardstick shared by two runs compares their generated brains directly:
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo /work/demo-new --seeds 1 --brains 90 \
+        --yardsticks phantom-32,phantom-32-sharp
+
 ``--brains``: generated brains per seed (the floor uses as many reconstructions, at most every held-out brain;
 seed 0 takes the first ones, as the demo does, the other seeds a random subset). ``--steps``: reverse steps.
 The held-out brains and the features (the VAE encoder's, `metavoxel.evaluation.vae_features`) are the demo's.
@@ -40,6 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--check", choices=["fid", "round-trip"], default="fid")
     parser.add_argument("--decoder", type=Path, help="a saved VAE folder whose decoder replaces the run VAE's")
+    parser.add_argument("--yardsticks", default="", help="shipped VAEs whose encoders also serve as FID features")
     args = parser.parse_args()
 
     from metavoxel.data import DataSpec, read_cohort
@@ -62,7 +71,12 @@ def main() -> None:
     test = records(model, cohort, splits["test"], "image")
     real = test["image"].float()
     recon = _reconstructions(_Context(model, {}, test, args.demo, args.steps, 0, lambda *a: None))  # as the demo's
-    network = vae_features(model.variables["image"].vae)
+    networks = {"run VAE": vae_features(model.variables["image"].vae)}
+    for name in filter(None, args.yardsticks.split(",")):
+        from metavoxel.vae.checkpoint import load_vae
+        from metavoxel.vae.pretrained import pretrained_vae
+
+        networks[f"{name}'s encoder"] = vae_features(load_vae(pretrained_vae(name))[0])
     ratios = []
     print(f"{args.demo}: {args.brains} generated brains per seed, {args.steps} steps, {len(real)} held-out brains")
     for seed in range(args.seeds):
@@ -71,10 +85,13 @@ def main() -> None:
         m = min(args.brains, len(recon))
         pick = (torch.arange(m) if seed == 0 else
                 torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:m])
-        fid = fid_mmd_3plane(real, generated, network)["fid"]
-        floor = fid_mmd_3plane(real, recon[pick], network)["fid"]
-        ratios.append(fid / floor)
-        print(f"seed {seed}: generated {fid:.2f}, floor {floor:.2f}, ratio {fid / floor:.3f}", flush=True)
+        for features, network in networks.items():
+            fid = fid_mmd_3plane(real, generated, network)["fid"]
+            floor = fid_mmd_3plane(real, recon[pick], network)["fid"]
+            if features == "run VAE":
+                ratios.append(fid / floor)
+            print(f"seed {seed}, features of the {features}: generated {fid:.2f}, floor {floor:.2f}, ratio "
+                  f"{fid / floor:.3f}", flush=True)
     r = np.asarray(ratios)
     print(f"ratio mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} seeds")
 

@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import HELD_OUT_SEEDS, PHANTOMS, TRAIN_SEEDS, PhantomVolumes, phantom_configs  # noqa: E402
-from train import ARCHITECTURE  # noqa: E402
+from train import ARCHITECTURE, PHASES  # noqa: E402
 
 from metavoxel.io.atomic import write_json  # noqa: E402
 from metavoxel.vae.evaluation import reconstruct, reconstruction_metrics  # noqa: E402
@@ -168,7 +168,7 @@ def training_architecture(snapshots: Path) -> dict:
 def validation_curve(training: Path) -> list[dict]:
     """The in-training validation rows (step, PSNR, SSIM) of a training's finished phases, in order."""
     rows = []
-    for phase in ("recon", "finish"):
+    for phase in PHASES:
         path = training / phase / "history.jsonl"
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -226,8 +226,7 @@ def main() -> None:
     for folder in args.snapshots:
         run, architecture = folder.parent.name, training_architecture(folder)
         validation[run] = validation_curve(folder.parent)
-        phases = ["recon", "finish"]  # train.py's order
-        found = sorted(folder.glob("*.safetensors"), key=lambda p: (phases.index(p.stem.split("-")[0]), p.stem))
+        found = sorted(folder.glob("*.safetensors"), key=lambda p: (PHASES.index(p.stem.split("-")[0]), p.stem))
         found = [p for p in found if args.steps is None or int(p.stem.rsplit("-", 1)[1]) in args.steps]
         for path in found[::args.every]:
             phase, step = re.fullmatch(r"(\w+)-(\d+)", path.stem).groups()

@@ -2,7 +2,7 @@
 
     python benchmarks/phantom_vae/ship.py runs/phantom-vae --evaluation runs/phantom-vae/evaluation.json
 
-Takes the newest finished phase (``finish``, else ``recon``) or, with ``--snapshot NAME``, a training snapshot;
+Takes the newest finished phase (``robust``, else ``finish``, else ``recon``) or, with ``--snapshot NAME``, a training snapshot;
 writes ``metavoxel/pretrained/phantom-32/`` (``vae.safetensors`` + ``vae.json`` with the training's provenance:
 the phantom seeds it trained and was judged on, the command, the steps and hours) and its ``MODEL_CARD.md``
 from the training record and the figures of ``evaluate.py``.
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import HELD_OUT_SEEDS, PERCENTILES, PHANTOMS, SIZE, TRAIN_SEEDS, VOXEL_MM  # noqa: E402
-from train import ARCHITECTURE  # noqa: E402
+from train import ARCHITECTURE, PHASES  # noqa: E402
 
 from metavoxel.io.atomic import write_text  # noqa: E402
 from metavoxel.vae.pretrained import PRETRAINED_ROOT  # noqa: E402
@@ -36,7 +36,7 @@ def _source(out: Path, snapshot: str | None):
         from evaluate import load_snapshot
 
         return load_snapshot(out / "snapshots" / f"{snapshot}.safetensors"), None, f"snapshot {snapshot}"  # its own architecture
-    for phase in ("finish", "recon"):
+    for phase in reversed(PHASES):
         if (out / phase / "vae" / "vae.json").is_file():
             vae, meta = load_vae(out / phase / "vae")
             return vae, meta, f"phase {phase}"
@@ -113,14 +113,14 @@ def main() -> None:
     record = json.loads((args.out / "train.json").read_text())
     vae, meta, shipped = _source(args.out, args.snapshot)
     history = []
-    for phase in ("recon", "finish"):
+    for phase in PHASES:
         path = args.out / phase / "history.jsonl"
         if path.is_file():
             history += [json.loads(line) for line in path.read_text().splitlines()]
     steps = sum(json.loads((args.out / p / "vae" / "vae.json").read_text())["metrics"]["steps"]
-                for p in ("recon", "finish") if (args.out / p / "vae" / "vae.json").is_file())
+                for p in PHASES if (args.out / p / "vae" / "vae.json").is_file())
     seconds = sum((json.loads((args.out / p / "vae" / "vae.json").read_text())["metrics"].get("seconds") or 0)
-                  for p in ("recon", "finish") if (args.out / p / "vae" / "vae.json").is_file())
+                  for p in PHASES if (args.out / p / "vae" / "vae.json").is_file())
     if args.snapshot is not None:
         phase, step = args.snapshot.rsplit("-", 1)
         steps = int(step) + (record["phases"]["recon"]["steps"] if phase == "finish" else 0)

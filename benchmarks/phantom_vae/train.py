@@ -18,6 +18,12 @@ refused, but for the phases' lengths: ``--recon-steps`` may end the first phase 
 2. ``finish``: from ``recon``'s weights, the least-squares patch adversarial loss joins (weight
    ``--adv-weight``) and the learning rate decays to 0 on a cosine (MAISI's balance of the terms, Guo et al.
    2024, without its perceptual term: no pretrained 3D feature network can be loaded here).
+3. ``robust`` (only with ``--robust-steps``): the encoder frozen (the latent space, and any diffusion model trained
+   in it, unchanged), the decoder alone trains on latents with noise of up to ``--latent-noise`` times their SD
+   (`VAETrainConfig.latent_noise`), adversarial term on, learning rate ``--lr``/4 on a cosine. Measured on the
+   demo's samples in the sharp latent, it did not bring generated brains closer to real ones (benchmarks/RESULTS.md),
+   so the shipped VAE has no such phase; it stays for experiments. ``--first-phase robust --init-from FOLDER``
+   runs it on a saved VAE.
 
 Data: a fresh phantom brain for every image of every batch (`data.PhantomVolumes`: both phantoms alternate,
 subjects of seeds `data.TRAIN_SEEDS` that no demo or benchmark cohort uses); validation on held-out brains
@@ -63,6 +69,8 @@ ARCHITECTURE = {"channels": [16, 32, 64], "latent_channels": 8, "num_res_blocks"
 #: Virtual subjects per phantom pass of the batch order: far more than the training ever draws, so every image
 #: it sees is a brain it has not seen before.
 VIRTUAL_SUBJECTS = 100_000
+#: The phases, in the order they train (the module docstring says what each does).
+PHASES = ("recon", "finish", "robust")
 
 
 def phase_configs(args: argparse.Namespace, precision: str) -> dict[str, VAETrainConfig]:
@@ -195,7 +203,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = VAESpec(**chosen)
     configs = phase_configs(args, precision)
-    order = list(configs)
+    order = list(PHASES)
     if args.robust_steps < 1:
         configs.pop("robust")
     if order.index(args.first_phase) > order.index(args.stop_after) or args.first_phase not in configs:
