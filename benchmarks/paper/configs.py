@@ -38,13 +38,13 @@ class BenchConfig:
 
 
 SMALL = BenchConfig(
-    recipe=StudyRecipe(name="small", subjects=600, size=32, pretrained_vae="phantom-32", vae_channels=(8, 16, 32),
+    recipe=StudyRecipe(name="small", subjects=600, size=32, pretrained_vae="phantom-32-sharp", vae_channels=(8, 16, 32),
                        vae_latent_channels=8, vae_steps=600, vae_batch_size=8, vae_lr=2e-3, train_steps=1200,
                        batch_size=32, lr=1e-3, ema_decay=0.99, val_fraction=0.1, test_fraction=0.16),
     baseline_steps=300, baseline_batch_size=16,
     densenet={"init_features": 64, "growth_rate": 32},  # MONAI's DenseNet121 as published
     vit={"patch_size": 8, "hidden_size": 192, "mlp_dim": 768, "num_layers": 6, "num_heads": 6},
-    notes="32³ phantom at 5.5 mm, the shipped phantom VAE (x4 to an 8×8×8×8 latent; --train-vae: a ×4 KL-VAE "
+    notes="32³ phantom at 5.5 mm, the shipped phantom VAE phantom-32-sharp (x4 to an 8×8×8×8 latent; --train-vae: a ×4 KL-VAE "
           "8/16/32 trained on the cohort), U-Net channels 32/64/64; 2 CPU cores.",
 )
 

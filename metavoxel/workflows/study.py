@@ -94,12 +94,12 @@ class StudyRecipe:
 #: has stronger age and sex effects than the default one (docs/phantom.md, "The demo's phantom"). It trains
 #: with the per-variable-level mixture, so it conditions clean, predicts sex in a few network calls and
 #: guides its conditional generation.
-#: Its VAE is the shipped phantom VAE (`phantom-32`, metavoxel/pretrained/; docs/vae.md): about 5 dB above the
-#: 200-step VAE the demo trained before, which kept so little of each brain that every generated brain was a
-#: smooth oval (benchmarks/RESULTS.md, "The shipped phantom VAE"). The time the VAE no longer takes goes to the
-#: joint model: 900 steps instead of 560. A latent that keeps more of the brain is harder to generate in: at 560
-#: steps the generated brains' FID was 3.4x that of the VAE's reconstructions and the round trip lost its order;
-#: at 900 steps 1.4x (the demo's bound is 1.5x) with the round trip's order kept. `--train-vae` trains the
+#: Its VAE is the shipped phantom VAE `phantom-32-sharp` (metavoxel/pretrained/; docs/vae.md): 29-30 dB on
+#: held-out brains, sulci kept, where the 200-step VAE the demo once trained kept so little that every generated
+#: brain was a smooth oval (benchmarks/RESULTS.md, "The shipped phantom VAE"). The time the VAE no longer takes goes
+#: to the joint model: 900 steps. With it the generated brains are 2.7-4.6x closer to real ones than with the
+#: blurrier `phantom-32` on a fixed feature network, though 12.8x the FID of the VAE's own reconstructions, whose
+#: floor fell far lower (benchmarks/RESULTS.md, "The demo against its constants"). `--train-vae` trains the
 #: earlier recipe's VAE (200 steps of 8 volumes) instead.
 #: Age's loss weighs 4x in the joint loss: the image's loss dominates the shared bottleneck otherwise, and
 #: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS.md,
@@ -109,7 +109,7 @@ class StudyRecipe:
 #: It samples on the quadratic grid: on its model, 20 samples per subject then give spread-skill 0.98 and 90%
 #: coverage 0.91 (0.905 calibrated) against 1.09 and 0.87 on the uniform grid (benchmarks/RESULTS.md, "The
 #: sampling grid").
-DEMO = StudyRecipe(name="demo", subjects=600, pretrained_vae="phantom-32", vae_steps=200, train_steps=900,
+DEMO = StudyRecipe(name="demo", subjects=600, pretrained_vae="phantom-32-sharp", vae_steps=200, train_steps=900,
                    test_fraction=0.15,
                    phantom={"age_effect": 3.0, "sex_effect": 2.0}, training=dict(RECOMMENDED_TRAINING),
                    guidance=2.0, loss_weights={"age": 4.0}, predictions={"image": "v"}, grid="quadratic")

@@ -107,7 +107,7 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert demo["metrics"]["age_point_seconds_per_subject"] > 0
     assert any(n.startswith("age answer: point prediction, 5 network calls") for n in demo["notes"])
     # the VAE's line: which VAE, its PSNR and age probe
-    assert any(n.startswith("VAE: the shipped phantom VAE 'phantom-32' (the VAE never saw this cohort's brains")
+    assert any(n.startswith("VAE: the shipped phantom VAE 'phantom-32-sharp' (the VAE never saw this cohort's brains")
                for n in demo["notes"])
     assert not (tmp_path / "vae").exists()  # the shipped VAE is used where it lies: nothing trained, nothing copied
     assert demo["metrics"]["vae_probe_age_ratio"] > 0 and demo["metrics"]["vae_val_psnr"] > 0
