@@ -1,6 +1,7 @@
-"""How well a VAE keeps phantom brains: PSNR, SSIM and the signal probe on held-out brains of both phantoms,
-for the shipped VAE, its training snapshots (the learning curves), the demo's VAE recipe trained from scratch,
-and a half-voxel blur, side by side in one run.
+"""How well a VAE keeps phantom brains: PSNR, SSIM and the signal probe on held-out brains, side by side.
+
+Both phantoms, for the shipped VAE, its training snapshots (the learning curves), the demo's VAE recipe trained
+from scratch, and a half-voxel blur, side by side in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/phantom_vae/evaluate.py --vae metavoxel/pretrained/phantom-32 \\
         --snapshots runs/phantom-vae/snapshots --demo-recipe --out runs/phantom-vae/evaluation.json

@@ -1,4 +1,4 @@
-"""Where the age probe loses the signal: the refitted probe per feature view, for the VAE, a blur and a noise-free render.
+"""Where the age probe loses the signal: the refitted probe per feature view, for the VAE, a blur, a clean render.
 
 The shipped VAE's refitted age probe (`metavoxel.vae.probe`, scored by `evaluate.py`) reads age from reconstructions
 at about twice the raw MAE while sex is kept. This splits the probe into its views (``histogram``: the intensity
@@ -44,7 +44,8 @@ def main() -> None:
     clean, _, _ = brains(args.phantom, args.fit + args.test, noise=0.0)
     vae, _ = load_vae(pretrained_vae(args.vae))
     vae.eval()
-    cases = {"raw brains": noisy, "rendered without noise": clean, f"{args.vae} reconstructions": reconstruct(vae, noisy),
+    cases = {"raw brains": noisy, "rendered without noise": clean,
+             f"{args.vae} reconstructions": reconstruct(vae, noisy),
              f"{args.vae} reconstructions of the noise-free brains": reconstruct(vae, clean),
              "half-voxel blur": torch.stack([GaussianSmooth(sigma=0.5)(v) for v in noisy])}
     fit, test = slice(0, args.fit), slice(args.fit, None)

@@ -54,7 +54,8 @@ def _state_seconds(out: Path, phase: str, step: int) -> float:
     return seconds * min(1.0, step / max(1, int(current["step"])))
 
 
-def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = NAME, purpose: str = PURPOSE) -> str:
+def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = NAME, purpose: str = PURPOSE,
+          ship_command: str = "python benchmarks/phantom_vae/ship.py OUT") -> str:
     architecture = record.get("architecture", ARCHITECTURE)
     factor = 2 ** (len(architecture["channels"]) - 1)
     lines = [f"# {name}: a phantom VAE shipped with metavoxel", "",
@@ -65,7 +66,9 @@ def _card(record: dict, provenance: dict, evaluation: dict | None, name: str = N
              "a real brain it reconstructs a phantom-like image.", "",
              "## How it was trained", "",
              f"- Command: `{record['command']}` (resumable: the same command continues it), then "
-             f"`python benchmarks/phantom_vae/ship.py`.",
+             f"`{ship_command}`"
+             + (" (the last stage: the weights it continued are in git history, their stages in "
+                "benchmarks/RESULTS.md)." if provenance.get("continued") else "."),
              f"- Shipped: {provenance['shipped']}; {provenance['steps']} optimiser steps of "
              f"{record['phases']['recon']['batch_size']} fresh brains each, {provenance['hours']:.1f} hours on "
              f"{record['device']} ({record['threads']} thread(s), bf16 autocast where the CPU has it), over "
@@ -155,7 +158,9 @@ def main() -> None:
                            "orientation": "benchmarks/phantom_vae/data.py",
                            "intensity": "benchmarks/phantom_vae/data.py: scaled()"}}
     save_vae(args.to, vae, record.get("architecture", ARCHITECTURE), report, provenance=provenance, expects=expects)
-    write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation, args.to.name, args.purpose))
+    shipped_by = f"python benchmarks/phantom_vae/ship.py {args.out}" + (
+        f" --to {args.to}" if args.to.name != NAME else "")
+    write_text(args.to / "MODEL_CARD.md", _card(record, provenance, evaluation, args.to.name, args.purpose, shipped_by))
     print(f"shipped {shipped} to {args.to} (scale factor {scale:.4f})")
 
 

@@ -1,11 +1,15 @@
-"""Train the phantom VAE that metavoxel ships (metavoxel/pretrained/phantom-32), resumably, in two phases.
+"""Train the phantom VAEs that metavoxel ships (metavoxel/pretrained/), resumably, in two or three phases.
 
-    OMP_NUM_THREADS=1 python benchmarks/phantom_vae/train.py --out runs/phantom-vae
+    OMP_NUM_THREADS=1 python benchmarks/phantom_vae/train.py --out runs/phantom-vae --lr 2e-3
+
+The default VAE, ``phantom-32-sharp``, took three runs of this command, each continuing the last one's weights
+with ``--init-from`` (their commands: benchmarks/RESULTS.md, "The shipped phantom VAE").
 
 Run the same command again to continue: each phase keeps its training state (`metavoxel.vae.state`) under
 ``OUT/<phase>/state`` every ``--checkpoint-every`` steps, and a finished phase is not trained again, so the
 command can be stopped at any moment and re-run in a later session (with the same options; a change is
-refused, but for the phases' lengths: ``--recon-steps`` may end the first phase sooner). ``python benchmarks/phantom_vae/ship.py OUT`` then copies the result beside the code.
+refused, but for the phases' lengths: ``--recon-steps`` may end the first phase sooner).
+``python benchmarks/phantom_vae/ship.py OUT --to metavoxel/pretrained/NAME`` then copies the result beside the code (without ``--to``: ``phantom-32``).
 
 1. ``recon``: L1 + KL at a constant learning rate after a linear warm-up: the autoencoder learns to reconstruct.
    The KL weight is 1e-9, not the 1e-6 of MONAI's tutorials and of `metavoxel train-vae`: with the L1 term a

@@ -118,7 +118,7 @@ def demo(
     missed = [c.name for c in report.checks if not c.met]
     console.print("The demo beats every constant it is compared with." if not missed else
                   f"The demo does NOT beat its constants on: {'; '.join(missed)}.", markup=False, highlight=False)
-    console.print(f"cohort, VAE and model trained in {report.metrics['train_seconds']:.0f} s, "
+    console.print(f"cohort, VAE and model ready in {report.metrics['train_seconds']:.0f} s, "
                   f"{report.metrics['total_seconds']:.0f} s in all; written: "
                   + ", ".join(str(p) for p in report.files), markup=False, highlight=False)
     console.print("\nThe same on your own data (a BIDS root or a TSV/CSV table; see README.md):", markup=False)

@@ -2,7 +2,7 @@
 ``metavoxel/pretrained/<name>/``, found by name.
 
 ``phantom-32-sharp`` is the KL-VAE of the built-in phantom at its 32³ grid of 5.5 mm (both the demo's phantom and
-the default one), 11000 steps, the last of each continuation with the patch adversarial term: 30.4 dB on held-out
+the default one), 11000 steps, the last 2000 of each continuation with the patch adversarial term: 30.4 dB on held-out
 brains, sulci kept. `metavoxel demo` and the small paper benchmark use it unless told to train their own. Its
 ``vae.json`` records, under ``provenance``, the phantom seeds of every brain it trained on and of the held-out
 brains it was judged on, so a cohort can be checked for overlap (`check_unseen_phantom`); its model card says

@@ -90,19 +90,19 @@ class StudyRecipe:
         return list(self.size) if isinstance(self.size, tuple) else [self.size] * 3
 
 
-#: `metavoxel demo`: a quick model on a small phantom cohort, under 10 minutes on 2 CPU cores. Its phantom
+#: `metavoxel demo`: a quick model on a small phantom cohort, about 10 minutes on 2 CPU cores. Its phantom
 #: has stronger age and sex effects than the default one (docs/phantom.md, "The demo's phantom"). It trains
 #: with the per-variable-level mixture, so it conditions clean, predicts sex in a few network calls and
 #: guides its conditional generation.
 #: Its VAE is the shipped phantom VAE `phantom-32-sharp` (metavoxel/pretrained/; docs/vae.md): 29-30 dB on
 #: held-out brains, sulci kept, where the 200-step VAE the demo once trained kept so little that every generated
-#: brain was a smooth oval (benchmarks/RESULTS.md, "The shipped phantom VAE"). The time the VAE no longer takes goes
+#: brain was a smooth oval (benchmarks/RESULTS-archive.md). The time the VAE no longer takes goes
 #: to the joint model: 900 steps. With it the generated brains are 2.7-4.6x closer to real ones than with the
 #: blurrier `phantom-32` on a fixed feature network, though 12.8x the FID of the VAE's own reconstructions, whose
 #: floor fell far lower (benchmarks/RESULTS.md, "The demo against its constants"). `--train-vae` trains the
 #: earlier recipe's VAE (200 steps of 8 volumes) instead.
 #: Age's loss weighs 4x in the joint loss: the image's loss dominates the shared bottleneck otherwise, and
-#: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS.md,
+#: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS-archive.md,
 #: "The demo's age answer"; 4 was the one weight tried). The image predicts v, not eps: at this budget the
 #: eps network's x0 estimate near t = T is worse than the training mean, so generated latents spread 4.6x as
 #: much as real ones; with v 1.9x (benchmarks/RESULTS-archive.md, "The image denoiser near t = T").

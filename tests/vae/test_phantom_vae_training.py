@@ -149,8 +149,8 @@ def test_the_robust_phase_joins_a_finished_training_and_trains_the_decoder_alone
 def _report(steps):
     from metavoxel.vae.report import VAEReport
 
-    return VAEReport(steps=steps, final={}, val={"psnr": 20.0, "ssim": 0.5}, scale_factor=1.0, latent_std=1.0, perceptual=False,
-                     history=[], seconds=0.0)
+    return VAEReport(steps=steps, final={}, val={"psnr": 20.0, "ssim": 0.5}, scale_factor=1.0, latent_std=1.0,
+                     perceptual=False, history=[], seconds=0.0)
 
 
 def _saved(folder):
