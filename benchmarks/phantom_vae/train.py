@@ -8,8 +8,9 @@ with ``--init-from`` (their commands: benchmarks/RESULTS.md, "The shipped phanto
 Run the same command again to continue: each phase keeps its training state (`metavoxel.vae.state`) under
 ``OUT/<phase>/state`` every ``--checkpoint-every`` steps, and a finished phase is not trained again, so the
 command can be stopped at any moment and re-run in a later session (with the same options; a change is
-refused, but for the phases' lengths: ``--recon-steps`` may end the first phase sooner).
-``python benchmarks/phantom_vae/ship.py OUT --to metavoxel/pretrained/NAME`` then copies the result beside the code (without ``--to``: ``phantom-32``).
+refused, but for the phases' lengths: ``--recon-steps`` may end the first phase sooner). ``python
+benchmarks/phantom_vae/ship.py OUT --to metavoxel/pretrained/NAME`` then copies the result beside the code
+(without ``--to``: to ``phantom-32``).
 
 1. ``recon``: L1 + KL at a constant learning rate after a linear warm-up: the autoencoder learns to reconstruct.
    The KL weight is 1e-9, not the 1e-6 of MONAI's tutorials and of `metavoxel train-vae`: with the L1 term a
@@ -171,7 +172,7 @@ def main() -> None:
                              "of up to --latent-noise times their SD, the encoder frozen.")
     parser.add_argument("--latent-noise", type=float, default=0.3,
                         help="The robust phase's largest latent noise, as a fraction of the latent's SD.")
-    parser.add_argument("--first-phase", choices=["recon", "finish", "robust"], default="recon",
+    parser.add_argument("--first-phase", choices=PHASES, default="recon",
                         help="The first phase this command trains; with --init-from, e.g. `--first-phase robust` "
                              "makes a shipped VAE's decoder robust without retraining it.")
     parser.add_argument("--val-every", type=int, default=500)
@@ -185,7 +186,7 @@ def main() -> None:
                              "default: the shipped 16,32,64.")
     parser.add_argument("--latent-channels", type=int, default=ARCHITECTURE["latent_channels"],
                         help="Channels of the latent (8 shipped: 8 x 8³ numbers for a 32³ image).")
-    parser.add_argument("--stop-after", choices=["recon", "finish", "robust"], default="robust",
+    parser.add_argument("--stop-after", choices=PHASES, default="robust",
                         help="The last phase this command trains (recon: a learning curve without the finish).")
     parser.add_argument("--train-subjects", type=int,
                         help="Train on the first N training brains only (N/2 per phantom, the same every epoch) and "
@@ -207,15 +208,14 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = VAESpec(**chosen)
     configs = phase_configs(args, precision)
-    order = list(PHASES)
     if args.robust_steps < 1:
         configs.pop("robust")
-    if order.index(args.first_phase) > order.index(args.stop_after) or args.first_phase not in configs:
+    first, last = PHASES.index(args.first_phase), PHASES.index(args.stop_after)
+    if first > last or args.first_phase not in configs:
         raise SystemExit(f"error: --first-phase {args.first_phase} --stop-after {args.stop_after} "
                          f"--robust-steps {args.robust_steps}: no phase to train; choose phases in the order "
-                         f"{', '.join(order)} (robust needs --robust-steps)")
-    configs = {name: c for name, c in configs.items()
-               if order.index(args.first_phase) <= order.index(name) <= order.index(args.stop_after)}
+                         f"{', '.join(PHASES)} (robust needs --robust-steps)")
+    configs = {name: c for name, c in configs.items() if first <= PHASES.index(name) <= last}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"command": " ".join(sys.argv), "architecture": chosen, "train_seeds": TRAIN_SEEDS,

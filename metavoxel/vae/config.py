@@ -69,9 +69,9 @@ class VAETrainConfig(BaseModel):
     latent_noise: float = Field(0.0, ge=0, description=(
         "Decoder robustness to latent errors: before decoding, the sampled latent gets Gaussian noise of SD "
         "u * latent_noise * s, s the image's posterior-mean SD (no gradient) and u ~ U(0, 1) per image, so the "
-        "decoder learns to map latents near the encoder's to the brain instead of to blocks and speckle. A latent "
-        "diffusion model's samples are such latents (benchmarks/RESULTS.md, 'Generating in the sharp latent'). "
-        "0: off (plain reconstruction)."))
+        "decoder learns to map latents near the encoder's to the brain. A latent diffusion model's samples are such "
+        "latents, but on the demo's samples it did not bring generated brains closer to real ones (benchmarks/"
+        "RESULTS.md, 'The demo against its constants'). 0: off (plain reconstruction)."))
     train_encoder: bool = Field(True, description=(
         "False: the encoder and the posterior convolutions stay frozen and only the decoder trains, so the "
         "latent space, its scale factor and every diffusion model already trained in it stay valid."))

@@ -180,7 +180,8 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     """Train ``vae`` in place with the MAISI objective (module docstring) and measure it.
 
     Args:
-        vae: a MONAI ``AutoencoderKL`` (e.g. from ``build_vae``); trained in place, left in eval mode.
+        vae: a MONAI ``AutoencoderKL`` (e.g. from ``build_vae``); trained in place, left in eval mode (with
+            ``train_encoder=False``, its encoder and posterior convolutions left with ``requires_grad`` False).
         train_images: (N, C, *shape) tensor in [0, 1], or an indexable dataset of (C, *shape) tensors.
         val_images: the same for validation (PSNR/SSIM every ``val_every`` steps and at the end), or None.
         config: the training knobs.
@@ -225,10 +226,12 @@ def train_vae(vae: torch.nn.Module, train_images: Any, val_images: Any, config: 
     vae.to(device)
     discriminator.to(device)
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
+    trained = vae.parameters()
     if not config.train_encoder:
         for part in _encoder_parts(vae):
             part.requires_grad_(False)
-    opt_g = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=config.lr)
+        trained = [p for p in vae.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(trained, lr=config.lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     batches = IndexStream(len(train), config.batch_size, generator)
