@@ -77,7 +77,7 @@ def main() -> None:
         from metavoxel.vae.pretrained import pretrained_vae
 
         networks[f"{name}'s encoder"] = vae_features(load_vae(pretrained_vae(name))[0])
-    ratios = []
+    ratios, floors = [], {}  # a floor depends only on the network and the set of reconstructions picked
     print(f"{args.demo}: {args.brains} generated brains per seed, {args.steps} steps, {len(real)} held-out brains")
     for seed in range(args.seeds):
         free = model.sample(num_subjects=args.brains, steps=args.steps, seed=seed, batch_size=96)
@@ -87,7 +87,10 @@ def main() -> None:
                 torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:m])
         for features, network in networks.items():
             fid = fid_mmd_3plane(real, generated, network)["fid"]
-            floor = fid_mmd_3plane(real, recon[pick], network)["fid"]
+            key = (features, tuple(sorted(pick.tolist())))
+            if key not in floors:
+                floors[key] = fid_mmd_3plane(real, recon[pick], network)["fid"]
+            floor = floors[key]
             if features == "run VAE":
                 ratios.append(fid / floor)
             print(f"seed {seed}, features of the {features}: generated {fid:.2f}, floor {floor:.2f}, ratio "
