@@ -11,6 +11,12 @@ other seeds; prints each seed's means, slope and verdict, and how often the chec
     OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --brains 96 --seeds 4 --steps 50
     OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --check round-trip --seeds 8
 
+``--check spread-skill``: the demo's age answer from image + sex (`metavoxel.demo._regression`, ``--num-samples``
+samples per held-out subject, 3 as the demo draws) with other seeds; prints each seed's spread-skill ratio and 50%
+coverage, and how often the demo's spread-skill check (0.8-1.25) passed:
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_check_noise.py --demo runs/demo --check spread-skill --seeds 8
+
 ``--decoder FOLDER``: decode (the generated brains and the floor's reconstructions alike) with this saved VAE's
 decoder instead of the run's. It must share the run VAE's encoder weights exactly (refused otherwise), so the latent
 space, the joint model's samples and the FID's features stay the same and only the decoder is compared:
@@ -46,7 +52,8 @@ def main() -> None:
     parser.add_argument("--brains", type=int, default=96)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--check", choices=["fid", "round-trip"], default="fid")
+    parser.add_argument("--check", choices=["fid", "round-trip", "spread-skill"], default="fid")
+    parser.add_argument("--num-samples", type=int, default=3, help="samples per subject (--check spread-skill)")
     parser.add_argument("--decoder", type=Path, help="a saved VAE folder whose decoder replaces the run VAE's")
     parser.add_argument("--yardsticks", default="", help="shipped VAEs whose encoders also serve as FID features")
     args = parser.parse_args()
@@ -65,6 +72,10 @@ def main() -> None:
         swap_decoder(model.variables["image"].vae, args.decoder)
     if args.check == "round-trip":
         round_trips(model, cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image"), args)
+        return
+    if args.check == "spread-skill":
+        spread_skills(model, cohort.select(splits["train"]).batch(), records(model, cohort, splits["test"], "image"),
+                      args)
         return
     from metavoxel.demo import _Context, _reconstructions
 
@@ -132,6 +143,28 @@ def round_trips(model, train: dict, test: dict, args: argparse.Namespace) -> Non
                               for sex in ctx.sexes)
             print(f"seed {seed}: {cells}; slope {m['round_trip_slope']:.3f}; in order: {ok}", flush=True)
     print(f"in order for {passed} of {args.seeds} seeds")
+
+
+def spread_skills(model, train: dict, test: dict, args: argparse.Namespace) -> None:
+    """The demo's age answer (`metavoxel.demo._regression`) for seeds 0..S-1: spread-skill and coverage per seed."""
+    import tempfile
+
+    from metavoxel.demo import DemoReport, _Context, _regression
+
+    ratios = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in range(args.seeds):
+            report = DemoReport()
+            _regression(_Context(model, train, test, Path(scratch), args.steps, seed, lambda *a: None), report,
+                        args.num_samples)
+            m = report.metrics
+            ratios.append(m["age_spread_skill"])
+            print(f"seed {seed}: spread-skill {m['age_spread_skill']:.3f}, coverage {m['age_coverage']:.3f} "
+                  f"(level {m['age_coverage_level']:.3f}), MAE {m['age_mae']:.2f}", flush=True)
+    r = np.asarray(ratios)
+    inside = int(((r >= 0.8) & (r <= 1.25)).sum())
+    print(f"spread-skill mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} "
+          f"seeds, {args.num_samples} samples per subject; in [0.8, 1.25] for {inside} of {len(r)}")
 
 
 if __name__ == "__main__":

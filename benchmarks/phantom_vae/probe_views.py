@@ -9,6 +9,9 @@ noise-free brains) and a half-voxel Gaussian blur. Brains: subjects 0..N-1 of th
 
     OMP_NUM_THREADS=1 python benchmarks/phantom_vae/probe_views.py --phantom default --vae phantom-32-sharp
 
+``--bins`` adds, per bin of the probe's intensity histogram, each kind of image's share of voxels and that share's
+correlation with age: which intensities carry the age signal, and how much of it each kind of image keeps.
+
 What it can show: which view, and so which kind of image content, a reconstruction loses the signal from. What it
 cannot: a linear probe is a lower bound on the signal an image carries (`metavoxel.vae.probe`).
 """
@@ -32,6 +35,8 @@ def main() -> None:
     parser.add_argument("--vae", default="phantom-32-sharp", help="a shipped VAE's name")
     parser.add_argument("--fit", type=int, default=300, help="brains the probe is fitted on")
     parser.add_argument("--test", type=int, default=150, help="brains it is scored on")
+    parser.add_argument("--bins", action="store_true",
+                        help="also print, per histogram bin, each kind of image's share of voxels and its r with age")
     args = parser.parse_args()
 
     from monai.transforms import GaussianSmooth
@@ -60,6 +65,24 @@ def main() -> None:
             a, s = result["age"], result["sex"]
             print(f"{view:9s} {name:55s} age {a.refit:5.2f} ({a.refit / a.raw:.2f}x raw {a.raw:.2f}; training mean "
                   f"{a.baseline:.2f}), sex {s.refit:.3f} (raw {s.raw:.3f})", flush=True)
+    if args.bins:
+        bin_table(cases, age)
+
+
+def bin_table(cases: dict[str, torch.Tensor], age: list) -> None:
+    """Per bin of the probe's intensity histogram: each kind of image's mean share of voxels (per mille) and the
+    Pearson r of that share with age over all brains: which intensities carry age, and which a reconstruction keeps."""
+    from metavoxel.vae.probe import intensity_histogram
+
+    years = torch.tensor(age, dtype=torch.float64)
+    shares = {name: intensity_histogram(images) for name, images in cases.items()}  # (N, 32) each
+    names = list(cases)
+    print("histogram bin (intensity range): share per mille | r with age, per kind: " + "; ".join(names))
+    bins = next(iter(shares.values())).shape[1]
+    for b in range(bins):
+        share = " ".join(f"{shares[n][:, b].mean().item() * 1000:7.2f}" for n in names)
+        r = " ".join(f"{torch.corrcoef(torch.stack([shares[n][:, b], years]))[0, 1].item():+.2f}" for n in names)
+        print(f"{b:2d} [{b / bins:.3f}, {(b + 1) / bins:.3f})  {share} | {r}")
 
 
 def brains(phantom: str, count: int, noise: float | None) -> tuple[torch.Tensor, list, list]:

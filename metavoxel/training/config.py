@@ -26,4 +26,6 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=1, description="Resumable state every N steps (and at the end).")
     log_every: int = Field(10, ge=1, description="A metrics.jsonl line every N steps.")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Data order, timesteps and noise.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; bf16: autocast on CUDA or on a CPU with bf16 "
+                            "instructions (AVX512-BF16 or AMX), refused elsewhere.")

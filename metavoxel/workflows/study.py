@@ -97,10 +97,11 @@ class StudyRecipe:
 #: Its VAE is the shipped phantom VAE `phantom-32-sharp` (metavoxel/pretrained/; docs/vae.md): 29-30 dB on
 #: held-out brains, sulci kept, where the 200-step VAE the demo once trained kept so little that every generated
 #: brain was a smooth oval (benchmarks/RESULTS-archive.md). The time the VAE no longer takes goes
-#: to the joint model: 900 steps. With it the generated brains are 2.7-4.6x closer to real ones than with the
-#: blurrier `phantom-32` on a fixed feature network, though 12.8x the FID of the VAE's own reconstructions, whose
-#: floor fell far lower (benchmarks/RESULTS.md, "The demo against its constants"). `--train-vae` trains the
-#: earlier recipe's VAE (200 steps of 8 volumes) instead.
+#: to the joint model: 900 steps, what the 10 minutes hold (at 800 the round trip fell out of order). With it the
+#: generated brains are 2.7-4.6x closer to real ones than with the blurrier `phantom-32` on a fixed feature network,
+#: though 12.8x the FID of the VAE's own reconstructions, whose floor fell far lower; 4x the steps improve every
+#: other figure but take that ratio only to 10.4x (benchmarks/RESULTS.md, "The demo against its constants").
+#: `--train-vae` trains the earlier recipe's VAE (200 steps of 8 volumes) instead.
 #: Age's loss weighs 4x in the joint loss: the image's loss dominates the shared bottleneck otherwise, and
 #: the age head reads the image at 0.64x the training mean's MAE instead of 0.48x (benchmarks/RESULTS-archive.md,
 #: "The demo's age answer"; 4 was the one weight tried). The image predicts v, not eps: at this budget the
@@ -203,14 +204,15 @@ def make_cohort(recipe: StudyRecipe, out: str | Path, *, progress: Progress | No
 
 
 def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *, progress: Progress | None = None,
-                    refit_probe: bool = True) -> tuple[Path, float, dict[str, Any]]:
+                    refit_probe: bool = True, judge_probe: bool = True) -> tuple[Path, float, dict[str, Any]]:
     """The recipe's KL-VAE: returns (weights, scale factor, report summary).
 
     With ``recipe.pretrained_vae`` the shipped VAE is used: the cohort is first checked to hold no brain the
     VAE saw (`metavoxel.vae.pretrained.check_unseen_phantom`), then the VAE is judged on its validation split
     (`judge_vae_run`); nothing is written to ``out``. Otherwise the recipe's VAE is trained on the training
     split into ``out`` (`train_vae_run`). ``refit_probe=False`` leaves out the signal probe refitted on
-    reconstructions.
+    reconstructions; ``judge_probe=False`` the shipped VAE's probe altogether (its judge then reads only the
+    validation brains).
     """
     from metavoxel.spec import ModelSpec
     from metavoxel.vae import VAETrainConfig
@@ -228,8 +230,8 @@ def train_study_vae(recipe: StudyRecipe, data: Path, out: str | Path, *, progres
         scale = recorded_scale_factor(weights)[0]
         tick("VAE (shipped): judging", 0, 1)
         spec = ModelSpec.from_dict(study_spec(recipe, vae_weights=str(weights), scale_factor=scale))
-        summary = {**judge_vae_run(spec, data, refit_probe=refit_probe), "pretrained": recipe.pretrained_vae,
-                   "unseen": unseen}
+        summary = {**judge_vae_run(spec, data, probe=judge_probe, refit_probe=refit_probe),
+                   "pretrained": recipe.pretrained_vae, "unseen": unseen}
         tick("VAE (shipped): judging", 1, 1)
         return weights, scale, summary
     patch = None if recipe.vae_patch_size is None else [recipe.vae_patch_size] * 3

@@ -123,15 +123,16 @@ def train_vae_run(spec: ModelSpec | str | Path, data: str | Path, out: str | Pat
 
 
 def judge_vae_run(spec: ModelSpec | str | Path, data: str | Path, *, variable: str | None = None,
-                  refit_probe: bool = True, batch_size: int = 8) -> dict:
+                  probe: bool = True, refit_probe: bool = True, batch_size: int = 8) -> dict:
     """How well the spec's (trained, shipped or imported) VAE keeps a cohort, without training it.
 
     The VAE of the spec's image_latent variable, with its weights, reconstructs the cohort's validation split
-    (the test split when there is no validation split): PSNR/SSIM as `train_vae` reports them, and the
-    signal probe of `probe_signal` fitted on the training split.
+    (the test split when there is no validation split): PSNR/SSIM as `train_vae` reports them, and (``probe``)
+    the signal probe of `probe_signal` fitted on the training split, which reads every training image.
 
     Returns:
-        ``{"val": {"l1", "psnr", "ssim"}, "probe": {variable: ProbeResult.to_dict()}, "images": n}``.
+        ``{"val": {"l1", "psnr", "ssim"}, "probe": {variable: ProbeResult.to_dict()}, "images": n}`` (``probe``
+        empty with ``probe=False``).
 
     Raises:
         InputError: no image_latent variable, no held-out images, or images that do not fit the VAE.
@@ -149,11 +150,12 @@ def judge_vae_run(spec: ModelSpec | str | Path, data: str | Path, *, variable: s
         raise InputError("the cohort's split has no validation or test subjects to judge the VAE on; give "
                          "data.split a val or test fraction")
     vae = model.variables[name].vae
-    train, val = _images(model, name, cohort, splits["train"]), _images(model, name, cohort, held)
+    val = _images(model, name, cohort, held)
     metrics = reconstruction_metrics(vae, VolumeSet(val[0], "held-out images"), batch_size=batch_size,
                                      device=model.device)
-    probe = probe_signal(model, cohort, vae, train, val, device=model.device, batch_size=batch_size, refit=refit_probe)
-    return {"val": metrics, "probe": probe, "images": len(val[1])}
+    signal = (probe_signal(model, cohort, vae, _images(model, name, cohort, splits["train"]), val,
+                           device=model.device, batch_size=batch_size, refit=refit_probe) if probe else {})
+    return {"val": metrics, "probe": signal, "images": len(val[1])}
 
 
 def encode_run(spec: ModelSpec | str | Path, data: str | Path, cache_dir: str | Path, *,

@@ -106,11 +106,11 @@ def test_demo_then_evaluate_end_to_end_quickly(tmp_path, capsys):
     assert checks["age MAE (years)"]["value"] == demo["metrics"]["age_mae"] != demo["metrics"]["age_mae_samples"]
     assert demo["metrics"]["age_point_seconds_per_subject"] > 0
     assert any(n.startswith("age answer: point prediction, 5 network calls") for n in demo["notes"])
-    # the VAE's line: which VAE, its PSNR and age probe
+    # the VAE's line: which VAE, its PSNR on this cohort (its probe is in RESULTS.md, not re-measured by the demo)
     assert any(n.startswith("VAE: the shipped phantom VAE 'phantom-32-sharp' (the VAE never saw this cohort's brains")
-               for n in demo["notes"])
+               and "PSNR" in n and "probe" not in n for n in demo["notes"])
     assert not (tmp_path / "vae").exists()  # the shipped VAE is used where it lies: nothing trained, nothing copied
-    assert demo["metrics"]["vae_probe_age_ratio"] > 0 and demo["metrics"]["vae_val_psnr"] > 0
+    assert demo["metrics"]["vae_val_psnr"] > 0 and "vae_probe_age_ratio" not in demo["metrics"]
     assert demo["metrics"]["fid_generated"] > 0 and demo["metrics"]["fid_reconstructed"] > 0
     # like counts on both sides of the FID ratio: as many free brains as held-out ones, all of them reconstructed
     fid = next(t for t in demo["tables"] if t["title"].startswith("Generated brains against"))
