@@ -3,7 +3,7 @@
 from metavoxel.training.checkpoint import load_run
 from metavoxel.training.config import TrainConfig
 from metavoxel.training.fit import encode_records, fit
-from metavoxel.training.trainer import EncodedRecords, TrainingDiverged, TrainResult, bf16_native, train
+from metavoxel.training.trainer import EncodedRecords, TrainingDiverged, TrainResult, train
 
-__all__ = ["EncodedRecords", "TrainConfig", "TrainResult", "TrainingDiverged", "bf16_native", "encode_records", "fit",
-           "load_run", "train"]
+__all__ = ["EncodedRecords", "TrainConfig", "TrainResult", "TrainingDiverged", "encode_records", "fit", "load_run",
+           "train"]

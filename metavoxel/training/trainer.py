@@ -25,11 +25,12 @@ import torch.distributed as dist
 from metavoxel.diffusion.joint import JointModel
 from metavoxel.errors import CheckpointError, InputError, MetavoxelError
 from metavoxel.io.atomic import write_json, write_text
+from metavoxel.precision import check_bf16
 from metavoxel.runs import SEAL_KEY, spec_digest
 from metavoxel.training.checkpoint import load_state, save_state, save_weights
 from metavoxel.training.config import TrainConfig
 
-__all__ = ["EncodedRecords", "TrainingDiverged", "TrainResult", "bf16_native", "distributed", "train"]
+__all__ = ["EncodedRecords", "TrainingDiverged", "TrainResult", "distributed", "train"]
 
 
 class TrainingDiverged(MetavoxelError):
@@ -91,13 +92,6 @@ def distributed() -> _Dist:
     return _Dist.from_env()
 
 
-def bf16_native(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 autocast runs on native kernels on ``device``: always on CUDA; on the CPU only where oneDNN has
-    bf16 instructions (AVX512-BF16 or AMX). Elsewhere a CPU emulates bf16, slower than fp32."""
-    device = torch.device(device)
-    return device.type == "cuda" or (device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
-
-
 def _lr_factor(step: int, config: TrainConfig) -> float:
     """Linear warm-up to 1, then cosine decay to 0.1 at the last step."""
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps)) if config.warmup_steps else 1.0
@@ -123,7 +117,7 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
     Raises:
         TrainingDiverged: a non-finite loss; the message names the step and the kept checkpoint.
         InputError: a batch size the processes do not divide; precision 'bf16' on a CPU without bf16 instructions
-            (`bf16_native`).
+            (`metavoxel.precision.check_bf16`).
     """
     ddp = _Dist.from_env()
     if config.batch_size % ddp.world:
@@ -136,9 +130,8 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    if bf16 and not bf16_native(device):
-        raise InputError(f"precision 'bf16' needs a CUDA device or a CPU with bf16 instructions (AVX512-BF16 or AMX), "
-                         f"and this {device.type} has none; use precision 'fp32' or 'auto'")
+    if bf16:
+        check_bf16(device, "use precision 'fp32' or 'auto'")
     params = [p for p in model.net.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: _lr_factor(i, config))

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from metavoxel.errors import InputError, MetavoxelError
+from metavoxel.precision import check_bf16
 from metavoxel.vae.config import VAETrainConfig, learning_rate_factor
 from metavoxel.vae.evaluation import latent_scale_factor, reconstruction_metrics
 from metavoxel.vae.perceptual import FeaturePerceptualLoss
@@ -113,9 +114,8 @@ def _autocast(config: VAETrainConfig, device: torch.device) -> Callable[[], cont
     """bf16 autocast on CUDA, or on a CPU whose oneDNN has bf16 kernels (AVX512-BF16 or AMX), else refused."""
     if config.precision == "fp32":
         return contextlib.nullcontext
-    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise InputError("precision 'bf16' needs a CUDA device or a CPU with bf16 instructions (AVX512-BF16 or AMX), "
-                         "and this CPU has none; use precision 'fp32'")
+    if device.type == "cpu":
+        check_bf16(device, "use precision 'fp32'")
     if device.type not in ("cuda", "cpu"):
         raise InputError(f"precision 'bf16' runs on CUDA or the CPU, got device {str(device)!r}; use precision "
                          "'fp32' on this device")

@@ -124,11 +124,11 @@ def test_non_finite_loss_stops_naming_the_step_and_keeping_the_checkpoint(tmp_pa
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_before_any_step(tmp_path, monkeypatch):
-    import metavoxel.training.trainer as trainer
+    from metavoxel.precision import bf16_native
 
     model = _model()
-    monkeypatch.setattr(trainer.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert not trainer.bf16_native("cpu") and trainer.bf16_native("cuda")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not bf16_native("cpu") and bf16_native("cuda")
     with pytest.raises(mv.InputError, match="precision 'bf16' needs a CUDA device or a CPU with bf16 instructions"):
         train(model, _records(model), _config(2, precision="bf16"), run_dir=tmp_path)
     assert not (tmp_path / "state.json").exists()
