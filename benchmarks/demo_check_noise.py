@@ -124,43 +124,47 @@ def swap_decoder(vae: torch.nn.Module, folder: Path) -> None:
     print(f"decoder from {folder} (encoder identical to the run's)", flush=True)
 
 
-def round_trips(model, train: dict, test: dict, args: argparse.Namespace) -> None:
-    """The demo's round trip (`metavoxel.demo._round_trip`, its guidance and 8 brains per cell) for seeds 0..S-1."""
+def seeded_stages(model, train: dict, test: dict, args: argparse.Namespace, stage):
+    """Run one stage of the demo (``stage(ctx, report)``) for seeds 0..S-1 as the demo runs it; yields each seed's
+    (seed, context, report)."""
     import tempfile
 
-    from metavoxel.demo import DemoReport, _Context, _round_trip
+    from metavoxel.demo import DemoReport, _Context
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in range(args.seeds):
+            ctx, report = _Context(model, train, test, Path(scratch), args.steps, seed, lambda *a: None), DemoReport()
+            stage(ctx, report)
+            yield seed, ctx, report
+
+
+def round_trips(model, train: dict, test: dict, args: argparse.Namespace) -> None:
+    """The demo's round trip (`metavoxel.demo._round_trip`, its guidance and 8 brains per cell) for seeds 0..S-1."""
+    from metavoxel.demo import _round_trip
 
     guidance = float(json.loads((args.demo / "model" / "recipe.json").read_text()).get("guidance") or 0.0)
     passed = 0
-    with tempfile.TemporaryDirectory() as scratch:
-        for seed in range(args.seeds):
-            report = DemoReport()
-            ctx = _Context(model, train, test, Path(scratch), args.steps, seed, lambda *a: None)
-            _round_trip(ctx, report, guidance, 8, 3)
-            m, ok = report.metrics, report.checks[-1].met
-            passed += ok
-            cells = "; ".join(f"{sex} " + ", ".join(f"{m[f'round_trip_{sex}_{a}']:.1f}" for a in (45, 70, 90))
-                              for sex in ctx.sexes)
-            print(f"seed {seed}: {cells}; slope {m['round_trip_slope']:.3f}; in order: {ok}", flush=True)
+    for seed, ctx, report in seeded_stages(model, train, test, args,
+                                           lambda ctx, report: _round_trip(ctx, report, guidance, 8, 3)):
+        m, ok = report.metrics, report.checks[-1].met
+        passed += ok
+        cells = "; ".join(f"{sex} " + ", ".join(f"{m[f'round_trip_{sex}_{a}']:.1f}" for a in (45, 70, 90))
+                          for sex in ctx.sexes)
+        print(f"seed {seed}: {cells}; slope {m['round_trip_slope']:.3f}; in order: {ok}", flush=True)
     print(f"in order for {passed} of {args.seeds} seeds")
 
 
 def spread_skills(model, train: dict, test: dict, args: argparse.Namespace) -> None:
     """The demo's age answer (`metavoxel.demo._regression`) for seeds 0..S-1: spread-skill and coverage per seed."""
-    import tempfile
-
-    from metavoxel.demo import DemoReport, _Context, _regression
+    from metavoxel.demo import _regression
 
     ratios = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for seed in range(args.seeds):
-            report = DemoReport()
-            _regression(_Context(model, train, test, Path(scratch), args.steps, seed, lambda *a: None), report,
-                        args.num_samples)
-            m = report.metrics
-            ratios.append(m["age_spread_skill"])
-            print(f"seed {seed}: spread-skill {m['age_spread_skill']:.3f}, coverage {m['age_coverage']:.3f} "
-                  f"(level {m['age_coverage_level']:.3f}), MAE {m['age_mae']:.2f}", flush=True)
+    for seed, _ctx, report in seeded_stages(model, train, test, args,
+                                            lambda ctx, report: _regression(ctx, report, args.num_samples)):
+        m = report.metrics
+        ratios.append(m["age_spread_skill"])
+        print(f"seed {seed}: spread-skill {m['age_spread_skill']:.3f}, coverage {m['age_coverage']:.3f} "
+              f"(level {m['age_coverage_level']:.3f}), MAE {m['age_mae']:.2f}", flush=True)
     r = np.asarray(ratios)
     inside = int(((r >= 0.8) & (r <= 1.25)).sum())
     print(f"spread-skill mean {r.mean():.3f}, SD {r.std(ddof=1) if len(r) > 1 else float('nan'):.3f} over {len(r)} "

@@ -14,7 +14,8 @@ __all__ = ["bf16_native", "check_bf16"]
 
 
 def bf16_native(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 autocast runs on native kernels on ``device``: always on CUDA, on the CPU with AVX512-BF16 or AMX."""
+    """Whether bf16 autocast may run on ``device``: on CUDA (where it is the trainers' ``auto`` precision), and on the
+    CPU only with AVX512-BF16 or AMX. Any other device: False."""
     device = torch.device(device)
     return device.type == "cuda" or (device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
 

@@ -123,15 +123,15 @@ def train(model: JointModel, records: EncodedRecords, config: TrainConfig, *, va
     if config.batch_size % ddp.world:
         raise InputError(f"batch_size {config.batch_size} must be divisible by the {ddp.world} processes")
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() else torch.device("cpu")
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    if bf16:  # refused before anything moves or is written
+        check_bf16(device, "use precision 'fp32' or 'auto'")
     model.to(device)
     records = records.to(device)
     val = val.to(device) if val is not None else None
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    if bf16:
-        check_bf16(device, "use precision 'fp32' or 'auto'")
     params = [p for p in model.net.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: _lr_factor(i, config))

@@ -114,11 +114,10 @@ def _autocast(config: VAETrainConfig, device: torch.device) -> Callable[[], cont
     """bf16 autocast on CUDA, or on a CPU whose oneDNN has bf16 kernels (AVX512-BF16 or AMX), else refused."""
     if config.precision == "fp32":
         return contextlib.nullcontext
-    if device.type == "cpu":
-        check_bf16(device, "use precision 'fp32'")
     if device.type not in ("cuda", "cpu"):
         raise InputError(f"precision 'bf16' runs on CUDA or the CPU, got device {str(device)!r}; use precision "
                          "'fp32' on this device")
+    check_bf16(device, "use precision 'fp32'")
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 

@@ -130,8 +130,8 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_before_any_step(tmp_
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert not bf16_native("cpu") and bf16_native("cuda")
     with pytest.raises(mv.InputError, match="precision 'bf16' needs a CUDA device or a CPU with bf16 instructions"):
-        train(model, _records(model), _config(2, precision="bf16"), run_dir=tmp_path)
-    assert not (tmp_path / "state.json").exists()
+        train(model, _records(model), _config(2, precision="bf16"), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
 def test_metrics_validation_best_and_ema(tmp_path):
